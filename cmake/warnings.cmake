@@ -1,0 +1,8 @@
+# Warning flags for every target of the project (errors when TFU_WERROR is on).
+set(TFU_WARNINGS -Wall -Wextra -Wshadow=local -Wno-missing-field-initializers)
+if(TFU_WERROR)
+  list(APPEND TFU_WARNINGS -Werror)
+endif()
+function(tfu_target_warnings target)
+  target_compile_options(${target} PRIVATE ${TFU_WARNINGS})
+endfunction()

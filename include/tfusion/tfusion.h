@@ -1,0 +1,324 @@
+/* tfusion.h - the whole C ABI of TransformerFusion (libtfusion), C99.
+ *
+ * Usage:
+ *
+ *   tfu_engine* eng; tfu_model* mdl; tfu_session* ses;
+ *   tfu_engine_params ep = tfu_engine_params_default();
+ *   if (tfu_engine_create(&ep, &eng) != TFU_STATUS_OK) { puts(tfu_last_error()); return 1; }
+ *   tfu_model_params mp = tfu_model_params_default();
+ *   if (tfu_model_load(eng, "model.gguf", &mp, &mdl) != TFU_STATUS_OK) { puts(tfu_last_error()); ... }
+ *   tfu_session_params sp = tfu_session_params_default();
+ *   sp.sampler.temperature = 0.0f;                       // greedy
+ *   tfu_session_create(mdl, &sp, &ses);
+ *   tfu_session_add_text(ses, "Once upon a time", true); // true: parse special tokens like <|im_start|>
+ *   tfu_generate_params gp = tfu_generate_params_default();
+ *   gp.max_tokens = 64; gp.on_token = my_callback; gp.user_data = my_state;
+ *   tfu_session_generate(ses, &gp, NULL);
+ *   tfu_session_destroy(ses); tfu_model_unload(mdl); tfu_engine_destroy(eng);
+ *
+ * Rules (they hold for every function below):
+ * - Every fallible call returns tfu_status (0 = OK) and hands objects back through out-parameters. On failure
+ *   tfu_last_error() gives a message for this thread naming what is wrong (file, tensor, field, argument).
+ * - Params structs are passed by pointer and start with `struct_size`; fill them with tfu_*_params_default()
+ *   and change the fields you need. Passing NULL means "defaults". New fields are only ever appended.
+ * - A published function never changes; status values are only ever appended.
+ * - Nothing here aborts, exits or prints. Log lines go to the callback set with tfu_set_log_callback.
+ *
+ * Threading:
+ * - tfu_engine: create/destroy from one thread; destroy only after all its models and sessions are gone.
+ * - tfu_model: load/unload may run concurrently with work on other models; unload only after its sessions are
+ *   destroyed. Read-only model calls (info, tokenize, detokenize, chat template) may run from any thread at once.
+ * - tfu_session: one thread at a time per session (a second concurrent call returns TFU_STATUS_BUSY). Different
+ *   sessions, also of different models, may be used from different threads at once; the engine serialises
+ *   device work internally. tfu_session_cancel() is safe from any thread at any time while the session exists.
+ */
+#ifndef TFUSION_H
+#define TFUSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define TFU_API __declspec(dllexport)
+#else
+#define TFU_API __attribute__((visibility("default")))
+#endif
+
+/* ---- version ------------------------------------------------------------------------------------------- */
+
+#define TFU_VERSION_MAJOR 0
+#define TFU_VERSION_MINOR 1
+#define TFU_VERSION_PATCH 0
+#define TFU_VERSION_NUMBER (TFU_VERSION_MAJOR * 10000 + TFU_VERSION_MINOR * 100 + TFU_VERSION_PATCH)
+#define TFU_VERSION_STRING "0.1.0"
+
+/* The library's version as MAJOR*10000 + MINOR*100 + PATCH; compare with TFU_VERSION_NUMBER to check that the
+ * header and the library agree (bindings do). */
+TFU_API int32_t tfu_version(void);
+/* The library's version string, e.g. "0.1.0"; static storage. */
+TFU_API const char* tfu_version_string(void);
+
+/* ---- status and errors --------------------------------------------------------------------------------- */
+
+typedef enum tfu_status {
+    TFU_STATUS_OK = 0,
+    TFU_STATUS_INVALID_ARGUMENT = 1,    /* NULL handle, bad parameter value, struct_size too small */
+    TFU_STATUS_NOT_FOUND = 2,           /* file does not exist or cannot be opened */
+    TFU_STATUS_IO_ERROR = 3,            /* read/write/mmap failed */
+    TFU_STATUS_INVALID_FILE = 4,        /* malformed or truncated file (GGUF, session file) */
+    TFU_STATUS_UNSUPPORTED = 5,         /* valid but not supported: architecture, tensor type, tokenizer, op */
+    TFU_STATUS_OUT_OF_MEMORY = 6,       /* allocation failed or the engine's memory budget is exceeded */
+    TFU_STATUS_CONTEXT_FULL = 7,        /* the session's context cannot hold the tokens */
+    TFU_STATUS_CANCELLED = 8,           /* tfu_session_cancel() stopped the call */
+    TFU_STATUS_TEMPLATE_ERROR = 9,      /* chat template failed; the message is the template's own */
+    TFU_STATUS_INVALID_UTF8 = 10,       /* text argument is not valid UTF-8 */
+    TFU_STATUS_BUSY = 11,               /* the session is in use by another thread */
+    TFU_STATUS_BACKEND_UNAVAILABLE = 12,/* the requested backend is not present on this machine */
+    TFU_STATUS_BUFFER_TOO_SMALL = 13,   /* output buffer too small; the needed size was written to the size out */
+    TFU_STATUS_INTERNAL = 14            /* a bug in the library; the message says where */
+} tfu_status;
+
+/* A short constant name for a status ("TFU_STATUS_OK", ...); static storage; never NULL. */
+TFU_API const char* tfu_status_string(tfu_status status);
+/* The message of this thread's last failed call ("" if none). Valid until this thread's next tfu_ call. */
+TFU_API const char* tfu_last_error(void);
+
+/* ---- logging ------------------------------------------------------------------------------------------- */
+
+typedef enum tfu_log_level {
+    TFU_LOG_DEBUG = 0,
+    TFU_LOG_INFO = 1,
+    TFU_LOG_WARN = 2,
+    TFU_LOG_ERROR = 3
+} tfu_log_level;
+
+/* Receives one log line (no trailing newline). May be called from any library thread. */
+typedef void (*tfu_log_callback)(tfu_log_level level, const char* message, void* user_data);
+
+/* Sets the process-wide log callback and the lowest level passed to it; NULL silences the library (default).
+ * Thread-safe; lines already being delivered finish on the old callback. */
+TFU_API void tfu_set_log_callback(tfu_log_callback callback, tfu_log_level min_level, void* user_data);
+
+/* ---- engine -------------------------------------------------------------------------------------------- */
+
+typedef struct tfu_engine tfu_engine;
+typedef struct tfu_model tfu_model;
+typedef struct tfu_session tfu_session;
+
+typedef enum tfu_backend_kind {
+    TFU_BACKEND_AUTO = 0,    /* CUDA, then Vulkan, then CPU; the env var TFU_BACKEND=cpu|cuda|vulkan overrides */
+    TFU_BACKEND_CPU = 1,     /* the fast CPU path (multithreaded, SIMD chosen at run time) */
+    TFU_BACKEND_CPU_REF = 2, /* the scalar reference: slow, for testing */
+    TFU_BACKEND_CUDA = 3,
+    TFU_BACKEND_VULKAN = 4
+} tfu_backend_kind;
+
+typedef struct tfu_engine_params {
+    uint32_t struct_size;
+    tfu_backend_kind backend; /* default TFU_BACKEND_AUTO */
+    int32_t n_threads;        /* CPU worker threads; 0 = number of cores (default) */
+    uint64_t memory_budget;   /* bytes for weights + KV cache of all models; 0 = no limit (default) */
+} tfu_engine_params;
+
+TFU_API tfu_engine_params tfu_engine_params_default(void);
+/* Creates an engine: picks the backend, starts the worker threads. Destroy with tfu_engine_destroy. */
+TFU_API tfu_status tfu_engine_create(const tfu_engine_params* params, tfu_engine** out_engine);
+/* Destroys the engine; its models and sessions must have been destroyed first (else TFU_STATUS_BUSY and
+ * nothing is freed). NULL is a no-op returning OK. */
+TFU_API tfu_status tfu_engine_destroy(tfu_engine* engine);
+/* Name of the backend in use ("cpu", "cpu-ref", ...); static storage. */
+TFU_API const char* tfu_engine_backend_name(const tfu_engine* engine);
+/* Bytes of the memory budget in use now by all models' weights and KV caches. */
+TFU_API uint64_t tfu_engine_memory_used(const tfu_engine* engine);
+
+/* ---- model --------------------------------------------------------------------------------------------- */
+
+typedef struct tfu_model_params {
+    uint32_t struct_size;
+    bool use_mmap; /* map the file instead of reading it (default true); weights then stay in the page cache */
+} tfu_model_params;
+
+TFU_API tfu_model_params tfu_model_params_default(void);
+/* Loads a GGUF model file into the engine. Validates the whole file first; an unknown architecture, tensor type
+ * or a tensor of the wrong shape is refused with a message naming it. Unload with tfu_model_unload. */
+TFU_API tfu_status tfu_model_load(tfu_engine* engine, const char* path, const tfu_model_params* params,
+                                  tfu_model** out_model);
+/* Unloads the model; all its sessions must be destroyed first (else TFU_STATUS_BUSY). NULL is a no-op. */
+TFU_API tfu_status tfu_model_unload(tfu_model* model);
+
+typedef int32_t tfu_token;
+#define TFU_TOKEN_NONE (-1)
+
+typedef struct tfu_model_info {
+    uint32_t struct_size;
+    const char* architecture;  /* "llama", "qwen2", ...; valid while the model is loaded */
+    const char* name;          /* general.name, or "" */
+    uint64_t n_params;         /* number of weights */
+    uint64_t size_bytes;       /* bytes of the weight tensors */
+    int32_t n_ctx_train;       /* context length the model was trained with */
+    int32_t n_vocab;
+    int32_t n_layer;
+    int32_t n_embd;
+    int32_t n_head;
+    int32_t n_head_kv;
+    tfu_token bos;             /* TFU_TOKEN_NONE where the vocabulary has none */
+    tfu_token eos;
+    tfu_token eot;             /* end of turn (e.g. <|eot_id|>, <|im_end|>) */
+    tfu_token pad;
+    bool add_bos;              /* tokenize() adds BOS when asked to add specials */
+    bool add_eos;
+    bool has_chat_template;
+} tfu_model_info;
+
+/* Fills *out_info (set its struct_size first, or zero the struct; fields beyond it are left alone). */
+TFU_API tfu_status tfu_model_get_info(const tfu_model* model, tfu_model_info* out_info);
+/* True if the token ends generation (EOS, EOT and other end-of-generation tokens of the vocabulary). */
+TFU_API bool tfu_model_token_is_eog(const tfu_model* model, tfu_token token);
+
+/* ---- tokens and text ----------------------------------------------------------------------------------- */
+
+/* Tokenizes UTF-8 text. add_special: add BOS/EOS as the model's flags say; parse_special: text like
+ * "<|im_start|>" becomes its special token. Writes at most `capacity` tokens and sets *out_count to the number
+ * the text needs; if that exceeds capacity, returns TFU_STATUS_BUFFER_TOO_SMALL (call again with more room). */
+TFU_API tfu_status tfu_tokenize(const tfu_model* model, const char* text, size_t text_len, bool add_special,
+                                bool parse_special, tfu_token* out_tokens, size_t capacity, size_t* out_count);
+/* Turns tokens back into UTF-8 text (not NUL-terminated inside the count, but a NUL is written when it fits).
+ * render_special: include the text of control tokens such as </s>. Same size protocol as tfu_tokenize. */
+TFU_API tfu_status tfu_detokenize(const tfu_model* model, const tfu_token* tokens, size_t n_tokens,
+                                  bool render_special, char* out_text, size_t capacity, size_t* out_len);
+
+/* ---- chat templates ------------------------------------------------------------------------------------ */
+
+typedef struct tfu_chat_message {
+    const char* role;    /* "system", "user", "assistant", ... */
+    const char* content; /* UTF-8 */
+} tfu_chat_message;
+
+/* Renders messages with the model's chat template (or with `template_override` if not NULL) into text.
+ * add_generation_prompt appends the assistant turn's opening. On a template error returns
+ * TFU_STATUS_TEMPLATE_ERROR with the template's own message (e.g. "System role not supported"). Without a
+ * template in the model and no override: TFU_STATUS_UNSUPPORTED. Size protocol as tfu_tokenize. */
+TFU_API tfu_status tfu_chat_apply_template(const tfu_model* model, const char* template_override,
+                                           const tfu_chat_message* messages, size_t n_messages,
+                                           bool add_generation_prompt, char* out_text, size_t capacity,
+                                           size_t* out_len);
+
+/* ---- sessions ------------------------------------------------------------------------------------------ */
+
+typedef struct tfu_sampler_params {
+    uint32_t struct_size;
+    float temperature;        /* 0 = greedy (argmax); default 0.8 */
+    int32_t top_k;            /* 0 = off; default 40 */
+    float top_p;              /* 1 = off; default 0.95 */
+    float min_p;              /* 0 = off; default 0.05 */
+    float repeat_penalty;     /* 1 = off; default 1.0 (divides positive logits of recent tokens) */
+    float frequency_penalty;  /* 0 = off; subtracts count * this */
+    float presence_penalty;   /* 0 = off; subtracts this once a token appeared */
+    int32_t penalty_last_n;   /* how many recent tokens the penalties look at; default 64; -1 = whole context */
+    uint64_t seed;            /* same seed + same inputs = same output; default 0xC0FFEE */
+} tfu_sampler_params;
+
+typedef struct tfu_session_params {
+    uint32_t struct_size;
+    int32_t n_ctx;            /* context length in tokens; 0 = the model's training context (default 0) */
+    int32_t n_batch;          /* prompt tokens per prefill step; default 256 */
+    tfu_sampler_params sampler;
+} tfu_session_params;
+
+TFU_API tfu_sampler_params tfu_sampler_params_default(void);
+TFU_API tfu_session_params tfu_session_params_default(void);
+
+/* Creates a conversation on a model: its KV cache and sampler state. Destroy with tfu_session_destroy. */
+TFU_API tfu_status tfu_session_create(tfu_model* model, const tfu_session_params* params,
+                                      tfu_session** out_session);
+/* Destroys the session. Must not race with another call on the same session except tfu_session_cancel
+ * finishing. NULL is a no-op. */
+TFU_API tfu_status tfu_session_destroy(tfu_session* session);
+
+/* Appends text to the pending prompt (tokenized now; prefilled lazily by the next generate or eval).
+ * add_special: add BOS (per the model's flag) if the session is empty; specials in the text are parsed.
+ * Invalid UTF-8 gives TFU_STATUS_INVALID_UTF8; more tokens than the context holds, TFU_STATUS_CONTEXT_FULL. */
+TFU_API tfu_status tfu_session_add_text(tfu_session* session, const char* text, bool add_special);
+/* Appends tokens to the pending prompt; ids out of the vocabulary give TFU_STATUS_INVALID_ARGUMENT. */
+TFU_API tfu_status tfu_session_add_tokens(tfu_session* session, const tfu_token* tokens, size_t n_tokens);
+/* Runs the model over the pending prompt now (prefill), so that logits are ready. Cancellable. */
+TFU_API tfu_status tfu_session_eval(tfu_session* session);
+
+/* Receives each generated piece of text: whole UTF-8 characters, never half of one (`len` bytes, not
+ * NUL-terminated), and the token that completed it (pieces may hold text of several tokens). Return true to go
+ * on, false to stop. Called on the thread that called tfu_session_generate. */
+typedef bool (*tfu_token_callback)(const char* piece, size_t len, tfu_token token, void* user_data);
+
+typedef enum tfu_stop_reason {
+    TFU_STOP_NONE = 0,
+    TFU_STOP_EOG = 1,        /* the model produced an end-of-generation token */
+    TFU_STOP_MAX_TOKENS = 2, /* max_tokens reached */
+    TFU_STOP_STRING = 3,     /* a stop string appeared (it is not passed to the callback) */
+    TFU_STOP_CALLBACK = 4,   /* the callback returned false */
+    TFU_STOP_CANCELLED = 5,  /* tfu_session_cancel() */
+    TFU_STOP_CONTEXT_FULL = 6
+} tfu_stop_reason;
+
+typedef struct tfu_generate_params {
+    uint32_t struct_size;
+    int32_t max_tokens;             /* default 256; <0 = until EOG or context full */
+    const char* const* stop_strings;/* generation stops before any of these; may be NULL */
+    size_t n_stop_strings;
+    bool render_special;            /* pass the text of special tokens to the callback (default false) */
+    tfu_token_callback on_token;    /* may be NULL */
+    void* user_data;
+} tfu_generate_params;
+
+typedef struct tfu_generate_result {
+    uint32_t struct_size;
+    int32_t n_prompt_tokens;   /* prompt tokens prefilled by this call */
+    int32_t n_generated;       /* tokens sampled by this call */
+    tfu_stop_reason stop_reason;
+    double prefill_ms;         /* time spent on the prompt */
+    double decode_ms;          /* time spent generating */
+    double time_to_first_token_ms;
+} tfu_generate_result;
+
+TFU_API tfu_generate_params tfu_generate_params_default(void);
+/* Prefills the pending prompt, then samples tokens and streams their text to on_token until a stop condition.
+ * Generated tokens stay in the session (the next add_text continues the conversation). A cancel returns
+ * TFU_STATUS_CANCELLED; the session stays usable and keeps what was processed. out_result may be NULL. */
+TFU_API tfu_status tfu_session_generate(tfu_session* session, const tfu_generate_params* params,
+                                        tfu_generate_result* out_result);
+/* Asks the running (or next) prefill/generate of this session to stop at its next step. Safe from any thread
+ * and from a signal-free context; the flag is cleared when a call returns TFU_STATUS_CANCELLED. */
+TFU_API tfu_status tfu_session_cancel(tfu_session* session);
+/* Forgets all tokens, the KV cache and the sampler history; the session can start a new conversation. */
+TFU_API tfu_status tfu_session_reset(tfu_session* session);
+
+/* The logits (n_vocab floats) of the last evaluated position, after tfu_session_eval or generate; valid until
+ * the next call on the session. Returns TFU_STATUS_INVALID_ARGUMENT if nothing was evaluated yet. */
+TFU_API tfu_status tfu_session_get_logits(tfu_session* session, const float** out_logits, size_t* out_n_vocab);
+/* Samples one token from the last logits with the session's sampler and appends it to the session's pending
+ * input (the next eval/generate processes it); for callers that drive decoding themselves. */
+TFU_API tfu_status tfu_session_sample(tfu_session* session, tfu_token* out_token);
+
+typedef struct tfu_session_stats {
+    uint32_t struct_size;
+    int32_t n_ctx;             /* context length */
+    int32_t n_past;            /* tokens in the KV cache */
+    int32_t n_pending;         /* tokens added but not evaluated yet */
+    uint64_t kv_bytes;         /* bytes of the KV cache */
+    uint64_t n_prompt_tokens;  /* totals since creation or reset */
+    uint64_t n_generated;
+    double prefill_ms;
+    double decode_ms;
+} tfu_session_stats;
+
+TFU_API tfu_status tfu_session_get_stats(const tfu_session* session, tfu_session_stats* out_stats);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TFUSION_H */
