@@ -1,0 +1,144 @@
+// The decoder forward pass: embeddings, n_layer pre-norm blocks (attention + SwiGLU MLP), final norm, logits.
+//   x = tok_embd[tokens]                                   (n_embd, n)
+//   per layer:  h = rms_norm(x) * attn_norm
+//               q, k, v = Wq h (+bq), Wk h (+bk), Wv h (+bv)  (hd, n_head | n_head_kv, n)
+//               q, k = rope(q, pos), rope(k, pos); cache[pos] = k, v
+//               x = x + Wo attention(q, cache)
+//               h = rms_norm(x) * ffn_norm;  x = x + Wdown (silu(Wgate h) * Wup h)
+//   logits = Woutput (rms_norm(x) * output_norm)           (n_vocab, n or 1)
+#include "model/decoder.h"
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace tfu {
+namespace {
+
+op make_op(op_type t, tensor* dst, const tensor* a, const tensor* b = nullptr, const tensor* c = nullptr) {
+    op o;
+    o.type = t;
+    o.dst = dst;
+    o.src[0] = a;
+    o.src[1] = b;
+    o.src[2] = c;
+    return o;
+}
+
+}  // namespace
+
+decoder::decoder(const hparams& hp, const model_weights& w, int32_t n_batch_max)
+    : hp_(hp), w_(w), n_batch_max_(n_batch_max) {
+    if (n_batch_max < 1) fail(TFU_STATUS_INVALID_ARGUMENT, "n_batch must be at least 1");
+    const size_t nb = size_t(n_batch_max);
+    x_.resize(size_t(hp.n_embd) * nb);
+    xn_.resize(size_t(hp.n_embd) * nb);
+    q_.resize(size_t(hp.n_embd_q()) * nb);
+    qr_.resize(q_.size());
+    att_.resize(q_.size());
+    k_.resize(size_t(hp.n_embd_kv()) * nb);
+    kr_.resize(k_.size());
+    v_.resize(k_.size());
+    o_.resize(size_t(hp.n_embd) * nb);
+    g_.resize(size_t(hp.n_ff) * nb);
+    u_.resize(g_.size());
+    ids_.resize(nb);
+    pos_.resize(nb);
+    if (w.rope_freqs.data) {
+        rope_factors_ = w.rope_freqs;
+    } else if (hp.rope_llama3) {
+        rope_factor_data_ = llama3_rope_factors(hp);
+        rope_factors_ = make_tensor(dtype::F32, int64_t(rope_factor_data_.size()), 1, 1, 1, rope_factor_data_.data(),
+                                    "rope_factors");
+    }
+}
+
+tensor decoder::act(std::vector<float>& buf, int64_t ne0, int64_t ne1, int64_t ne2) {
+    TFU_CHECK(size_t(ne0 * ne1 * ne2) <= buf.size());
+    return make_tensor(dtype::F32, ne0, ne1, ne2, 1, buf.data());
+}
+
+void decoder::forward(backend& be, const kv_layer* kv, const int32_t* tokens, int32_t n, int32_t pos0,
+                      bool all_logits, float* logits, const std::atomic<bool>* cancel) {
+    TFU_CHECK(n >= 1 && n <= n_batch_max_);
+    const int64_t E = hp_.n_embd, HD = hp_.head_dim, NH = hp_.n_head, NKV = hp_.n_head_kv, F = hp_.n_ff;
+    for (int32_t i = 0; i < n; ++i) {
+        if (tokens[i] < 0 || tokens[i] >= hp_.n_vocab)
+            fail(TFU_STATUS_INVALID_ARGUMENT, "token id " + std::to_string(tokens[i]) + " is out of the vocabulary");
+        ids_[size_t(i)] = tokens[i];
+        pos_[size_t(i)] = pos0 + i;
+    }
+    tensor ids = make_tensor(dtype::I32, n, 1, 1, 1, ids_.data(), "ids");
+    tensor pos = make_tensor(dtype::I32, n, 1, 1, 1, pos_.data(), "pos");
+    tensor x = act(x_, E, n), xn = act(xn_, E, n), o = act(o_, E, n);
+    tensor q = act(q_, HD * NH, n), k = act(k_, HD * NKV, n), v = act(v_, HD * NKV, n);
+    tensor q3 = act(q_, HD, NH, n), k3 = act(k_, HD, NKV, n);
+    tensor qr = act(qr_, HD, NH, n), kr = act(kr_, HD, NKV, n), kr2 = act(kr_, HD * NKV, n);
+    tensor att = act(att_, HD, NH, n), att2 = act(att_, HD * NH, n);
+    tensor g = act(g_, F, n), u = act(u_, F, n);
+    const tensor* factors = rope_factors_.data ? &rope_factors_ : nullptr;
+
+    std::vector<op> ops;
+    ops.reserve(24);
+    ops.push_back(make_op(op_type::GET_ROWS, &x, &w_.tok_embd, &ids));
+    be.run(ops.data(), ops.size());
+
+    for (int32_t il = 0; il < hp_.n_layer; ++il) {
+        if (cancel && cancel->load(std::memory_order_relaxed)) fail(TFU_STATUS_CANCELLED, "cancelled");
+        const layer_weights& L = w_.layers[size_t(il)];
+        ops.clear();
+        op norm = make_op(op_type::RMS_NORM, &xn, &x, &L.attn_norm);
+        norm.f[0] = hp_.rms_eps;
+        ops.push_back(norm);
+        ops.push_back(make_op(op_type::MUL_MAT, &q, &L.wq, &xn));
+        ops.push_back(make_op(op_type::MUL_MAT, &k, &L.wk, &xn));
+        ops.push_back(make_op(op_type::MUL_MAT, &v, &L.wv, &xn));
+        if (L.bq.data) ops.push_back(make_op(op_type::ADD, &q, &q, &L.bq));
+        if (L.bk.data) ops.push_back(make_op(op_type::ADD, &k, &k, &L.bk));
+        if (L.bv.data) ops.push_back(make_op(op_type::ADD, &v, &v, &L.bv));
+        for (auto [dst, src] : {std::pair<tensor*, tensor*>{&qr, &q3}, {&kr, &k3}}) {
+            op r = make_op(op_type::ROPE, dst, src, &pos, factors);
+            r.i[0] = hp_.n_rot;
+            r.i[1] = int32_t(hp_.rope);
+            r.f[0] = hp_.rope_freq_base;
+            r.f[1] = hp_.rope_freq_scale;
+            ops.push_back(r);
+        }
+        op sk = make_op(op_type::KV_STORE, kv[il].k, &kr2);
+        sk.i[0] = pos0;
+        ops.push_back(sk);
+        op sv = make_op(op_type::KV_STORE, kv[il].v, &v);
+        sv.i[0] = pos0;
+        ops.push_back(sv);
+        op a = make_op(op_type::ATTENTION, &att, &qr, kv[il].k, kv[il].v);
+        a.i[0] = pos0;
+        a.i[1] = int32_t(NKV);
+        a.f[0] = float(1.0 / std::sqrt(double(HD)));
+        ops.push_back(a);
+        ops.push_back(make_op(op_type::MUL_MAT, &o, &L.wo, &att2));
+        ops.push_back(make_op(op_type::ADD, &x, &x, &o));
+        op fnorm = make_op(op_type::RMS_NORM, &xn, &x, &L.ffn_norm);
+        fnorm.f[0] = hp_.rms_eps;
+        ops.push_back(fnorm);
+        ops.push_back(make_op(op_type::MUL_MAT, &g, &L.ffn_gate, &xn));
+        ops.push_back(make_op(op_type::MUL_MAT, &u, &L.ffn_up, &xn));
+        ops.push_back(make_op(op_type::SWIGLU, &g, &g, &u));
+        ops.push_back(make_op(op_type::MUL_MAT, &o, &L.ffn_down, &g));
+        ops.push_back(make_op(op_type::ADD, &x, &x, &o));
+        be.run(ops.data(), ops.size());
+    }
+
+    // Final norm and output projection: all positions (perplexity) or only the last (generation).
+    const int64_t n_out = all_logits ? n : 1;
+    tensor x_last = make_tensor(dtype::F32, E, n_out, 1, 1, x_.data() + size_t(E) * size_t(n - n_out));
+    tensor xn_last = make_tensor(dtype::F32, E, n_out, 1, 1, xn_.data());
+    tensor lg = make_tensor(dtype::F32, hp_.n_vocab, n_out, 1, 1, logits, "logits");
+    ops.clear();
+    op fn = make_op(op_type::RMS_NORM, &xn_last, &x_last, &w_.output_norm);
+    fn.f[0] = hp_.rms_eps;
+    ops.push_back(fn);
+    ops.push_back(make_op(op_type::MUL_MAT, &lg, &w_.output, &xn_last));
+    be.run(ops.data(), ops.size());
+}
+
+}  // namespace tfu

@@ -1,0 +1,47 @@
+// The forward pass of the llama-style decoder (llama family, qwen2) as a list of backend ops per layer.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/hparams.h"
+#include "model/weights.h"
+
+namespace tfu {
+
+// One layer's K and V cache tensors: (n_embd_kv, n_ctx) each, in the cache dtype.
+struct kv_layer {
+    tensor* k;
+    tensor* v;
+};
+
+// Per-session activations for batches of up to n_batch_max tokens. Not thread-safe: one forward at a time.
+class decoder {
+public:
+    decoder(const hparams& hp, const model_weights& w, int32_t n_batch_max);
+
+    // Runs tokens[0..n) (n <= n_batch_max) at positions pos0 .. pos0+n-1, writing their K/V into rows pos0.. of
+    // kv[0..n_layer). logits: (n_vocab, n) if all_logits, else (n_vocab) of the last token. `cancel` is checked
+    // before every layer; when set, throws TFU_STATUS_CANCELLED (rows already written are simply overwritten by
+    // the next forward at the same positions).
+    void forward(backend& be, const kv_layer* kv, const int32_t* tokens, int32_t n, int32_t pos0, bool all_logits,
+                 float* logits, const std::atomic<bool>* cancel);
+
+    int32_t n_batch_max() const { return n_batch_max_; }
+
+private:
+    tensor act(std::vector<float>& buf, int64_t ne0, int64_t ne1, int64_t ne2 = 1);
+
+    const hparams& hp_;
+    const model_weights& w_;
+    int32_t n_batch_max_;
+    tensor rope_factors_;                 // (n_rot/2) f32, or data == nullptr
+    std::vector<float> rope_factor_data_;  // llama3 factors computed from hparams
+    // Activations, each sized for n_batch_max tokens (shapes in forward()).
+    std::vector<float> x_, xn_, q_, k_, v_, qr_, kr_, att_, o_, g_, u_;
+    std::vector<int32_t> ids_, pos_;
+};
+
+}  // namespace tfu

@@ -1,0 +1,51 @@
+// Model loading: GGUF -> hparams -> weights -> vocabulary, all validated before the model is handed out.
+#include "runtime/model.h"
+
+#include <cstdio>
+#include <fstream>
+
+#include "core/error.h"
+#include "core/log.h"
+
+namespace tfu {
+namespace {
+
+std::vector<uint8_t> read_whole_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary | std::ios::ate);
+    if (!in) fail(TFU_STATUS_NOT_FOUND, path + ": cannot open file");
+    std::streamoff size = in.tellg();
+    if (size < 0) fail(TFU_STATUS_IO_ERROR, path + ": cannot determine the file size");
+    std::vector<uint8_t> data(size_t(size));
+    in.seekg(0);
+    if (size > 0 && !in.read(reinterpret_cast<char*>(data.data()), size))
+        fail(TFU_STATUS_IO_ERROR, path + ": read failed");
+    return data;
+}
+
+}  // namespace
+
+model::model(engine& e, const std::string& path, const tfu_model_params& p) : eng(e) {
+    if (p.use_mmap) {
+        file = gguf::file::open(path);
+    } else {
+        owned_ = read_whole_file(path);
+        file = gguf::file::from_memory(owned_.data(), owned_.size(), path);
+    }
+    hp = read_hparams(*file);
+    const arch_spec* arch = find_arch(hp.arch);
+    TFU_CHECK(arch != nullptr);
+    weights = load_weights(*file, *arch, hp);
+    voc = vocab::from_gguf(*file);
+    if (voc->n_tokens() != hp.n_vocab)
+        fail(TFU_STATUS_INVALID_FILE, path + ": the vocabulary has " + std::to_string(voc->n_tokens()) +
+                                          " tokens but token_embd.weight has " + std::to_string(hp.n_vocab) + " rows");
+    chat_template = file->get_string("tokenizer.chat_template").value_or("");
+    budget_ = std::make_unique<reservation>(eng, weights.n_bytes, "model '" + path + "' (weights)");
+    logf(TFU_LOG_INFO, "loaded %s: %s, %d layers, n_embd %d, %d heads (%d kv), vocab %d, %.1f M params, %.1f MiB",
+         path.c_str(), hp.arch.c_str(), hp.n_layer, hp.n_embd, hp.n_head, hp.n_head_kv, hp.n_vocab,
+         double(weights.n_params) / 1e6, double(weights.n_bytes) / (1 << 20));
+}
+
+model::~model() = default;
+
+}  // namespace tfu

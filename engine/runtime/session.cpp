@@ -1,0 +1,177 @@
+// Session state: adding input, prefill in batches, logits, sampling, reset and statistics.
+#include "runtime/session.h"
+
+#include <chrono>
+
+#include "core/error.h"
+#include "tokenizer/utf8.h"
+
+namespace tfu {
+namespace {
+
+sampler_config to_config(const tfu_sampler_params& p) {
+    sampler_config c;
+    c.temperature = p.temperature;
+    c.top_k = p.top_k;
+    c.top_p = p.top_p;
+    c.min_p = p.min_p;
+    c.repeat_penalty = p.repeat_penalty;
+    c.frequency_penalty = p.frequency_penalty;
+    c.presence_penalty = p.presence_penalty;
+    c.penalty_last_n = p.penalty_last_n;
+    c.seed = p.seed;
+    return c;
+}
+
+int32_t checked_ctx(const model& m, const tfu_session_params& p) {
+    if (p.n_ctx < 0) fail(TFU_STATUS_INVALID_ARGUMENT, "session params: n_ctx must be >= 0");
+    if (p.n_ctx > (1 << 24)) fail(TFU_STATUS_INVALID_ARGUMENT, "session params: n_ctx is absurdly large");
+    return p.n_ctx == 0 ? m.hp.n_ctx_train : p.n_ctx;
+}
+
+int32_t checked_batch(const tfu_session_params& p) {
+    if (p.n_batch < 1 || p.n_batch > 65536)
+        fail(TFU_STATUS_INVALID_ARGUMENT, "session params: n_batch must be in [1, 65536]");
+    return p.n_batch;
+}
+
+
+}  // namespace
+
+// The quantized, paged cache with per-session formats is issue #4; this one is f16 (or f32/bf16 internally).
+session::session(model& m, const tfu_session_params& p, dtype kv_type)
+    : mdl(m),
+      n_ctx_(checked_ctx(m, p)),
+      n_batch_(checked_batch(p)),
+      kv_budget_(m.eng, kv_cache::bytes_needed(m.hp.n_layer, m.hp.n_embd_kv(), n_ctx_, kv_type),
+                 "session KV cache (" + std::to_string(n_ctx_) + " tokens)"),
+      kv_(m.hp.n_layer, m.hp.n_embd_kv(), n_ctx_, kv_type),
+      dec_(m.hp, m.weights, std::min(n_batch_, n_ctx_)),
+      smp_(to_config(p.sampler), m.hp.n_vocab) {
+    for (int32_t l = 0; l < m.hp.n_layer; ++l) kv_views_.push_back(kv_layer{&kv_.k(l), &kv_.v(l)});
+    logits_.resize(size_t(m.hp.n_vocab));
+    m.n_sessions.fetch_add(1);
+}
+
+session::~session() { mdl.n_sessions.fetch_sub(1); }
+
+void session::check_room(size_t n_new) const {
+    const size_t used = tokens_.size() + pending_.size();
+    if (used + n_new > size_t(n_ctx_))
+        fail(TFU_STATUS_CONTEXT_FULL, "the session's context holds " + std::to_string(n_ctx_) + " tokens; " +
+                                          std::to_string(used) + " are used and " + std::to_string(n_new) +
+                                          " more do not fit");
+}
+
+void session::add_text(std::string_view text, bool add_special) {
+    if (!utf8_valid(text)) fail(TFU_STATUS_INVALID_UTF8, "prompt text is not valid UTF-8");
+    const bool at_start = tokens_.empty() && pending_.empty();
+    std::vector<int32_t> ids = mdl.voc->tokenize(text, add_special && at_start, /*parse_special=*/true);
+    check_room(ids.size());
+    pending_.insert(pending_.end(), ids.begin(), ids.end());
+}
+
+void session::add_tokens(const int32_t* tokens, size_t n) {
+    if (n > 0 && tokens == nullptr) fail(TFU_STATUS_INVALID_ARGUMENT, "tokens is NULL");
+    for (size_t i = 0; i < n; ++i)
+        if (tokens[i] < 0 || tokens[i] >= mdl.hp.n_vocab)
+            fail(TFU_STATUS_INVALID_ARGUMENT, "token " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
+                                                  " is outside the vocabulary (0 .. " +
+                                                  std::to_string(mdl.hp.n_vocab - 1) + ")");
+    check_room(n);
+    pending_.insert(pending_.end(), tokens, tokens + n);
+}
+
+void session::throw_if_cancelled() {
+    if (cancel_flag.exchange(false)) fail(TFU_STATUS_CANCELLED, "cancelled by tfu_session_cancel");
+}
+
+void session::forward_batch(const int32_t* tokens, int32_t n, bool all_logits, float* out) {
+    auto lock = mdl.eng.lock_device();
+    dec_.forward(mdl.eng.device(), kv_views_.data(), tokens, n, int32_t(tokens_.size()), all_logits, out, &cancel_flag);
+}
+
+void session::eval() {
+    size_t done = 0;
+    try {
+        while (done < pending_.size()) {
+            throw_if_cancelled();
+            const int32_t n = int32_t(std::min(pending_.size() - done, size_t(dec_.n_batch_max())));
+            forward_batch(pending_.data() + done, n, false, logits_.data());
+            tokens_.insert(tokens_.end(), pending_.begin() + long(done), pending_.begin() + long(done) + n);
+            for (int32_t i = 0; i < n; ++i) smp_.accept(pending_[done + size_t(i)]);
+            done += size_t(n);
+            has_logits_ = true;
+        }
+    } catch (const error& e) {
+        pending_.erase(pending_.begin(), pending_.begin() + long(done));  // keep what was not processed
+        if (e.status() == TFU_STATUS_CANCELLED) cancel_flag.store(false);
+        throw;
+    }
+    pending_.clear();
+}
+
+std::vector<float> session::eval_all_logits(const std::vector<int32_t>& tokens) {
+    if (!pending_.empty()) eval();
+    check_room(tokens.size());
+    const size_t V = size_t(mdl.hp.n_vocab);
+    std::vector<float> out(V * tokens.size());
+    for (size_t done = 0; done < tokens.size();) {
+        throw_if_cancelled();
+        const int32_t n = int32_t(std::min(tokens.size() - done, size_t(dec_.n_batch_max())));
+        forward_batch(tokens.data() + done, n, true, out.data() + done * V);
+        tokens_.insert(tokens_.end(), tokens.begin() + long(done), tokens.begin() + long(done) + n);
+        for (int32_t i = 0; i < n; ++i) smp_.accept(tokens[done + size_t(i)]);
+        done += size_t(n);
+    }
+    if (!tokens.empty()) {
+        std::copy(out.end() - long(V), out.end(), logits_.begin());
+        has_logits_ = true;
+    }
+    return out;
+}
+
+const std::vector<float>& session::logits() const {
+    if (!has_logits_) fail(TFU_STATUS_INVALID_ARGUMENT, "no logits yet: nothing has been evaluated in this session");
+    return logits_;
+}
+
+int32_t session::sample() {
+    if (!pending_.empty()) eval();
+    const std::vector<float>& lg = logits();
+    check_room(1);
+    int32_t t = smp_.sample(lg.data());
+    pending_.push_back(t);
+    return t;
+}
+
+void session::reset() {
+    tokens_.clear();
+    pending_.clear();
+    has_logits_ = false;
+    smp_.reset();
+    cancel_flag.store(false);
+    total_prompt_ = total_generated_ = 0;
+    total_prefill_ms_ = total_decode_ms_ = 0;
+}
+
+void session::stats(tfu_session_stats* out) const {
+    out->n_ctx = n_ctx_;
+    out->n_past = int32_t(tokens_.size());
+    out->n_pending = int32_t(pending_.size());
+    out->kv_bytes = kv_.bytes();
+    out->n_prompt_tokens = total_prompt_;
+    out->n_generated = total_generated_;
+    out->prefill_ms = total_prefill_ms_;
+    out->decode_ms = total_decode_ms_;
+}
+
+session_use::session_use(session& s) : s_(s) {
+    bool expected = false;
+    if (!s_.busy.compare_exchange_strong(expected, true))
+        fail(TFU_STATUS_BUSY, "the session is being used by another thread");
+}
+
+session_use::~session_use() { s_.busy.store(false); }
+
+}  // namespace tfu

@@ -1,0 +1,73 @@
+// tfu::session: one conversation on a model: its tokens, KV cache, activations, sampler and cancel flag.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "kv/kv_cache.h"
+#include "model/decoder.h"
+#include "runtime/model.h"
+#include "sampling/sampler.h"
+
+namespace tfu {
+
+class session {
+public:
+    // kv_type: the cache dtype (F16 by default; F32 for exact comparisons in tests).
+    session(model& m, const tfu_session_params& p, dtype kv_type = dtype::F16);
+    ~session();
+
+    void add_text(std::string_view text, bool add_special);
+    void add_tokens(const int32_t* tokens, size_t n);
+    // Prefills the pending tokens in batches of n_batch; cancellable between layers.
+    void eval();
+    void generate(const tfu_generate_params& p, tfu_generate_result* result);
+    void reset();
+    int32_t sample();
+    const std::vector<float>& logits() const;  // last evaluated position; throws if none
+    void stats(tfu_session_stats* out) const;
+
+    // Runs `fn` over all positions of `tokens` (appending them) and returns logits for every position:
+    // (n_vocab, n) row-major. For perplexity and tests.
+    std::vector<float> eval_all_logits(const std::vector<int32_t>& tokens);
+
+    model& mdl;
+    std::atomic<bool> cancel_flag{false};
+    std::atomic<bool> busy{false};
+
+private:
+    void check_room(size_t n_new) const;
+    void forward_batch(const int32_t* tokens, int32_t n, bool all_logits, float* out);
+    void throw_if_cancelled();
+
+    int32_t n_ctx_;
+    int32_t n_batch_;
+    reservation kv_budget_;  // before kv_: the budget is checked before the cache is allocated
+    kv_cache kv_;
+    std::vector<kv_layer> kv_views_;
+    decoder dec_;
+    sampler smp_;
+    std::vector<int32_t> tokens_;   // in the KV cache, positions 0 .. size-1
+    std::vector<int32_t> pending_;  // added, not evaluated yet
+    std::vector<float> logits_;
+    bool has_logits_ = false;
+    uint64_t total_prompt_ = 0, total_generated_ = 0;
+    double total_prefill_ms_ = 0, total_decode_ms_ = 0;
+};
+
+// RAII guard for "one thread at a time per session": throws TFU_STATUS_BUSY when already in use.
+class session_use {
+public:
+    explicit session_use(session& s);
+    ~session_use();
+    session_use(const session_use&) = delete;
+    session_use& operator=(const session_use&) = delete;
+
+private:
+    session& s_;
+};
+
+}  // namespace tfu
