@@ -1,0 +1,125 @@
+// cpu::attention: causal grouped-query attention with a one-pass online softmax (Milakov & Gimelshein 2018,
+// arXiv 1805.02867; as in FlashAttention, arXiv 2205.14135) over tiles of cache rows.
+// dst (hd, n_head, n) = softmax(scale * q . K^T) . V; q = src0 (hd, n_head, n), K = src1, V = src2
+// (hd * n_head_kv, n_ctx; f32/f16/bf16). Query j sees cache rows 0 .. n_past + j (n_past = i[0]).
+// Work: one task = one query and a group of heads that share a kv head, so each K/V row slice is loaded once
+// for the whole group (GQA) and reused from L1; groups are split when there are too few tasks for the threads.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "backend/cpu/cpu_ops.h"
+#include "core/fp16.h"
+
+namespace tfu::cpu {
+
+namespace {
+
+constexpr int64_t k_tile = 32;  // cache rows per online-softmax step
+
+float dot_generic(dtype t, const float* q, const void* k, int64_t n) {
+    float s = 0;
+    if (t == dtype::F32) {
+        const float* kf = static_cast<const float*>(k);
+        for (int64_t i = 0; i < n; ++i) s += q[i] * kf[i];
+    } else {
+        const uint16_t* kh = static_cast<const uint16_t*>(k);
+        if (t == dtype::F16)
+            for (int64_t i = 0; i < n; ++i) s += q[i] * fp16_to_f32(kh[i]);
+        else
+            for (int64_t i = 0; i < n; ++i) s += q[i] * bf16_to_f32(kh[i]);
+    }
+    return s;
+}
+
+void axpy_generic(dtype t, float a, const void* v, float* acc, int64_t n) {
+    if (t == dtype::F32) {
+        const float* vf = static_cast<const float*>(v);
+        for (int64_t i = 0; i < n; ++i) acc[i] += a * vf[i];
+    } else {
+        const uint16_t* vh = static_cast<const uint16_t*>(v);
+        if (t == dtype::F16)
+            for (int64_t i = 0; i < n; ++i) acc[i] += a * fp16_to_f32(vh[i]);
+        else
+            for (int64_t i = 0; i < n; ++i) acc[i] += a * bf16_to_f32(vh[i]);
+    }
+}
+
+void scale_generic(float* x, float s, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) x[i] *= s;
+}
+
+}  // namespace
+
+void attention(context& ctx, const op& o) {
+    const tensor& q = *o.src[0];
+    const tensor& kc = *o.src[1];
+    const tensor& vc = *o.src[2];
+    const int64_t hd = q.ne[0], n_head = q.ne[1], n = q.ne[2];
+    const int64_t n_past = o.i[0];
+    const int64_t group = n_head / o.i[1];
+    const float scale = o.f[0];
+    const size_t k_off_bytes = size_t(hd) * traits(kc.type).type_size;  // bytes per kv head in a K row
+    const size_t v_off_bytes = size_t(hd) * traits(vc.type).type_size;
+
+    auto dot = ctx.avx2 ? avx2::dot_cache : dot_generic;
+    auto axpy = ctx.avx2 ? avx2::axpy_cache : axpy_generic;
+    auto scal = ctx.avx2 ? avx2::scale : scale_generic;
+
+    // Heads per task: the whole GQA group unless that leaves fewer than 2 tasks per thread.
+    int64_t hpt = group;
+    while (hpt % 2 == 0 && n * (n_head / hpt) < 2 * int64_t(ctx.pool.n_threads())) hpt /= 2;
+    const int64_t tasks_per_query = n_head / hpt;
+
+    ctx.pool.parallel_for(n * tasks_per_query, [&](int64_t begin, int64_t end, int) {
+        std::vector<float> acc(static_cast<size_t>(hpt * hd)), s(static_cast<size_t>(hpt * k_tile));
+        std::vector<float> m(static_cast<size_t>(hpt)), l(static_cast<size_t>(hpt));
+        for (int64_t task = begin; task < end; ++task) {
+            const int64_t j = task / tasks_per_query;
+            const int64_t h0 = (task % tasks_per_query) * hpt;
+            const int64_t kvh = h0 / group;
+            const int64_t n_kv = n_past + j + 1;
+            std::fill(acc.begin(), acc.end(), 0.0f);
+            std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
+            std::fill(l.begin(), l.end(), 0.0f);
+            for (int64_t t0 = 0; t0 < n_kv; t0 += k_tile) {
+                const int64_t tn = std::min(k_tile, n_kv - t0);
+                for (int64_t tt = 0; tt < tn; ++tt) {
+                    const void* kr = static_cast<const char*>(kc.row(t0 + tt)) + size_t(kvh) * k_off_bytes;
+                    for (int64_t hh = 0; hh < hpt; ++hh) {
+                        const float* qr = static_cast<const float*>(q.row(j * n_head + h0 + hh));
+                        s[size_t(hh * k_tile + tt)] = scale * dot(kc.type, qr, kr, hd);
+                    }
+                }
+                for (int64_t hh = 0; hh < hpt; ++hh) {
+                    float* sh = &s[size_t(hh * k_tile)];
+                    float bm = *std::max_element(sh, sh + tn);
+                    if (bm > m[size_t(hh)]) {  // new running max: rescale what was accumulated so far
+                        const float corr = std::exp(m[size_t(hh)] - bm);  // exp(-inf) = 0 on the first tile
+                        scal(&acc[size_t(hh * hd)], corr, hd);
+                        l[size_t(hh)] *= corr;
+                        m[size_t(hh)] = bm;
+                    }
+                    float sum = 0;
+                    for (int64_t tt = 0; tt < tn; ++tt) {
+                        sh[tt] = std::exp(sh[tt] - m[size_t(hh)]);
+                        sum += sh[tt];
+                    }
+                    l[size_t(hh)] += sum;
+                }
+                for (int64_t tt = 0; tt < tn; ++tt) {
+                    const void* vr = static_cast<const char*>(vc.row(t0 + tt)) + size_t(kvh) * v_off_bytes;
+                    for (int64_t hh = 0; hh < hpt; ++hh) axpy(vc.type, s[size_t(hh * k_tile + tt)], vr, &acc[size_t(hh * hd)], hd);
+                }
+            }
+            for (int64_t hh = 0; hh < hpt; ++hh) {
+                float* y = static_cast<float*>(o.dst->row(j * n_head + h0 + hh));
+                const float inv = 1.0f / l[size_t(hh)];
+                for (int64_t i = 0; i < hd; ++i) y[i] = acc[size_t(hh * hd + i)] * inv;
+            }
+        }
+    });
+}
+
+}  // namespace tfu::cpu
