@@ -1,0 +1,373 @@
+// Every op of backend/ops.def on every backend create_backend can make here, against cpu-ref: random inputs
+// from a printed seed (TFU_TEST_SEED), several shapes per op, every weight dtype (MUL_MAT, GET_ROWS) and cache
+// dtype (KV_STORE, ATTENTION), guard bytes around outputs, sources checked unmodified, error bounds per op and
+// dtype from the table below. An op or backend that is not available is a GTEST_SKIP with its reason.
+#include <algorithm>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <sstream>
+
+#include "ops/op_test_util.h"
+
+namespace tfu::test {
+namespace {
+
+// ---- error bounds ----------------------------------------------------------------------------------------
+// rel_l2 bounds ||out - ref||_2 / ||ref||_2; max_rms bounds max_i |out_i - ref_i| / rms(ref).
+struct error_bound {
+    op_type op;
+    std::vector<dtype> types;  // the weight or cache dtype it applies to; empty = every dtype
+    double rel_l2;
+    double max_rms;
+    const char* why;
+};
+
+const std::vector<error_bound>& bound_table() {
+    static const std::vector<error_bound> table = {
+        {op_type::GET_ROWS, {}, 1e-6, 1e-6, "dequantization is exact float arithmetic"},
+        {op_type::RMS_NORM, {}, 1e-5, 1e-4, "f32 sum of squares vs the ref's double"},
+        {op_type::MUL_MAT, {dtype::F32}, 1e-5, 1e-4, "f32 accumulation vs double"},
+        {op_type::MUL_MAT, {dtype::F16}, 2e-3, 1e-2, "activations rounded to f16 (2^-11 relative)"},
+        {op_type::MUL_MAT, {dtype::BF16}, 1.5e-2, 8e-2, "activations rounded to bf16 (2^-8 relative)"},
+        {op_type::MUL_MAT,
+         {dtype::Q4_0, dtype::Q4_1, dtype::Q5_0, dtype::Q5_1, dtype::Q8_0},
+         2e-2, 1e-1,
+         "activations quantized to q8_0: |err| <= max|x|/254 per block of 32 (~0.5% rms for normal data)"},
+        {op_type::MUL_MAT,
+         {dtype::Q2_K, dtype::Q3_K, dtype::Q4_K, dtype::Q5_K, dtype::Q6_K},
+         2.5e-2, 1.2e-1,
+         "activations quantized to q8_K: |err| <= max|x|/254 per block of 256 (~0.65% rms)"},
+        {op_type::ADD, {}, 1e-6, 1e-6, "one f32 add per element"},
+        {op_type::MUL, {}, 1e-6, 1e-6, "one f32 multiply per element"},
+        {op_type::ROPE, {}, 1e-5, 1e-5, "f32 rotation with the same double-precision angles"},
+        {op_type::SWIGLU, {}, 1e-5, 1e-5, "f32 exp vs double"},
+        {op_type::KV_STORE, {}, 1e-6, 1e-6, "same round-to-nearest-even conversion"},
+        {op_type::ATTENTION, {}, 1e-5, 1e-4, "f32 online softmax vs double two-pass softmax"},
+    };
+    return table;
+}
+
+const error_bound* find_bound(op_type op, dtype t) {
+    for (const error_bound& b : bound_table())
+        if (b.op == op && (b.types.empty() || std::find(b.types.begin(), b.types.end(), t) != b.types.end()))
+            return &b;
+    return nullptr;
+}
+
+// ---- cases -----------------------------------------------------------------------------------------------
+struct op_case {
+    std::string desc;
+    dtype bound_type = dtype::F32;  // selects the error bound
+    op o;
+    std::vector<std::unique_ptr<owned_tensor>> inputs;
+    std::unique_ptr<owned_tensor> dst;  // the initial dst contents (copied for each run)
+};
+
+struct case_builder {
+    std::mt19937_64& rng;
+    std::vector<op_case> cases;
+
+    op_case& add(op_type type, std::string desc, dtype bound_type = dtype::F32) {
+        cases.emplace_back();
+        op_case& c = cases.back();
+        c.o.type = type;
+        c.desc = std::move(desc);
+        c.bound_type = bound_type;
+        return c;
+    }
+    tensor* input(op_case& c, int slot, dtype type, int64_t ne0, int64_t ne1 = 1, int64_t ne2 = 1,
+                  float stddev = 1.0f) {
+        c.inputs.push_back(std::make_unique<owned_tensor>(type, ne0, ne1, ne2, "src" + std::to_string(slot)));
+        tensor* t = &c.inputs.back()->t;
+        if (type != dtype::I32) fill_random(rng, *t, stddev);
+        c.o.src[slot] = t;
+        return t;
+    }
+    tensor* ids(op_case& c, int slot, int64_t n, int32_t lo, int32_t hi) {
+        tensor* t = input(c, slot, dtype::I32, n);
+        std::uniform_int_distribution<int32_t> d(lo, hi);
+        for (int64_t i = 0; i < n; ++i) t->ptr<int32_t>()[i] = d(rng);
+        return t;
+    }
+    // dst starts as NaN bytes (0xff) so that an output a backend forgets to write is caught.
+    void output(op_case& c, dtype type, int64_t ne0, int64_t ne1 = 1, int64_t ne2 = 1) {
+        c.dst = std::make_unique<owned_tensor>(type, ne0, ne1, ne2, "dst");
+        std::memset(c.dst->t.data, 0xff, c.dst->t.nbytes());
+    }
+};
+
+std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
+std::string fmt(const char* f, ...) {
+    char buf[256];
+    va_list ap;
+    va_start(ap, f);
+    std::vsnprintf(buf, sizeof buf, f, ap);
+    va_end(ap);
+    return buf;
+}
+
+void cases_get_rows(case_builder& b) {
+    struct shape { int64_t n_embd, n_vocab, n; };
+    for (dtype t : weight_dtypes())
+        for (shape s : {shape{256, 50, 1}, shape{512, 97, 7}, shape{256, 64, 64}}) {
+            op_case& c = b.add(op_type::GET_ROWS, fmt("%s n_embd=%lld vocab=%lld n=%lld", dtype_name(t),
+                                                      (long long)s.n_embd, (long long)s.n_vocab, (long long)s.n), t);
+            b.input(c, 0, t, s.n_embd, s.n_vocab);
+            b.ids(c, 1, s.n, 0, int32_t(s.n_vocab - 1));
+            b.output(c, dtype::F32, s.n_embd, s.n);
+        }
+}
+
+void cases_rms_norm(case_builder& b) {
+    struct shape { int64_t k, rows; float eps; };
+    for (shape s : {shape{8, 1, 1e-5f}, shape{64, 7, 1e-6f}, shape{4096, 3, 1e-5f}, shape{100, 64, 1e-6f}}) {
+        op_case& c = b.add(op_type::RMS_NORM, fmt("k=%lld rows=%lld", (long long)s.k, (long long)s.rows));
+        b.input(c, 0, dtype::F32, s.k, s.rows);
+        b.input(c, 1, dtype::F32, s.k);
+        c.o.f[0] = s.eps;
+        b.output(c, dtype::F32, s.k, s.rows);
+    }
+}
+
+void cases_mul_mat(case_builder& b) {
+    struct shape { int64_t k, m, n; };
+    for (dtype t : weight_dtypes())
+        for (shape s : {shape{256, 64, 1}, shape{512, 37, 7}, shape{256, 100, 64}, shape{2048, 19, 7}}) {
+            op_case& c = b.add(op_type::MUL_MAT, fmt("%s k=%lld m=%lld n=%lld", dtype_name(t), (long long)s.k,
+                                                     (long long)s.m, (long long)s.n), t);
+            b.input(c, 0, t, s.k, s.m, 1, 0.05f);
+            b.input(c, 1, dtype::F32, s.k, s.n);
+            b.output(c, dtype::F32, s.m, s.n);
+        }
+}
+
+void cases_binary(case_builder& b, op_type type) {
+    struct shape { int64_t k, rows; bool bcast; };
+    for (shape s : {shape{4096, 1, false}, shape{33, 7, true}, shape{64, 64, false}, shape{7, 5, true}}) {
+        op_case& c = b.add(type, fmt("k=%lld rows=%lld%s", (long long)s.k, (long long)s.rows, s.bcast ? " broadcast" : ""));
+        b.input(c, 0, dtype::F32, s.k, s.rows);
+        b.input(c, 1, dtype::F32, s.k, s.bcast ? 1 : s.rows);
+        b.output(c, dtype::F32, s.k, s.rows);
+    }
+}
+
+void cases_rope(case_builder& b) {
+    struct shape { int64_t hd, n_head, n; int n_rot; float base, scale; int pos_max; };
+    const shape shapes[] = {
+        {8, 4, 7, 8, 10000.0f, 1.0f, 50},          {64, 8, 1, 64, 10000.0f, 1.0f, 5000},
+        {128, 32, 7, 128, 500000.0f, 1.0f, 9000},  {64, 8, 64, 32, 10000.0f, 0.25f, 300},
+        {80, 4, 3, 40, 10000.0f, 1.0f, 100},
+    };
+    for (const shape& s : shapes)
+        for (int mode : {0, 2})
+            for (bool factors : {false, true}) {
+                op_case& c = b.add(op_type::ROPE, fmt("hd=%lld n_head=%lld n=%lld n_rot=%d mode=%d%s", (long long)s.hd,
+                                                      (long long)s.n_head, (long long)s.n, s.n_rot, mode,
+                                                      factors ? " freq_factors" : ""));
+                b.input(c, 0, dtype::F32, s.hd, s.n_head, s.n);
+                b.ids(c, 1, s.n, 0, s.pos_max);
+                if (factors) {
+                    tensor* f = b.input(c, 2, dtype::F32, s.n_rot / 2);
+                    std::uniform_real_distribution<float> d(1.0f, 8.0f);
+                    for (int j = 0; j < s.n_rot / 2; ++j) f->ptr<float>()[j] = d(b.rng);
+                }
+                c.o.i[0] = s.n_rot;
+                c.o.i[1] = mode;
+                c.o.f[0] = s.base;
+                c.o.f[1] = s.scale;
+                b.output(c, dtype::F32, s.hd, s.n_head, s.n);
+            }
+}
+
+void cases_swiglu(case_builder& b) {
+    struct shape { int64_t k, rows; };
+    for (shape s : {shape{1024, 7}, shape{5, 3}, shape{64, 64}, shape{11, 1}}) {
+        op_case& c = b.add(op_type::SWIGLU, fmt("k=%lld rows=%lld", (long long)s.k, (long long)s.rows));
+        b.input(c, 0, dtype::F32, s.k, s.rows, 1, 3.0f);
+        b.input(c, 1, dtype::F32, s.k, s.rows);
+        b.output(c, dtype::F32, s.k, s.rows);
+    }
+}
+
+const dtype k_cache_types[] = {dtype::F32, dtype::F16, dtype::BF16};
+
+void cases_kv_store(case_builder& b) {
+    struct shape { int64_t row, n, n_ctx, pos; };
+    for (dtype t : k_cache_types)
+        for (shape s : {shape{32, 1, 16, 5}, shape{512, 7, 64, 40}, shape{1024, 64, 128, 0}, shape{8, 3, 3, 0}}) {
+            op_case& c = b.add(op_type::KV_STORE, fmt("%s row=%lld n=%lld n_ctx=%lld at %lld", dtype_name(t),
+                                                      (long long)s.row, (long long)s.n, (long long)s.n_ctx,
+                                                      (long long)s.pos), t);
+            b.input(c, 0, dtype::F32, s.row, s.n);
+            c.o.i[0] = int32_t(s.pos);
+            b.output(c, t, s.row, s.n_ctx);
+            fill_random(b.rng, c.dst->t);  // the rows outside the store must survive unchanged
+        }
+}
+
+void cases_attention(case_builder& b) {
+    struct shape { int64_t hd, n_head, n_head_kv, n, n_past, n_ctx; };
+    const shape shapes[] = {
+        {8, 8, 4, 1, 0, 16},   {8, 8, 4, 7, 5, 16},    {64, 8, 4, 7, 40, 64},  {128, 32, 8, 1, 100, 128},
+        {64, 32, 8, 64, 30, 128}, {128, 8, 8, 7, 0, 16}, {64, 8, 1, 3, 20, 32},  {24, 6, 2, 5, 9, 20},
+    };
+    struct types { dtype k, v; };
+    for (types tt : {types{dtype::F32, dtype::F32}, types{dtype::F16, dtype::F16}, types{dtype::BF16, dtype::BF16},
+                     types{dtype::F16, dtype::BF16}})
+        for (const shape& s : shapes) {
+            op_case& c = b.add(op_type::ATTENTION,
+                               fmt("K %s V %s hd=%lld n_head=%lld/%lld n=%lld n_past=%lld n_ctx=%lld", dtype_name(tt.k),
+                                   dtype_name(tt.v), (long long)s.hd, (long long)s.n_head, (long long)s.n_head_kv,
+                                   (long long)s.n, (long long)s.n_past, (long long)s.n_ctx),
+                               tt.k);
+            b.input(c, 0, dtype::F32, s.hd, s.n_head, s.n);
+            tensor* k = b.input(c, 1, tt.k, s.hd * s.n_head_kv, s.n_ctx);
+            tensor* v = b.input(c, 2, tt.v, s.hd * s.n_head_kv, s.n_ctx);
+            // Rows past the last query's position must never be read: NaN there would poison the output.
+            std::vector<float> nan_row(size_t(s.hd * s.n_head_kv), std::nanf(""));
+            for (int64_t r = s.n_past + s.n; r < s.n_ctx; ++r) {
+                quantize_row(tt.k, nan_row.data(), k->row(r), k->ne[0]);
+                quantize_row(tt.v, nan_row.data(), v->row(r), v->ne[0]);
+            }
+            c.o.i[0] = int32_t(s.n_past);
+            c.o.i[1] = int32_t(s.n_head_kv);
+            c.o.f[0] = float(1.0 / std::sqrt(double(s.hd)));
+            b.output(c, dtype::F32, s.hd, s.n_head, s.n);
+        }
+}
+
+// One builder per op; the switch has no default, so a new op in ops.def without cases does not compile
+// (-Wswitch is an error), and a builder that yields nothing fails the test.
+std::vector<op_case> make_cases(op_type type, std::mt19937_64& rng) {
+    case_builder b{rng, {}};
+    switch (type) {
+        case op_type::GET_ROWS: cases_get_rows(b); break;
+        case op_type::RMS_NORM: cases_rms_norm(b); break;
+        case op_type::MUL_MAT: cases_mul_mat(b); break;
+        case op_type::ADD: cases_binary(b, op_type::ADD); break;
+        case op_type::MUL: cases_binary(b, op_type::MUL); break;
+        case op_type::ROPE: cases_rope(b); break;
+        case op_type::SWIGLU: cases_swiglu(b); break;
+        case op_type::KV_STORE: cases_kv_store(b); break;
+        case op_type::ATTENTION: cases_attention(b); break;
+        case op_type::COUNT: break;
+    }
+    return std::move(b.cases);
+}
+
+// ---- running and comparing -------------------------------------------------------------------------------
+// Runs c on be with a fresh copy of the initial dst; checks the guards and that sources were not written.
+std::unique_ptr<owned_tensor> run_case(backend& be, const op_case& c) {
+    auto dst = std::make_unique<owned_tensor>(c.dst->t.type, c.dst->t.ne[0], c.dst->t.ne[1], c.dst->t.ne[2], "dst");
+    std::memcpy(dst->t.data, c.dst->t.data, c.dst->t.nbytes());
+    std::vector<std::vector<uint8_t>> before;
+    for (const auto& in : c.inputs) before.push_back(in->bytes());
+    op o = c.o;
+    o.dst = &dst->t;
+    be.run(&o, 1);
+    EXPECT_TRUE(dst->buf->guards_intact()) << be.name() << " wrote outside dst: " << c.desc;
+    for (size_t i = 0; i < c.inputs.size(); ++i) {
+        EXPECT_TRUE(c.inputs[i]->buf->guards_intact()) << be.name() << " wrote around a source: " << c.desc;
+        EXPECT_TRUE(before[i] == c.inputs[i]->bytes()) << be.name() << " modified source " << i << ": " << c.desc;
+    }
+    return dst;
+}
+
+struct compare_result {
+    double rel_l2 = 0, max_rms = 0;
+    int64_t non_finite = 0, worst = -1;
+};
+
+compare_result compare(const std::vector<float>& out, const std::vector<float>& ref) {
+    compare_result r;
+    double num = 0, den = 0, max_err = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+        if (!std::isfinite(out[i])) {
+            ++r.non_finite;
+            continue;
+        }
+        const double e = double(out[i]) - double(ref[i]);
+        num += e * e;
+        den += double(ref[i]) * ref[i];
+        if (std::fabs(e) > max_err) {
+            max_err = std::fabs(e);
+            r.worst = int64_t(i);
+        }
+    }
+    const double rms = std::sqrt(den / double(std::max<size_t>(1, ref.size())));
+    r.rel_l2 = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+    r.max_rms = rms > 0 ? max_err / rms : max_err;
+    return r;
+}
+
+struct param {
+    size_t backend_index;
+    op_type op;
+};
+
+std::string param_name(const testing::TestParamInfo<param>& info) {
+    return backends_under_test()[info.param.backend_index].label + "_" + op_name(info.param.op);
+}
+
+std::vector<param> all_params() {
+    std::vector<param> out;
+    for (size_t b = 0; b < backends_under_test().size(); ++b)
+        for (uint32_t t = 0; t < uint32_t(op_type::COUNT); ++t) out.push_back({b, op_type(t)});
+    return out;
+}
+
+class op_vs_ref : public testing::TestWithParam<param> {};
+
+TEST_P(op_vs_ref, matches_reference) {
+    const param p = GetParam();
+    const backend_entry& entry = backends_under_test()[p.backend_index];
+    std::unique_ptr<backend> be;
+    try {
+        be = entry.make();
+    } catch (const tfu::error& e) {
+        if (e.status() == TFU_STATUS_BACKEND_UNAVAILABLE) GTEST_SKIP() << entry.label << ": " << e.what();
+        throw;
+    }
+    std::unique_ptr<backend> ref = make_cpu_ref_backend();
+    std::mt19937_64 rng(test_seed() * 1000003u + uint64_t(p.op));
+    std::vector<op_case> cases = make_cases(p.op, rng);
+    ASSERT_FALSE(cases.empty()) << "no test cases for op " << op_name(p.op) << ": add them to test_ops.cpp";
+
+    std::vector<std::string> skipped;
+    for (const op_case& c : cases) {
+        SCOPED_TRACE(std::string(op_name(p.op)) + " " + c.desc);
+        op probe = c.o;
+        probe.dst = &c.dst->t;
+        std::string why;
+        ASSERT_TRUE(ref->supports(probe, &why)) << "cpu-ref rejects its own test case: " << why;
+        if (!be->supports(probe, &why)) {
+            skipped.push_back(c.desc + ": " + why);
+            continue;
+        }
+        const error_bound* bound = find_bound(p.op, c.bound_type);
+        ASSERT_NE(bound, nullptr) << "no error bound for " << op_name(p.op) << " " << dtype_name(c.bound_type);
+
+        std::unique_ptr<owned_tensor> want = run_case(*ref, c);
+        std::unique_ptr<owned_tensor> got = run_case(*be, c);
+        const std::vector<float> wv = to_floats(want->t), gv = to_floats(got->t);
+        for (float x : wv) ASSERT_TRUE(std::isfinite(x)) << "cpu-ref produced a non-finite value";
+        compare_result r = compare(gv, wv);
+        EXPECT_EQ(r.non_finite, 0) << entry.label << ": non-finite outputs (unwritten or NaN)";
+        EXPECT_LE(r.rel_l2, bound->rel_l2) << entry.label << ": relative L2 error (" << bound->why << ")";
+        EXPECT_LE(r.max_rms, bound->max_rms)
+            << entry.label << ": max error / rms at element " << r.worst << ": got "
+            << (r.worst >= 0 ? gv[size_t(r.worst)] : 0.f) << " want " << (r.worst >= 0 ? wv[size_t(r.worst)] : 0.f);
+    }
+    if (!skipped.empty()) {
+        std::ostringstream s;
+        s << entry.label << " does not support " << skipped.size() << " of " << cases.size() << " cases:";
+        for (const std::string& w : skipped) s << "\n  " << w;
+        GTEST_SKIP() << s.str();
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(ops, op_vs_ref, testing::ValuesIn(all_params()), param_name);
+
+}  // namespace
+}  // namespace tfu::test
