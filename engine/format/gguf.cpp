@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <new>
 
 #include "core/error.h"
 #include "format/mapped_file.h"
@@ -22,6 +23,11 @@ constexpr uint32_t k_max_dims = 4;
 // least name length (8) + 1 name byte + n_dims (4) + one dim (8) + type (4) + offset (8).
 constexpr uint64_t k_min_kv_bytes = 8 + 1 + 4 + 1;
 constexpr uint64_t k_min_tensor_info_bytes = 8 + 1 + 4 + 8 + 4 + 8;
+// Those bounds are loose in a multi-GB file (the tensor data counts as "remaining bytes"), so vectors are
+// reserved at most this many entries up front and otherwise grow with what was actually parsed.
+constexpr uint64_t k_max_reserve = 1 << 16;
+
+size_t reserve_count(uint64_t n) { return size_t(std::min(n, k_max_reserve)); }
 
 // Untrusted bytes made safe for a message: non-printable bytes as \xNN, long text cut.
 std::string printable(std::string_view s) {
@@ -158,7 +164,7 @@ void read_array(reader& r, kv& v) {
         if (v.count > r.left() / 8)
             r.fail_here(TFU_STATUS_INVALID_FILE, what_n + " needs at least " + std::to_string(v.count) +
                                                      " x 8 bytes but only " + std::to_string(r.left()) + " remain");
-        v.strings.reserve(size_t(v.count));
+        v.strings.reserve(reserve_count(v.count));
         for (uint64_t k = 0; k < v.count; ++k) v.strings.push_back(r.str("string element", k));
         return;
     }
@@ -195,7 +201,7 @@ std::unique_ptr<file> file::open(const std::string& path) {
     f->map_ = std::make_unique<mapped_file>(path);
     f->base_ = f->map_->data();
     f->size_ = f->map_->size();
-    f->parse();
+    f->parse_checked();
     return f;
 }
 
@@ -205,11 +211,20 @@ std::unique_ptr<file> file::from_memory(const void* data, size_t size, const std
     f->path_ = name;
     f->base_ = static_cast<const uint8_t*>(data);
     f->size_ = size;
-    f->parse();
+    f->parse_checked();
     return f;
 }
 
 file::~file() = default;
+
+void file::parse_checked() {
+    try {
+        parse();
+    } catch (const std::bad_alloc&) {
+        // A file can legitimately describe more metadata than memory holds; say so instead of escaping.
+        fail(TFU_STATUS_OUT_OF_MEMORY, path_ + ": out of memory while reading the GGUF header");
+    }
+}
 
 void file::parse() {
     if (size_ == 0) fail(TFU_STATUS_INVALID_FILE, path_ + ": file is empty, not a GGUF file");
@@ -241,7 +256,7 @@ void file::parse() {
                                           std::to_string(r.left()) + " bytes after the header (file truncated?)");
 
     // --- metadata ---
-    kvs_.reserve(size_t(n_kv));
+    kvs_.reserve(reserve_count(n_kv));
     for (uint64_t k = 0; k < n_kv; ++k) {
         r.where = "key/value " + std::to_string(k);
         kv v;
@@ -270,7 +285,7 @@ void file::parse() {
     }
 
     // --- tensor infos ---
-    tensors_.reserve(size_t(n_tensors));
+    tensors_.reserve(reserve_count(n_tensors));
     for (uint64_t k = 0; k < n_tensors; ++k) {
         r.where = "tensor info " + std::to_string(k);
         tensor_info ti;

@@ -86,7 +86,8 @@ struct tensor_info {
 class file {
 public:
     // Maps and validates the file. Missing file: TFU_STATUS_NOT_FOUND; unreadable: TFU_STATUS_IO_ERROR;
-    // malformed: TFU_STATUS_INVALID_FILE; unknown tensor type id: TFU_STATUS_UNSUPPORTED.
+    // malformed: TFU_STATUS_INVALID_FILE; unknown tensor type id, GGUF v1 or nested arrays:
+    // TFU_STATUS_UNSUPPORTED; metadata larger than memory: TFU_STATUS_OUT_OF_MEMORY.
     static std::unique_ptr<file> open(const std::string& path);
     // Parses a buffer the caller keeps alive (tests, fuzzing); same validation; `name` is used in messages.
     static std::unique_ptr<file> from_memory(const void* data, size_t size, const std::string& name);
@@ -119,6 +120,7 @@ public:
 private:
     file() = default;
     void parse();
+    void parse_checked();  // parse(), with std::bad_alloc turned into TFU_STATUS_OUT_OF_MEMORY
 
     std::string path_;
     std::unique_ptr<mapped_file> map_;  // null for from_memory()

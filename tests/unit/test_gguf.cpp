@@ -3,9 +3,11 @@
 // the real files in ../shared.
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -756,6 +758,45 @@ TEST(gguf, open_maps_a_file) {
         ADD_FAILURE() << "empty file opened";
     } catch (const tfu::error& e) {
         EXPECT_EQ(e.status(), TFU_STATUS_INVALID_FILE) << e.what();
+    }
+    std::remove(path.c_str());
+}
+
+TEST(gguf, open_reads_only_the_header) {
+    // A 5 GiB f32 tensor in a sparse file: open() validates it without touching a single data page.
+    gguf_builder g;
+    g.string("general.architecture", "llama");
+    const int64_t ne0 = int64_t(1) << 28, ne1 = 5;
+    g.tensor("big", uint32_t(dtype::F32), {ne0, ne1}, bytes{});  // data added below as a hole
+    layout lay;
+    const bytes header = g.build(&lay);
+    const std::string path = temp_path("sparse.gguf");
+    {
+        std::ofstream out(path, std::ios::binary);
+        out.write(reinterpret_cast<const char*>(header.data()), std::streamsize(header.size()));
+    }
+    const size_t nbytes = size_t(ne0 * ne1 * 4);
+    if (truncate(path.c_str(), off_t(lay.data_offset + nbytes)) != 0) {
+        std::remove(path.c_str());
+        GTEST_SKIP() << "cannot make a sparse 5 GiB file in " << path;
+    }
+    {
+        auto f = file::open(path);
+        const tfu::gguf::tensor_info* t = f->find_tensor("big");
+        ASSERT_NE(t, nullptr);
+        EXPECT_EQ(t->nbytes, nbytes);
+        EXPECT_EQ(f->size(), lay.data_offset + nbytes);
+        // Page-cache residency of the data past the first 64 MiB (kernel read-ahead may pull in some pages
+        // after the header): none may be resident, as nothing read them.
+        const size_t page = size_t(sysconf(_SC_PAGESIZE));
+        const size_t skip = size_t(64) << 20;
+        const uint8_t* begin = f->base() + skip;
+        const size_t len = f->size() - skip;
+        std::vector<unsigned char> resident((len + page - 1) / page);
+        ASSERT_EQ(mincore(const_cast<uint8_t*>(begin), len, resident.data()), 0) << std::strerror(errno);
+        size_t n_resident = 0;
+        for (unsigned char r : resident) n_resident += r & 1;
+        EXPECT_EQ(n_resident, 0u) << "of " << resident.size() << " pages";
     }
     std::remove(path.c_str());
 }
