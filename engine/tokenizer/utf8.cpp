@@ -86,14 +86,38 @@ void utf8_append(std::string& out, uint32_t cp) {
     }
 }
 
+// Number of bytes after s[pos] that continue a well-formed prefix of the sequence started at s[pos].
+static size_t valid_continuations(std::string_view s, size_t pos) {
+    const auto* p = reinterpret_cast<const uint8_t*>(s.data()) + pos;
+    const size_t need = utf8_seq_len(p[0]);
+    if (need == 1) return 0;
+    size_t k = 0;
+    for (size_t j = 1; j < need && pos + j < s.size(); ++j) {
+        uint8_t lo = 0x80, hi = 0xBF;
+        if (j == 1 && p[0] == 0xE0) lo = 0xA0;
+        if (j == 1 && p[0] == 0xED) hi = 0x9F;
+        if (j == 1 && p[0] == 0xF0) lo = 0x90;
+        if (j == 1 && p[0] == 0xF4) hi = 0x8F;
+        if (p[j] < lo || p[j] > hi) break;
+        ++k;
+    }
+    return k;
+}
+
 std::string utf8_sanitize(std::string_view s) {
     std::string out;
     out.reserve(s.size());
     for (size_t i = 0; i < s.size();) {
         const utf8_cpt c = utf8_decode(s, i);
-        if (c.valid) out.append(s.substr(i, c.len));
-        else utf8_append(out, 0xFFFD);
-        i += c.len;
+        if (c.valid) {
+            out.append(s.substr(i, c.len));
+            i += c.len;
+            continue;
+        }
+        // One U+FFFD per maximal subpart of an ill-formed sequence (Unicode 3.9, "U+FFFD substitution"): a
+        // truncated character gives one replacement, not one per byte.
+        utf8_append(out, 0xFFFD);
+        i += 1 + valid_continuations(s, i);
     }
     return out;
 }

@@ -35,7 +35,7 @@ size_t utf8_complete_prefix(std::string_view s);
 // Appends the UTF-8 encoding of cp (cp <= U+10FFFF; others encode U+FFFD).
 void utf8_append(std::string& out, uint32_t cp);
 
-// Returns `s` with every invalid byte replaced by U+FFFD.
+// Returns `s` with each ill-formed subsequence (maximal subpart, as Unicode recommends) replaced by U+FFFD.
 std::string utf8_sanitize(std::string_view s);
 
 }  // namespace tfu
