@@ -1,5 +1,8 @@
 # Warning flags for every target of the project (errors when TFU_WERROR is on).
-set(TFU_WARNINGS -Wall -Wextra -Wshadow=local -Wno-missing-field-initializers)
+set(TFU_WARNINGS -Wall -Wextra -Wno-missing-field-initializers)
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  list(APPEND TFU_WARNINGS -Wshadow=local)  # clang 14 does not know it
+endif()
 if(TFU_WERROR)
   list(APPEND TFU_WARNINGS -Werror)
 endif()

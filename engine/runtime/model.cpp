@@ -15,7 +15,7 @@ std::vector<uint8_t> read_whole_file(const std::string& path) {
     if (!in) fail(TFU_STATUS_NOT_FOUND, path + ": cannot open file");
     std::streamoff size = in.tellg();
     if (size < 0) fail(TFU_STATUS_IO_ERROR, path + ": cannot determine the file size");
-    std::vector<uint8_t> data(size_t(size));
+    std::vector<uint8_t> data(static_cast<size_t>(size));
     in.seekg(0);
     if (size > 0 && !in.read(reinterpret_cast<char*>(data.data()), size))
         fail(TFU_STATUS_IO_ERROR, path + ": read failed");
