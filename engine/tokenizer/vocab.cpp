@@ -19,7 +19,7 @@ const char* const k_spm_space = "\xE2\x96\x81";  // U+2581 LOWER ONE EIGHTH BLOC
 
 // Texts that end a turn or a generation (searched when the GGUF names no eot token; all are end-of-generation).
 const char* const k_eot_texts[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
-                                   "<EOT>", "_<EOT>", "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"};
+                                   "<EOT>", "_<EOT>", "<\xEF\xBD\x9C\x65nd\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"};
 const char* const k_eog_extra_texts[] = {"<|eom_id|>"};
 
 std::string replace_all(std::string_view s, std::string_view from, std::string_view to) {
