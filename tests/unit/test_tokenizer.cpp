@@ -336,3 +336,39 @@ TEST(tokenizer, refusals) {
 }
 
 }  // namespace
+
+namespace {
+
+std::vector<std::string> split(tfu::pre_type t, const std::string& s) {
+    std::vector<std::string> out;
+    size_t off = 0;
+    for (size_t n : tfu::pre_tokenize(t, s)) {
+        out.push_back(s.substr(off, n));
+        off += n;
+    }
+    EXPECT_EQ(off, s.size());
+    return out;
+}
+
+using words = std::vector<std::string>;
+
+// Pre-tokenizers without a vector file in ../shared/vocab, checked against their regexes by hand.
+TEST(pre_tokenizer, regex_semantics) {
+    // Qwen2: Llama 3's regex with single digits.
+    EXPECT_EQ(split(tfu::pre_type::QWEN2, "I'VE 12345 cats!!\n\n  x"),
+              (words{"I", "'VE", " ", "1", "2", "3", "4", "5", " cats", "!!\n\n", " ", " x"}));
+    EXPECT_EQ(split(tfu::pre_type::LLAMA3, "12345 cats"), (words{"123", "45", " cats"}));
+    // DeepSeek LLM: [\r\n] | \s?letters | \s?punct | \s+$ | CJK | \p{N}+
+    EXPECT_EQ(split(tfu::pre_type::DEEPSEEK_LLM, "Hi, 你好 42  "), (words{"Hi", ",", " ", "你好", " ", "42", "  "}));
+    // GPT-2 (and its default pre): contractions, ' ?\p{L}+', '\s+(?!\S)'.
+    EXPECT_EQ(split(tfu::pre_type::GPT2, "it's   ok"), (words{"it", "'s", "  ", " ok"}));
+    EXPECT_EQ(split(tfu::pre_type::DEFAULT, "a...b 1234"), (words{"a", "...", "b", " ", "123", "4"}));
+    // Invalid bytes are kept, each as its own symbol character.
+    EXPECT_EQ(split(tfu::pre_type::GPT2, "a\xFF\xFE b"), (words{"a", "\xFF\xFE", " b"}));
+    tfu::pre_type t;
+    EXPECT_FALSE(tfu::pre_type_from_name("nonexistent", t));
+    EXPECT_TRUE(tfu::pre_type_from_name("qwen2", t));
+    EXPECT_EQ(t, tfu::pre_type::QWEN2);
+}
+
+}  // namespace
