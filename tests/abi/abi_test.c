@@ -46,9 +46,11 @@ static float abs_diff(float a, float b) { return a > b ? a - b : b - a; } /* no 
         }                                                                                           \
     } while (0)
 
-/* A call on a NULL handle: INVALID_ARGUMENT and a message. */
+/* A call on a NULL handle: INVALID_ARGUMENT and a message of its own (a successful call first, so that an older
+ * message cannot pass for it: this library clears the message on success). */
 #define CHECK_NULL_ARG(call)                                                                        \
     do {                                                                                            \
+        tfu_engine_destroy(NULL);                                                                   \
         CHECK_STATUS(call, TFU_STATUS_INVALID_ARGUMENT);                                            \
         CHECK(tfu_last_error() != NULL && tfu_last_error()[0] != '\0');                             \
     } while (0)

@@ -263,7 +263,7 @@ int main(int argc, char** argv) {
     }
     const uint64_t peak = peak_rss_bytes();
     const std::string backend = tfu_engine_backend_name(eng);
-    const std::string model_name = std::string(info.architecture) + (info.name[0] ? std::string(" ") + info.name : "");
+    const std::string model_name = info.name[0] ? info.name : info.architecture;
 
     // The table, laid out like llama-bench's.
     FILE* out = o.json == "-" ? stderr : stdout;
@@ -275,7 +275,7 @@ int main(int argc, char** argv) {
     auto row = [&](const std::string& test, const stat_acc& s) {
         char tps[64];
         std::snprintf(tps, sizeof tps, "%.2f ± %.2f", s.mean(), s.stddev());
-        std::fprintf(out, "| %-28.28s | %10s | %10s | %-8s | %7d | %8s | %20s |\n", model_name.c_str(),
+        std::fprintf(out, "| %-28.28s | %10s | %10s | %-8s | %7d | %8s | %21s |\n", model_name.c_str(),
                     human_bytes(info.size_bytes).c_str(), human_count(info.n_params).c_str(), backend.c_str(),
                     threads, test.c_str(), tps);
     };
