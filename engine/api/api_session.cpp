@@ -117,7 +117,11 @@ TFU_API tfu_status tfu_session_generate(tfu_session* session, const tfu_generate
 }
 
 TFU_API tfu_status tfu_session_cancel(tfu_session* session) {
-    if (!session) return TFU_STATUS_INVALID_ARGUMENT;
+    // Valid sessions: one lock-free atomic store and nothing else, so that this is async-signal-safe.
+    if (!session) {
+        tfu::api::set_last_error("session is NULL");
+        return TFU_STATUS_INVALID_ARGUMENT;
+    }
     session->impl->cancel_flag.store(true);
     return TFU_STATUS_OK;
 }

@@ -35,7 +35,8 @@ public:
     std::vector<float> eval_all_logits(const std::vector<int32_t>& tokens);
 
     model& mdl;
-    std::atomic<bool> cancel_flag{false};
+    std::atomic<bool> cancel_flag{false};  // set by tfu_session_cancel, also from signal handlers
+    static_assert(std::atomic<bool>::is_always_lock_free, "tfu_session_cancel must be async-signal-safe");
     std::atomic<bool> busy{false};
 
 private:

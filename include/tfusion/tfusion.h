@@ -290,8 +290,9 @@ TFU_API tfu_generate_params tfu_generate_params_default(void);
  * TFU_STATUS_CANCELLED; the session stays usable and keeps what was processed. out_result may be NULL. */
 TFU_API tfu_status tfu_session_generate(tfu_session* session, const tfu_generate_params* params,
                                         tfu_generate_result* out_result);
-/* Asks the running (or next) prefill/generate of this session to stop at its next step. Safe from any thread
- * and from a signal-free context; the flag is cleared when a call returns TFU_STATUS_CANCELLED. */
+/* Asks the running (or next) prefill/generate of this session to stop at its next step (between layers).
+ * Safe from any thread, and async-signal-safe for a valid session (one lock-free atomic store), so a SIGINT
+ * handler may call it. The flag is cleared when a call returns TFU_STATUS_CANCELLED or on reset. */
 TFU_API tfu_status tfu_session_cancel(tfu_session* session);
 /* Forgets all tokens, the KV cache and the sampler history; the session can start a new conversation. */
 TFU_API tfu_status tfu_session_reset(tfu_session* session);
