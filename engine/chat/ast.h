@@ -16,7 +16,7 @@ struct expr {
     enum class kind {
         literal,      // lit
         name,         // name: variable lookup
-        list,         // kids: elements (also tuples)
+        list,         // kids: elements; name "tuple" for (a, b)
         dict,         // kids: k0, v0, k1, v1, ...
         attr,         // kids[0].name (x.y)
         item,         // kids[0][kids[1]]

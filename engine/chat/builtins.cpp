@@ -262,7 +262,7 @@ static value dict_method(const value& obj, const std::string& name) {
     if (name == "items")
         return fn([obj](const call_args&) {
             value_list out;
-            for (const auto& kv : obj.dict()) out.push_back(value(value_list{kv.first, kv.second}));
+            for (const auto& kv : obj.dict()) out.push_back(value::tuple(value_list{kv.first, kv.second}));
             return value(out);
         });
     if (name == "keys")

@@ -163,7 +163,7 @@ value apply_filter(const std::string& name, const value& in, const call_args& a)
         if (in.is_undefined()) return value(value_list{});
         if (!in.is_dict()) runtime_fail("items filter needs a mapping");
         value_list out;
-        for (const auto& kv : in.dict()) out.push_back(value(value_list{kv.first, kv.second}));
+        for (const auto& kv : in.dict()) out.push_back(value::tuple(value_list{kv.first, kv.second}));
         return value(out);
     }
     if (name == "first" || name == "last") {
@@ -247,7 +247,7 @@ value apply_filter(const std::string& name, const value& in, const call_args& a)
         if (by && by->is_string() && by->str() == "value") pos = 1;
         else if (by && !(by->is_string() && by->str() == "key")) runtime_fail("You can only sort by either \"key\" or \"value\"");
         value_list l;
-        for (const auto& kv : in.dict()) l.push_back(value(value_list{kv.first, kv.second}));
+        for (const auto& kv : in.dict()) l.push_back(value::tuple(value_list{kv.first, kv.second}));
         std::stable_sort(l.begin(), l.end(), [&](const value& x, const value& y) {
             const value &kx = x.list()[size_t(pos)], &ky = y.list()[size_t(pos)];
             return rev ? sort_less(ky, kx, cs) : sort_less(kx, ky, cs);

@@ -276,7 +276,7 @@ private:
             case expr::kind::list: {
                 value_list l;
                 for (const expr_ptr& k : e.kids) l.push_back(eval(*k, f));
-                return value(std::move(l));
+                return e.name == "tuple" ? value::tuple(std::move(l)) : value(std::move(l));
             }
             case expr::kind::dict: {
                 value_dict d;

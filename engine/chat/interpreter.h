@@ -12,7 +12,7 @@ namespace tfu::chat {
 struct render_limits {
     size_t max_output = size_t(16) << 20;  // bytes of any output buffer (the result, a macro's or set block's)
     int max_call_depth = 64;               // nested macro calls
-    uint64_t max_steps = 5'000'000;        // statements executed + loop iterations + macro calls
+    uint64_t max_steps = 1'000'000;        // statements executed + loop iterations + macro calls
 };
 
 // Renders `body` with `globals` as the outermost scope (messages, bos_token, raise_exception, ...).

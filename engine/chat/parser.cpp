@@ -272,10 +272,15 @@ private:
             case tok::op:
                 if (t.s == "(") {
                     next();
-                    if (accept_op(")")) return make(expr::kind::list, line);  // empty tuple
+                    if (accept_op(")")) {  // empty tuple
+                        expr_ptr e = make(expr::kind::list, line);
+                        e->name = "tuple";
+                        return e;
+                    }
                     expr_ptr e = parse_expr();
                     if (is_op(",")) {
                         expr_ptr tup = make(expr::kind::list, line);
+                        tup->name = "tuple";
                         tup = add(std::move(tup), std::move(e));
                         while (accept_op(",")) {
                             if (is_op(")")) break;

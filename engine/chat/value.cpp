@@ -101,14 +101,15 @@ static void append_str(std::string& out, const value& v, bool as_repr) {
             else out += v.str();
             return;
         case value::type::list: {
-            out += '[';
+            out += v.is_tuple() ? '(' : '[';
             bool first = true;
             for (const value& e : v.list()) {
                 if (!first) out += ", ";
                 first = false;
                 append_str(out, e, true);
             }
-            out += ']';
+            if (v.is_tuple() && v.list().size() == 1) out += ',';
+            out += v.is_tuple() ? ')' : ']';
             return;
         }
         case value::type::dict: {

@@ -50,6 +50,11 @@ public:
     value(const char* s) : t_(type::string), s_(s) {}
     value(value_list l) : t_(type::list), l_(std::make_shared<value_list>(std::move(l))) {}
     value(value_dict d) : t_(type::dict), d_map_(std::make_shared<value_dict>(std::move(d))) {}
+    static value tuple(value_list l) {  // a list that prints as a Python tuple: (1, 2)
+        value v(std::move(l));
+        v.i_ = 1;
+        return v;
+    }
     static value function(std::string name, native_fn fn);
     static value new_namespace(value_dict attrs);  // mutable, shared by reference (namespace())
 
@@ -62,6 +67,7 @@ public:
     bool is_string() const { return t_ == type::string; }
     bool is_list() const { return t_ == type::list; }
     bool is_dict() const { return t_ == type::dict; }
+    bool is_tuple() const { return t_ == type::list && i_ == 1; }
     bool is_namespace() const { return t_ == type::ns; }
     bool is_callable() const { return t_ == type::callable; }
 
