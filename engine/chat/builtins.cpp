@@ -356,8 +356,8 @@ value get_slice(const value& obj, const value& start, const value& stop, const v
         if (!v.is_int()) runtime_fail(std::string("slice ") + what + " must be an integer or None");
         return {true, v.as_int()};
     };
-    auto [has_step, st] = opt_int(step, "step");
-    if (!has_step) st = 1;
+    std::pair<bool, int64_t> step_arg = opt_int(step, "step");
+    const int64_t st = step_arg.first ? step_arg.second : 1;
     if (st == 0) runtime_fail("slice step cannot be zero");
     bool is_str = obj.is_string();
     if (!is_str && !obj.is_list()) runtime_fail(object_name(obj) + " is not subscriptable");
