@@ -306,6 +306,10 @@ struct param {
     op_type op;
 };
 
+void PrintTo(const param& p, std::ostream* os) {
+    *os << backends_under_test()[p.backend_index].label << " " << op_name(p.op);
+}
+
 std::string param_name(const testing::TestParamInfo<param>& info) {
     return backends_under_test()[info.param.backend_index].label + "_" + op_name(info.param.op);
 }
@@ -321,7 +325,7 @@ class op_vs_ref : public testing::TestWithParam<param> {};
 
 TEST_P(op_vs_ref, matches_reference) {
     const param p = GetParam();
-    const backend_entry& entry = backends_under_test()[p.backend_index];
+    const backend_entry entry = backends_under_test()[p.backend_index];  // a copy: the list is a temporary
     std::unique_ptr<backend> be;
     try {
         be = entry.make();
