@@ -39,7 +39,9 @@ TFU_API tfu_status tfu_detokenize(const tfu_model* model, const tfu_token* token
             if (tokens[i] < 0 || tokens[i] >= n_vocab)
                 tfu::fail(TFU_STATUS_INVALID_ARGUMENT, "tfu_detokenize: token " + std::to_string(tokens[i]) +
                                                            " at index " + std::to_string(i) + " is outside the vocabulary");
-        std::string text = model->impl->voc->detokenize(std::vector<int32_t>(tokens, tokens + n_tokens), render_special);
+        // Byte tokens can form invalid sequences; the C API promises UTF-8, so those become U+FFFD.
+        std::string text = tfu::utf8_sanitize(
+            model->impl->voc->detokenize(std::vector<int32_t>(tokens, tokens + n_tokens), render_special));
         tfu::api::copy_out_text(text, out_text, capacity, out_len);
     });
 }

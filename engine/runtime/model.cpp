@@ -1,7 +1,11 @@
 // Model loading: GGUF -> hparams -> weights -> vocabulary, all validated before the model is handed out.
 #include "runtime/model.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 
 #include "core/error.h"
@@ -11,6 +15,12 @@ namespace tfu {
 namespace {
 
 std::vector<uint8_t> read_whole_file(const std::string& path) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) {
+        if (errno == ENOENT) fail(TFU_STATUS_NOT_FOUND, path + ": no such file");
+        fail(TFU_STATUS_IO_ERROR, path + ": " + std::strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode)) fail(TFU_STATUS_IO_ERROR, path + ": not a regular file");
     std::ifstream in(path, std::ios::binary | std::ios::ate);
     if (!in) fail(TFU_STATUS_NOT_FOUND, path + ": cannot open file");
     std::streamoff size = in.tellg();

@@ -188,7 +188,8 @@ TFU_API bool tfu_model_token_is_eog(const tfu_model* model, tfu_token token);
 TFU_API tfu_status tfu_tokenize(const tfu_model* model, const char* text, size_t text_len, bool add_special,
                                 bool parse_special, tfu_token* out_tokens, size_t capacity, size_t* out_count);
 /* Turns tokens back into UTF-8 text (not NUL-terminated inside the count, but a NUL is written when it fits).
- * render_special: include the text of control tokens such as </s>. Same size protocol as tfu_tokenize. */
+ * render_special: include the text of control tokens such as </s>. Byte tokens that do not form whole
+ * characters become U+FFFD (one per ill-formed sequence). Same size protocol as tfu_tokenize. */
 TFU_API tfu_status tfu_detokenize(const tfu_model* model, const tfu_token* tokens, size_t n_tokens,
                                   bool render_special, char* out_text, size_t capacity, size_t* out_len);
 

@@ -110,6 +110,6 @@ TEST_P(stories260k, greedy_text_matches_golden) {
 }
 
 INSTANTIATE_TEST_SUITE_P(cpu, stories260k, ::testing::Values(TFU_BACKEND_CPU_REF, TFU_BACKEND_CPU),
-                         [](const auto& info) { return info.param == TFU_BACKEND_CPU ? "cpu" : "cpu_ref"; });
+                         [](const auto& p) { return p.param == TFU_BACKEND_CPU ? "cpu" : "cpu_ref"; });
 
 }  // namespace
