@@ -1,7 +1,7 @@
 // C ABI: tokenize, detokenize, chat templates.
 #include "api/guard.h"
 #include "chat/chat_template.h"
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 
 using tfu::api::guard;
 using tfu::api::need;

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/utf8.h"
 
 namespace tfu::json {
 
@@ -252,23 +253,6 @@ private:
         return v;
     }
 
-    static void append_utf8(std::string& out, unsigned cp) {
-        if (cp < 0x80) {
-            out += char(cp);
-        } else if (cp < 0x800) {
-            out += char(0xC0 | (cp >> 6));
-            out += char(0x80 | (cp & 0x3F));
-        } else if (cp < 0x10000) {
-            out += char(0xE0 | (cp >> 12));
-            out += char(0x80 | ((cp >> 6) & 0x3F));
-            out += char(0x80 | (cp & 0x3F));
-        } else {
-            out += char(0xF0 | (cp >> 18));
-            out += char(0x80 | ((cp >> 12) & 0x3F));
-            out += char(0x80 | ((cp >> 6) & 0x3F));
-            out += char(0x80 | (cp & 0x3F));
-        }
-    }
 
     // Length of the valid UTF-8 sequence at p_ (RFC 3629: no overlongs, no surrogates, <= U+10FFFF), or 0.
     size_t utf8_len() const {
@@ -329,7 +313,7 @@ private:
                         } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
                             error_at(at, "lone low surrogate in \\u escape");
                         }
-                        append_utf8(out, cp);
+                        utf8_append(out, cp);
                         break;
                     }
                     default: error_at(p_ - 2, "invalid escape in string");

@@ -5,7 +5,7 @@
 #include <array>
 #include <queue>
 
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 #include "tokenizer/vocab.h"
 
 namespace tfu {

@@ -1,6 +1,6 @@
 // Streaming detokenizer: token pieces are appended to a byte buffer and only its complete UTF-8 prefix is
 // released, so a character split over several byte tokens is never emitted in halves.
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 #include "tokenizer/vocab.h"
 
 namespace tfu {

@@ -9,7 +9,7 @@
 #include <algorithm>
 
 #include "tokenizer/unicode.h"
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 
 namespace tfu {
 

@@ -9,7 +9,7 @@
 #include "core/error.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/spm.h"
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 
 namespace tfu {
 

@@ -7,7 +7,7 @@
 
 #include "core/error.h"
 #include "format/gguf.h"
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 #include "tokenizer/vocab.h"
 
 namespace {

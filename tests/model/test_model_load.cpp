@@ -27,7 +27,7 @@
 #include "runtime/model.h"
 #include "runtime/session.h"
 #include "tfusion/tfusion.h"
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 
 namespace {
 

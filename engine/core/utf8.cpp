@@ -1,5 +1,5 @@
 // UTF-8 decoding and validation (RFC 3629, Table 3-7 of the Unicode standard for the well-formed byte ranges).
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 
 namespace tfu {
 
