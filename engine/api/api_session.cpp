@@ -145,6 +145,18 @@ TFU_API tfu_status tfu_session_get_logits(tfu_session* session, const float** ou
     });
 }
 
+TFU_API tfu_status tfu_session_eval_logits(tfu_session* session, const tfu_token* tokens, size_t n_tokens,
+                                           float* out_logits) {
+    return guard([&] {
+        tfu::session& s = use(session);
+        if (n_tokens == 0) return;
+        need(tokens, "tokens");
+        need(out_logits, "out_logits");
+        tfu::session_use u(s);
+        s.eval_logits(tokens, n_tokens, out_logits);
+    });
+}
+
 TFU_API tfu_status tfu_session_sample(tfu_session* session, tfu_token* out_token) {
     return guard([&] {
         tfu::session& s = use(session);

@@ -111,23 +111,36 @@ void session::eval() {
     pending_.clear();
 }
 
-std::vector<float> session::eval_all_logits(const std::vector<int32_t>& tokens) {
+void session::eval_logits(const int32_t* tokens, size_t n, float* out) {
     if (!pending_.empty()) eval();
-    check_room(tokens.size());
+    for (size_t i = 0; i < n; ++i)
+        if (tokens[i] < 0 || tokens[i] >= mdl.hp.n_vocab)
+            fail(TFU_STATUS_INVALID_ARGUMENT, "token " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
+                                                  " is outside the vocabulary");
+    check_room(n);
     const size_t V = size_t(mdl.hp.n_vocab);
-    std::vector<float> out(V * tokens.size());
-    for (size_t done = 0; done < tokens.size();) {
-        throw_if_cancelled();
-        const int32_t n = int32_t(std::min(tokens.size() - done, size_t(dec_.n_batch_max())));
-        forward_batch(tokens.data() + done, n, true, out.data() + done * V);
-        tokens_.insert(tokens_.end(), tokens.begin() + long(done), tokens.begin() + long(done) + n);
-        for (int32_t i = 0; i < n; ++i) smp_.accept(tokens[done + size_t(i)]);
-        done += size_t(n);
+    try {
+        for (size_t done = 0; done < n;) {
+            throw_if_cancelled();
+            const int32_t nb = int32_t(std::min(n - done, size_t(dec_.n_batch_max())));
+            forward_batch(tokens + done, nb, true, out + done * V);
+            tokens_.insert(tokens_.end(), tokens + done, tokens + done + nb);
+            for (int32_t i = 0; i < nb; ++i) smp_.accept(tokens[done + size_t(i)]);
+            done += size_t(nb);
+        }
+    } catch (const error& e) {
+        if (e.status() == TFU_STATUS_CANCELLED) cancel_flag.store(false);
+        throw;
     }
-    if (!tokens.empty()) {
-        std::copy(out.end() - long(V), out.end(), logits_.begin());
+    if (n > 0) {
+        std::copy(out + (n - 1) * V, out + n * V, logits_.begin());
         has_logits_ = true;
     }
+}
+
+std::vector<float> session::eval_all_logits(const std::vector<int32_t>& tokens) {
+    std::vector<float> out(size_t(mdl.hp.n_vocab) * tokens.size());
+    eval_logits(tokens.data(), tokens.size(), out.data());
     return out;
 }
 

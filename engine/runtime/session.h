@@ -30,8 +30,9 @@ public:
     const std::vector<float>& logits() const;  // last evaluated position; throws if none
     void stats(tfu_session_stats* out) const;
 
-    // Runs `fn` over all positions of `tokens` (appending them) and returns logits for every position:
-    // (n_vocab, n) row-major. For perplexity and tests.
+    // Evaluates tokens[0..n) after any pending input (appending them) and writes the logits of every position to
+    // out: (n_vocab, n) row-major. For perplexity and tests. Ids are checked; CONTEXT_FULL if they do not fit.
+    void eval_logits(const int32_t* tokens, size_t n, float* out);
     std::vector<float> eval_all_logits(const std::vector<int32_t>& tokens);
 
     model& mdl;

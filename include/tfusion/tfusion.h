@@ -301,6 +301,11 @@ TFU_API tfu_status tfu_session_reset(tfu_session* session);
 /* The logits (n_vocab floats) of the last evaluated position, after tfu_session_eval or generate; valid until
  * the next call on the session. Returns TFU_STATUS_INVALID_ARGUMENT if nothing was evaluated yet. */
 TFU_API tfu_status tfu_session_get_logits(tfu_session* session, const float** out_logits, size_t* out_n_vocab);
+/* Evaluates `n_tokens` tokens (after any pending input) and writes the logits of every one of them to
+ * out_logits: n_tokens * n_vocab floats, row i for tokens[i]. For perplexity and scoring; the tokens stay in the
+ * session. Cancellable; more tokens than the context holds give TFU_STATUS_CONTEXT_FULL (nothing evaluated). */
+TFU_API tfu_status tfu_session_eval_logits(tfu_session* session, const tfu_token* tokens, size_t n_tokens,
+                                           float* out_logits);
 /* Samples one token from the last logits with the session's sampler and appends it to the session's pending
  * input (the next eval/generate processes it); for callers that drive decoding themselves. */
 TFU_API tfu_status tfu_session_sample(tfu_session* session, tfu_token* out_token);

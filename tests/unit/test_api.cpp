@@ -163,6 +163,28 @@ TEST_F(api_fixture, bad_prompts) {
     EXPECT_EQ(tfu_session_destroy(s), TFU_STATUS_OK);
 }
 
+// Logits of every position in one call equal those of a token-by-token evaluation.
+TEST_F(api_fixture, eval_logits_matches_step_by_step) {
+    const tfu_token toks[5] = {1, 403, 407, 261, 378};
+    std::vector<float> all(5 * 512);
+    tfu_session* a = new_session(64);
+    ASSERT_EQ(tfu_session_eval_logits(a, toks, 5, all.data()), TFU_STATUS_OK) << tfu_last_error();
+    tfu_session* b = new_session(64);
+    for (size_t i = 0; i < 5; ++i) {
+        ASSERT_EQ(tfu_session_add_tokens(b, &toks[i], 1), TFU_STATUS_OK);
+        ASSERT_EQ(tfu_session_eval(b), TFU_STATUS_OK);
+        const float* lg = nullptr;
+        size_t nv = 0;
+        ASSERT_EQ(tfu_session_get_logits(b, &lg, &nv), TFU_STATUS_OK);
+        ASSERT_EQ(nv, 512u);
+        for (size_t j = 0; j < nv; ++j) ASSERT_NEAR(all[i * 512 + j], lg[j], 1e-3f) << "position " << i;
+    }
+    tfu_token bad = -5;
+    EXPECT_EQ(tfu_session_eval_logits(a, &bad, 1, all.data()), TFU_STATUS_INVALID_ARGUMENT);
+    tfu_session_destroy(a);
+    tfu_session_destroy(b);
+}
+
 TEST_F(api_fixture, unload_with_live_session_is_refused) {
     tfu_session* s = new_session(64);
     EXPECT_EQ(tfu_model_unload(mdl), TFU_STATUS_BUSY);
