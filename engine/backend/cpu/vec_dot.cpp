@@ -52,12 +52,6 @@ dtype vec_dot_type(dtype w) {
     }
 }
 
-bool cpu_has_avx2_fma() {
-    static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                            __builtin_cpu_supports("f16c");
-    return has;
-}
-
 bool vec_dot_has_avx2() {
     static const bool use = cpu_has_avx2_fma() && !env_forces_scalar();
     return use;
