@@ -16,6 +16,6 @@ if [ "${TFU_TEST_QUICK:-0}" != 1 ]; then
   run_preset asan
   echo "== fuzz targets (short runs)" >&2
   cmake --preset fuzz >/dev/null
-  cmake --build --preset fuzz -j "$jobs"
+  cmake --build --preset fuzz -j "$jobs" --target fuzz_all
   ctest --test-dir build/fuzz -L fuzz --output-on-failure
 fi
