@@ -69,7 +69,11 @@ struct checker {
                                  describe_tensor(b));
         return true;
     }
-    bool expect(bool cond, const std::string& msg) { return cond || fail_with(msg); }
+    // The message is built only on failure: checks run on every op of every forward pass.
+    template <typename Msg>
+    bool expect(bool cond, Msg&& msg) {
+        return cond || fail_with(msg());
+    }
 };
 
 std::string shapes(const op& o) {
@@ -94,43 +98,39 @@ bool check_op(const op& o, std::string* why) {
             // dst (n_embd, n) = src0 (n_embd, n_vocab) rows at src1 (n, i32)
             return c.is_weight_type(s0, "src0") && c.is_type(s1, "src1", dtype::I32) &&
                    c.is_type(d, "dst", dtype::F32) &&
-                   c.expect(s0->ne[2] == 1 && s0->ne[3] == 1, "src0 must be 2-D" + shapes(o)) &&
-                   c.expect(d->ne[0] == s0->ne[0] && d->nrows() == s1->nelements(),
-                            "dst must be (src0.ne[0], number of ids)" + shapes(o));
+                   c.expect(s0->ne[2] == 1 && s0->ne[3] == 1, [&] { return std::string("src0 must be 2-D" + shapes(o)); }) &&
+                   c.expect(d->ne[0] == s0->ne[0] && d->nrows() == s1->nelements(), [&] { return std::string("dst must be (src0.ne[0], number of ids)" + shapes(o)); });
         case op_type::RMS_NORM:
             return c.is_type(s0, "src0", dtype::F32) && c.is_type(s1, "src1", dtype::F32) &&
                    c.is_type(d, "dst", dtype::F32) && c.same_shape(d, "dst", s0, "src0") &&
-                   c.expect(s1->ne[0] == s0->ne[0] && s1->nrows() == 1, "src1 must be (src0.ne[0])" + shapes(o));
+                   c.expect(s1->ne[0] == s0->ne[0] && s1->nrows() == 1, [&] { return std::string("src1 must be (src0.ne[0])" + shapes(o)); });
         case op_type::MUL_MAT:
             // dst (m, n) = src0 (k, m) . src1 (k, n)
             return c.is_weight_type(s0, "src0") && c.is_type(s1, "src1", dtype::F32) &&
                    c.is_type(d, "dst", dtype::F32) &&
-                   c.expect(s0->ne[2] == 1 && s0->ne[3] == 1, "src0 must be 2-D" + shapes(o)) &&
-                   c.expect(s1->ne[0] == s0->ne[0], "src1.ne[0] must equal src0.ne[0] (k)" + shapes(o)) &&
-                   c.expect(d->ne[0] == s0->ne[1] && d->nrows() == s1->nrows(),
-                            "dst must be (src0.ne[1], src1 rows)" + shapes(o));
+                   c.expect(s0->ne[2] == 1 && s0->ne[3] == 1, [&] { return std::string("src0 must be 2-D" + shapes(o)); }) &&
+                   c.expect(s1->ne[0] == s0->ne[0], [&] { return std::string("src1.ne[0] must equal src0.ne[0] (k)" + shapes(o)); }) &&
+                   c.expect(d->ne[0] == s0->ne[1] && d->nrows() == s1->nrows(), [&] { return std::string("dst must be (src0.ne[1], src1 rows)" + shapes(o)); });
         case op_type::ADD:
         case op_type::MUL:
             return c.is_type(s0, "src0", dtype::F32) && c.is_type(s1, "src1", dtype::F32) &&
                    c.is_type(d, "dst", dtype::F32) && c.same_shape(d, "dst", s0, "src0") &&
-                   c.expect(s1->ne[0] == s0->ne[0] && (s1->nrows() == 1 || s1->nrows() == s0->nrows()),
-                            "src1 must be (k, rows of src0 or 1)" + shapes(o));
+                   c.expect(s1->ne[0] == s0->ne[0] && (s1->nrows() == 1 || s1->nrows() == s0->nrows()), [&] { return std::string("src1 must be (k, rows of src0 or 1)" + shapes(o)); });
         case op_type::ROPE: {
             // dst (hd, n_head, n) = rope(src0 (hd, n_head, n)) at src1 (n, i32); src2 (n_rot/2) optional
             const int n_rot = o.i[0];
             if (!(c.is_type(s0, "src0", dtype::F32) && c.is_type(s1, "src1", dtype::I32) &&
                   c.is_type(d, "dst", dtype::F32) && c.same_shape(d, "dst", s0, "src0") &&
-                  c.expect(s0->ne[3] == 1, "src0 must be (hd, n_head, n)" + shapes(o)) &&
-                  c.expect(s1->nelements() == s0->ne[2], "src1 must hold one position per token" + shapes(o)) &&
-                  c.expect(n_rot >= 2 && n_rot % 2 == 0 && n_rot <= s0->ne[0],
-                           "n_rot (i[0]) = " + std::to_string(n_rot) + " must be even and in [2, hd]" + shapes(o)) &&
-                  c.expect(o.i[1] == 0 || o.i[1] == 2, "mode (i[1]) = " + std::to_string(o.i[1]) +
-                                                           " must be 0 (normal) or 2 (neox)") &&
-                  c.expect(o.f[0] > 0.0f, "freq_base (f[0]) must be > 0")))
+                  c.expect(s0->ne[3] == 1, [&] { return std::string("src0 must be (hd, n_head, n)" + shapes(o)); }) &&
+                  c.expect(s1->nelements() == s0->ne[2], [&] { return std::string("src1 must hold one position per token" + shapes(o)); }) &&
+                  c.expect(n_rot >= 2 && n_rot % 2 == 0 && n_rot <= s0->ne[0], [&] { return std::string("n_rot (i[0]) = " + std::to_string(n_rot) + " must be even and in [2, hd]" + shapes(o)); }) &&
+                  c.expect(o.i[1] == 0 || o.i[1] == 2, [&] { return std::string("mode (i[1]) = " + std::to_string(o.i[1]) +
+                                                           " must be 0 (normal) or 2 (neox)"); }) &&
+                  c.expect(o.f[0] > 0.0f, [&] { return std::string("freq_base (f[0]) must be > 0"); })))
                 return false;
             if (!s2) return true;
             return c.layout(s2, "src2") && c.is_type(s2, "src2", dtype::F32) &&
-                   c.expect(s2->nelements() == n_rot / 2, "src2 (freq factors) must hold n_rot/2 values" + shapes(o));
+                   c.expect(s2->nelements() == n_rot / 2, [&] { return std::string("src2 (freq factors) must hold n_rot/2 values" + shapes(o)); });
         }
         case op_type::SWIGLU:
             return c.is_type(s0, "src0", dtype::F32) && c.is_type(s1, "src1", dtype::F32) &&
@@ -139,11 +139,10 @@ bool check_op(const op& o, std::string* why) {
         case op_type::KV_STORE:
             // dst (hd * n_head_kv, n_ctx) rows i[0] .. i[0] + n - 1 = src0 (hd * n_head_kv, n)
             return c.is_type(s0, "src0", dtype::F32) && c.is_cache_type(d, "dst") &&
-                   c.expect(d->ne[2] == 1 && d->ne[3] == 1, "dst must be a 2-D cache (row, n_ctx)" + shapes(o)) &&
-                   c.expect(d->ne[0] == s0->ne[0], "dst.ne[0] must equal src0.ne[0]" + shapes(o)) &&
-                   c.expect(o.i[0] >= 0 && int64_t(o.i[0]) + s0->nrows() <= d->ne[1],
-                            "rows i[0] = " + std::to_string(o.i[0]) + " .. +" + std::to_string(s0->nrows()) +
-                                " do not fit the cache" + shapes(o));
+                   c.expect(d->ne[2] == 1 && d->ne[3] == 1, [&] { return std::string("dst must be a 2-D cache (row, n_ctx)" + shapes(o)); }) &&
+                   c.expect(d->ne[0] == s0->ne[0], [&] { return std::string("dst.ne[0] must equal src0.ne[0]" + shapes(o)); }) &&
+                   c.expect(o.i[0] >= 0 && int64_t(o.i[0]) + s0->nrows() <= d->ne[1], [&] { return std::string("rows i[0] = " + std::to_string(o.i[0]) + " .. +" + std::to_string(s0->nrows()) +
+                                " do not fit the cache" + shapes(o)); });
         case op_type::ATTENTION: {
             // dst (hd, n_head, n) = attention(src0 (hd, n_head, n), K = src1, V = src2 (hd * n_head_kv, n_ctx))
             if (!c.layout(s2, "src2")) return false;
@@ -151,15 +150,11 @@ bool check_op(const op& o, std::string* why) {
             const int n_head_kv = o.i[1];
             return c.is_type(s0, "src0", dtype::F32) && c.is_type(d, "dst", dtype::F32) &&
                    c.is_cache_type(s1, "src1") && c.is_cache_type(s2, "src2") && c.same_shape(d, "dst", s0, "src0") &&
-                   c.expect(s0->ne[3] == 1, "src0 must be (hd, n_head, n)" + shapes(o)) &&
-                   c.expect(n_head_kv >= 1 && n_head % n_head_kv == 0,
-                            "n_head_kv (i[1]) = " + std::to_string(n_head_kv) + " must divide n_head" + shapes(o)) &&
-                   c.expect(s1->ne[0] == hd * n_head_kv && s2->ne[0] == hd * n_head_kv,
-                            "K and V rows must be hd * n_head_kv" + shapes(o)) &&
-                   c.expect(s1->ne[2] == 1 && s1->ne[3] == 1 && s2->ne[2] == 1 && s2->ne[3] == 1,
-                            "K and V must be 2-D caches" + shapes(o)) &&
-                   c.expect(o.i[0] >= 0 && int64_t(o.i[0]) + n <= s1->ne[1] && int64_t(o.i[0]) + n <= s2->ne[1],
-                            "n_past (i[0]) = " + std::to_string(o.i[0]) + " + n exceeds the cache" + shapes(o));
+                   c.expect(s0->ne[3] == 1, [&] { return std::string("src0 must be (hd, n_head, n)" + shapes(o)); }) &&
+                   c.expect(n_head_kv >= 1 && n_head % n_head_kv == 0, [&] { return std::string("n_head_kv (i[1]) = " + std::to_string(n_head_kv) + " must divide n_head" + shapes(o)); }) &&
+                   c.expect(s1->ne[0] == hd * n_head_kv && s2->ne[0] == hd * n_head_kv, [&] { return std::string("K and V rows must be hd * n_head_kv" + shapes(o)); }) &&
+                   c.expect(s1->ne[2] == 1 && s1->ne[3] == 1 && s2->ne[2] == 1 && s2->ne[3] == 1, [&] { return std::string("K and V must be 2-D caches" + shapes(o)); }) &&
+                   c.expect(o.i[0] >= 0 && int64_t(o.i[0]) + n <= s1->ne[1] && int64_t(o.i[0]) + n <= s2->ne[1], [&] { return std::string("n_past (i[0]) = " + std::to_string(o.i[0]) + " + n exceeds the cache" + shapes(o)); });
         }
         case op_type::COUNT: break;
     }
