@@ -42,4 +42,12 @@ void fill_uniform(xoshiro256& rng, float* x, int64_t n, float lo, float hi) {
     for (int64_t i = 0; i < n; ++i) x[i] = lo + (hi - lo) * rng.uniform();
 }
 
+void fill_uniform_signed(xoshiro256& rng, float* x, int64_t n, float lo, float hi) {
+    for (int64_t i = 0; i < n; ++i) {
+        const uint64_t r = rng.next();
+        const float u = lo + (hi - lo) * float(r >> 40) * (1.0f / 16777216.0f);
+        x[i] = (r & 1) ? -u : u;
+    }
+}
+
 }  // namespace tfu::synth

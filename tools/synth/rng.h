@@ -57,5 +57,7 @@ const float* normal_table();
 void fill_normal(xoshiro256& rng, float* x, int64_t n, float scale);
 // Fills x[0..n) with uniform values in [lo, hi).
 void fill_uniform(xoshiro256& rng, float* x, int64_t n, float lo, float hi);
+// Fills x[0..n) with +-u, u uniform in [lo, hi), each sign equally likely.
+void fill_uniform_signed(xoshiro256& rng, float* x, int64_t n, float lo, float hi);
 
 }  // namespace tfu::synth

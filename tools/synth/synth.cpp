@@ -101,8 +101,8 @@ std::vector<tensor_plan> plan_tensors(const preset& p, int32_t n_layer, int64_t 
         out.push_back(std::move(t));
     };
     matrix("token_embd.weight", E, n_vocab, 1.0f);
-    const float out_norm = p.tied ? logit : 1.0f;
-    vec("output_norm.weight", E, init::uniform, 0.8f * out_norm, 1.2f * out_norm);
+    if (p.tied) vec("output_norm.weight", E, init::uniform_signed, 0.8f * logit, 1.2f * logit);
+    else vec("output_norm.weight", E, init::uniform, 0.8f, 1.2f);
     if (!p.tied) matrix("output.weight", E, n_vocab, logit);
     if (p.rope_llama3) {
         hparams hp;
@@ -222,6 +222,7 @@ result write_model(const options& opt) {
                         xoshiro256 rng(splitmix64(s));
                         if (t->kind == init::normal) fill_normal(rng, x.data(), t->ne0, t->a);
                         else if (t->kind == init::uniform) fill_uniform(rng, x.data(), t->ne0, t->a, t->b);
+                        else if (t->kind == init::uniform_signed) fill_uniform_signed(rng, x.data(), t->ne0, t->a, t->b);
                         else std::copy(t->values.begin(), t->values.end(), x.begin());
                         quantize_row(t->type, x.data(), static_cast<uint8_t*>(dst) + size_t(r) * rs, t->ne0);
                     }

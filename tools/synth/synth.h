@@ -6,9 +6,12 @@
 //   attn_q/k/v, ffn_gate/up   N(0, 1/sqrt(fan_in))       unit-RMS input -> unit-RMS output
 //   attn_output, ffn_down     N(0, 1/sqrt(fan_in)) / sqrt(2 n_layer)   each block adds ~1/(2 n_layer) variance
 //   attn_norm, ffn_norm       uniform [0.8, 1.2)
-//   output_norm        uniform [0.8, 1.2), times 3/sqrt(n_embd) when tied (the N(0,1) embedding would give
-//                      logits of std sqrt(n_embd)); untied output.weight is N(0, 3/sqrt(n_embd)): logits of
-//                      std ~3 either way
+//   output_norm        uniform [0.8, 1.2); when tied, times 3/sqrt(n_embd) (the N(0,1) embedding would give
+//                      logits of std sqrt(n_embd)) and with a random sign per channel: the residual stream
+//                      still carries much of the current token's embedding e, and with all-positive gains its
+//                      logit sum_i g_i e_i^2 would tower over the rest (an untrained tied model only repeats
+//                      its input); random signs make that term zero-mean. Untied output.weight is
+//                      N(0, 3/sqrt(n_embd)). Logits have a std of ~3 either way.
 //   attn_{q,k,v}.bias  N(0, 0.5) (qwen2)
 //   rope_freqs         the Llama-3 scaling factors (n_rot/2 f32), as llama.cpp's converter writes them
 // Matrices (and token_embd) get the requested type; a tensor whose row length is not a multiple of the type's
@@ -36,7 +39,7 @@ std::string type_names();
 // The type a matrix with rows of `ne0` elements gets when `want` is asked for (see the fallback above).
 dtype matrix_type(dtype want, int64_t ne0);
 
-enum class init { normal, uniform, values };
+enum class init { normal, uniform, uniform_signed, values };  // uniform_signed: +-[a, b)
 
 struct tensor_plan {
     std::string name;
