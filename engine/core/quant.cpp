@@ -74,17 +74,89 @@ float store_scale(float d, uint16_t* out) {
     return dq != 0.0f ? 1.0f / dq : 0.0f;
 }
 
+// Scale search for the 32-element weight blocks (the reader only needs d, and m for the _1 types, so any choice
+// is valid). Candidate 0 is llama.cpp's round-to-nearest choice (max |x| to the extreme level, min/max range);
+// the others shrink the range a little (clipping the extremes buys finer steps for the rest) and refit by least
+// squares; the candidate of least squared error against the decoded fp16 values wins, so a block is never
+// worse than with candidate 0.
+
+// Symmetric: x ~= d * q, q in [lo, hi]; `max` is the signed value of largest |x|, mapped to lo by candidate 0.
+void fit_sym_block(const float* x, int n, float max, int lo, int hi, uint16_t* d_out, int* q) {
+    double best = INFINITY;
+    int cand[QK8_0];
+    auto try_scale = [&](float d) {
+        uint16_t d16;
+        const float id = store_scale(d, &d16), dq = fp16_to_f32(d16);
+        double err = 0.0, sxl = 0.0, sll = 0.0;
+        for (int j = 0; j < n; ++j) {
+            cand[j] = clamp_int(int(std::floor(x[j] * id + 0.5f)), lo, hi);
+            const double e = double(dq) * cand[j] - x[j];
+            err += e * e;
+            sxl += double(x[j]) * cand[j];
+            sll += double(cand[j]) * cand[j];
+        }
+        if (err < best) {
+            best = err;
+            *d_out = d16;
+            std::memcpy(q, cand, sizeof(int) * size_t(n));
+        }
+        return sll > 0.0 ? float(sxl / sll) : 0.0f;
+    };
+    const float d0 = max / float(lo);
+    try_scale(d0);
+    if (d0 == 0.0f) return;
+    for (int k = 1; k <= 8; ++k) try_scale(try_scale(d0 * (1.0f - 0.025f * float(k))));
+    try_scale(try_scale(-max / float(hi)));  // the largest |x| on the positive side
+}
+
+// Asymmetric: x ~= d * q + m, q in [0, nmax].
+void fit_asym_block(const float* x, int n, float mn, float mx, int nmax, uint16_t* d_out, uint16_t* m_out, int* q) {
+    double best = INFINITY;
+    int cand[QK4_1];
+    // Tries (d, m); sets *ra, *rb to the least-squares refit of the levels it picked (false if degenerate).
+    auto try_fit = [&](float d, float m, float* ra, float* rb) {
+        uint16_t d16, m16 = f32_to_fp16(m);
+        const float id = store_scale(d, &d16), dq = fp16_to_f32(d16), mq = fp16_to_f32(m16);
+        double err = 0.0, sl = 0, sll = 0, sx = 0, sxl = 0;
+        for (int j = 0; j < n; ++j) {
+            cand[j] = clamp_int(int(std::floor((x[j] - mq) * id + 0.5f)), 0, nmax);
+            const double e = double(dq) * cand[j] + mq - x[j];
+            err += e * e;
+            sl += cand[j];
+            sll += double(cand[j]) * cand[j];
+            sx += x[j];
+            sxl += double(x[j]) * cand[j];
+        }
+        if (err < best) {
+            best = err;
+            *d_out = d16;
+            *m_out = m16;
+            std::memcpy(q, cand, sizeof(int) * size_t(n));
+        }
+        const double det = n * sll - sl * sl;  // least squares x ~= a q + b over the levels just picked
+        if (det <= 0.0) return false;
+        *ra = float((n * sxl - sl * sx) / det);
+        *rb = float((sll * sx - sl * sxl) / det);
+        return *ra > 0.0f;
+    };
+    const float r = mx - mn;
+    float ra, rb;
+    for (int a = 0; a <= 2; ++a)
+        for (int b = 0; b <= 2; ++b) {
+            const float lo = mn + 0.03f * float(a) * r, hi = mx - 0.03f * float(b) * r;
+            if (try_fit((hi - lo) / float(nmax), lo, &ra, &rb)) try_fit(ra, rb, &ra, &rb);
+            if (!(r > 0.0f)) return;
+        }
+}
+
 void quantize_q4_0(const float* x, void* y, int64_t n) {
     block_q4_0* b = static_cast<block_q4_0*>(y);
     for (int64_t i = 0; i < n / QK4_0; ++i, x += QK4_0) {
         float amax, max;
         signed_absmax(x, QK4_0, &amax, &max);
-        const float id = store_scale(max / -8.0f, &b[i].d);  // max -> level -8 (q = 0)
-        for (int j = 0; j < QK4_0 / 2; ++j) {
-            const int q0 = clamp_int(int(std::floor(x[j] * id + 8.5f)), 0, 15);
-            const int q1 = clamp_int(int(std::floor(x[j + 16] * id + 8.5f)), 0, 15);
-            b[i].qs[j] = uint8_t(q0 | q1 << 4);
-        }
+        int q[QK4_0];
+        fit_sym_block(x, QK4_0, max, -8, 7, &b[i].d, q);
+        for (int j = 0; j < QK4_0 / 2; ++j) b[i].qs[j] = uint8_t((q[j] + 8) | (q[j + 16] + 8) << 4);
     }
 }
 void dequantize_q4_0(const void* x, float* y, int64_t n) {
@@ -103,14 +175,9 @@ void quantize_q4_1(const float* x, void* y, int64_t n) {
     for (int64_t i = 0; i < n / QK4_1; ++i, x += QK4_1) {
         float mn, mx;
         min_max(x, QK4_1, &mn, &mx);
-        const float id = store_scale((mx - mn) / 15.0f, &b[i].d);
-        b[i].m = f32_to_fp16(mn);
-        const float m = fp16_to_f32(b[i].m);
-        for (int j = 0; j < 16; ++j) {
-            const int q0 = clamp_int(int(std::floor((x[j] - m) * id + 0.5f)), 0, 15);
-            const int q1 = clamp_int(int(std::floor((x[j + 16] - m) * id + 0.5f)), 0, 15);
-            b[i].qs[j] = uint8_t(q0 | q1 << 4);
-        }
+        int q[QK4_1];
+        fit_asym_block(x, QK4_1, mn, mx, 15, &b[i].d, &b[i].m, q);
+        for (int j = 0; j < QK4_1 / 2; ++j) b[i].qs[j] = uint8_t(q[j] | q[j + 16] << 4);
     }
 }
 void dequantize_q4_1(const void* x, float* y, int64_t n) {
@@ -152,9 +219,9 @@ void quantize_q5_0(const float* x, void* y, int64_t n) {
     for (int64_t i = 0; i < n / QK5_0; ++i, x += QK5_0) {
         float amax, max;
         signed_absmax(x, QK5_0, &amax, &max);
-        const float id = store_scale(max / -16.0f, &b[i].d);  // max -> level -16 (q = 0)
         int q[QK5_0];
-        for (int j = 0; j < QK5_0; ++j) q[j] = clamp_int(int(std::floor(x[j] * id + 16.5f)), 0, 31);
+        fit_sym_block(x, QK5_0, max, -16, 15, &b[i].d, q);
+        for (int j = 0; j < QK5_0; ++j) q[j] += 16;
         pack_q5(q, b[i].qs, b[i].qh);
     }
 }
@@ -173,11 +240,8 @@ void quantize_q5_1(const float* x, void* y, int64_t n) {
     for (int64_t i = 0; i < n / QK5_1; ++i, x += QK5_1) {
         float mn, mx;
         min_max(x, QK5_1, &mn, &mx);
-        const float id = store_scale((mx - mn) / 31.0f, &b[i].d);
-        b[i].m = f32_to_fp16(mn);
-        const float m = fp16_to_f32(b[i].m);
         int q[QK5_1];
-        for (int j = 0; j < QK5_1; ++j) q[j] = clamp_int(int(std::floor((x[j] - m) * id + 0.5f)), 0, 31);
+        fit_asym_block(x, QK5_1, mn, mx, 31, &b[i].d, &b[i].m, q);
         pack_q5(q, b[i].qs, b[i].qh);
     }
 }
@@ -205,8 +269,13 @@ void quantize_q8_block(const float* x, uint16_t* d_out, int8_t* qs, int* sum) {
 
 void quantize_q8_0(const float* x, void* y, int64_t n) {
     block_q8_0* b = static_cast<block_q8_0*>(y);
-    int sum;
-    for (int64_t i = 0; i < n / QK8_0; ++i, x += QK8_0) quantize_q8_block(x, &b[i].d, b[i].qs, &sum);
+    for (int64_t i = 0; i < n / QK8_0; ++i, x += QK8_0) {
+        float amax, max;
+        signed_absmax(x, QK8_0, &amax, &max);
+        int q[QK8_0];
+        fit_sym_block(x, QK8_0, -amax, -127, 127, &b[i].d, q);  // candidate 0: d = amax / 127
+        for (int j = 0; j < QK8_0; ++j) b[i].qs[j] = int8_t(q[j]);
+    }
 }
 void dequantize_q8_0(const void* x, float* y, int64_t n) {
     const block_q8_0* b = static_cast<const block_q8_0*>(x);

@@ -104,16 +104,63 @@ void quantize_asym_superblock(const float* x, int n_sub, int sub_n, int nmax, in
         max_s = s[j] > max_s ? s[j] : max_s;
         max_m = m[j] > max_m ? m[j] : max_m;
     }
-    *d_out = f32_to_fp16(max_s / float(smax));
-    *dmin_out = f32_to_fp16(max_m / float(smax));
+    // The 6-bit (Q2_K: 4-bit) sub-block scales and mins lose precision when one sub-block's range dominates, so
+    // the final codes are chosen against the decoded values: a few super-block d / dmin candidates around
+    // max / smax, and for each sub-block the rounded (scale, min) codes and their neighbours (+-1), keeping the
+    // combination of least squared error with the levels it implies.
+    static const float k_factors[3] = {1.0f, 0.95f, 0.9f};
+    double best_total = INFINITY;
+    int cand_ls[16], cand_lm[16];
+    for (float fd : k_factors) {
+        for (float fm : k_factors) {
+            const uint16_t d16 = f32_to_fp16(fd * max_s / float(smax)), m16 = f32_to_fp16(fm * max_m / float(smax));
+            const float d = fp16_to_f32(d16), dmin = fp16_to_f32(m16);
+            double total = 0.0;
+            for (int j = 0; j < n_sub; ++j) {
+                const float* xs = x + j * sub_n;
+                const int rs = d > 0.0f ? clamp_int(nearest(s[j] / d), 0, smax) : 0;
+                const int rm = dmin > 0.0f ? clamp_int(nearest(m[j] / dmin), 0, smax) : 0;
+                double best = INFINITY;
+                for (int a = rs - 1; a <= rs + 1; ++a) {
+                    if (a < 0 || a > smax || (a != rs && d <= 0.0f)) continue;
+                    for (int b = rm - 1; b <= rm + 1; ++b) {
+                        if (b < 0 || b > smax || (b != rm && dmin <= 0.0f)) continue;
+                        const float ds = d * float(a), dm = dmin * float(b);
+                        const float ids = ds > 0.0f ? 1.0f / ds : 0.0f;
+                        double err = 0.0;
+                        for (int i = 0; i < sub_n && err < best; ++i) {
+                            const int q = ds > 0.0f ? clamp_int(nearest((xs[i] + dm) * ids), 0, nmax) : 0;
+                            const double e = double(ds) * q - dm - xs[i];
+                            err += e * e;
+                        }
+                        if (err < best) {
+                            best = err;
+                            cand_ls[j] = a;
+                            cand_lm[j] = b;
+                        }
+                    }
+                }
+                total += best;
+                if (total >= best_total) break;
+            }
+            if (total < best_total) {
+                best_total = total;
+                *d_out = d16;
+                *dmin_out = m16;
+                for (int j = 0; j < n_sub; ++j) {
+                    ls[j] = cand_ls[j];
+                    lm[j] = cand_lm[j];
+                }
+            }
+        }
+    }
     const float d = fp16_to_f32(*d_out), dmin = fp16_to_f32(*dmin_out);
     for (int j = 0; j < n_sub; ++j) {
-        ls[j] = d > 0.0f ? clamp_int(nearest(s[j] / d), 0, smax) : 0;
-        lm[j] = dmin > 0.0f ? clamp_int(nearest(m[j] / dmin), 0, smax) : 0;
         const float ds = d * float(ls[j]), dm = dmin * float(lm[j]);
+        const float ids = ds > 0.0f ? 1.0f / ds : 0.0f;
         for (int i = 0; i < sub_n; ++i) {
             const int e = j * sub_n + i;
-            l[e] = ds > 0.0f ? clamp_int(nearest((x[e] + dm) / ds), 0, nmax) : 0;
+            l[e] = ds > 0.0f ? clamp_int(nearest((x[e] + dm) * ids), 0, nmax) : 0;
         }
     }
 }
