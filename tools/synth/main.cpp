@@ -21,7 +21,7 @@ void usage(FILE* f) {
                  "  --vocab FILE    GGUF whose tokenizer.* metadata is copied (e.g. ../shared/vocab/*.gguf)\n"
                  "  --type TYPE     type of the matrices and token_embd: %s\n"
                  "  --seed S        random seed (default 1)\n"
-                 "  --layers N      write only N layers (the first N of the full model, bit for bit)\n"
+                 "  --layers N      write only N layers (same random draws as the full model's first N)\n"
                  "  --ctx N         context_length to record (default: the model's)\n"
                  "  --threads N     worker threads (default: all)\n",
                  tfu::synth::type_names().c_str());

@@ -18,7 +18,8 @@
 // block falls back as llama.cpp's quantizer does (q4_K -> q5_0, q5_K -> q5_1, q6_K -> q8_0, q2_K/q3_K ->
 // q4_0; then f16). Norms, biases and rope_freqs stay f32.
 // Every row has its own random stream (seed, tensor name, row), so a file does not depend on the thread count,
-// and --layers N gives the first N layers of the full model bit for bit.
+// and --layers N draws the same numbers for the first N layers as the full model (attn_output and ffn_down
+// then differ only by their depth scale 1/sqrt(2N), which keeps the cut model well scaled).
 #pragma once
 
 #include <cstdint>

@@ -1,0 +1,330 @@
+// tfusion-synth end to end: runs the built tool (build/tools/synth/tfusion-synth, found next to this test's
+// build directory; a visible skip if it was not built) on the tiny presets and on a real preset cut to a few
+// layers, then checks the files: shapes and metadata of the preset, the vocabulary's tokenizer, tensor types
+// (with the K-quant fallback), determinism by seed, --layers drawing the same numbers, and that the
+// engine runs them with logits in a sane range (finite, std 0.1..100, stable with depth) and generates 20
+// tokens greedily.
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "format/gguf.h"
+#include "runtime/engine.h"
+#include "runtime/model.h"
+#include "runtime/session.h"
+#include "tfusion/tfusion.h"
+
+namespace {
+
+const std::string k_vocab_dir = std::string(TFU_SHARED_DIR) + "/vocab/";
+
+// The tool, relative to this test binary: <build>/tests/<dir?>/test_synth -> <build>/tools/synth/tfusion-synth.
+std::string tool_path() {
+    char buf[4096];
+    const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0) return "";
+    std::string dir(buf, size_t(n));
+    for (int up = 0; up < 3; ++up) {
+        dir = dir.substr(0, dir.rfind('/'));
+        const std::string p = dir + "/tools/synth/tfusion-synth";
+        struct stat st {};
+        if (::stat(p.c_str(), &st) == 0) return p;
+    }
+    return "";
+}
+
+#define REQUIRE_TOOL()                                                                                  \
+    const std::string tool = tool_path();                                                               \
+    if (tool.empty()) GTEST_SKIP() << "tfusion-synth is not built (build target tfusion-synth first)";
+
+struct run_result {
+    int rc = -1;
+    std::string out;  // stdout and stderr
+};
+
+run_result run(const std::string& args) {
+    run_result r;
+    const std::string cmd = tool_path() + " " + args + " 2>&1";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    if (!p) return r;
+    std::array<char, 4096> buf{};
+    size_t n;
+    while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+    const int st = ::pclose(p);
+    r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return r;
+}
+
+struct temp_dir {
+    std::string path;
+    temp_dir() {
+        char tmpl[] = "/tmp/tfu_synth_XXXXXX";
+        if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
+        path = tmpl;
+    }
+    std::string file(const std::string& name) const { return path + "/" + name; }
+    ~temp_dir() { std::system(("rm -rf '" + path + "'").c_str()); }
+};
+
+std::string synth(const temp_dir& d, const std::string& preset, const std::string& vocab, const std::string& type,
+                  const std::string& extra = "", const std::string& name = "") {
+    const std::string out = d.file(name.empty() ? preset + "-" + type + ".gguf" : name);
+    const run_result r = run("--preset " + preset + " --vocab " + k_vocab_dir + vocab + " --type " + type + " -o " +
+                             out + " --threads 2 " + extra);
+    EXPECT_EQ(r.rc, 0) << r.out;
+    return out;
+}
+
+std::vector<uint8_t> slurp(const std::string& path) {
+    std::vector<uint8_t> v;
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) return v;
+    std::array<uint8_t, 65536> buf{};
+    size_t n;
+    while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) v.insert(v.end(), buf.begin(), buf.begin() + n);
+    std::fclose(f);
+    return v;
+}
+
+double std_dev(const float* v, size_t n) {
+    double s = 0, s2 = 0;
+    for (size_t i = 0; i < n; ++i) s += v[i], s2 += double(v[i]) * v[i];
+    const double m = s / double(n);
+    return std::sqrt(std::max(0.0, s2 / double(n) - m * m));
+}
+
+// Logits (n_vocab x n) of a random prompt of n tokens, on the fast CPU backend with an f32 KV cache.
+std::vector<float> logits_of(const std::string& path, size_t n, uint64_t seed, int32_t* n_vocab) {
+    tfu_engine_params ep = tfu_engine_params_default();
+    ep.backend = TFU_BACKEND_CPU;
+    ep.n_threads = 2;
+    tfu::engine eng(ep);
+    tfu_model_params mp = tfu_model_params_default();
+    tfu::model mdl(eng, path, mp);
+    *n_vocab = mdl.hp.n_vocab;
+    std::mt19937_64 rng(seed);
+    std::vector<int32_t> ids;
+    while (ids.size() < n) ids.push_back(int32_t(3 + rng() % uint64_t(mdl.hp.n_vocab - 3)));
+    tfu_session_params sp = tfu_session_params_default();
+    sp.n_ctx = 64;
+    tfu::session s(mdl, sp, tfu::dtype::F32);
+    return s.eval_all_logits(ids);
+}
+
+// The logits checks of the brief: finite everywhere, std in [0.1, 100] at every position (the last included).
+// Returns the std at the last position.
+double check_logits(const std::string& path) {
+    int32_t V = 0;
+    const size_t n = 16;
+    const std::vector<float> lg = logits_of(path, n, 7, &V);
+    EXPECT_EQ(lg.size(), size_t(V) * n);
+    EXPECT_TRUE(std::all_of(lg.begin(), lg.end(), [](float x) { return std::isfinite(x); })) << path;
+    double last = 0;
+    for (size_t t = 0; t < n; ++t) {
+        const double sd = std_dev(lg.data() + t * size_t(V), size_t(V));
+        EXPECT_GT(sd, 0.1) << path << " position " << t;
+        EXPECT_LT(sd, 100.0) << path << " position " << t;
+        last = sd;
+    }
+    return last;
+}
+
+struct gen_out {
+    std::string text;
+    std::vector<tfu_token> tokens;
+};
+bool on_piece(const char* piece, size_t len, tfu_token tok, void* user) {
+    auto* g = static_cast<gen_out*>(user);
+    g->text.append(piece, len);
+    g->tokens.push_back(tok);
+    return true;
+}
+
+// Greedy generation of 20 tokens through the C API.
+void check_generate(const std::string& path) {
+    tfu_engine_params ep = tfu_engine_params_default();
+    ep.n_threads = 2;
+    tfu_engine* eng = nullptr;
+    ASSERT_EQ(tfu_engine_create(&ep, &eng), TFU_STATUS_OK) << tfu_last_error();
+    tfu_model* m = nullptr;
+    ASSERT_EQ(tfu_model_load(eng, path.c_str(), nullptr, &m), TFU_STATUS_OK) << tfu_last_error();
+    tfu_session_params sp = tfu_session_params_default();
+    sp.sampler.temperature = 0;
+    tfu_session* s = nullptr;
+    ASSERT_EQ(tfu_session_create(m, &sp, &s), TFU_STATUS_OK) << tfu_last_error();
+    ASSERT_EQ(tfu_session_add_text(s, "Hello world, this is", true), TFU_STATUS_OK) << tfu_last_error();
+    gen_out g;
+    tfu_generate_params gp = tfu_generate_params_default();
+    gp.max_tokens = 20;
+    gp.on_token = on_piece;
+    gp.user_data = &g;
+    tfu_generate_result res{};
+    res.struct_size = sizeof res;
+    ASSERT_EQ(tfu_session_generate(s, &gp, &res), TFU_STATUS_OK) << tfu_last_error();
+    std::printf("  %s: %d tokens, stop %d: \"%s\"\n", path.substr(path.rfind('/') + 1).c_str(), res.n_generated,
+                int(res.stop_reason), g.text.c_str());
+    if (res.stop_reason == TFU_STOP_EOG) {
+        EXPECT_GE(res.n_generated, 1);
+    } else {
+        EXPECT_EQ(res.n_generated, 20);
+    }
+    // Greedy text of random weights should not be one token repeated (the tied-embedding trap).
+    std::vector<tfu_token> uniq = g.tokens;
+    std::sort(uniq.begin(), uniq.end());
+    uniq.erase(std::unique(uniq.begin(), uniq.end()), uniq.end());
+    EXPECT_GE(uniq.size(), 3u) << g.text;
+    tfu_session_destroy(s);
+    tfu_model_unload(m);
+    tfu_engine_destroy(eng);
+}
+
+int64_t meta_int(const tfu::gguf::file& f, const std::string& key) {
+    std::optional<int64_t> v = f.get_int(key);
+    EXPECT_TRUE(v.has_value()) << key;
+    return v.value_or(-1);
+}
+
+}  // namespace
+
+TEST(Synth, ListShowsEveryPreset) {
+    REQUIRE_TOOL();
+    const run_result r = run("--list");
+    ASSERT_EQ(r.rc, 0) << r.out;
+    for (const char* p : {"Llama-3.2-1B", "Llama-3.2-3B", "Llama-3-8B", "Mistral-7B", "TinyLlama-1.1B", "Qwen2.5-0.5B",
+                          "Qwen2.5-1.5B", "SmolLM2-135M", "tiny-llama", "tiny-llama3", "tiny-qwen2"})
+        EXPECT_NE(r.out.find(p), std::string::npos) << p << "\n" << r.out;
+}
+
+TEST(Synth, BadArgumentsFailCleanly) {
+    REQUIRE_TOOL();
+    temp_dir d;
+    run_result r = run("--preset no-such-model --vocab " + k_vocab_dir + "ggml-vocab-gpt-2.gguf --type q4_0 -o " +
+                       d.file("x.gguf"));
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("no-such-model"), std::string::npos) << r.out;
+    r = run("--preset tiny-llama --vocab " + d.file("missing.gguf") + " --type q4_0 -o " + d.file("x.gguf"));
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("missing.gguf"), std::string::npos) << r.out;
+    r = run("--preset tiny-llama --vocab " + k_vocab_dir + "ggml-vocab-gpt-2.gguf --type q9_9 -o " + d.file("x.gguf"));
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("q9_9"), std::string::npos) << r.out;
+    struct stat st {};
+    EXPECT_NE(::stat(d.file("x.gguf").c_str(), &st), 0) << "no output file after a failure";
+}
+
+// Metadata and tensors of the tiny presets; activations and generation through the engine.
+TEST(Synth, TinyPresetsLoadRunAndStayInRange) {
+    REQUIRE_TOOL();
+    temp_dir d;
+    struct c { const char* preset; const char* vocab; const char* type; };
+    const c cases[] = {
+        {"tiny-llama", "ggml-vocab-llama-spm.gguf", "f32"},  {"tiny-llama", "ggml-vocab-llama-spm.gguf", "q4_K"},
+        {"tiny-llama3", "ggml-vocab-llama-spm.gguf", "q8_0"}, {"tiny-qwen2", "ggml-vocab-gpt-2.gguf", "f16"},
+        {"tiny-qwen2", "ggml-vocab-gpt-2.gguf", "q4_0"},
+    };
+    for (const c& k : cases) {
+        SCOPED_TRACE(std::string(k.preset) + " " + k.type);
+        const std::string path = synth(d, k.preset, k.vocab, k.type);
+        auto f = tfu::gguf::file::open(path);
+        auto v = tfu::gguf::file::open(k_vocab_dir + k.vocab);
+        const std::string arch = f->get_string("general.architecture").value_or("");
+        const bool qwen = std::string(k.preset) == "tiny-qwen2", tied = std::string(k.preset) != "tiny-llama";
+        EXPECT_EQ(arch, qwen ? "qwen2" : "llama");
+        EXPECT_EQ(meta_int(*f, arch + ".embedding_length"), 256);
+        EXPECT_EQ(meta_int(*f, arch + ".block_count"), 4);
+        // every tokenizer.* key of the vocabulary, same count of tokens
+        for (const auto& kv : v->metadata())
+            if (kv.key.substr(0, 10) == "tokenizer.") {
+                EXPECT_NE(f->find(kv.key), nullptr) << kv.key;
+            }
+        const int64_t V = int64_t(v->find("tokenizer.ggml.tokens")->count);
+        const tfu::gguf::tensor_info* emb = f->find_tensor("token_embd.weight");
+        ASSERT_NE(emb, nullptr);
+        EXPECT_EQ(emb->ne[0], 256);
+        EXPECT_EQ(emb->ne[1], V);
+        EXPECT_STREQ(tfu::dtype_name(emb->type), k.type);
+        EXPECT_EQ(f->find_tensor("output.weight") != nullptr, !tied);
+        EXPECT_EQ(f->find_tensor("rope_freqs.weight") != nullptr, std::string(k.preset) == "tiny-llama3");
+        EXPECT_EQ(f->find_tensor("blk.3.attn_k.bias") != nullptr, qwen);
+        EXPECT_EQ(f->find_tensor("blk.4.attn_q.weight"), nullptr);
+        EXPECT_EQ(f->find_tensor("blk.0.ffn_norm.weight")->type, tfu::dtype::F32);
+        EXPECT_STREQ(tfu::dtype_name(f->find_tensor("blk.2.ffn_down.weight")->type), k.type);
+
+        const double sd = check_logits(path);
+        // Depth must neither blow the stream up nor wash it out: the same weights cut to one layer give logits
+        // of a similar spread.
+        const std::string one = synth(d, k.preset, k.vocab, k.type, "--layers 1", std::string(k.preset) + "-1.gguf");
+        const double sd1 = check_logits(one);
+        std::printf("  %s %s: logits std %.3f (4 layers), %.3f (1 layer)\n", k.preset, k.type, sd, sd1);
+        EXPECT_LT(sd / sd1, 3.0);
+        EXPECT_GT(sd / sd1, 1.0 / 3.0);
+        check_generate(path);
+    }
+}
+
+// Same seed: the same bytes; another seed: other weights; --layers N: the first N layers bit for bit, except
+// attn_output and ffn_down, whose depth scale 1/sqrt(2 n_layer) differs (then they differ in every block).
+TEST(Synth, SeededAndLayerPrefixStable) {
+    REQUIRE_TOOL();
+    temp_dir d;
+    const std::string a = synth(d, "tiny-qwen2", "ggml-vocab-gpt-2.gguf", "q4_0", "--seed 42", "a.gguf");
+    const std::string b = synth(d, "tiny-qwen2", "ggml-vocab-gpt-2.gguf", "q4_0", "--seed 42 --threads 1", "b.gguf");
+    const std::string c = synth(d, "tiny-qwen2", "ggml-vocab-gpt-2.gguf", "q4_0", "--seed 43", "c.gguf");
+    const std::string two = synth(d, "tiny-qwen2", "ggml-vocab-gpt-2.gguf", "q4_0", "--seed 42 --layers 2", "two.gguf");
+    EXPECT_TRUE(slurp(a) == slurp(b)) << "same seed, other thread count: files differ";
+    EXPECT_FALSE(slurp(a) == slurp(c)) << "another seed gave the same file";
+    auto fa = tfu::gguf::file::open(a), f2 = tfu::gguf::file::open(two);
+    EXPECT_EQ(meta_int(*f2, "qwen2.block_count"), 2);
+    for (const auto& t : f2->tensors()) {
+        const tfu::gguf::tensor_info* ta = fa->find_tensor(t.name);
+        ASSERT_NE(ta, nullptr) << t.name;
+        ASSERT_EQ(ta->nbytes, t.nbytes) << t.name;
+        const std::string name(t.name);
+        const bool depth_scaled = name.find("attn_output") != std::string::npos || name.find("ffn_down") != std::string::npos;
+        EXPECT_EQ(std::memcmp(ta->data, t.data, t.nbytes) == 0, !depth_scaled) << t.name;
+    }
+}
+
+// A real preset cut to one layer: its real shapes and hyperparameters, a vocabulary of another size (the
+// embedding follows the file, with a note), and the K-quant fallback for rows of 576 (not a multiple of 256).
+TEST(Synth, RealPresetShapesVocabMismatchAndFallback) {
+    REQUIRE_TOOL();
+    temp_dir d;
+    const std::string out = d.file("smol.gguf");
+    const run_result r = run("--preset SmolLM2-135M --layers 1 --vocab " + k_vocab_dir +
+                             "ggml-vocab-llama-spm.gguf --type q4_K --threads 2 -o " + out);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("49152"), std::string::npos) << r.out;  // the note on the vocabulary size
+    EXPECT_NE(r.out.find("q5_0"), std::string::npos) << r.out;   // the note on the fallback
+    auto f = tfu::gguf::file::open(out);
+    EXPECT_EQ(meta_int(*f, "llama.embedding_length"), 576);
+    EXPECT_EQ(meta_int(*f, "llama.feed_forward_length"), 1536);
+    EXPECT_EQ(meta_int(*f, "llama.attention.head_count"), 9);
+    EXPECT_EQ(meta_int(*f, "llama.attention.head_count_kv"), 3);
+    EXPECT_EQ(meta_int(*f, "llama.context_length"), 8192);
+    EXPECT_EQ(meta_int(*f, "llama.block_count"), 1);
+    EXPECT_FLOAT_EQ(float(f->get_float("llama.rope.freq_base").value_or(0)), 100000.0f);
+    const auto* emb = f->find_tensor("token_embd.weight");
+    ASSERT_NE(emb, nullptr);
+    EXPECT_EQ(emb->ne[1], 32000);
+    EXPECT_EQ(emb->type, tfu::dtype::Q5_0);                                  // rows of 576
+    EXPECT_EQ(f->find_tensor("blk.0.attn_q.weight")->type, tfu::dtype::Q5_0);  // rows of 576
+    EXPECT_EQ(f->find_tensor("blk.0.ffn_down.weight")->type, tfu::dtype::Q4_K);  // rows of 1536
+    EXPECT_EQ(f->find_tensor("blk.0.attn_k.weight")->ne[1], 192);            // 3 kv heads of 64
+    EXPECT_EQ(f->find_tensor("output.weight"), nullptr);                     // tied
+    check_logits(out);
+}
