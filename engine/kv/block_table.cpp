@@ -1,0 +1,194 @@
+// A session's KV block table: append/truncate over pool blocks, the q4-key residual tail, row writers, attention
+// row sources and prefix adoption/publication (see block_table.h).
+#include "kv/block_table.h"
+
+#include <algorithm>
+#include <string>
+
+#include "core/error.h"
+#include "core/fp16.h"
+
+namespace tfu {
+
+kv_block_table::kv_block_table(kv_block_pool& pool) : pool_(pool), B_(pool.params().block_tokens) {
+    if (k_residual()) {
+        const kv_pool_params& p = pool.params();
+        residual_layout_ = kv_layout_make(kv_format::f16, kv_part::k, B_, p.head_dim);
+        residual_.assign(size_t(p.n_layer) * size_t(p.n_head_kv) * (residual_layout_.bytes / 2), 0);
+    }
+}
+
+kv_block_table::~kv_block_table() {
+    for (int32_t id : blocks_) pool_.release(id);
+}
+
+uint16_t* kv_block_table::residual(int32_t layer, int32_t head) {
+    return residual_.data() + (size_t(layer) * size_t(pool_.params().n_head_kv) + size_t(head)) *
+                                  (residual_layout_.bytes / 2);
+}
+const uint16_t* kv_block_table::residual(int32_t layer, int32_t head) const {
+    return const_cast<kv_block_table*>(this)->residual(layer, head);
+}
+
+kv_slot kv_block_table::locate(int32_t pos) const {
+    if (pos < 0 || pos >= n_tokens_)
+        fail(TFU_STATUS_INVALID_ARGUMENT, "kv_block_table::locate: position " + std::to_string(pos) +
+                                              " outside 0.." + std::to_string(n_tokens_ - 1));
+    return {blocks_[size_t(pos / B_)], pos % B_};
+}
+
+void kv_block_table::append(int32_t n) {
+    if (n < 0) fail(TFU_STATUS_INVALID_ARGUMENT, "kv_block_table::append: negative count");
+    if (n == 0) return;
+    if (n_tokens_ % B_ != 0) {  // rows will go into the partial tail block: it must be ours alone
+        int32_t& tail = blocks_.back();
+        tail = pool_.make_writable(tail);
+    }
+    const size_t need = size_t((int64_t(n_tokens_) + n + B_ - 1) / B_);
+    const size_t had = blocks_.size();
+    try {
+        while (blocks_.size() < need) blocks_.push_back(pool_.allocate());
+    } catch (...) {
+        while (blocks_.size() > had) {
+            pool_.release(blocks_.back());
+            blocks_.pop_back();
+        }
+        throw;
+    }
+    n_tokens_ += n;
+}
+
+void kv_block_table::truncate(int32_t n_keep) {
+    if (n_keep < 0 || n_keep > n_tokens_)
+        fail(TFU_STATUS_INVALID_ARGUMENT, "kv_block_table::truncate: " + std::to_string(n_keep) + " not in 0.." +
+                                              std::to_string(n_tokens_));
+    if (n_keep == n_tokens_) return;
+    const size_t keep_blocks = size_t((n_keep + B_ - 1) / B_);
+    const int32_t tail_rows = n_keep % B_;
+    // A q4 key block that was full is quantized: its kept rows go back into the residual (dequantized).
+    if (k_residual() && tail_rows != 0 && n_tokens_ >= int32_t(keep_blocks) * B_) {
+        const kv_pool_params& p = pool_.params();
+        std::vector<float> row(size_t(p.head_dim));
+        const int32_t id = blocks_[keep_blocks - 1];
+        for (int32_t l = 0; l < p.n_layer; ++l)
+            for (int32_t h = 0; h < p.n_head_kv; ++h) {
+                uint16_t* r = residual(l, h);
+                for (int32_t t = 0; t < tail_rows; ++t) {
+                    kv_read_row(pool_.k_layout(), pool_.k_head(id, l, h), t, row.data());
+                    for (int32_t c = 0; c < p.head_dim; ++c) r[size_t(t) * size_t(p.head_dim) + size_t(c)] = f32_to_fp16(row[size_t(c)]);
+                }
+            }
+    }
+    while (blocks_.size() > keep_blocks) {
+        pool_.release(blocks_.back());
+        blocks_.pop_back();
+    }
+    n_tokens_ = n_keep;
+    const size_t full = size_t(n_keep / B_);
+    if (hashes_.size() > full) hashes_.resize(full);
+    n_published_ = std::min(n_published_, full);
+}
+
+void kv_block_table::check_write(const char* what, int32_t layer, int32_t head, int32_t pos0, int32_t n) const {
+    const kv_pool_params& p = pool_.params();
+    if (layer < 0 || layer >= p.n_layer || head < 0 || head >= p.n_head_kv || n < 0 || pos0 < 0 ||
+        int64_t(pos0) + n > n_tokens_)
+        fail(TFU_STATUS_INVALID_ARGUMENT, std::string("kv_block_table::") + what + ": layer " + std::to_string(layer) +
+                                              " head " + std::to_string(head) + " positions " + std::to_string(pos0) +
+                                              "+" + std::to_string(n) + " outside the table");
+}
+
+void kv_block_table::write_v(int32_t layer, int32_t head, int32_t pos0, int32_t n, const float* rows, int64_t stride) {
+    check_write("write_v", layer, head, pos0, n);
+    for (int32_t i = 0; i < n; ++i) {
+        const int32_t pos = pos0 + i;
+        kv_write_row(pool_.v_layout(), pool_.v_head(blocks_[size_t(pos / B_)], layer, head), pos % B_,
+                     rows + i * stride);
+    }
+}
+
+void kv_block_table::write_k(int32_t layer, int32_t head, int32_t pos0, int32_t n, const float* rows, int64_t stride) {
+    check_write("write_k", layer, head, pos0, n);
+    const kv_layout& kl = pool_.k_layout();
+    if (kl.per_token()) {
+        for (int32_t i = 0; i < n; ++i) {
+            const int32_t pos = pos0 + i;
+            kv_write_row(kl, pool_.k_head(blocks_[size_t(pos / B_)], layer, head), pos % B_, rows + i * stride);
+        }
+        return;
+    }
+    const int32_t d = kl.head_dim;
+    uint16_t* res = residual(layer, head);
+    std::vector<float> tile;
+    int32_t i = 0;
+    while (i < n) {  // one block segment [a, b) of slots at a time
+        const int32_t pos = pos0 + i;
+        const int32_t a = pos % B_;
+        const int32_t b = std::min(B_, a + (n - i));
+        uint8_t* dst = pool_.k_head(blocks_[size_t(pos / B_)], layer, head);
+        if (b == B_ && a == 0) {  // the whole block is in the input
+            kv_quantize_block_k(kl, dst, rows + i * stride, stride);
+        } else if (b == B_) {  // completes a block: residual rows [0, a) + input rows [a, B)
+            tile.resize(size_t(B_) * size_t(d));
+            for (int32_t t = 0; t < a; ++t)
+                for (int32_t c = 0; c < d; ++c)
+                    tile[size_t(t) * size_t(d) + size_t(c)] = fp16_to_f32(res[size_t(t) * size_t(d) + size_t(c)]);
+            for (int32_t t = a; t < B_; ++t)
+                std::copy(rows + (i + t - a) * stride, rows + (i + t - a) * stride + d, tile.begin() + int64_t(t) * d);
+            kv_quantize_block_k(kl, dst, tile.data(), d);
+        } else {  // the block stays partial: rows wait in the residual
+            for (int32_t t = a; t < b; ++t)
+                for (int32_t c = 0; c < d; ++c)
+                    res[size_t(t) * size_t(d) + size_t(c)] = f32_to_fp16(rows[(i + t - a) * stride + c]);
+        }
+        i += b - a;
+    }
+}
+
+kv_rows kv_block_table::k_rows(int32_t b, int32_t layer, int32_t head) const {
+    if (b < 0 || b >= n_blocks()) fail(TFU_STATUS_INVALID_ARGUMENT, "kv_block_table::k_rows: bad block index");
+    const int32_t n_rows = std::min(B_, n_tokens_ - b * B_);
+    if (k_residual() && n_rows < B_)
+        return {&residual_layout_, reinterpret_cast<const uint8_t*>(residual(layer, head)), n_rows};
+    return {&pool_.k_layout(), pool_.k_head(blocks_[size_t(b)], layer, head), n_rows};
+}
+
+kv_rows kv_block_table::v_rows(int32_t b, int32_t layer, int32_t head) const {
+    if (b < 0 || b >= n_blocks()) fail(TFU_STATUS_INVALID_ARGUMENT, "kv_block_table::v_rows: bad block index");
+    return {&pool_.v_layout(), pool_.v_head(blocks_[size_t(b)], layer, head), std::min(B_, n_tokens_ - b * B_)};
+}
+
+int32_t kv_block_table::adopt_prefix(const int32_t* tokens, int32_t n) {
+    if (n_tokens_ != 0) fail(TFU_STATUS_INVALID_ARGUMENT, "kv_block_table::adopt_prefix: the table is not empty");
+    uint64_t h = kv_prefix_seed;
+    for (int32_t i = 0; (i + 1) * B_ <= n; ++i) {
+        h = kv_prefix_hash(h, tokens + i * B_, B_);
+        const int32_t id = pool_.lookup_prefix(h);
+        if (id < 0) break;
+        blocks_.push_back(id);
+        hashes_.push_back(h);
+        n_tokens_ += B_;
+    }
+    n_published_ = hashes_.size();  // already in the pool
+    return n_tokens_;
+}
+
+void kv_block_table::publish_prefix(const int32_t* tokens, int32_t n) {
+    if (n < 0 || n > n_tokens_) fail(TFU_STATUS_INVALID_ARGUMENT, "kv_block_table::publish_prefix: bad count");
+    const size_t full = size_t(n / B_);
+    while (hashes_.size() < full) {
+        const uint64_t prev = hashes_.empty() ? kv_prefix_seed : hashes_.back();
+        hashes_.push_back(kv_prefix_hash(prev, tokens + hashes_.size() * size_t(B_), B_));
+    }
+    for (; n_published_ < full; ++n_published_) pool_.publish_prefix(hashes_[n_published_], blocks_[n_published_]);
+}
+
+size_t kv_block_table::bytes() const { return blocks_.size() * pool_.block_bytes() + residual_.size() * 2; }
+
+int32_t kv_block_table::n_shared_blocks() const {
+    int32_t n = 0;
+    for (int32_t id : blocks_) n += pool_.ref_count(id) > 1 ? 1 : 0;
+    return n;
+}
+
+}  // namespace tfu

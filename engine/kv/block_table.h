@@ -1,0 +1,105 @@
+// A session's view of the paged KV cache: its block table (token position -> (block, slot)), the f16 residual
+// tail of per-channel q4 keys, the row writers that the KV_STORE step uses, the per-block row sources that
+// attention reads, and prefix adoption / publication for copy-on-write sharing.
+//
+// How the runtime uses it (one forward pass over positions [p, p + n)):
+//   table.append(n);                                   // blocks allocated, the tail block made writable (CoW)
+//   for each layer l:
+//     for each KV head h: table.write_k(l, h, p, n, k_rows, stride); table.write_v(l, h, p, n, v_rows, stride);
+//     attention for query i (position p + i), head h -> kv head h_kv:
+//       for each table block b with b * B <= p + i:
+//         src = table.k_rows(b, l, h_kv)                // {layout, data, n_rows}
+//         for t < min(src.n_rows, p + i - b * B + 1): s = kv_dot_row(*src.layout, src.data, t, q) ...
+//         then kv_axpy_row(*table.v_rows(b, l, h_kv).layout, ..., t, weight, acc)
+// Writes must cover every (layer, head) for every appended position, in increasing position order per
+// (layer, head) (as a forward pass does), because a q4 key block is quantized when its last row arrives, from
+// the residual rows written before it plus the new rows.
+//
+// Residual tail (q4 keys only): K rows of the last, partial block live in an f16 buffer of
+// (n_layer, n_head_kv, B, d) owned by the table, itself an f16 head block per (layer, head): k_rows() of that
+// block points there (layout f16), so the readers do not change. When a block's last row is written it is
+// quantized per channel into the pool block (KIVI keeps a full-precision residual for the same reason:
+// arXiv 2402.02750, sec. 3.3). V rows (any format) and non-q4 K rows go straight into the block.
+// truncate() into a full q4-K block dequantizes its kept rows back into the residual (lossy: they were q4).
+//
+// Sharing: adopt_prefix() on an empty table takes the pool's blocks for the longest published prefix of the
+// given tokens (full blocks only); publish_prefix() offers this table's full blocks to the pool. A shared block
+// is never written: append() makes the tail block writable (copy if shared) before rows go in.
+//
+// Thread safety: one table is used by one thread at a time; tables of one pool may run on different threads.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kv/block_pool.h"
+
+namespace tfu {
+
+struct kv_slot {
+    int32_t block;  // pool block id
+    int32_t slot;   // row within it, 0..B-1
+};
+
+// The rows of one (block, layer, head): read with kv_dot_row / kv_axpy_row(*layout, data, t, ...), t < n_rows.
+struct kv_rows {
+    const kv_layout* layout;
+    const uint8_t* data;
+    int32_t n_rows;
+};
+
+class kv_block_table {
+public:
+    explicit kv_block_table(kv_block_pool& pool);
+    ~kv_block_table();  // releases its blocks
+    kv_block_table(const kv_block_table&) = delete;
+    kv_block_table& operator=(const kv_block_table&) = delete;
+
+    kv_block_pool& pool() const { return pool_; }
+    int32_t n_tokens() const { return n_tokens_; }
+    int32_t n_blocks() const { return int32_t(blocks_.size()); }
+    const std::vector<int32_t>& blocks() const { return blocks_; }
+    kv_slot locate(int32_t pos) const;  // INVALID_ARGUMENT if pos is not in 0..n_tokens-1
+
+    // Adds n positions at the end (contents undefined until written). On OUT_OF_MEMORY nothing is added.
+    void append(int32_t n);
+    // Keeps the first n_keep positions (n_keep <= n_tokens), releasing the blocks past them.
+    void truncate(int32_t n_keep);
+    void clear() { truncate(0); }
+
+    // Rows for positions [pos0, pos0 + n) of one (layer, head), rows `stride` floats apart (d used of each).
+    void write_k(int32_t layer, int32_t head, int32_t pos0, int32_t n, const float* rows, int64_t stride);
+    void write_v(int32_t layer, int32_t head, int32_t pos0, int32_t n, const float* rows, int64_t stride);
+
+    // Attention sources of table block index b (0..n_blocks-1).
+    kv_rows k_rows(int32_t b, int32_t layer, int32_t head) const;
+    kv_rows v_rows(int32_t b, int32_t layer, int32_t head) const;
+
+    // Prefix sharing. adopt: the table must be empty; takes shared blocks for the longest run of full blocks of
+    // tokens[0..n) found in the pool and returns the tokens covered (a multiple of B; the caller skips their
+    // prefill; pass n = prompt length - 1 to keep a token to evaluate). publish: tokens[0..n) must be the
+    // tokens this table holds (n <= n_tokens, all layers written); keys every full block not yet published.
+    int32_t adopt_prefix(const int32_t* tokens, int32_t n);
+    void publish_prefix(const int32_t* tokens, int32_t n);
+
+    // Accounting: bytes of the blocks this table holds (shared ones counted in full) plus its residual tail.
+    size_t bytes() const;
+    int32_t n_shared_blocks() const;  // held blocks with refcount > 1
+
+private:
+    bool k_residual() const { return !pool_.k_layout().per_token(); }
+    uint16_t* residual(int32_t layer, int32_t head);
+    const uint16_t* residual(int32_t layer, int32_t head) const;
+    void check_write(const char* what, int32_t layer, int32_t head, int32_t pos0, int32_t n) const;
+
+    kv_block_pool& pool_;
+    int32_t B_;
+    int32_t n_tokens_ = 0;
+    std::vector<int32_t> blocks_;
+    std::vector<uint64_t> hashes_;  // chained prefix hash of full block i (valid for i < hashes_.size())
+    size_t n_published_ = 0;        // full blocks [0, n_published_) were offered to the pool
+    kv_layout residual_layout_{};   // f16 K head block (q4 keys only)
+    std::vector<uint16_t> residual_;  // (n_layer, n_head_kv, B, d) f16, q4 keys only
+};
+
+}  // namespace tfu
