@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/quant.h"
 #include "format/gguf.h"
 #include "runtime/engine.h"
 #include "runtime/model.h"
@@ -108,7 +109,8 @@ double std_dev(const float* v, size_t n) {
 }
 
 // Logits (n_vocab x n) of a random prompt of n tokens, on the fast CPU backend with an f32 KV cache.
-std::vector<float> logits_of(const std::string& path, size_t n, uint64_t seed, int32_t* n_vocab) {
+std::vector<float> logits_of(const std::string& path, size_t n, uint64_t seed, int32_t* n_vocab,
+                             int32_t* first_token = nullptr) {
     tfu_engine_params ep = tfu_engine_params_default();
     ep.backend = TFU_BACKEND_CPU;
     ep.n_threads = 2;
@@ -122,15 +124,109 @@ std::vector<float> logits_of(const std::string& path, size_t n, uint64_t seed, i
     tfu_session_params sp = tfu_session_params_default();
     sp.n_ctx = 64;
     tfu::session s(mdl, sp, tfu::dtype::F32);
+    if (first_token) *first_token = ids[0];
     return s.eval_all_logits(ids);
+}
+
+// --- an independent forward pass at position 0, to see the residual stream ---------------------------------
+// At the first position attention has one key, so its output is that token's V (GQA: each kv head serves
+// n_head / n_head_kv query heads) and RoPE is the identity: the whole pass is per token, a few mat-vecs.
+
+std::vector<float> dequant(const tfu::gguf::file& f, const std::string& name) {
+    const tfu::gguf::tensor_info* t = f.find_tensor(name);
+    if (!t) return {};
+    std::vector<float> out(size_t(t->nelements()));
+    const size_t rs = tfu::row_size(t->type, t->ne[0]);
+    for (int64_t r = 0; r < t->ne[1]; ++r)
+        tfu::dequantize_row(t->type, static_cast<const uint8_t*>(t->data) + size_t(r) * rs,
+                            out.data() + size_t(r * t->ne[0]), t->ne[0]);
+    return out;
+}
+// y (n_out) = W x for W of shape (n_in, n_out) in ggml order (row r = output r).
+std::vector<float> matvec(const std::vector<float>& w, const std::vector<float>& x) {
+    const size_t n_in = x.size(), n_out = w.size() / n_in;
+    std::vector<float> y(n_out);
+    for (size_t r = 0; r < n_out; ++r) {
+        double acc = 0;
+        for (size_t i = 0; i < n_in; ++i) acc += double(w[r * n_in + i]) * x[i];
+        y[r] = float(acc);
+    }
+    return y;
+}
+double rms(const std::vector<float>& x) {
+    double s = 0;
+    for (float v : x) s += double(v) * v;
+    return std::sqrt(s / double(x.size()));
+}
+std::vector<float> rms_norm(const std::vector<float>& x, const std::vector<float>& g, float eps) {
+    const double r = std::sqrt(rms(x) * rms(x) + eps);
+    std::vector<float> y(x.size());
+    for (size_t i = 0; i < x.size(); ++i) y[i] = float(x[i] / r) * g[i];
+    return y;
+}
+
+// Residual RMS after the embedding and after each layer, and the logits, for `token` at position 0.
+std::vector<double> residual_rms(const std::string& path, int32_t token, std::vector<float>* logits) {
+    auto f = tfu::gguf::file::open(path);
+    const std::string arch = f->get_string("general.architecture").value_or("");
+    const int64_t E = f->get_int(arch + ".embedding_length").value_or(0);
+    const int64_t n_layer = f->get_int(arch + ".block_count").value_or(0);
+    const int64_t n_head = f->get_int(arch + ".attention.head_count").value_or(1);
+    const int64_t n_kv = f->get_int(arch + ".attention.head_count_kv").value_or(1);
+    const float eps = float(f->get_float(arch + ".attention.layer_norm_rms_epsilon").value_or(1e-5));
+    const int64_t hd = E / n_head;
+    const std::vector<float> emb = dequant(*f, "token_embd.weight");
+    std::vector<float> h(emb.begin() + token * E, emb.begin() + (token + 1) * E);
+    std::vector<double> out = {rms(h)};
+    for (int64_t il = 0; il < n_layer; ++il) {
+        const std::string b = "blk." + std::to_string(il) + ".";
+        std::vector<float> x = rms_norm(h, dequant(*f, b + "attn_norm.weight"), eps);
+        std::vector<float> v = matvec(dequant(*f, b + "attn_v.weight"), x);
+        const std::vector<float> bv = dequant(*f, b + "attn_v.bias");
+        for (size_t i = 0; i < bv.size(); ++i) v[i] += bv[i];
+        std::vector<float> att(size_t(hd * n_head));
+        for (int64_t hh = 0; hh < n_head; ++hh)
+            for (int64_t d = 0; d < hd; ++d) att[size_t(hh * hd + d)] = v[size_t((hh / (n_head / n_kv)) * hd + d)];
+        const std::vector<float> o = matvec(dequant(*f, b + "attn_output.weight"), att);
+        for (int64_t i = 0; i < E; ++i) h[size_t(i)] += o[size_t(i)];
+        x = rms_norm(h, dequant(*f, b + "ffn_norm.weight"), eps);
+        std::vector<float> g = matvec(dequant(*f, b + "ffn_gate.weight"), x);
+        const std::vector<float> u = matvec(dequant(*f, b + "ffn_up.weight"), x);
+        for (size_t i = 0; i < g.size(); ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+        const std::vector<float> dn = matvec(dequant(*f, b + "ffn_down.weight"), g);
+        for (int64_t i = 0; i < E; ++i) h[size_t(i)] += dn[size_t(i)];
+        out.push_back(rms(h));
+    }
+    const std::vector<float> outw = f->find_tensor("output.weight") ? dequant(*f, "output.weight") : emb;
+    *logits = matvec(outw, rms_norm(h, dequant(*f, "output_norm.weight"), eps));
+    return out;
 }
 
 // The logits checks of the brief: finite everywhere, std in [0.1, 100] at every position (the last included).
 // Returns the std at the last position.
 double check_logits(const std::string& path) {
-    int32_t V = 0;
+    int32_t V = 0, tok = 0;
     const size_t n = 16;
-    const std::vector<float> lg = logits_of(path, n, 7, &V);
+    const std::vector<float> lg = logits_of(path, n, 7, &V, &tok);
+    // The residual stream through the layers (independent forward at position 0): starts at RMS ~1 and must
+    // stay within [0.5, 4] at every layer; its logits must match the engine's (a check of the shapes and
+    // layout the engine reads).
+    std::vector<float> ref;
+    const std::vector<double> res = residual_rms(path, tok, &ref);
+    std::string trace;
+    for (double r : res) trace += " " + std::to_string(r).substr(0, 5);
+    std::printf("  residual RMS by layer:%s\n", trace.c_str());
+    for (double r : res) {
+        EXPECT_GT(r, 0.5) << path << trace;
+        EXPECT_LT(r, 4.0) << path << trace;
+    }
+    if (ref.size() == size_t(V)) {
+        double num = 0, den = 0;
+        for (size_t i = 0; i < ref.size(); ++i) num += (double(lg[i]) - ref[i]) * (double(lg[i]) - ref[i]), den += double(ref[i]) * ref[i];
+        EXPECT_LT(std::sqrt(num / den), 0.05) << path << ": engine logits at position 0 differ from the reference pass";
+    } else {
+        ADD_FAILURE() << "reference logits have " << ref.size() << " entries, expected " << V;
+    }
     EXPECT_EQ(lg.size(), size_t(V) * n);
     EXPECT_TRUE(std::all_of(lg.begin(), lg.end(), [](float x) { return std::isfinite(x); })) << path;
     double last = 0;
