@@ -1,0 +1,97 @@
+// Command-line options of tfusion-perplexity: strict parsing (whole-string numbers, ranges, known flags).
+#include "options.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+namespace tfu::ppl {
+
+namespace {
+
+int32_t parse_int(const std::string& flag, const char* s, long lo, long hi) {
+    errno = 0;
+    char* end = nullptr;
+    const long v = std::strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+        throw std::invalid_argument(flag + " wants an integer in " + std::to_string(lo) + " .. " +
+                                    std::to_string(hi) + ", got '" + s + "'");
+    return int32_t(v);
+}
+
+}  // namespace
+
+const char* usage_text() {
+    return "usage: tfusion-perplexity -m MODEL -f TEXT [-c N_CTX] [-b N_BATCH] [-t THREADS] [--chunks N]\n"
+           "                          [--kl-base FILE [--save-base] [--kl-top-k K]] [--backend NAME]\n"
+           "\n"
+           "Perplexity over TEXT the way llama.cpp's llama-perplexity computes it: the text is tokenized (with BOS\n"
+           "if the vocabulary adds one), cut into chunks of N_CTX tokens whose first token becomes BOS, each chunk\n"
+           "is evaluated in a fresh context and its second half is scored. Progress on stderr, the result\n"
+           "'PPL = x +/- y' on stdout.\n"
+           "\n"
+           "  -m, --model FILE   GGUF model\n"
+           "  -f, --file FILE    UTF-8 text (one trailing newline is dropped, as llama.cpp does)\n"
+           "  -c, --ctx-size N   chunk length in tokens (default 512; with --kl-base: the base file's)\n"
+           "  -b, --batch-size N prefill batch in tokens (default N_CTX)\n"
+           "  -t, --threads N    CPU threads (default 0 = all cores)\n"
+           "      --chunks N     evaluate at most N chunks (default all)\n"
+           "      --kl-base FILE with --save-base: write this run's log-probabilities to FILE; without: compare\n"
+           "                     this run against FILE (KL divergence, delta-p, same top token, PPL ratio)\n"
+           "      --save-base    see --kl-base\n"
+           "      --kl-top-k K   log-probs kept per token in a saved base (default min(n_vocab, 1024))\n"
+           "      --backend NAME auto (default), cpu, cpu-ref, cuda, vulkan\n"
+           "  -h, --help         this text\n";
+}
+
+options parse_options(int argc, char** argv) {
+    options o;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto value = [&]() -> const char* {
+            if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
+            return argv[++i];
+        };
+        if (a == "-h" || a == "--help") {
+            o.help = true;
+        } else if (a == "-m" || a == "--model") {
+            o.model = value();
+        } else if (a == "-f" || a == "--file") {
+            o.text = value();
+        } else if (a == "-c" || a == "--ctx-size") {
+            o.n_ctx = parse_int(a, value(), 4, 1 << 20);
+            o.n_ctx_given = true;
+        } else if (a == "-b" || a == "--batch-size") {
+            o.n_batch = parse_int(a, value(), 1, 1 << 20);
+        } else if (a == "-t" || a == "--threads") {
+            o.n_threads = parse_int(a, value(), 0, 1024);
+        } else if (a == "--chunks") {
+            o.n_chunks = parse_int(a, value(), 1, 1 << 24);
+        } else if (a == "--kl-base") {
+            o.kl_base = value();
+        } else if (a == "--save-base") {
+            o.save_base = true;
+        } else if (a == "--kl-top-k") {
+            o.top_k = parse_int(a, value(), 1, 1 << 24);
+        } else if (a == "--backend") {
+            const std::string b = value();
+            if (b == "auto") o.backend = TFU_BACKEND_AUTO;
+            else if (b == "cpu") o.backend = TFU_BACKEND_CPU;
+            else if (b == "cpu-ref") o.backend = TFU_BACKEND_CPU_REF;
+            else if (b == "cuda") o.backend = TFU_BACKEND_CUDA;
+            else if (b == "vulkan") o.backend = TFU_BACKEND_VULKAN;
+            else throw std::invalid_argument("--backend: unknown backend '" + b + "' (auto, cpu, cpu-ref, cuda, vulkan)");
+        } else {
+            throw std::invalid_argument("unknown argument '" + a + "'");
+        }
+    }
+    if (o.help) return o;
+    if (o.model.empty()) throw std::invalid_argument("no model: pass -m MODEL");
+    if (o.text.empty()) throw std::invalid_argument("no text: pass -f TEXT");
+    if (o.save_base && o.kl_base.empty()) throw std::invalid_argument("--save-base needs --kl-base FILE");
+    if (o.top_k != 0 && !o.save_base) throw std::invalid_argument("--kl-top-k applies only with --save-base");
+    return o;
+}
+
+}  // namespace tfu::ppl

@@ -1,0 +1,30 @@
+// Command-line options of tfusion-perplexity.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "tfusion/tfusion.h"
+
+namespace tfu::ppl {
+
+struct options {
+    std::string model;        // -m
+    std::string text;         // -f
+    int32_t n_ctx = 512;      // -c: chunk length
+    bool n_ctx_given = false; // -c was on the command line (else --kl-base takes the base file's)
+    int32_t n_batch = 0;      // -b: prefill batch; 0 = n_ctx
+    int32_t n_threads = 0;    // -t: 0 = all cores
+    int32_t n_chunks = -1;    // --chunks: -1 = all
+    std::string kl_base;      // --kl-base FILE
+    bool save_base = false;   // --save-base: write FILE instead of comparing against it
+    int32_t top_k = 0;        // --kl-top-k: log-probs kept per token in a saved base; 0 = min(n_vocab, 1024)
+    tfu_backend_kind backend = TFU_BACKEND_AUTO;
+    bool help = false;
+};
+
+// Parses argv; throws std::invalid_argument with a message naming the bad argument.
+options parse_options(int argc, char** argv);
+const char* usage_text();
+
+}  // namespace tfu::ppl
