@@ -12,6 +12,7 @@ types=("$@")
 peer=${PEER_BIN:-/work/peer/llama.cpp/build-cpu/bin}
 text=tools/perplexity/testdata/stories.txt
 ctx=${CTX:-128}
+chunks=${CHUNKS:-8}
 threads=${THREADS:-$(nproc)}
 mkdir -p "$out"
 cmake --preset cpu-release >/dev/null
@@ -29,9 +30,9 @@ for pv in "${presets[@]}"; do
     echo "== $preset $t" >&2
     [ -f "$f" ] || "$bin/synth/tfusion-synth" --preset "$preset" --vocab "../shared/vocab/$vocab.gguf" --type "$t" \
       --seed 1 -o "$f" 2>/dev/null
-    ours=$("$bin/perplexity/tfusion-perplexity" -m "$f" -f "$text" -c "$ctx" -t "$threads" 2>/dev/null |
+    ours=$("$bin/perplexity/tfusion-perplexity" -m "$f" -f "$text" -c "$ctx" --chunks "$chunks" -t "$threads" 2>/dev/null |
       sed -n 's/^PPL = \([0-9.]*\).*/\1/p')
-    theirs=$("$peer/llama-perplexity" -m "$f" -f "$text" -c "$ctx" -t "$threads" 2>&1 |
+    theirs=$("$peer/llama-perplexity" -m "$f" -f "$text" -c "$ctx" --chunks "$chunks" -t "$threads" 2>&1 |
       sed -n 's/^Final estimate: PPL = \([0-9.]*\).*/\1/p')
     if [ -z "$ours" ] || [ -z "$theirs" ]; then
       echo "| $preset | $vocab | $t | ${ours:-error} | ${theirs:-error} | | no |"; fails=$((fails + 1)); continue
