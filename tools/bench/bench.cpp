@@ -1,15 +1,16 @@
-// tfusion-bench: prefill and decode speed, time to first token and memory of a model, on the public API only.
+// tfusion-bench: prefill and decode speed, time to first token and memory of models, on the public API only.
 //
-// Per repetition: a fresh session gets a prompt of p random in-vocabulary tokens (tfu_session_add_tokens +
-// tfu_session_eval: prefill), then decodes exactly n tokens greedily with tfu_session_sample + tfu_session_eval
-// (no stop at EOG, so every run does the same work). Figures are mean ± sample stddev over the repetitions,
-// after one untimed warm-up run. With --json - the JSON goes to stdout and the table to stderr.
+// Runs every combination of model (-m), backend, thread count (-t), and test: pp<P> (prefill P prompt tokens)
+// and tg<N> (decode N tokens one at a time), each at every context depth (-d: tokens already in the context,
+// filled by an untimed prefill; rows named like llama-bench's "tg128 @ d1024"). Prompts are random
+// in-vocabulary tokens (no special or end-of-generation tokens), so every repetition does the same work.
+// Each test: one untimed warm-up, then -r timed repetitions on the same session after tfu_session_reset;
+// t/s is mean ± sample stddev. The table (markdown, llama-bench's layout) goes to stdout, JSON to --json.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -19,77 +20,26 @@
 
 #include <tfusion/tfusion.h>
 
+#include "bench_args.h"
+#include "gguf_peek.h"
+
 namespace {
 
-struct options {
-    std::string model;
-    int32_t n_prompt = 128;
-    int32_t n_gen = 64;
-    int32_t reps = 3;
-    int32_t n_threads = 0;
-    tfu_backend_kind backend = TFU_BACKEND_AUTO;
-    std::string json;  // "" = none, "-" = stdout
-    uint32_t seed = 1234;
-};
+using tfu_bench::options;
 
-void usage(FILE* f) {
-    std::fprintf(f,
-                 "usage: tfusion-bench -m MODEL [-p 128] [-n 64] [-r 3] [-t THREADS]\n"
-                 "                     [--backend auto|cpu|cpu-ref|cuda|vulkan] [--json FILE|-] [--seed S]\n"
-                 "  -p N   prompt tokens for the prefill test (0 = skip)\n"
-                 "  -n N   tokens to decode for the generation test (0 = skip)\n"
-                 "  -r N   repetitions (mean and stddev are reported)\n");
+// Tokens added to the context size beyond max(depth) + max(p, n): room for BOS and the sampled token.
+constexpr int32_t k_ctx_margin = 16;
+
+[[noreturn]] void die(const std::string& what, tfu_status st) {
+    std::fprintf(stderr, "tfusion-bench: %s: %s: %s\n", what.c_str(), tfu_status_string(st), tfu_last_error());
+    std::exit(1);
+}
+void check(tfu_status st, const std::string& what) {
+    if (st != TFU_STATUS_OK) die(what, st);
 }
 
-bool parse_int(const char* s, long lo, long hi, long* out) {
-    char* end = nullptr;
-    long v = std::strtol(s, &end, 0);
-    if (end == s || *end != '\0' || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
-// Returns 1 ok, 0 bad command line, -1 help.
-int parse_args(int argc, char** argv, options& o) {
-    for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
-        if (a == "-h" || a == "--help") return -1;
-        if (i + 1 >= argc) {
-            std::fprintf(stderr, "tfusion-bench: missing value for %s\n", a.c_str());
-            return 0;
-        }
-        const char* v = argv[++i];
-        long n = 0;
-        bool ok = true;
-        if (a == "-m" || a == "--model") o.model = v;
-        else if (a == "-p") ok = parse_int(v, 0, 1 << 20, &n) && ((o.n_prompt = int32_t(n)), true);
-        else if (a == "-n") ok = parse_int(v, 0, 1 << 20, &n) && ((o.n_gen = int32_t(n)), true);
-        else if (a == "-r") ok = parse_int(v, 1, 10000, &n) && ((o.reps = int32_t(n)), true);
-        else if (a == "-t") ok = parse_int(v, 0, 4096, &n) && ((o.n_threads = int32_t(n)), true);
-        else if (a == "--seed") ok = parse_int(v, 0, 0x7fffffffL, &n) && ((o.seed = uint32_t(n)), true);
-        else if (a == "--json") o.json = v;
-        else if (a == "--backend") {
-            const std::string b = v;
-            if (b == "auto") o.backend = TFU_BACKEND_AUTO;
-            else if (b == "cpu") o.backend = TFU_BACKEND_CPU;
-            else if (b == "cpu-ref") o.backend = TFU_BACKEND_CPU_REF;
-            else if (b == "cuda") o.backend = TFU_BACKEND_CUDA;
-            else if (b == "vulkan") o.backend = TFU_BACKEND_VULKAN;
-            else ok = false;
-        } else {
-            std::fprintf(stderr, "tfusion-bench: unknown option %s\n", a.c_str());
-            return 0;
-        }
-        if (!ok) {
-            std::fprintf(stderr, "tfusion-bench: bad value for %s: '%s'\n", a.c_str(), v);
-            return 0;
-        }
-    }
-    if (o.model.empty()) {
-        std::fprintf(stderr, "tfusion-bench: -m MODEL is required\n");
-        return 0;
-    }
-    return 1;
+double ms_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
 // Peak resident set size of this process in bytes (VmHWM in /proc/self/status), 0 where unavailable.
@@ -107,84 +57,96 @@ uint64_t peak_rss_bytes() {
     return 0;
 }
 
-struct stat_acc {
-    std::vector<double> v;
-    double mean() const {
-        double s = 0;
-        for (double x : v) s += x;
-        return v.empty() ? 0.0 : s / double(v.size());
-    }
-    double stddev() const {  // sample standard deviation; 0 for fewer than 2 values
-        if (v.size() < 2) return 0.0;
-        const double m = mean();
-        double s = 0;
-        for (double x : v) s += (x - m) * (x - m);
-        return std::sqrt(s / double(v.size() - 1));
+double mean(const std::vector<double>& v) {
+    double s = 0;
+    for (double x : v) s += x;
+    return v.empty() ? 0.0 : s / double(v.size());
+}
+double stddev(const std::vector<double>& v) {  // sample standard deviation; 0 for fewer than 2 values
+    if (v.size() < 2) return 0.0;
+    const double m = mean(v);
+    double s = 0;
+    for (double x : v) s += (x - m) * (x - m);
+    return std::sqrt(s / double(v.size() - 1));
+}
+
+struct test_spec {
+    bool prefill;   // pp (true) or tg
+    int32_t n;      // prompt tokens (pp) or generated tokens (tg)
+    int32_t depth;  // tokens in the context before the test
+    std::string name() const {
+        std::string s = (prefill ? "pp" : "tg") + std::to_string(n);
+        if (depth > 0) s += " @ d" + std::to_string(depth);
+        return s;
     }
 };
 
-struct run_result {
-    double prefill_tps = 0, decode_tps = 0, ttft_ms = 0;
-    int32_t n_generated = 0;
+// Everything one row of the table and one JSON object report.
+struct test_result {
+    std::string model_file, model_name, architecture, type, file_type_name, dominant_type, backend;
+    int64_t file_type = -1;
+    uint64_t size_bytes = 0, n_params = 0, peak_rss = 0, engine_memory = 0, kv_bytes = 0;
+    int32_t n_ctx_train = 0, n_ctx = 0, threads = 0;
+    double load_ms = 0;
+    test_spec spec{};
+    std::vector<double> ms, tps, ttft_ms;  // per repetition; ttft only for pp tests
 };
 
-double ms_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
-
-[[noreturn]] void die(const char* what, tfu_status st) {
-    std::fprintf(stderr, "tfusion-bench: %s: %s: %s\n", what, tfu_status_string(st), tfu_last_error());
-    std::exit(1);
-}
-
-// One repetition on a fresh session: prefill p random tokens, then decode n greedily.
-run_result run_once(tfu_model* model, const tfu_model_info& info, const options& o, uint32_t seed) {
-    tfu_session_params sp = tfu_session_params_default();
-    sp.n_ctx = std::max(o.n_prompt + o.n_gen + 8, 64);
-    sp.n_batch = std::max(1, std::min(o.n_prompt, 512));
-    sp.sampler.temperature = 0.0f;
-    tfu_session* ses = nullptr;
-    tfu_status st = tfu_session_create(model, &sp, &ses);
-    if (st != TFU_STATUS_OK) die("session", st);
-    run_result r;
-
-    // A prompt of random tokens avoiding the specials (BOS/EOS/EOT/PAD), which a tokenizer would not produce
-    // inside text; at least one token so that there are logits to decode from.
-    std::mt19937 gen(seed);
+// Random prompt tokens, never a special or end-of-generation token (a tokenizer would not produce those inside
+// text, and EOG could change what a model does next). With with_bos the first token is BOS, where the model has one.
+std::vector<tfu_token> random_tokens(const tfu_model* model, const tfu_model_info& info, int32_t n, bool with_bos,
+                                     std::mt19937& gen) {
     std::uniform_int_distribution<int32_t> pick(0, info.n_vocab - 1);
-    std::vector<tfu_token> prompt;
-    if (info.bos != TFU_TOKEN_NONE) prompt.push_back(info.bos);
-    while (int32_t(prompt.size()) < std::max(o.n_prompt, 1)) {
-        const tfu_token t = pick(gen);
-        if (t == info.bos || t == info.eos || t == info.eot || t == info.pad) continue;
-        prompt.push_back(t);
+    std::vector<tfu_token> t;
+    if (n > 0 && with_bos && info.bos != TFU_TOKEN_NONE) t.push_back(info.bos);
+    while (int32_t(t.size()) < n) {
+        const tfu_token x = pick(gen);
+        if (x == info.bos || x == info.eos || x == info.eot || x == info.pad || tfu_model_token_is_eog(model, x))
+            continue;
+        t.push_back(x);
     }
-    const auto t0 = std::chrono::steady_clock::now();
-    if ((st = tfu_session_add_tokens(ses, prompt.data(), prompt.size())) != TFU_STATUS_OK) die("add_tokens", st);
-    if ((st = tfu_session_eval(ses)) != TFU_STATUS_OK) die("eval", st);
-    const double prefill_ms = ms_since(t0);
-    r.prefill_tps = prefill_ms > 0 ? 1000.0 * double(prompt.size()) / prefill_ms : 0.0;
+    return t;
+}
 
-    if (o.n_gen > 0) {
-        // Decode: sample + eval, one token per step, timing the first step separately (time to first token is
-        // prefill + the first sampled token, as a user sees it).
-        const auto t1 = std::chrono::steady_clock::now();
-        double first_ms = 0;
-        for (int32_t i = 0; i < o.n_gen; ++i) {
-            tfu_token t = 0;
-            if ((st = tfu_session_sample(ses, &t)) != TFU_STATUS_OK) die("sample", st);
-            if (i == 0) first_ms = ms_since(t1);
-            if ((st = tfu_session_eval(ses)) != TFU_STATUS_OK) die("eval", st);
-            ++r.n_generated;
-        }
-        const double decode_ms = ms_since(t1);
-        r.decode_tps = decode_ms > 0 ? 1000.0 * r.n_generated / decode_ms : 0.0;
-        r.ttft_ms = prefill_ms + first_ms;
-    } else {
-        r.ttft_ms = prefill_ms;
+struct sample {
+    double ms = 0, ttft_ms = 0;
+};
+
+// One repetition of a test on a reset session: untimed prefill to the depth, then the timed part.
+sample run_once(tfu_session* ses, const tfu_model* model, const tfu_model_info& info, const test_spec& spec,
+                uint32_t seed) {
+    std::mt19937 gen(seed);
+    check(tfu_session_reset(ses), "session reset");
+    if (spec.depth > 0) {
+        const std::vector<tfu_token> fill = random_tokens(model, info, spec.depth, true, gen);
+        check(tfu_session_add_tokens(ses, fill.data(), fill.size()), "depth fill");
+        check(tfu_session_eval(ses), "depth fill eval");
     }
-    tfu_session_destroy(ses);
-    return r;
+    sample s;
+    if (spec.prefill) {
+        const std::vector<tfu_token> prompt = random_tokens(model, info, spec.n, spec.depth == 0, gen);
+        const auto t0 = std::chrono::steady_clock::now();
+        check(tfu_session_add_tokens(ses, prompt.data(), prompt.size()), "prompt");
+        check(tfu_session_eval(ses), "prefill");
+        s.ms = ms_since(t0);
+        // Time to first token as a user sees it: the prefill plus sampling the first token.
+        tfu_token t = 0;
+        check(tfu_session_sample(ses, &t), "sample");
+        s.ttft_ms = ms_since(t0);
+    } else {
+        // n decode steps of one token each: the first token is BOS (empty context) or a random token, then each
+        // step's greedily sampled token is the next step's input, as in a real generation (sampling is timed).
+        const std::vector<tfu_token> first = random_tokens(model, info, 1, spec.depth == 0, gen);
+        check(tfu_session_add_tokens(ses, first.data(), first.size()), "first token");
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int32_t i = 0; i < spec.n; ++i) {
+            check(tfu_session_eval(ses), "decode");
+            tfu_token t = 0;
+            if (i + 1 < spec.n) check(tfu_session_sample(ses, &t), "sample");
+        }
+        s.ms = ms_since(t0);
+    }
+    return s;
 }
 
 std::string human_bytes(uint64_t b) {
@@ -203,8 +165,8 @@ std::string human_count(uint64_t n) {
     return buf;
 }
 
-std::string json_escape(const std::string& s) {
-    std::string out;
+std::string json_str(const std::string& s) {
+    std::string out = "\"";
     for (unsigned char c : s) {
         if (c == '"' || c == '\\') {
             out += '\\';
@@ -217,115 +179,248 @@ std::string json_escape(const std::string& s) {
             out += char(c);
         }
     }
-    return out;
+    return out + "\"";
+}
+
+std::string json_num(double v) {
+    if (!std::isfinite(v)) return "null";
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.17g", v);
+    return buf;
+}
+
+std::string json_list(const std::vector<double>& v) {
+    std::string s = "[";
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + json_num(v[i]);
+    return s + "]";
+}
+
+std::string to_json(const std::vector<test_result>& rows, const options& o) {
+    std::ostringstream j;
+    j << "[\n";
+    for (size_t i = 0; i < rows.size(); ++i) {
+        const test_result& r = rows[i];
+        const bool pp = r.spec.prefill;
+        j << "  {\n"
+          << "    \"model_file\": " << json_str(r.model_file) << ",\n"
+          << "    \"model_name\": " << json_str(r.model_name) << ",\n"
+          << "    \"architecture\": " << json_str(r.architecture) << ",\n"
+          << "    \"model_type\": " << json_str(r.type) << ",\n"
+          << "    \"file_type\": " << (r.file_type >= 0 ? std::to_string(r.file_type) : "null") << ",\n"
+          << "    \"file_type_name\": " << json_str(r.file_type_name) << ",\n"
+          << "    \"dominant_tensor_type\": " << json_str(r.dominant_type) << ",\n"
+          << "    \"model_size\": " << r.size_bytes << ",\n"
+          << "    \"model_n_params\": " << r.n_params << ",\n"
+          << "    \"n_ctx_train\": " << r.n_ctx_train << ",\n"
+          << "    \"backend\": " << json_str(r.backend) << ",\n"
+          << "    \"n_threads\": " << r.threads << ",\n"
+          << "    \"n_ctx\": " << r.n_ctx << ",\n"
+          << "    \"n_batch\": " << o.n_batch << ",\n"
+          << "    \"test\": " << json_str(r.spec.name()) << ",\n"
+          << "    \"n_prompt\": " << (pp ? r.spec.n : 0) << ",\n"
+          << "    \"n_gen\": " << (pp ? 0 : r.spec.n) << ",\n"
+          << "    \"n_depth\": " << r.spec.depth << ",\n"
+          << "    \"repetitions\": " << r.ms.size() << ",\n"
+          << "    \"warmup\": " << (o.warmup ? "true" : "false") << ",\n"
+          << "    \"seed\": " << o.seed << ",\n"
+          << "    \"avg_ts\": " << json_num(mean(r.tps)) << ",\n"
+          << "    \"stddev_ts\": " << json_num(stddev(r.tps)) << ",\n"
+          << "    \"samples_ts\": " << json_list(r.tps) << ",\n"
+          << "    \"avg_ms\": " << json_num(mean(r.ms)) << ",\n"
+          << "    \"stddev_ms\": " << json_num(stddev(r.ms)) << ",\n"
+          << "    \"samples_ms\": " << json_list(r.ms) << ",\n"
+          << "    \"ttft_avg_ms\": " << (pp ? json_num(mean(r.ttft_ms)) : "null") << ",\n"
+          << "    \"ttft_stddev_ms\": " << (pp ? json_num(stddev(r.ttft_ms)) : "null") << ",\n"
+          << "    \"ttft_samples_ms\": " << (pp ? json_list(r.ttft_ms) : "null") << ",\n"
+          << "    \"load_ms\": " << json_num(r.load_ms) << ",\n"
+          << "    \"peak_rss_bytes\": " << r.peak_rss << ",\n"
+          << "    \"engine_memory_bytes\": " << r.engine_memory << ",\n"
+          << "    \"kv_bytes\": " << r.kv_bytes << ",\n"
+          << "    \"library_version\": " << json_str(tfu_version_string()) << "\n"
+          << "  }" << (i + 1 < rows.size() ? "," : "") << "\n";
+    }
+    j << "]\n";
+    return j.str();
+}
+
+void print_header(FILE* out) {
+    std::fprintf(out, "| %-24s | %-8s | %10s | %10s | %-8s | %7s | %-16s | %20s |\n", "model", "type", "size",
+                 "params", "backend", "threads", "test", "t/s");
+    std::fprintf(out, "| %s | %s | %s: | %s: | %s | %s: | %s | %s: |\n", std::string(24, '-').c_str(),
+                 std::string(8, '-').c_str(), std::string(9, '-').c_str(), std::string(9, '-').c_str(),
+                 std::string(8, '-').c_str(), std::string(6, '-').c_str(), std::string(16, '-').c_str(),
+                 std::string(19, '-').c_str());
+    std::fflush(out);
+}
+
+void print_row(FILE* out, const test_result& r) {
+    char tps[64];
+    std::snprintf(tps, sizeof tps, "%.2f ± %.2f", mean(r.tps), stddev(r.tps));
+    // "±" is 2 bytes in UTF-8, one column: pad by one more byte.
+    std::fprintf(out, "| %-24.24s | %-8.8s | %10s | %10s | %-8s | %7d | %-16s | %21s |\n", r.model_name.c_str(),
+                 r.type.c_str(), human_bytes(r.size_bytes).c_str(), human_count(r.n_params).c_str(),
+                 r.backend.c_str(), r.threads, r.spec.name().c_str(), tps);
+    std::fflush(out);
+}
+
+std::string base_name(const std::string& path) {
+    const size_t slash = path.rfind('/');
+    std::string b = slash == std::string::npos ? path : path.substr(slash + 1);
+    if (b.size() > 5 && b.compare(b.size() - 5, 5, ".gguf") == 0) b.resize(b.size() - 5);
+    return b;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
     options o;
-    const int parsed = parse_args(argc, argv, o);
+    const int parsed = tfu_bench::parse_args(argc, argv, o);
     if (parsed < 0) {
-        usage(stdout);
+        tfu_bench::usage(stdout);
         return 0;
     }
     if (parsed == 0) {
-        usage(stderr);
+        std::fprintf(stderr, "(tfusion-bench --help for usage)\n");
         return 2;
     }
     if (tfu_version() != TFU_VERSION_NUMBER)
         std::fprintf(stderr, "tfusion-bench: warning: header %s, library %s\n", TFU_VERSION_STRING,
                      tfu_version_string());
 
-    tfu_engine_params ep = tfu_engine_params_default();
-    ep.backend = o.backend;
-    ep.n_threads = o.n_threads;
-    tfu_engine* eng = nullptr;
-    tfu_status st = tfu_engine_create(&ep, &eng);
-    if (st != TFU_STATUS_OK) die("engine", st);
-    tfu_model* model = nullptr;
-    const auto t_load = std::chrono::steady_clock::now();
-    tfu_model_params mp = tfu_model_params_default();
-    if ((st = tfu_model_load(eng, o.model.c_str(), &mp, &model)) != TFU_STATUS_OK) die(o.model.c_str(), st);
-    const double load_ms = ms_since(t_load);
-    tfu_model_info info{};
-    info.struct_size = sizeof info;
-    if ((st = tfu_model_get_info(model, &info)) != TFU_STATUS_OK) die("model info", st);
-    const int32_t threads = o.n_threads > 0 ? o.n_threads : int32_t(std::max(1u, std::thread::hardware_concurrency()));
+    // Tests in llama-bench's order: prefill sizes, then decode sizes, each at every depth.
+    std::vector<test_spec> tests;
+    int32_t max_tokens = 0, max_depth = 0;
+    for (int32_t p : o.n_prompt)
+        if (p > 0)
+            for (int32_t d : o.depth) tests.push_back({true, p, d});
+    for (int32_t n : o.n_gen)
+        if (n > 0)
+            for (int32_t d : o.depth) tests.push_back({false, n, d});
+    for (const test_spec& t : tests) max_tokens = std::max(max_tokens, t.n), max_depth = std::max(max_depth, t.depth);
+    // One context size holds every test: the deepest fill plus the longest test plus a margin.
+    const int32_t n_ctx = max_depth + max_tokens + k_ctx_margin;
 
-    run_once(model, info, o, o.seed ^ 0x5eedu);  // warm-up: page in the weights, start the workers
-    stat_acc pp, tg, ttft;
-    for (int32_t r = 0; r < o.reps; ++r) {
-        const run_result rr = run_once(model, info, o, o.seed + uint32_t(r));
-        if (o.n_prompt > 0) pp.v.push_back(rr.prefill_tps);
-        if (o.n_gen > 0) tg.v.push_back(rr.decode_tps);
-        ttft.v.push_back(rr.ttft_ms);
+    // Read every file's type first, so that a bad file fails before any time is spent.
+    std::vector<tfu_bench::gguf_types> types(o.models.size());
+    for (size_t i = 0; i < o.models.size(); ++i) {
+        std::string err;
+        if (!tfu_bench::gguf_peek_types(o.models[i], &types[i], &err)) {
+            std::fprintf(stderr, "tfusion-bench: %s\n", err.c_str());
+            return 1;
+        }
     }
-    const uint64_t peak = peak_rss_bytes();
-    const std::string backend = tfu_engine_backend_name(eng);
-    const std::string model_name = info.name[0] ? info.name : info.architecture;
 
-    // The table, laid out like llama-bench's.
+    if (!o.json.empty() && o.json != "-" && !std::ofstream(o.json)) {  // fail now, not after the run
+        std::fprintf(stderr, "tfusion-bench: --json: cannot write '%s'\n", o.json.c_str());
+        return 1;
+    }
     FILE* out = o.json == "-" ? stderr : stdout;
-    std::fprintf(out, "| %-28s | %10s | %10s | %-8s | %7s | %8s | %20s |\n", "model", "size", "params", "backend",
-                "threads", "test", "t/s");
-    std::fprintf(out, "| %.28s | %.10s | %.10s | %.8s | %.7s | %.8s | %.20s |\n", "-------------------------------",
-                "-------------", "-------------", "-----------", "-----------", "-----------",
-                "-------------------------");
-    auto row = [&](const std::string& test, const stat_acc& s) {
-        char tps[64];
-        std::snprintf(tps, sizeof tps, "%.2f ± %.2f", s.mean(), s.stddev());
-        std::fprintf(out, "| %-28.28s | %10s | %10s | %-8s | %7d | %8s | %21s |\n", model_name.c_str(),
-                    human_bytes(info.size_bytes).c_str(), human_count(info.n_params).c_str(), backend.c_str(),
-                    threads, test.c_str(), tps);
-    };
-    if (o.n_prompt > 0) row("pp" + std::to_string(o.n_prompt), pp);
-    if (o.n_gen > 0) row("tg" + std::to_string(o.n_gen), tg);
-    std::fprintf(out, "\ntime to first token (pp%d + 1 token): %.2f ± %.2f ms; load %.1f ms; peak RSS %s; engine memory "
-                "%s\n",
-                o.n_prompt, ttft.mean(), ttft.stddev(), load_ms, human_bytes(peak).c_str(),
-                human_bytes(tfu_engine_memory_used(eng)).c_str());
+    print_header(out);
+    std::vector<test_result> rows;
+    for (size_t mi = 0; mi < o.models.size(); ++mi) {
+        const std::string& path = o.models[mi];
+        for (tfu_backend_kind backend : o.backends) {
+            for (int32_t threads : o.threads) {
+                tfu_engine_params ep = tfu_engine_params_default();
+                ep.backend = backend;
+                ep.n_threads = threads;
+                tfu_engine* eng = nullptr;
+                check(tfu_engine_create(&ep, &eng), std::string("engine (backend ") +
+                                                        tfu_bench::backend_arg_name(backend) + ", " +
+                                                        std::to_string(threads) + " threads)");
+                const auto t_load = std::chrono::steady_clock::now();
+                tfu_model_params mp = tfu_model_params_default();
+                tfu_model* model = nullptr;
+                check(tfu_model_load(eng, path.c_str(), &mp, &model), path);
+                const double load_ms = ms_since(t_load);
+                tfu_model_info info{};
+                info.struct_size = sizeof info;
+                check(tfu_model_get_info(model, &info), path + ": model info");
+                if (info.n_ctx_train > 0 && n_ctx > info.n_ctx_train) {
+                    std::fprintf(stderr,
+                                 "tfusion-bench: %s: depth %d + %d tokens + margin %d = context %d exceeds the "
+                                 "model's training context %d; lower -d, -p or -n\n",
+                                 path.c_str(), max_depth, max_tokens, k_ctx_margin, n_ctx, info.n_ctx_train);
+                    return 1;
+                }
+                tfu_session_params sp = tfu_session_params_default();
+                sp.n_ctx = n_ctx;
+                sp.n_batch = std::min(o.n_batch, n_ctx);
+                sp.sampler.temperature = 0.0f;  // greedy: deterministic, and the cheapest sampler
+                tfu_session* ses = nullptr;
+                check(tfu_session_create(model, &sp, &ses), path + ": session (n_ctx " + std::to_string(n_ctx) + ")");
+
+                test_result base;
+                base.model_file = path;
+                base.model_name = info.name[0] ? info.name : base_name(path);
+                base.architecture = info.architecture;
+                base.type = types[mi].label;
+                base.file_type = types[mi].file_type;
+                base.file_type_name = types[mi].file_type_name;
+                base.dominant_type = types[mi].dominant_type;
+                base.backend = tfu_engine_backend_name(eng);
+                base.size_bytes = info.size_bytes;
+                base.n_params = info.n_params;
+                base.n_ctx_train = info.n_ctx_train;
+                base.n_ctx = n_ctx;
+                base.threads = threads > 0 ? threads : int32_t(std::max(1u, std::thread::hardware_concurrency()));
+                base.load_ms = load_ms;
+
+                for (size_t ti = 0; ti < tests.size(); ++ti) {
+                    test_result r = base;
+                    r.spec = tests[ti];
+                    if (o.warmup) run_once(ses, model, info, r.spec, o.seed ^ 0x5eedu);
+                    for (int32_t rep = 0; rep < o.reps; ++rep) {
+                        const sample s = run_once(ses, model, info, r.spec, o.seed + uint32_t(rep));
+                        r.ms.push_back(s.ms);
+                        r.tps.push_back(s.ms > 0 ? 1000.0 * r.spec.n / s.ms : 0.0);
+                        if (r.spec.prefill) r.ttft_ms.push_back(s.ttft_ms);
+                    }
+                    tfu_session_stats ss{};
+                    ss.struct_size = sizeof ss;
+                    check(tfu_session_get_stats(ses, &ss), "session stats");
+                    r.kv_bytes = ss.kv_bytes;
+                    r.engine_memory = tfu_engine_memory_used(eng);
+                    r.peak_rss = peak_rss_bytes();
+                    print_row(out, r);
+                    rows.push_back(std::move(r));
+                }
+                tfu_session_destroy(ses);
+                tfu_model_unload(model);
+                tfu_engine_destroy(eng);
+            }
+        }
+    }
+
+    // Below the table: time to first token per prefill test, load time and memory.
+    std::fprintf(out, "\n");
+    for (const test_result& r : rows)
+        if (r.spec.prefill)
+            std::fprintf(out, "%s %s %s t%d %s: time to first token %.2f ± %.2f ms\n", r.model_name.c_str(),
+                         r.type.c_str(), r.backend.c_str(), r.threads, r.spec.name().c_str(), mean(r.ttft_ms),
+                         stddev(r.ttft_ms));
+    for (size_t i = 0; i < rows.size(); ++i)
+        if (i == 0 || rows[i].model_file != rows[i - 1].model_file || rows[i].threads != rows[i - 1].threads ||
+            rows[i].backend != rows[i - 1].backend)
+            std::fprintf(out, "%s %s %s t%d: load %.1f ms, engine memory %s, KV %s (n_ctx %d)\n",
+                         rows[i].model_name.c_str(), rows[i].type.c_str(), rows[i].backend.c_str(), rows[i].threads,
+                         rows[i].load_ms, human_bytes(rows[i].engine_memory).c_str(),
+                         human_bytes(rows[i].kv_bytes).c_str(), rows[i].n_ctx);
+    std::fprintf(out, "peak RSS %s\n", human_bytes(peak_rss_bytes()).c_str());
 
     if (!o.json.empty()) {
-        std::ostringstream j;
-        j.precision(6);
-        auto stat_json = [&](const stat_acc& s) {
-            std::ostringstream x;
-            x.precision(6);
-            x << "{\"mean\": " << s.mean() << ", \"stddev\": " << s.stddev() << ", \"values\": [";
-            for (size_t i = 0; i < s.v.size(); ++i) x << (i ? ", " : "") << s.v[i];
-            x << "]}";
-            return x.str();
-        };
-        j << "{\n  \"model\": \"" << json_escape(o.model) << "\",\n"
-          << "  \"architecture\": \"" << json_escape(info.architecture) << "\",\n"
-          << "  \"name\": \"" << json_escape(info.name) << "\",\n"
-          << "  \"size_bytes\": " << info.size_bytes << ",\n"
-          << "  \"n_params\": " << info.n_params << ",\n"
-          << "  \"backend\": \"" << json_escape(backend) << "\",\n"
-          << "  \"threads\": " << threads << ",\n"
-          << "  \"n_prompt\": " << o.n_prompt << ",\n"
-          << "  \"n_gen\": " << o.n_gen << ",\n"
-          << "  \"repetitions\": " << o.reps << ",\n"
-          << "  \"library_version\": \"" << json_escape(tfu_version_string()) << "\",\n"
-          << "  \"load_ms\": " << load_ms << ",\n"
-          << "  \"prefill_tokens_per_s\": " << (o.n_prompt > 0 ? stat_json(pp) : "null") << ",\n"
-          << "  \"decode_tokens_per_s\": " << (o.n_gen > 0 ? stat_json(tg) : "null") << ",\n"
-          << "  \"time_to_first_token_ms\": " << stat_json(ttft) << ",\n"
-          << "  \"peak_rss_bytes\": " << peak << ",\n"
-          << "  \"engine_memory_bytes\": " << tfu_engine_memory_used(eng) << "\n}\n";
+        const std::string j = to_json(rows, o);
         if (o.json == "-") {
-            std::fputs(j.str().c_str(), stdout);
+            std::fputs(j.c_str(), stdout);
         } else {
             std::ofstream f(o.json);
-            f << j.str();
+            f << j;
+            f.close();
             if (!f) {
                 std::fprintf(stderr, "tfusion-bench: cannot write %s\n", o.json.c_str());
                 return 1;
             }
         }
     }
-    tfu_model_unload(model);
-    tfu_engine_destroy(eng);
     return 0;
 }

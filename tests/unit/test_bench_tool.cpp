@@ -1,0 +1,161 @@
+// tfusion-bench end to end: the built executable on stories260K twice (-p 16,32 -n 8 -d 0,64 -r 2) writes JSON
+// with one object per (model, test), every one with positive t/s and its samples; bad arguments fail with a
+// message. The tool sits next to this test's build dir; the test is skipped, visibly, when it was not built.
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "core/json.h"
+
+namespace {
+
+const std::string k_stories = std::string(TFU_SHARED_DIR) + "/models/stories260K.gguf";
+
+std::string tool_path() {
+    char buf[4096];
+    const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0) return "";
+    std::string self(buf, size_t(n));
+    return self.substr(0, self.rfind('/')) + "/../tools/bench/tfusion-bench";
+}
+bool exists(const std::string& p) {
+    struct stat st;
+    return ::stat(p.c_str(), &st) == 0;
+}
+
+struct run_result {
+    int rc;
+    std::string out;  // stdout, and stderr where asked
+};
+run_result run_tool(const std::string& args, bool with_stderr = true) {
+    const std::string cmd = "'" + tool_path() + "' " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
+    FILE* p = ::popen(cmd.c_str(), "r");
+    std::string out;
+    char buf[4096];
+    size_t k;
+    while (p && (k = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, k);
+    const int st = p ? ::pclose(p) : -1;
+    return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+class BenchTool : public ::testing::Test {
+protected:
+    void SetUp() override {
+        if (!exists(tool_path())) GTEST_SKIP() << "tfusion-bench not built at " << tool_path();
+        if (!exists(k_stories)) GTEST_SKIP() << "missing " << k_stories;
+    }
+};
+
+TEST_F(BenchTool, TwoModelsDepthsJson) {
+    const std::string json_path = ::testing::TempDir() + "/bench_" + std::to_string(::getpid()) + ".json";
+    const run_result r = run_tool("-m " + k_stories + " -m " + k_stories +
+                                  " -p 16,32 -n 8 -d 0,64 -r 2 -t 1,2 --json " + json_path);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    std::printf("%s", r.out.c_str());
+    // The table names every test like llama-bench.
+    for (const char* name : {"pp16 ", "pp32 ", "pp16 @ d64", "pp32 @ d64", "tg8 ", "tg8 @ d64"})
+        EXPECT_NE(r.out.find(name), std::string::npos) << name;
+
+    std::ifstream f(json_path);
+    ASSERT_TRUE(f) << json_path;
+    std::stringstream ss;
+    ss << f.rdbuf();
+    const tfu::json::value j = tfu::json::parse(ss.str());
+    ASSERT_TRUE(j.is_array());
+    // 2 models x 2 thread counts x (2 prompt sizes + 1 decode size) x 2 depths.
+    ASSERT_EQ(j.size(), 2u * 2u * 3u * 2u);
+    std::set<std::string> seen;
+    for (size_t i = 0; i < j.size(); ++i) {
+        const tfu::json::value& t = j[i];
+        const std::string test = t.at("test").as_string();
+        SCOPED_TRACE(test);
+        seen.insert(test + " t" + std::to_string(t.at("n_threads").as_int()));
+        EXPECT_EQ(t.at("model_file").as_string(), k_stories);
+        EXPECT_FALSE(t.at("model_type").as_string().empty());
+        EXPECT_FALSE(t.at("backend").as_string().empty());
+        EXPECT_GT(t.at("model_size").as_int(), 0);
+        EXPECT_GT(t.at("model_n_params").as_int(), 0);
+        const int64_t threads = t.at("n_threads").as_int();
+        EXPECT_TRUE(threads == 1 || threads == 2);
+        const int64_t depth = t.at("n_depth").as_int();
+        EXPECT_TRUE(depth == 0 || depth == 64);
+        // The context was sized automatically: deepest fill + longest test + margin.
+        EXPECT_GE(t.at("n_ctx").as_int(), 64 + 32);
+        EXPECT_EQ(t.at("repetitions").as_int(), 2);
+        EXPECT_GT(t.at("avg_ts").as_double(), 0.0);
+        EXPECT_GE(t.at("stddev_ts").as_double(), 0.0);
+        ASSERT_EQ(t.at("samples_ts").size(), 2u);
+        ASSERT_EQ(t.at("samples_ms").size(), 2u);
+        double sum = 0;
+        for (size_t k = 0; k < 2; ++k) {
+            const double ts = t.at("samples_ts")[k].as_double(), ms = t.at("samples_ms")[k].as_double();
+            EXPECT_GT(ts, 0.0);
+            EXPECT_GT(ms, 0.0);
+            sum += ts;
+        }
+        EXPECT_NEAR(t.at("avg_ts").as_double(), sum / 2, 1e-9 * sum);
+        const bool pp = test.rfind("pp", 0) == 0;
+        const int64_t n = pp ? t.at("n_prompt").as_int() : t.at("n_gen").as_int();
+        // t/s = tokens / time of each sample (relative 1e-6: printed with 17 digits).
+        const double ts0 = t.at("samples_ts")[0].as_double(), ms0 = t.at("samples_ms")[0].as_double();
+        EXPECT_NEAR(ts0, 1000.0 * double(n) / ms0, 1e-6 * ts0);
+        if (pp) {
+            ASSERT_EQ(t.at("ttft_samples_ms").size(), 2u);
+            EXPECT_GE(t.at("ttft_samples_ms")[0].as_double(), ms0);  // prefill + sampling the first token
+        } else {
+            EXPECT_TRUE(t.at("ttft_avg_ms").is_null());
+        }
+        EXPECT_GT(t.at("peak_rss_bytes").as_int(), 0);
+    }
+    EXPECT_EQ(seen.size(), 12u);  // each test once per thread count (per model)
+    std::remove(json_path.c_str());
+}
+
+TEST_F(BenchTool, JsonToStdout) {
+    const run_result r = run_tool("-m " + k_stories + " -p 8 -n 4 -r 1 --no-warmup --json -", false);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    const tfu::json::value j = tfu::json::parse(r.out);  // stdout holds only the JSON (the table went to stderr)
+    ASSERT_EQ(j.size(), 2u);
+    EXPECT_EQ(j[0].at("test").as_string(), "pp8");
+    EXPECT_EQ(j[1].at("test").as_string(), "tg4");
+    EXPECT_GT(j[1].at("avg_ts").as_double(), 0.0);
+}
+
+TEST_F(BenchTool, BadArgumentsFailWithMessage) {
+    struct bad_case {
+        std::string args, message;
+    };
+    const bad_case cases[] = {
+        {"", "-m MODEL is required"},
+        {"-m /nonexistent/model.gguf", "/nonexistent/model.gguf"},
+        {"-m " + k_stories + " -p 16,abc", "'abc' is not an integer"},
+        {"-m " + k_stories + " -n -3", "-n: '-3'"},
+        {"-m " + k_stories + " -d 0,,64", "-d: '' is not an integer"},
+        {"-m " + k_stories + " -r 0", "-r: '0'"},
+        {"-m " + k_stories + " -t 1,x", "-t: 'x'"},
+        {"-m " + k_stories + " --backend gpu", "unknown backend 'gpu'"},
+        {"-m " + k_stories + " --frobnicate 1", "unknown option '--frobnicate'"},
+        {"-m " + k_stories + " -p", "missing value for -p"},
+        {"-m " + k_stories + " -p 0 -n 0", "nothing to run"},
+        // stories260K's metadata says a 2048-token training context: depth 4096 cannot fit.
+        {"-m " + k_stories + " -p 16 -n 8 -d 4096", "exceeds the model's training context"},
+        {"-m " + std::string(TFU_SHARED_DIR) + "/models/README.md", "not a GGUF file"},
+        {"-m " + k_stories + " -p 8 -n 0 --json /nonexistent/dir/out.json", "cannot write '/nonexistent/dir/out.json'"},
+    };
+    for (const bad_case& c : cases) {
+        const run_result r = run_tool("-r 1 " + c.args);
+        SCOPED_TRACE(c.args);
+        EXPECT_NE(r.rc, 0) << r.out;
+        EXPECT_NE(r.out.find(c.message), std::string::npos) << r.out;
+    }
+}
+
+}  // namespace
