@@ -31,6 +31,8 @@ TFU_API tfu_session_params tfu_session_params_default(void) {
     p.n_ctx = 0;
     p.n_batch = 256;
     p.sampler = tfu_sampler_params_default();
+    p.kv_type_k = TFU_KV_F16;
+    p.kv_type_v = TFU_KV_F16;
     return p;
 }
 

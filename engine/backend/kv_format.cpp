@@ -1,5 +1,5 @@
 // KV cache formats: layouts, quantizing writers and the scalar reference readers (see kv_format.h).
-#include "kv/kv_format.h"
+#include "backend/kv_format.h"
 
 #include <algorithm>
 #include <cmath>

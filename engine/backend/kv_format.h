@@ -56,6 +56,25 @@ struct kv_layout {
     bool per_token() const { return !(format == kv_format::q4 && part == kv_part::k); }
 };
 
+// The rows of one (block, layer, head) of the paged cache: read with kv_dot_row / kv_axpy_row(*layout, data, t,
+// ...), t < n_rows.
+struct kv_rows {
+    const kv_layout* layout;
+    const uint8_t* data;
+    int32_t n_rows;
+};
+
+// One layer's K and V as the ATTENTION_PAGED op reads them (backend/ops.def): for table block b and KV head h,
+// k[b * n_head_kv + h] and v[b * n_head_kv + h]. Block b holds positions b * block_tokens ... Built by the
+// runtime from the session's block table before each forward pass (kv/block_table.h).
+struct paged_kv_view {
+    int32_t n_blocks = 0;
+    int32_t n_head_kv = 0;
+    int32_t block_tokens = 0;
+    const kv_rows* k = nullptr;
+    const kv_rows* v = nullptr;
+};
+
 // Throws INVALID_ARGUMENT if B is not a power of two >= 16 or d < 1 (or d > 4096).
 kv_layout kv_layout_make(kv_format format, kv_part part, int32_t block_tokens, int32_t head_dim);
 

@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "core/fp16.h"
-#include "kv/kv_format.h"
+#include "backend/kv_format.h"
 
 namespace tfu::kv_avx2 {
 

@@ -24,6 +24,7 @@ struct op {
     const tensor* src[3] = {nullptr, nullptr, nullptr};
     int32_t i[4] = {0, 0, 0, 0};
     float f[4] = {0, 0, 0, 0};
+    const void* ext = nullptr;  // op-specific descriptor (ATTENTION_PAGED: const paged_kv_view*)
 };
 
 }  // namespace tfu

@@ -38,7 +38,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "kv/kv_format.h"
+#include "backend/kv_format.h"
 
 namespace tfu {
 

@@ -41,13 +41,6 @@ struct kv_slot {
     int32_t slot;   // row within it, 0..B-1
 };
 
-// The rows of one (block, layer, head): read with kv_dot_row / kv_axpy_row(*layout, data, t, ...), t < n_rows.
-struct kv_rows {
-    const kv_layout* layout;
-    const uint8_t* data;
-    int32_t n_rows;
-};
-
 class kv_block_table {
 public:
     explicit kv_block_table(kv_block_pool& pool);

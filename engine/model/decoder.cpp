@@ -58,9 +58,10 @@ tensor decoder::act(std::vector<float>& buf, int64_t ne0, int64_t ne1, int64_t n
     return make_tensor(dtype::F32, ne0, ne1, ne2, 1, buf.data());
 }
 
-void decoder::forward(backend& be, const kv_layer* kv, const int32_t* tokens, int32_t n, int32_t pos0,
+void decoder::forward(backend& be, const kv_target& kv, const int32_t* tokens, int32_t n, int32_t pos0,
                       bool all_logits, float* logits, const std::atomic<bool>* cancel) {
     TFU_CHECK(n >= 1 && n <= n_batch_max_);
+    TFU_CHECK((kv.contiguous != nullptr) != (kv.paged != nullptr));
     const int64_t E = hp_.n_embd, HD = hp_.head_dim, NH = hp_.n_head, NKV = hp_.n_head_kv, F = hp_.n_ff;
     for (int32_t i = 0; i < n; ++i) {
         if (tokens[i] < 0 || tokens[i] >= hp_.n_vocab)
@@ -104,13 +105,24 @@ void decoder::forward(backend& be, const kv_layer* kv, const int32_t* tokens, in
             r.f[1] = hp_.rope_freq_scale;
             ops.push_back(r);
         }
-        op sk = make_op(op_type::KV_STORE, kv[il].k, &kr2);
-        sk.i[0] = pos0;
-        ops.push_back(sk);
-        op sv = make_op(op_type::KV_STORE, kv[il].v, &v);
-        sv.i[0] = pos0;
-        ops.push_back(sv);
-        op a = make_op(op_type::ATTENTION, &att, &qr, kv[il].k, kv[il].v);
+        op a;
+        if (kv.contiguous) {
+            const kv_layer& c = kv.contiguous[il];
+            op sk = make_op(op_type::KV_STORE, c.k, &kr2);
+            sk.i[0] = pos0;
+            ops.push_back(sk);
+            op sv = make_op(op_type::KV_STORE, c.v, &v);
+            sv.i[0] = pos0;
+            ops.push_back(sv);
+            a = make_op(op_type::ATTENTION, &att, &qr, c.k, c.v);
+        } else {
+            // The paged cache is written on the host between the two halves of the layer.
+            be.run(ops.data(), ops.size());
+            ops.clear();
+            kv.paged->store(il, kr2, v, pos0);
+            a = make_op(op_type::ATTENTION_PAGED, &att, &qr);
+            a.ext = kv.paged->view(il);
+        }
         a.i[0] = pos0;
         a.i[1] = int32_t(NKV);
         a.f[0] = float(1.0 / std::sqrt(double(HD)));

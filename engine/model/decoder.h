@@ -6,15 +6,32 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/kv_format.h"
 #include "model/hparams.h"
 #include "model/weights.h"
 
 namespace tfu {
 
-// One layer's K and V cache tensors: (n_embd_kv, n_ctx) each, in the cache dtype.
+// One layer's K and V cache tensors: (n_embd_kv, n_ctx) each, in the cache dtype (the contiguous cache).
 struct kv_layer {
     tensor* k;
     tensor* v;
+};
+
+// The paged cache as a forward pass sees it (implemented by the runtime over kv/block_table.h): store() takes a
+// layer's new K (after RoPE) and V rows, (n_embd_kv, n) f32 at positions pos0 .., between the RoPE and the
+// attention ops; view() is what ATTENTION_PAGED then reads for that layer.
+class kv_sink {
+public:
+    virtual ~kv_sink() = default;
+    virtual void store(int32_t layer, const tensor& k, const tensor& v, int32_t pos0) = 0;
+    virtual const paged_kv_view* view(int32_t layer) = 0;
+};
+
+// Where forward() keeps K and V: exactly one of the two is set.
+struct kv_target {
+    const kv_layer* contiguous = nullptr;  // [n_layer]
+    kv_sink* paged = nullptr;
 };
 
 // Per-session activations for batches of up to n_batch_max tokens. Not thread-safe: one forward at a time.
@@ -23,10 +40,10 @@ public:
     decoder(const hparams& hp, const model_weights& w, int32_t n_batch_max);
 
     // Runs tokens[0..n) (n <= n_batch_max) at positions pos0 .. pos0+n-1, writing their K/V into rows pos0.. of
-    // kv[0..n_layer). logits: (n_vocab, n) if all_logits, else (n_vocab) of the last token. `cancel` is checked
+    // kv. logits: (n_vocab, n) if all_logits, else (n_vocab) of the last token. `cancel` is checked
     // before every layer; when set, throws TFU_STATUS_CANCELLED (rows already written are simply overwritten by
     // the next forward at the same positions).
-    void forward(backend& be, const kv_layer* kv, const int32_t* tokens, int32_t n, int32_t pos0, bool all_logits,
+    void forward(backend& be, const kv_target& kv, const int32_t* tokens, int32_t n, int32_t pos0, bool all_logits,
                  float* logits, const std::atomic<bool>* cancel);
 
     int32_t n_batch_max() const { return n_batch_max_; }

@@ -58,4 +58,19 @@ model::model(engine& e, const std::string& path, const tfu_model_params& p) : en
 
 model::~model() = default;
 
+kv_block_pool& model::kv_pool(kv_format k, kv_format v) {
+    std::lock_guard<std::mutex> lock(pools_mutex_);
+    std::unique_ptr<kv_block_pool>& p = pools_[{k, v}];
+    if (!p) {
+        kv_pool_params pp;
+        pp.n_layer = hp.n_layer;
+        pp.n_head_kv = hp.n_head_kv;
+        pp.head_dim = hp.head_dim;
+        pp.k_format = k;
+        pp.v_format = v;
+        p = std::make_unique<kv_block_pool>(pp);
+    }
+    return *p;
+}
+
 }  // namespace tfu

@@ -2,11 +2,14 @@
 #pragma once
 
 #include <atomic>
+#include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "format/gguf.h"
+#include "kv/block_pool.h"
 #include "model/arch.h"
 #include "model/hparams.h"
 #include "model/weights.h"
@@ -29,9 +32,14 @@ public:
     std::string chat_template;  // tokenizer.chat_template, or empty
     std::atomic<int32_t> n_sessions{0};
 
+    // The KV block pool of this model for a (K format, V format) pair, created on first use. Thread-safe.
+    kv_block_pool& kv_pool(kv_format k, kv_format v);
+
 private:
     std::vector<uint8_t> owned_;  // the file's bytes when not memory-mapped
     std::unique_ptr<reservation> budget_;
+    std::mutex pools_mutex_;
+    std::map<std::pair<kv_format, kv_format>, std::unique_ptr<kv_block_pool>> pools_;
 };
 
 }  // namespace tfu

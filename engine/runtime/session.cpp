@@ -36,19 +36,48 @@ int32_t checked_batch(const tfu_session_params& p) {
 }
 
 
+kv_format to_kv_format(tfu_kv_type t, const char* what) {
+    switch (t) {
+        case TFU_KV_F16: return kv_format::f16;
+        case TFU_KV_BF16: return kv_format::bf16;
+        case TFU_KV_Q8: return kv_format::q8;
+        case TFU_KV_Q4: return kv_format::q4;
+    }
+    fail(TFU_STATUS_INVALID_ARGUMENT, std::string("session params: ") + what + " = " + std::to_string(int(t)) +
+                                          " is not a tfu_kv_type");
+}
+
+// Bytes the session's cache may grow to: whole blocks for n_ctx tokens (+ the f16 key tail of q4 keys), or the
+// contiguous cache.
+uint64_t kv_budget_bytes(model& m, const tfu_session_params& p, int32_t n_ctx, std::optional<dtype> contiguous) {
+    if (contiguous) return kv_cache::bytes_needed(m.hp.n_layer, m.hp.n_embd_kv(), n_ctx, *contiguous);
+    kv_block_pool& pool = m.kv_pool(to_kv_format(p.kv_type_k, "kv_type_k"), to_kv_format(p.kv_type_v, "kv_type_v"));
+    const int64_t B = pool.params().block_tokens;
+    uint64_t bytes = uint64_t((n_ctx + B - 1) / B) * pool.block_bytes();
+    if (!pool.k_layout().per_token()) bytes += uint64_t(m.hp.n_layer) * uint64_t(m.hp.n_embd_kv()) * uint64_t(B) * 2;
+    return bytes;
+}
+
 }  // namespace
 
-// The quantized, paged cache with per-session formats is issue #4; this one is f16 (or f32/bf16 internally).
-session::session(model& m, const tfu_session_params& p, dtype kv_type)
+session::session(model& m, const tfu_session_params& p, std::optional<dtype> contiguous)
     : mdl(m),
       n_ctx_(checked_ctx(m, p)),
       n_batch_(checked_batch(p)),
-      kv_budget_(m.eng, kv_cache::bytes_needed(m.hp.n_layer, m.hp.n_embd_kv(), n_ctx_, kv_type),
+      kv_budget_(m.eng, kv_budget_bytes(m, p, n_ctx_, contiguous),
                  "session KV cache (" + std::to_string(n_ctx_) + " tokens)"),
-      kv_(m.hp.n_layer, m.hp.n_embd_kv(), n_ctx_, kv_type),
       dec_(m.hp, m.weights, std::min(n_batch_, n_ctx_)),
       smp_(to_config(p.sampler), m.hp.n_vocab) {
-    for (int32_t l = 0; l < m.hp.n_layer; ++l) kv_views_.push_back(kv_layer{&kv_.k(l), &kv_.v(l)});
+    if (contiguous) {
+        contiguous_ = std::make_unique<kv_cache>(m.hp.n_layer, m.hp.n_embd_kv(), n_ctx_, *contiguous);
+        for (int32_t l = 0; l < m.hp.n_layer; ++l) kv_views_.push_back(kv_layer{&contiguous_->k(l), &contiguous_->v(l)});
+        target_.contiguous = kv_views_.data();
+    } else {
+        table_ = std::make_unique<kv_block_table>(
+            m.kv_pool(to_kv_format(p.kv_type_k, "kv_type_k"), to_kv_format(p.kv_type_v, "kv_type_v")));
+        paged_ = std::make_unique<paged_kv>(*table_, m.hp.n_layer);
+        target_.paged = paged_.get();
+    }
     logits_.resize(size_t(m.hp.n_vocab));
     m.n_sessions.fetch_add(1);
 }
@@ -87,8 +116,18 @@ void session::throw_if_cancelled() {
 }
 
 void session::forward_batch(const int32_t* tokens, int32_t n, bool all_logits, float* out) {
-    auto lock = mdl.eng.lock_device();
-    dec_.forward(mdl.eng.device(), kv_views_.data(), tokens, n, int32_t(tokens_.size()), all_logits, out, &cancel_flag);
+    const int32_t pos0 = int32_t(tokens_.size());
+    if (table_) {
+        TFU_CHECK(table_->n_tokens() == pos0);
+        table_->append(n);  // blocks for the new positions (OUT_OF_MEMORY adds nothing)
+    }
+    try {
+        auto lock = mdl.eng.lock_device();
+        dec_.forward(mdl.eng.device(), target_, tokens, n, pos0, all_logits, out, &cancel_flag);
+    } catch (...) {
+        if (table_) table_->truncate(pos0);  // the positions were not evaluated: give their rows back
+        throw;
+    }
 }
 
 void session::eval() {
@@ -159,6 +198,7 @@ int32_t session::sample() {
 }
 
 void session::reset() {
+    if (table_) table_->clear();
     tokens_.clear();
     pending_.clear();
     has_logits_ = false;
@@ -172,7 +212,7 @@ void session::stats(tfu_session_stats* out) const {
     out->n_ctx = n_ctx_;
     out->n_past = int32_t(tokens_.size());
     out->n_pending = int32_t(pending_.size());
-    out->kv_bytes = kv_.bytes();
+    out->kv_bytes = table_ ? table_->bytes() : contiguous_->bytes();
     out->n_prompt_tokens = total_prompt_;
     out->n_generated = total_generated_;
     out->prefill_ms = total_prefill_ms_;

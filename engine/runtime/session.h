@@ -4,20 +4,24 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <vector>
 
+#include "kv/block_table.h"
 #include "kv/kv_cache.h"
 #include "model/decoder.h"
 #include "runtime/model.h"
+#include "runtime/paged_kv.h"
 #include "sampling/sampler.h"
 
 namespace tfu {
 
 class session {
 public:
-    // kv_type: the cache dtype (F16 by default; F32 for exact comparisons in tests).
-    session(model& m, const tfu_session_params& p, dtype kv_type = dtype::F16);
+    // The KV cache is the paged one in the formats p.kv_type_k / kv_type_v, unless `contiguous` names a dtype
+    // (F32, F16, BF16): then a contiguous cache of that dtype (tests: exact f32 comparisons, paged vs contiguous).
+    session(model& m, const tfu_session_params& p, std::optional<dtype> contiguous = std::nullopt);
     ~session();
 
     void add_text(std::string_view text, bool add_special);
@@ -47,9 +51,12 @@ private:
 
     int32_t n_ctx_;
     int32_t n_batch_;
-    reservation kv_budget_;  // before kv_: the budget is checked before the cache is allocated
-    kv_cache kv_;
+    reservation kv_budget_;  // before the caches: the budget is checked before anything is allocated
+    std::unique_ptr<kv_cache> contiguous_;
     std::vector<kv_layer> kv_views_;
+    std::unique_ptr<kv_block_table> table_;
+    std::unique_ptr<paged_kv> paged_;
+    kv_target target_;
     decoder dec_;
     sampler smp_;
     std::vector<int32_t> tokens_;   // in the KV cache, positions 0 .. size-1

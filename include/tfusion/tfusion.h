@@ -224,11 +224,24 @@ typedef struct tfu_sampler_params {
     uint64_t seed;            /* same seed + same inputs = same output; default 0xC0FFEE */
 } tfu_sampler_params;
 
+/* Formats of the paged KV cache, chosen per session for keys and values separately. Bytes per token and head
+ * of head size d: f16/bf16 2d; q8 d + 2 (int8 with a scale per token and head); q4 about d/2 + 4 (keys: 4-bit
+ * per channel over each block of 32 tokens, the newest partial block kept in f16; values: 4-bit per token in
+ * groups of up to 32 channels). Every head size works (also stories260K's 8). */
+typedef enum tfu_kv_type {
+    TFU_KV_F16 = 0,
+    TFU_KV_BF16 = 1,
+    TFU_KV_Q8 = 2,
+    TFU_KV_Q4 = 3
+} tfu_kv_type;
+
 typedef struct tfu_session_params {
     uint32_t struct_size;
     int32_t n_ctx;            /* context length in tokens; 0 = the model's training context (default 0) */
     int32_t n_batch;          /* prompt tokens per prefill step; default 256 */
     tfu_sampler_params sampler;
+    tfu_kv_type kv_type_k;    /* KV cache format of keys; default TFU_KV_F16 */
+    tfu_kv_type kv_type_v;    /* KV cache format of values; default TFU_KV_F16 (K q8 + V q4 is a good mix) */
 } tfu_session_params;
 
 TFU_API tfu_sampler_params tfu_sampler_params_default(void);
@@ -315,7 +328,7 @@ typedef struct tfu_session_stats {
     int32_t n_ctx;             /* context length */
     int32_t n_past;            /* tokens in the KV cache */
     int32_t n_pending;         /* tokens added but not evaluated yet */
-    uint64_t kv_bytes;         /* bytes of the KV cache */
+    uint64_t kv_bytes;         /* bytes of the KV cache blocks this session holds (shared blocks counted in full) */
     uint64_t n_prompt_tokens;  /* totals since creation or reset */
     uint64_t n_generated;
     double prefill_ms;

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "kv/block_table.h"
 #include "ops/op_test_util.h"
 
 namespace tfu::test {
@@ -44,6 +45,8 @@ const std::vector<error_bound>& bound_table() {
         {op_type::SWIGLU, {}, 1e-5, 1e-5, "f32 exp vs double"},
         {op_type::KV_STORE, {}, 1e-6, 1e-6, "same round-to-nearest-even conversion"},
         {op_type::ATTENTION, {}, 1e-5, 1e-4, "f32 online softmax vs double two-pass softmax"},
+        {op_type::ATTENTION_PAGED, {}, 1e-5, 1e-4,
+         "same decoded K/V values (readers vs kv_read_row); f32 online softmax vs double"},
     };
     return table;
 }
@@ -62,6 +65,7 @@ struct op_case {
     op o;
     std::vector<std::unique_ptr<owned_tensor>> inputs;
     std::unique_ptr<owned_tensor> dst;  // the initial dst contents (copied for each run)
+    std::shared_ptr<void> ext_owner;    // keeps what op.ext points to alive (ATTENTION_PAGED: pool, table, view)
 };
 
 struct case_builder {
@@ -237,6 +241,64 @@ void cases_attention(case_builder& b) {
         }
 }
 
+// The paged cache of one layer filled with random rows for positions 0 .. n_pos - 1, and its view.
+struct paged_fixture {
+    std::unique_ptr<kv_block_pool> pool;
+    std::unique_ptr<kv_block_table> table;
+    std::vector<kv_rows> k, v;
+    paged_kv_view view;
+};
+
+void cases_attention_paged(case_builder& b) {
+    struct shape { int32_t hd, n_head, n_head_kv, n, n_past, block; };
+    const shape shapes[] = {{8, 8, 4, 1, 0, 16},    {8, 8, 4, 7, 40, 16},  {64, 8, 4, 7, 40, 32},
+                            {128, 32, 8, 1, 100, 32}, {80, 8, 2, 5, 33, 16}, {64, 8, 1, 64, 30, 32}};
+    for (kv_format kf : {kv_format::f16, kv_format::bf16, kv_format::q8, kv_format::q4})
+        for (kv_format vf : {kv_format::f16, kv_format::q8, kv_format::q4})
+            for (const shape& s : shapes) {
+                op_case& c = b.add(op_type::ATTENTION_PAGED,
+                                   fmt("K %s V %s hd=%d n_head=%d/%d n=%d n_past=%d B=%d", kv_format_name(kf),
+                                       kv_format_name(vf), s.hd, s.n_head, s.n_head_kv, s.n, s.n_past, s.block));
+                auto fx = std::make_shared<paged_fixture>();
+                kv_pool_params pp;
+                pp.n_layer = 1;
+                pp.n_head_kv = s.n_head_kv;
+                pp.head_dim = s.hd;
+                pp.block_tokens = s.block;
+                pp.k_format = kf;
+                pp.v_format = vf;
+                fx->pool = std::make_unique<kv_block_pool>(pp);
+                fx->table = std::make_unique<kv_block_table>(*fx->pool);
+                const int32_t n_pos = s.n_past + s.n;
+                fx->table->append(n_pos);
+                std::normal_distribution<float> nd(0.0f, 1.0f);
+                std::vector<float> rows(size_t(n_pos) * size_t(s.hd));
+                for (int32_t h = 0; h < s.n_head_kv; ++h) {
+                    for (float& x : rows) x = nd(b.rng);
+                    fx->table->write_k(0, h, 0, n_pos, rows.data(), s.hd);
+                    for (float& x : rows) x = nd(b.rng);
+                    fx->table->write_v(0, h, 0, n_pos, rows.data(), s.hd);
+                }
+                for (int32_t blk = 0; blk < fx->table->n_blocks(); ++blk)
+                    for (int32_t h = 0; h < s.n_head_kv; ++h) {
+                        fx->k.push_back(fx->table->k_rows(blk, 0, h));
+                        fx->v.push_back(fx->table->v_rows(blk, 0, h));
+                    }
+                fx->view.n_blocks = fx->table->n_blocks();
+                fx->view.n_head_kv = s.n_head_kv;
+                fx->view.block_tokens = s.block;
+                fx->view.k = fx->k.data();
+                fx->view.v = fx->v.data();
+                b.input(c, 0, dtype::F32, s.hd, s.n_head, s.n);
+                c.o.ext = &fx->view;
+                c.ext_owner = fx;
+                c.o.i[0] = s.n_past;
+                c.o.i[1] = s.n_head_kv;
+                c.o.f[0] = float(1.0 / std::sqrt(double(s.hd)));
+                b.output(c, dtype::F32, s.hd, s.n_head, s.n);
+            }
+}
+
 // One builder per op; the switch has no default, so a new op in ops.def without cases does not compile
 // (-Wswitch is an error), and a builder that yields nothing fails the test.
 std::vector<op_case> make_cases(op_type type, std::mt19937_64& rng) {
@@ -251,6 +313,7 @@ std::vector<op_case> make_cases(op_type type, std::mt19937_64& rng) {
         case op_type::SWIGLU: cases_swiglu(b); break;
         case op_type::KV_STORE: cases_kv_store(b); break;
         case op_type::ATTENTION: cases_attention(b); break;
+        case op_type::ATTENTION_PAGED: cases_attention_paged(b); break;
         case op_type::COUNT: break;
     }
     return std::move(b.cases);

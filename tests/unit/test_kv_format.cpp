@@ -10,7 +10,7 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
-#include "kv/kv_format.h"
+#include "backend/kv_format.h"
 
 using namespace tfu;
 

@@ -3,6 +3,7 @@
 
 #include <sstream>
 
+#include "backend/kv_format.h"
 #include "core/error.h"
 
 namespace tfu {
@@ -155,6 +156,25 @@ bool check_op(const op& o, std::string* why) {
                    c.expect(s1->ne[0] == hd * n_head_kv && s2->ne[0] == hd * n_head_kv, [&] { return std::string("K and V rows must be hd * n_head_kv" + shapes(o)); }) &&
                    c.expect(s1->ne[2] == 1 && s1->ne[3] == 1 && s2->ne[2] == 1 && s2->ne[3] == 1, [&] { return std::string("K and V must be 2-D caches" + shapes(o)); }) &&
                    c.expect(o.i[0] >= 0 && int64_t(o.i[0]) + n <= s1->ne[1] && int64_t(o.i[0]) + n <= s2->ne[1], [&] { return std::string("n_past (i[0]) = " + std::to_string(o.i[0]) + " + n exceeds the cache" + shapes(o)); });
+        }
+        case op_type::ATTENTION_PAGED: {
+            // dst (hd, n_head, n) = attention(src0 (hd, n_head, n), K/V through ext = paged_kv_view)
+            const paged_kv_view* kv = static_cast<const paged_kv_view*>(o.ext);
+            const int64_t hd = s0->ne[0], n_head = s0->ne[1], n = s0->ne[2];
+            const int n_head_kv = o.i[1];
+            if (!c.is_type(s0, "src0", dtype::F32) || !c.is_type(d, "dst", dtype::F32) ||
+                !c.same_shape(d, "dst", s0, "src0"))
+                return false;
+            if (!c.expect(kv != nullptr && kv->k && kv->v, [] { return std::string("ext must be a paged_kv_view"); }))
+                return false;
+            const int64_t B = kv->block_tokens;
+            return c.expect(s0->ne[3] == 1, [&] { return "src0 must be (hd, n_head, n)" + shapes(o); }) &&
+                   c.expect(n_head_kv >= 1 && n_head % n_head_kv == 0 && kv->n_head_kv == n_head_kv,
+                            [&] { return "n_head_kv (i[1]) must divide n_head and match the view" + shapes(o); }) &&
+                   c.expect(B >= 1 && o.i[0] >= 0 && int64_t(o.i[0]) + n <= int64_t(kv->n_blocks) * B,
+                            [&] { return "positions i[0] + n exceed the paged cache's blocks" + shapes(o); }) &&
+                   c.expect(kv->n_blocks == 0 || (kv->k[0].layout->head_dim == hd && kv->v[0].layout->head_dim == hd),
+                            [&] { return "the cache's head size differs from q's" + shapes(o); });
         }
         case op_type::COUNT: break;
     }
