@@ -102,6 +102,9 @@ TFU_API tfu_status tfu_model_get_info(const tfu_model* model, tfu_model_info* ou
         info.add_bos = m.voc->add_bos();
         info.add_eos = m.voc->add_eos();
         info.has_chat_template = !m.chat_template.empty();
+        const std::optional<int64_t> ft = m.file->get_int("general.file_type");
+        info.file_type = ft && *ft >= 0 && *ft <= INT32_MAX ? int32_t(*ft) : -1;
+        info.weight_type = tfu::dtype_name(m.weights.main_type);
         // Callers with an older, smaller struct get the prefix they know about (0 = "all of it").
         size_t n = out_info->struct_size == 0 ? sizeof info : std::min<size_t>(out_info->struct_size, sizeof info);
         if (out_info->struct_size != 0 && out_info->struct_size < sizeof(uint32_t))

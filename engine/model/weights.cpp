@@ -2,6 +2,7 @@
 #include "model/weights.h"
 
 #include <cmath>
+#include <map>
 #include <string>
 
 #include "core/error.h"
@@ -42,12 +43,22 @@ public:
         tensor t = make_tensor(ti->type, ti->ne[0], ti->ne[1], 1, 1, const_cast<void*>(ti->data), name);
         w_.n_params += uint64_t(t.nelements());
         w_.n_bytes += t.nbytes();
+        if (ne1 > 0) {
+            uint64_t& c = elements_[uint32_t(t.type)];
+            c += uint64_t(t.nelements());
+            if (c > best_) {
+                best_ = c;
+                w_.main_type = t.type;
+            }
+        }
         return t;
     }
 
 private:
     const gguf::file& f_;
     model_weights& w_;
+    std::map<uint32_t, uint64_t> elements_;  // 2-D weight elements per dtype
+    uint64_t best_ = 0;
 };
 
 }  // namespace

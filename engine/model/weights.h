@@ -33,6 +33,7 @@ struct model_weights {
     std::vector<layer_weights> layers;
     uint64_t n_params = 0;
     uint64_t n_bytes = 0;
+    dtype main_type = dtype::F32;  // the type holding most elements of the 2-D weights
 };
 
 // Finds every tensor the architecture needs, checks dtype and shape, and sets hp.n_vocab. A missing tensor, a

@@ -173,6 +173,8 @@ typedef struct tfu_model_info {
     bool add_bos;              /* tokenize() adds BOS when asked to add specials */
     bool add_eos;
     bool has_chat_template;
+    int32_t file_type;         /* general.file_type (llama.cpp's numbering, e.g. 15 = Q4_K_M), or -1 if absent */
+    const char* weight_type;   /* the type holding most matrix weights: "q4_K", "f16", ...; static storage */
 } tfu_model_info;
 
 /* Fills *out_info (set its struct_size first, or zero the struct; fields beyond it are left alone). */

@@ -100,6 +100,8 @@ TEST_F(api_fixture, model_info) {
     EXPECT_EQ(info.eos, 2);
     EXPECT_TRUE(info.add_bos);
     EXPECT_FALSE(info.has_chat_template);
+    EXPECT_STREQ(info.weight_type, "f32");
+    EXPECT_EQ(info.file_type, -1);  // the file has no general.file_type
     EXPECT_TRUE(tfu_model_token_is_eog(mdl, 2));
     EXPECT_FALSE(tfu_model_token_is_eog(mdl, 403));
     // An old caller with a smaller struct gets only the fields it knows.
