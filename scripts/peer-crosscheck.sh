@@ -33,7 +33,7 @@ for pv in "${presets[@]}"; do
     ours=$("$bin/perplexity/tfusion-perplexity" -m "$f" -f "$text" -c "$ctx" --chunks "$chunks" -t "$threads" 2>/dev/null |
       sed -n 's/^PPL = \([0-9.]*\).*/\1/p')
     theirs=$("$peer/llama-perplexity" -m "$f" -f "$text" -c "$ctx" --chunks "$chunks" -t "$threads" 2>&1 |
-      sed -n 's/^Final estimate: PPL = \([0-9.]*\).*/\1/p')
+      sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p')
     if [ -z "$ours" ] || [ -z "$theirs" ]; then
       echo "| $preset | $vocab | $t | ${ours:-error} | ${theirs:-error} | | no |"; fails=$((fails + 1)); continue
     fi
