@@ -132,6 +132,18 @@ void session::forward_batch(const int32_t* tokens, int32_t n, bool all_logits, f
 
 void session::eval() {
     size_t done = 0;
+    // Prefix sharing: a fresh session takes the cached blocks of the longest full-block prefix of its prompt that
+    // another session of this model published (same formats), and skips their prefill. The last prompt token is
+    // always evaluated so that there are logits to sample from.
+    if (table_ && tokens_.empty() && pending_.size() > 1) {
+        const int32_t got = table_->adopt_prefix(pending_.data(), int32_t(pending_.size() - 1));
+        if (got > 0) {
+            tokens_.assign(pending_.begin(), pending_.begin() + got);
+            for (int32_t i = 0; i < got; ++i) smp_.accept(pending_[size_t(i)]);
+            done = size_t(got);
+            n_prefix_reused_ += uint64_t(got);
+        }
+    }
     try {
         while (done < pending_.size()) {
             throw_if_cancelled();
@@ -148,6 +160,7 @@ void session::eval() {
         throw;
     }
     pending_.clear();
+    if (table_) table_->publish_prefix(tokens_.data(), int32_t(tokens_.size()));
 }
 
 void session::eval_logits(const int32_t* tokens, size_t n, float* out) {
@@ -204,7 +217,7 @@ void session::reset() {
     has_logits_ = false;
     smp_.reset();
     cancel_flag.store(false);
-    total_prompt_ = total_generated_ = 0;
+    total_prompt_ = total_generated_ = n_prefix_reused_ = 0;
     total_prefill_ms_ = total_decode_ms_ = 0;
 }
 
@@ -216,6 +229,7 @@ void session::stats(tfu_session_stats* out) const {
     out->n_prompt_tokens = total_prompt_;
     out->n_generated = total_generated_;
     out->prefill_ms = total_prefill_ms_;
+    out->n_prefix_reused = n_prefix_reused_;
     out->decode_ms = total_decode_ms_;
 }
 

@@ -63,7 +63,7 @@ private:
     std::vector<int32_t> pending_;  // added, not evaluated yet
     std::vector<float> logits_;
     bool has_logits_ = false;
-    uint64_t total_prompt_ = 0, total_generated_ = 0;
+    uint64_t total_prompt_ = 0, total_generated_ = 0, n_prefix_reused_ = 0;
     double total_prefill_ms_ = 0, total_decode_ms_ = 0;
 };
 

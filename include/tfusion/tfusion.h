@@ -335,6 +335,7 @@ typedef struct tfu_session_stats {
     uint64_t n_generated;
     double prefill_ms;
     double decode_ms;
+    uint64_t n_prefix_reused;  /* prompt tokens whose KV blocks were shared from another session (not prefilled) */
 } tfu_session_stats;
 
 TFU_API tfu_status tfu_session_get_stats(const tfu_session* session, tfu_session_stats* out_stats);

@@ -103,4 +103,50 @@ TEST_F(kv_fixture, blocks_are_returned_on_reset_and_destroy) {
     EXPECT_EQ(pool.stats().blocks_in_use, 0);
 }
 
+// A second session with the same prompt takes the first one's full blocks and gives the same logits and text.
+TEST_F(kv_fixture, prefix_sharing_skips_prefill_and_changes_nothing) {
+    for (tfu_kv_type kt : {TFU_KV_F16, TFU_KV_Q4}) {
+        tfu_session_params sp = tfu_session_params_default();
+        sp.n_ctx = 128;
+        sp.n_batch = 16;
+        sp.kv_type_k = kt;
+        sp.kv_type_v = kt;
+        sp.sampler.temperature = 0;
+        auto run = [&](tfu::session& s, std::vector<float>* last_logits) {
+            s.add_tokens(k_tokens.data(), k_tokens.size());
+            s.eval();
+            *last_logits = s.logits();
+        };
+        std::vector<float> a, b, c;
+        tfu::session s1(*mdl, sp);
+        run(s1, &a);
+        tfu::session s2(*mdl, sp);
+        run(s2, &b);
+        tfu_session_stats st1 = {}, st2 = {};
+        s1.stats(&st1);
+        s2.stats(&st2);
+        EXPECT_EQ(st1.n_prefix_reused, 0u);
+        EXPECT_EQ(st2.n_prefix_reused, 32u) << "45 tokens: one full block of 32 is shared";
+        EXPECT_EQ(st2.n_past, 45);
+        for (size_t i = 0; i < a.size(); ++i) ASSERT_FLOAT_EQ(a[i], b[i]) << "logit " << i;
+        // Both continue independently (copy-on-write): the same greedy tokens.
+        for (int step = 0; step < 20; ++step) {
+            int32_t t1 = s1.sample(), t2 = s2.sample();
+            ASSERT_EQ(t1, t2) << "step " << step;
+            s1.eval();
+            s2.eval();
+        }
+        const tfu::kv_format f = kt == TFU_KV_F16 ? tfu::kv_format::f16 : tfu::kv_format::q4;
+        EXPECT_GE(mdl->kv_pool(f, f).stats().prefix_hits, 1);
+        tfu::session s3(*mdl, sp);
+        s3.add_tokens(k_tokens.data() + 1, 10);  // a different prompt: no hit
+        s3.eval();
+        tfu_session_stats st3 = {};
+        s3.stats(&st3);
+        EXPECT_EQ(st3.n_prefix_reused, 0u);
+        c = s3.logits();
+        EXPECT_NE(c, a);
+    }
+}
+
 }  // namespace
