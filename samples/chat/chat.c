@@ -23,6 +23,8 @@ typedef struct options {
     int32_t n_ctx;
     int32_t n_threads;
     tfu_backend_kind backend;
+    tfu_kv_type kv_type_k; /* -ctk */
+    tfu_kv_type kv_type_v; /* -ctv */
     tfu_sampler_params sampler;
     bool chat;          /* one-shot: treat the prompt as a user message of the chat template */
     bool verbose;
@@ -32,7 +34,8 @@ static void usage(FILE* f) {
     fprintf(f,
             "usage: tfusion-chat [-m MODEL] [-p PROMPT] [-n N] [-c CTX] [--temp T] [--seed S] [--top-k K]\n"
             "                    [--top-p P] [--min-p P] [--repeat-penalty R] [-t THREADS]\n"
-            "                    [--backend auto|cpu|cpu-ref|cuda|vulkan] [-s SYSTEM] [--chat] [-v] [-h]\n"
+            "                    [--backend auto|cpu|cpu-ref|cuda|vulkan] [-ctk TYPE] [-ctv TYPE]\n"
+            "                    [-s SYSTEM] [--chat] [-v] [-h]\n"
             "\n"
             "  -m, --model FILE      GGUF model (default: $TFU_MODEL, else ../shared/models/" DEFAULT_MODEL_NAME ")\n"
             "  -p, --prompt TEXT     one-shot: print TEXT and its continuation, then exit\n"
@@ -45,6 +48,8 @@ static void usage(FILE* f) {
             "      --repeat-penalty R  (default 1.0 = off)\n"
             "  -t, --threads N       CPU threads (default 0 = all cores)\n"
             "      --backend NAME    auto (default), cpu, cpu-ref, cuda, vulkan\n"
+            "  -ctk, --cache-type-k TYPE  KV cache format of keys: f16 (default), bf16, q8, q4\n"
+            "  -ctv, --cache-type-v TYPE  KV cache format of values: f16 (default), bf16, q8, q4\n"
             "  -s, --system TEXT     system message for the chat\n"
             "  -v, --verbose         library log lines on stderr\n"
             "  -h, --help            this text\n"
@@ -88,6 +93,30 @@ static int parse_f32(const char* opt, const char* s, float* out) {
     return 1;
 }
 
+/* The KV cache formats by their command-line names (llama.cpp's -ctk/-ctv take the same flags). */
+static const struct {
+    const char* name;
+    tfu_kv_type type;
+} k_kv_types[] = {{"f16", TFU_KV_F16}, {"bf16", TFU_KV_BF16}, {"q8", TFU_KV_Q8}, {"q4", TFU_KV_Q4}};
+
+static const char* kv_type_name(tfu_kv_type t) {
+    size_t i;
+    for (i = 0; i < sizeof k_kv_types / sizeof k_kv_types[0]; ++i)
+        if (k_kv_types[i].type == t) return k_kv_types[i].name;
+    return "?";
+}
+
+static int parse_kv_type(const char* opt, const char* s, tfu_kv_type* out) {
+    size_t i;
+    for (i = 0; i < sizeof k_kv_types / sizeof k_kv_types[0]; ++i) {
+        if (strcmp(s, k_kv_types[i].name) == 0) {
+            *out = k_kv_types[i].type;
+            return 1;
+        }
+    }
+    return bad_arg(opt, s, "a KV cache type (f16, bf16, q8, q4)");
+}
+
 /* Returns 1 on success, 0 on a bad command line (message printed), -1 for --help. */
 static int parse_args(int argc, char** argv, options* o) {
     int i;
@@ -116,6 +145,8 @@ static int parse_args(int argc, char** argv, options* o) {
         else if (IS("", "--top-p")) ok = parse_f32(a, v, &o->sampler.top_p);
         else if (IS("", "--min-p")) ok = parse_f32(a, v, &o->sampler.min_p);
         else if (IS("", "--repeat-penalty")) ok = parse_f32(a, v, &o->sampler.repeat_penalty);
+        else if (IS("-ctk", "--cache-type-k")) ok = parse_kv_type(a, v, &o->kv_type_k);
+        else if (IS("-ctv", "--cache-type-v")) ok = parse_kv_type(a, v, &o->kv_type_v);
         else if (IS("", "--backend")) {
             if (strcmp(v, "auto") == 0) o->backend = TFU_BACKEND_AUTO;
             else if (strcmp(v, "cpu") == 0) o->backend = TFU_BACKEND_CPU;
@@ -379,8 +410,11 @@ static void print_stats(chat_state* c) {
         report("stats", TFU_STATUS_INTERNAL);
         return;
     }
-    printf("session: %d / %d tokens in context, %d pending, KV cache %.1f KiB\n", s.n_past, s.n_ctx, s.n_pending,
-           (double)s.kv_bytes / 1024.0);
+    printf("session: %d / %d tokens in context, %d pending\n", s.n_past, s.n_ctx, s.n_pending);
+    printf("kv:      K %s V %s, %llu bytes (%.1f KiB)", kv_type_name(c->opt->kv_type_k),
+           kv_type_name(c->opt->kv_type_v), (unsigned long long)s.kv_bytes, (double)s.kv_bytes / 1024.0);
+    if (s.n_past > 0) printf(", %.1f bytes/token", (double)s.kv_bytes / (double)s.n_past);
+    printf("\n");
     printf("totals:  %llu prompt tokens in %.1f ms, %llu generated in %.1f ms (%.1f t/s)\n",
            (unsigned long long)s.n_prompt_tokens, s.prefill_ms, (unsigned long long)s.n_generated, s.decode_ms,
            s.decode_ms > 0 ? 1000.0 * (double)s.n_generated / s.decode_ms : 0.0);
@@ -582,6 +616,8 @@ int main(int argc, char** argv) {
     memset(&o, 0, sizeof o);
     o.n_predict = -2; /* not given */
     o.backend = TFU_BACKEND_AUTO;
+    o.kv_type_k = TFU_KV_F16;
+    o.kv_type_v = TFU_KV_F16;
     o.sampler = tfu_sampler_params_default();
     parsed = parse_args(argc, argv, &o);
     if (parsed < 0) {
@@ -622,14 +658,16 @@ int main(int argc, char** argv) {
     sp = tfu_session_params_default();
     sp.n_ctx = o.n_ctx;
     sp.sampler = o.sampler;
+    sp.kv_type_k = o.kv_type_k;
+    sp.kv_type_v = o.kv_type_v;
     st = tfu_session_create(c.model, &sp, &c.session);
     if (st != TFU_STATUS_OK) {
         report("session", st);
     } else {
         if (o.verbose)
-            fprintf(stderr, "tfusion-chat: %s: %s, %d layers, n_embd %d, vocab %d, backend %s\n", model_path,
-                    c.info.architecture, c.info.n_layer, c.info.n_embd, c.info.n_vocab,
-                    tfu_engine_backend_name(engine));
+            fprintf(stderr, "tfusion-chat: %s: %s, %d layers, n_embd %d, vocab %d, backend %s, KV cache K %s V %s\n",
+                    model_path, c.info.architecture, c.info.n_layer, c.info.n_embd, c.info.n_vocab,
+                    tfu_engine_backend_name(engine), kv_type_name(o.kv_type_k), kv_type_name(o.kv_type_v));
         g_session = c.session;
         install_sigint();
         rc = o.prompt != NULL ? one_shot(&c) : interactive(&c);

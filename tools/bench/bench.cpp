@@ -1,6 +1,6 @@
 // tfusion-bench: prefill and decode speed, time to first token and memory of models, on the public API only.
 //
-// Runs every combination of model (-m), backend, thread count (-t), and test: pp<P> (prefill P prompt tokens)
+// Runs every combination of model (-m), backend, thread count (-t), KV cache formats (-ctk x -ctv), and test: pp<P> (prefill P prompt tokens)
 // and tg<N> (decode N tokens one at a time), each at every context depth (-d: tokens already in the context,
 // filled by an untimed prefill; rows named like llama-bench's "tg128 @ d1024"). Prompts are random
 // in-vocabulary tokens (no special or end-of-generation tokens), so every repetition does the same work.
@@ -16,6 +16,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <tfusion/tfusion.h>
@@ -84,8 +85,10 @@ struct test_spec {
 // Everything one row of the table and one JSON object report.
 struct test_result {
     std::string model_file, model_name, architecture, type, file_type_name, dominant_type, backend;
+    std::string type_k, type_v;  // KV cache formats (-ctk, -ctv)
     int64_t file_type = -1;
     uint64_t size_bytes = 0, n_params = 0, peak_rss = 0, engine_memory = 0, kv_bytes = 0;
+    int32_t kv_n_past = 0;  // tokens in the cache when kv_bytes was read (after the last repetition)
     int32_t n_ctx_train = 0, n_ctx = 0, threads = 0;
     double load_ms = 0;
     test_spec spec{};
@@ -216,6 +219,8 @@ std::string to_json(const std::vector<test_result>& rows, const options& o) {
           << "    \"n_threads\": " << r.threads << ",\n"
           << "    \"n_ctx\": " << r.n_ctx << ",\n"
           << "    \"n_batch\": " << o.n_batch << ",\n"
+          << "    \"type_k\": " << json_str(r.type_k) << ",\n"
+          << "    \"type_v\": " << json_str(r.type_v) << ",\n"
           << "    \"test\": " << json_str(r.spec.name()) << ",\n"
           << "    \"n_prompt\": " << (pp ? r.spec.n : 0) << ",\n"
           << "    \"n_gen\": " << (pp ? 0 : r.spec.n) << ",\n"
@@ -236,6 +241,9 @@ std::string to_json(const std::vector<test_result>& rows, const options& o) {
           << "    \"peak_rss_bytes\": " << r.peak_rss << ",\n"
           << "    \"engine_memory_bytes\": " << r.engine_memory << ",\n"
           << "    \"kv_bytes\": " << r.kv_bytes << ",\n"
+          << "    \"kv_n_past\": " << r.kv_n_past << ",\n"
+          << "    \"kv_bytes_per_token\": "
+          << (r.kv_n_past > 0 ? json_num(double(r.kv_bytes) / double(r.kv_n_past)) : "null") << ",\n"
           << "    \"library_version\": " << json_str(tfu_version_string()) << "\n"
           << "  }" << (i + 1 < rows.size() ? "," : "") << "\n";
     }
@@ -244,12 +252,12 @@ std::string to_json(const std::vector<test_result>& rows, const options& o) {
 }
 
 void print_header(FILE* out) {
-    std::fprintf(out, "| %-24s | %-8s | %10s | %10s | %-8s | %7s | %-16s | %20s |\n", "model", "type", "size",
-                 "params", "backend", "threads", "test", "t/s");
-    std::fprintf(out, "| %s | %s | %s: | %s: | %s | %s: | %s | %s: |\n", std::string(24, '-').c_str(),
+    std::fprintf(out, "| %-24s | %-8s | %10s | %10s | %-8s | %7s | %-6s | %-6s | %-16s | %20s |\n", "model", "type",
+                 "size", "params", "backend", "threads", "type_k", "type_v", "test", "t/s");
+    std::fprintf(out, "| %s | %s | %s: | %s: | %s | %s: | %s | %s | %s | %s: |\n", std::string(24, '-').c_str(),
                  std::string(8, '-').c_str(), std::string(9, '-').c_str(), std::string(9, '-').c_str(),
-                 std::string(8, '-').c_str(), std::string(6, '-').c_str(), std::string(16, '-').c_str(),
-                 std::string(19, '-').c_str());
+                 std::string(8, '-').c_str(), std::string(6, '-').c_str(), std::string(6, '-').c_str(),
+                 std::string(6, '-').c_str(), std::string(16, '-').c_str(), std::string(19, '-').c_str());
     std::fflush(out);
 }
 
@@ -257,9 +265,10 @@ void print_row(FILE* out, const test_result& r) {
     char tps[64];
     std::snprintf(tps, sizeof tps, "%.2f ± %.2f", mean(r.tps), stddev(r.tps));
     // "±" is 2 bytes in UTF-8, one column: pad by one more byte.
-    std::fprintf(out, "| %-24.24s | %-8.8s | %10s | %10s | %-8s | %7d | %-16s | %21s |\n", r.model_name.c_str(),
-                 r.type.c_str(), human_bytes(r.size_bytes).c_str(), human_count(r.n_params).c_str(),
-                 r.backend.c_str(), r.threads, r.spec.name().c_str(), tps);
+    std::fprintf(out, "| %-24.24s | %-8.8s | %10s | %10s | %-8s | %7d | %-6s | %-6s | %-16s | %21s |\n",
+                 r.model_name.c_str(), r.type.c_str(), human_bytes(r.size_bytes).c_str(),
+                 human_count(r.n_params).c_str(), r.backend.c_str(), r.threads, r.type_k.c_str(), r.type_v.c_str(),
+                 r.spec.name().c_str(), tps);
     std::fflush(out);
 }
 
@@ -297,6 +306,10 @@ int main(int argc, char** argv) {
         if (n > 0)
             for (int32_t d : o.depth) tests.push_back({false, n, d});
     for (const test_spec& t : tests) max_tokens = std::max(max_tokens, t.n), max_depth = std::max(max_depth, t.depth);
+    // Every -ctk x -ctv pair, K outer (llama-bench's order).
+    std::vector<std::pair<tfu_kv_type, tfu_kv_type>> kv_pairs;
+    for (tfu_kv_type k : o.type_k)
+        for (tfu_kv_type v : o.type_v) kv_pairs.emplace_back(k, v);
     // One context size holds every test: the deepest fill plus the longest test plus a margin.
     const int32_t n_ctx = max_depth + max_tokens + k_ctx_margin;
 
@@ -343,13 +356,6 @@ int main(int argc, char** argv) {
                                  path.c_str(), max_depth, max_tokens, k_ctx_margin, n_ctx, info.n_ctx_train);
                     return 1;
                 }
-                tfu_session_params sp = tfu_session_params_default();
-                sp.n_ctx = n_ctx;
-                sp.n_batch = std::min(o.n_batch, n_ctx);
-                sp.sampler.temperature = 0.0f;  // greedy: deterministic, and the cheapest sampler
-                tfu_session* ses = nullptr;
-                check(tfu_session_create(model, &sp, &ses), path + ": session (n_ctx " + std::to_string(n_ctx) + ")");
-
                 test_result base;
                 base.model_file = path;
                 base.model_name = info.name[0] ? info.name : base_name(path);
@@ -366,26 +372,43 @@ int main(int argc, char** argv) {
                 base.threads = threads > 0 ? threads : int32_t(std::max(1u, std::thread::hardware_concurrency()));
                 base.load_ms = load_ms;
 
-                for (size_t ti = 0; ti < tests.size(); ++ti) {
-                    test_result r = base;
-                    r.spec = tests[ti];
-                    if (o.warmup) run_once(ses, model, info, r.spec, o.seed ^ 0x5eedu);
-                    for (int32_t rep = 0; rep < o.reps; ++rep) {
-                        const sample s = run_once(ses, model, info, r.spec, o.seed + uint32_t(rep));
-                        r.ms.push_back(s.ms);
-                        r.tps.push_back(s.ms > 0 ? 1000.0 * r.spec.n / s.ms : 0.0);
-                        if (r.spec.prefill) r.ttft_ms.push_back(s.ttft_ms);
+                for (const std::pair<tfu_kv_type, tfu_kv_type>& kv : kv_pairs) {
+                    const tfu_kv_type type_k = kv.first, type_v = kv.second;
+                    tfu_session_params sp = tfu_session_params_default();
+                    sp.n_ctx = n_ctx;
+                    sp.n_batch = std::min(o.n_batch, n_ctx);
+                    sp.sampler.temperature = 0.0f;  // greedy: deterministic, and the cheapest sampler
+                    sp.kv_type_k = type_k;
+                    sp.kv_type_v = type_v;
+                    tfu_session* ses = nullptr;
+                    check(tfu_session_create(model, &sp, &ses), path + ": session (n_ctx " + std::to_string(n_ctx) +
+                                                                    ", KV cache K " +
+                                                                    tfu_bench::kv_type_arg_name(type_k) + " V " +
+                                                                    tfu_bench::kv_type_arg_name(type_v) + ")");
+                    base.type_k = tfu_bench::kv_type_arg_name(type_k);
+                    base.type_v = tfu_bench::kv_type_arg_name(type_v);
+                    for (size_t ti = 0; ti < tests.size(); ++ti) {
+                        test_result r = base;
+                        r.spec = tests[ti];
+                        if (o.warmup) run_once(ses, model, info, r.spec, o.seed ^ 0x5eedu);
+                        for (int32_t rep = 0; rep < o.reps; ++rep) {
+                            const sample s = run_once(ses, model, info, r.spec, o.seed + uint32_t(rep));
+                            r.ms.push_back(s.ms);
+                            r.tps.push_back(s.ms > 0 ? 1000.0 * r.spec.n / s.ms : 0.0);
+                            if (r.spec.prefill) r.ttft_ms.push_back(s.ttft_ms);
+                        }
+                        tfu_session_stats ss{};
+                        ss.struct_size = sizeof ss;
+                        check(tfu_session_get_stats(ses, &ss), "session stats");
+                        r.kv_bytes = ss.kv_bytes;
+                        r.kv_n_past = ss.n_past;
+                        r.engine_memory = tfu_engine_memory_used(eng);
+                        r.peak_rss = peak_rss_bytes();
+                        print_row(out, r);
+                        rows.push_back(std::move(r));
                     }
-                    tfu_session_stats ss{};
-                    ss.struct_size = sizeof ss;
-                    check(tfu_session_get_stats(ses, &ss), "session stats");
-                    r.kv_bytes = ss.kv_bytes;
-                    r.engine_memory = tfu_engine_memory_used(eng);
-                    r.peak_rss = peak_rss_bytes();
-                    print_row(out, r);
-                    rows.push_back(std::move(r));
+                    tfu_session_destroy(ses);
                 }
-                tfu_session_destroy(ses);
                 tfu_model_unload(model);
                 tfu_engine_destroy(eng);
             }
@@ -396,16 +419,18 @@ int main(int argc, char** argv) {
     std::fprintf(out, "\n");
     for (const test_result& r : rows)
         if (r.spec.prefill)
-            std::fprintf(out, "%s %s %s t%d %s: time to first token %.2f ± %.2f ms\n", r.model_name.c_str(),
-                         r.type.c_str(), r.backend.c_str(), r.threads, r.spec.name().c_str(), mean(r.ttft_ms),
-                         stddev(r.ttft_ms));
+            std::fprintf(out, "%s %s %s t%d K %s V %s %s: time to first token %.2f ± %.2f ms\n",
+                         r.model_name.c_str(), r.type.c_str(), r.backend.c_str(), r.threads, r.type_k.c_str(),
+                         r.type_v.c_str(), r.spec.name().c_str(), mean(r.ttft_ms), stddev(r.ttft_ms));
     for (size_t i = 0; i < rows.size(); ++i)
         if (i == 0 || rows[i].model_file != rows[i - 1].model_file || rows[i].threads != rows[i - 1].threads ||
-            rows[i].backend != rows[i - 1].backend)
-            std::fprintf(out, "%s %s %s t%d: load %.1f ms, engine memory %s, KV %s (n_ctx %d)\n",
+            rows[i].backend != rows[i - 1].backend || rows[i].type_k != rows[i - 1].type_k ||
+            rows[i].type_v != rows[i - 1].type_v)
+            std::fprintf(out, "%s %s %s t%d K %s V %s: load %.1f ms, engine memory %s, KV %s (n_ctx %d)\n",
                          rows[i].model_name.c_str(), rows[i].type.c_str(), rows[i].backend.c_str(), rows[i].threads,
-                         rows[i].load_ms, human_bytes(rows[i].engine_memory).c_str(),
-                         human_bytes(rows[i].kv_bytes).c_str(), rows[i].n_ctx);
+                         rows[i].type_k.c_str(), rows[i].type_v.c_str(), rows[i].load_ms,
+                         human_bytes(rows[i].engine_memory).c_str(), human_bytes(rows[i].kv_bytes).c_str(),
+                         rows[i].n_ctx);
     std::fprintf(out, "peak RSS %s\n", human_bytes(peak_rss_bytes()).c_str());
 
     if (!o.json.empty()) {

@@ -48,6 +48,23 @@ bool parse_list(const char* opt, const std::string& v, long lo, long hi, std::ve
     return true;
 }
 
+// A comma list of KV cache formats; prints what is wrong and returns false on a bad element.
+bool parse_kv_types(const std::string& opt, const std::string& v, std::vector<tfu_kv_type>* out) {
+    out->clear();
+    for (const std::string& e : split(v)) {
+        if (e == "f16") out->push_back(TFU_KV_F16);
+        else if (e == "bf16") out->push_back(TFU_KV_BF16);
+        else if (e == "q8") out->push_back(TFU_KV_Q8);
+        else if (e == "q4") out->push_back(TFU_KV_Q4);
+        else {
+            std::fprintf(stderr, "tfusion-bench: %s: unknown KV cache type '%s' (f16, bf16, q8, q4; in '%s')\n",
+                         opt.c_str(), e.c_str(), v.c_str());
+            return false;
+        }
+    }
+    return true;
+}
+
 }  // namespace
 
 void usage(FILE* f) {
@@ -61,6 +78,8 @@ void usage(FILE* f) {
                  "  -b N             prompt tokens per prefill step (default 512)\n"
                  "  -r N             repetitions; t/s is mean +/- sample stddev (default 5)\n"
                  "  --backend B[,B]  auto|cpu|cpu-ref|cuda|vulkan (default auto)\n"
+                 "  -ctk, --cache-type-k T[,T]  KV cache format of keys: f16|bf16|q8|q4 (default f16)\n"
+                 "  -ctv, --cache-type-v T[,T]  KV cache format of values (default f16); every K x V pair runs\n"
                  "  --no-warmup      skip the untimed run before each test\n"
                  "  --json FILE|-    also write JSON (one object per test, with every sample); '-' = stdout,\n"
                  "                   the table then goes to stderr\n"
@@ -78,6 +97,16 @@ const char* backend_arg_name(tfu_backend_kind b) {
     return "?";
 }
 
+const char* kv_type_arg_name(tfu_kv_type t) {
+    switch (t) {
+        case TFU_KV_F16: return "f16";
+        case TFU_KV_BF16: return "bf16";
+        case TFU_KV_Q8: return "q8";
+        case TFU_KV_Q4: return "q4";
+    }
+    return "?";
+}
+
 int parse_args(int argc, char** argv, options& o) {
     bool models_given = false;
     constexpr long k_max_tokens = 1L << 20;
@@ -89,7 +118,8 @@ int parse_args(int argc, char** argv, options& o) {
             continue;
         }
         const bool known = a == "-m" || a == "--model" || a == "-p" || a == "-n" || a == "-d" || a == "-t" ||
-                           a == "-b" || a == "-r" || a == "--backend" || a == "--json" || a == "--seed";
+                           a == "-b" || a == "-r" || a == "--backend" || a == "--json" || a == "--seed" ||
+                           a == "-ctk" || a == "--cache-type-k" || a == "-ctv" || a == "--cache-type-v";
         if (!known) {
             std::fprintf(stderr, "tfusion-bench: unknown option '%s'\n", a.c_str());
             return 0;
@@ -132,6 +162,10 @@ int parse_args(int argc, char** argv, options& o) {
             std::vector<int32_t> s;
             ok = parse_list("--seed", v, 0, 0x7fffffffL, &s) && s.size() == 1;
             if (ok) o.seed = uint32_t(s[0]);
+        } else if (a == "-ctk" || a == "--cache-type-k") {
+            ok = parse_kv_types(a, v, &o.type_k);
+        } else if (a == "-ctv" || a == "--cache-type-v") {
+            ok = parse_kv_types(a, v, &o.type_v);
         } else if (a == "--json") {
             if (v.empty()) {
                 std::fprintf(stderr, "tfusion-bench: --json: empty file name\n");

@@ -16,6 +16,8 @@ struct options {
     std::vector<int32_t> depth = {0};           // -d: tokens already in the context before each test
     std::vector<int32_t> threads = {0};         // -t: 0 = number of cores
     std::vector<tfu_backend_kind> backends = {TFU_BACKEND_AUTO};
+    std::vector<tfu_kv_type> type_k = {TFU_KV_F16};  // -ctk f16,q8: KV cache formats of keys
+    std::vector<tfu_kv_type> type_v = {TFU_KV_F16};  // -ctv: of values (every K x V pair is run)
     int32_t n_batch = 512;                      // -b: prompt tokens per prefill step
     int32_t reps = 5;                           // -r
     bool warmup = true;                         // --no-warmup turns the untimed run before each test off
@@ -28,5 +30,7 @@ struct options {
 int parse_args(int argc, char** argv, options& o);
 void usage(FILE* f);
 const char* backend_arg_name(tfu_backend_kind b);
+// "f16", "bf16", "q8", "q4": the -ctk / -ctv name of a KV cache format.
+const char* kv_type_arg_name(tfu_kv_type t);
 
 }  // namespace tfu_bench

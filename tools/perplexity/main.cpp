@@ -94,6 +94,17 @@ int32_t check_base(const base_reader& br, const tfu_model_info& info, tfu_token 
     return n_chunk;
 }
 
+// "kv: K q8 V q4, 360.0 bytes/token (46080 bytes, 128 tokens)": what the session's cache holds after a whole
+// chunk (kv_bytes / n_past from tfu_session_get_stats; includes the f16 tail that q4 keys keep per session).
+void print_kv_line(const tfu_session* ses, const options& o) {
+    tfu_session_stats st{};
+    st.struct_size = sizeof st;
+    check(tfu_session_get_stats(ses, &st), "session stats");
+    const double per_token = st.n_past > 0 ? double(st.kv_bytes) / double(st.n_past) : 0.0;
+    std::fprintf(stderr, "kv: K %s V %s, %.1f bytes/token (%llu bytes, %d tokens)\n", kv_type_name(o.kv_type_k),
+                 kv_type_name(o.kv_type_v), per_token, static_cast<unsigned long long>(st.kv_bytes), st.n_past);
+}
+
 int run(const options& o) {
     const std::string text = read_text(o.text);
 
@@ -149,11 +160,17 @@ int run(const options& o) {
     tfu_session_params sp = tfu_session_params_default();
     sp.n_ctx = n_ctx;
     sp.n_batch = o.n_batch > 0 ? o.n_batch : n_ctx;
-    check(tfu_session_create(h.mdl, &sp, &h.ses), "creating a session with -c " + std::to_string(n_ctx));
+    sp.kv_type_k = o.kv_type_k;
+    sp.kv_type_v = o.kv_type_v;
+    check(tfu_session_create(h.mdl, &sp, &h.ses), "creating a session with -c " + std::to_string(n_ctx) +
+                                                       ", KV cache K " + kv_type_name(o.kv_type_k) + " V " +
+                                                       kv_type_name(o.kv_type_v));
 
-    std::fprintf(stderr, "perplexity: %s, backend %s, %zu tokens, %d chunks of %d, scoring %d tokens per chunk%s\n",
-                 o.model.c_str(), tfu_engine_backend_name(h.eng), tokens.size(), n_chunk, n_ctx, n_scored,
-                 add_bos ? ", BOS first" : "");
+    std::fprintf(stderr,
+                 "perplexity: %s, backend %s, KV cache K %s V %s, %zu tokens, %d chunks of %d, scoring %d tokens "
+                 "per chunk%s\n",
+                 o.model.c_str(), tfu_engine_backend_name(h.eng), kv_type_name(o.kv_type_k),
+                 kv_type_name(o.kv_type_v), tokens.size(), n_chunk, n_ctx, n_scored, add_bos ? ", BOS first" : "");
 
     std::vector<tfu_token> chunk(static_cast<size_t>(n_ctx));
     std::vector<float> logits(size_t(n_ctx - first) * size_t(n_vocab));  // (n_ctx - first, n_vocab)
@@ -191,6 +208,7 @@ int run(const options& o) {
         if (c == 0) {
             const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             std::fprintf(stderr, "perplexity: %.2f seconds per pass - ETA %.2f minutes\n", s, s * n_chunk / 60.0);
+            print_kv_line(h.ses, o);
         }
         if (reader) kl.print_chunk_line(stderr, c + 1);
         else std::fprintf(stderr, "[%d]%.4f,", c + 1, acc.ppl());

@@ -20,11 +20,31 @@ int32_t parse_int(const std::string& flag, const char* s, long lo, long hi) {
     return int32_t(v);
 }
 
+// A KV cache format by name (the names of llama.cpp's -ctk/-ctv where they mean the same thing).
+tfu_kv_type parse_kv_type(const std::string& flag, const std::string& v) {
+    if (v == "f16") return TFU_KV_F16;
+    if (v == "bf16") return TFU_KV_BF16;
+    if (v == "q8") return TFU_KV_Q8;
+    if (v == "q4") return TFU_KV_Q4;
+    throw std::invalid_argument(flag + ": unknown KV cache type '" + v + "' (f16, bf16, q8, q4)");
+}
+
 }  // namespace
+
+const char* kv_type_name(tfu_kv_type t) {
+    switch (t) {
+        case TFU_KV_F16: return "f16";
+        case TFU_KV_BF16: return "bf16";
+        case TFU_KV_Q8: return "q8";
+        case TFU_KV_Q4: return "q4";
+    }
+    return "?";
+}
 
 const char* usage_text() {
     return "usage: tfusion-perplexity -m MODEL -f TEXT [-c N_CTX] [-b N_BATCH] [-t THREADS] [--chunks N]\n"
            "                          [--kl-base FILE [--save-base] [--kl-top-k K]] [--backend NAME]\n"
+           "                          [-ctk TYPE] [-ctv TYPE]\n"
            "\n"
            "Perplexity over TEXT the way llama.cpp's llama-perplexity computes it: the text is tokenized (with BOS\n"
            "if the vocabulary adds one), cut into chunks of N_CTX tokens whose first token becomes BOS, each chunk\n"
@@ -42,6 +62,9 @@ const char* usage_text() {
            "      --save-base    see --kl-base\n"
            "      --kl-top-k K   log-probs kept per token in a saved base (default min(n_vocab, 1024))\n"
            "      --backend NAME auto (default), cpu, cpu-ref, cuda, vulkan\n"
+           "  -ctk, --cache-type-k TYPE  KV cache format of keys: f16 (default), bf16, q8, q4\n"
+           "  -ctv, --cache-type-v TYPE  KV cache format of values: f16 (default), bf16, q8, q4\n"
+           "                     (compare formats with --kl-base FILE against a saved f16 run)\n"
            "  -h, --help         this text\n";
 }
 
@@ -74,6 +97,10 @@ options parse_options(int argc, char** argv) {
             o.save_base = true;
         } else if (a == "--kl-top-k") {
             o.top_k = parse_int(a, value(), 1, 1 << 24);
+        } else if (a == "-ctk" || a == "--cache-type-k") {
+            o.kv_type_k = parse_kv_type(a, value());
+        } else if (a == "-ctv" || a == "--cache-type-v") {
+            o.kv_type_v = parse_kv_type(a, value());
         } else if (a == "--backend") {
             const std::string b = value();
             if (b == "auto") o.backend = TFU_BACKEND_AUTO;

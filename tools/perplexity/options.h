@@ -20,11 +20,15 @@ struct options {
     bool save_base = false;   // --save-base: write FILE instead of comparing against it
     int32_t top_k = 0;        // --kl-top-k: log-probs kept per token in a saved base; 0 = min(n_vocab, 1024)
     tfu_backend_kind backend = TFU_BACKEND_AUTO;
+    tfu_kv_type kv_type_k = TFU_KV_F16;  // -ctk, --cache-type-k
+    tfu_kv_type kv_type_v = TFU_KV_F16;  // -ctv, --cache-type-v
     bool help = false;
 };
 
 // Parses argv; throws std::invalid_argument with a message naming the bad argument.
 options parse_options(int argc, char** argv);
 const char* usage_text();
+// The command-line name of a KV cache format: "f16", "bf16", "q8", "q4".
+const char* kv_type_name(tfu_kv_type t);
 
 }  // namespace tfu::ppl
