@@ -46,11 +46,28 @@ void axpy_generic(dtype t, float a, const void* v, float* acc, int64_t n) {
     }
 }
 
-void scale_generic(float* x, float s, int64_t n) {
+}  // namespace
+
+void scale_scalar(float* x, float s, int64_t n) {
     for (int64_t i = 0; i < n; ++i) x[i] *= s;
 }
 
-}  // namespace
+void online_softmax_tile(float* s, int64_t tn, float& m, float& l, float* acc, int64_t hd,
+                         void (*scale)(float*, float, int64_t)) {
+    const float bm = *std::max_element(s, s + tn);
+    if (bm > m) {  // new running max: rescale what was accumulated so far
+        const float corr = std::exp(m - bm);  // exp(-inf) = 0 on the first tile
+        scale(acc, corr, hd);
+        l *= corr;
+        m = bm;
+    }
+    float sum = 0;
+    for (int64_t t = 0; t < tn; ++t) {
+        s[t] = std::exp(s[t] - m);
+        sum += s[t];
+    }
+    l += sum;
+}
 
 void attention(context& ctx, const op& o) {
     const tensor& q = *o.src[0];
@@ -65,7 +82,7 @@ void attention(context& ctx, const op& o) {
 
     auto dot = ctx.avx2 ? avx2::dot_cache : dot_generic;
     auto axpy = ctx.avx2 ? avx2::axpy_cache : axpy_generic;
-    auto scal = ctx.avx2 ? avx2::scale : scale_generic;
+    auto scal = ctx.avx2 ? avx2::scale : scale_scalar;
 
     // Heads per task: the whole GQA group unless that leaves fewer than 2 tasks per thread.
     int64_t hpt = group;
@@ -92,22 +109,9 @@ void attention(context& ctx, const op& o) {
                         s[size_t(hh * k_tile + tt)] = scale * dot(kc.type, qr, kr, hd);
                     }
                 }
-                for (int64_t hh = 0; hh < hpt; ++hh) {
-                    float* sh = &s[size_t(hh * k_tile)];
-                    float bm = *std::max_element(sh, sh + tn);
-                    if (bm > m[size_t(hh)]) {  // new running max: rescale what was accumulated so far
-                        const float corr = std::exp(m[size_t(hh)] - bm);  // exp(-inf) = 0 on the first tile
-                        scal(&acc[size_t(hh * hd)], corr, hd);
-                        l[size_t(hh)] *= corr;
-                        m[size_t(hh)] = bm;
-                    }
-                    float sum = 0;
-                    for (int64_t tt = 0; tt < tn; ++tt) {
-                        sh[tt] = std::exp(sh[tt] - m[size_t(hh)]);
-                        sum += sh[tt];
-                    }
-                    l[size_t(hh)] += sum;
-                }
+                for (int64_t hh = 0; hh < hpt; ++hh)
+                    online_softmax_tile(&s[size_t(hh * k_tile)], tn, m[size_t(hh)], l[size_t(hh)], &acc[size_t(hh * hd)],
+                                        hd, scal);
                 for (int64_t tt = 0; tt < tn; ++tt) {
                     const void* vr = static_cast<const char*>(vc.row(t0 + tt)) + size_t(kvh) * v_off_bytes;
                     for (int64_t hh = 0; hh < hpt; ++hh) axpy(vc.type, s[size_t(hh * k_tile + tt)], vr, &acc[size_t(hh * hd)], hd);

@@ -23,6 +23,7 @@ void attention_paged(context& ctx, const op& o) {
     // Picked once per op: the readers' own dispatch reads the environment on every call.
     auto dot = ctx.avx2 ? kv_avx2::dot_row : kv_scalar::dot_row;
     auto axpy = ctx.avx2 ? kv_avx2::axpy_row : kv_scalar::axpy_row;
+    auto scal = ctx.avx2 ? avx2::scale : scale_scalar;
 
     int64_t hpt = group;
     while (hpt % 2 == 0 && n * (n_head / hpt) < 2 * int64_t(ctx.pool.n_threads())) hpt /= 2;
@@ -48,22 +49,9 @@ void attention_paged(context& ctx, const op& o) {
                         const float* qr = static_cast<const float*>(q.row(j * n_head + h0 + hh));
                         s[size_t(hh * B + tt)] = scale * dot(*kr.layout, kr.data, int32_t(tt), qr);
                     }
-                for (int64_t hh = 0; hh < hpt; ++hh) {
-                    float* sh = &s[size_t(hh * B)];
-                    const float bm = *std::max_element(sh, sh + tn);
-                    if (bm > m[size_t(hh)]) {  // new running max: rescale what was accumulated so far
-                        const float corr = std::exp(m[size_t(hh)] - bm);
-                        for (int64_t i = 0; i < hd; ++i) acc[size_t(hh * hd + i)] *= corr;
-                        l[size_t(hh)] *= corr;
-                        m[size_t(hh)] = bm;
-                    }
-                    float sum = 0;
-                    for (int64_t tt = 0; tt < tn; ++tt) {
-                        sh[tt] = std::exp(sh[tt] - m[size_t(hh)]);
-                        sum += sh[tt];
-                    }
-                    l[size_t(hh)] += sum;
-                }
+                for (int64_t hh = 0; hh < hpt; ++hh)
+                    online_softmax_tile(&s[size_t(hh * B)], tn, m[size_t(hh)], l[size_t(hh)], &acc[size_t(hh * hd)], hd,
+                                        scal);
                 for (int64_t tt = 0; tt < tn; ++tt)
                     for (int64_t hh = 0; hh < hpt; ++hh)
                         axpy(*vr.layout, vr.data, int32_t(tt), s[size_t(hh * B + tt)], &acc[size_t(hh * hd)]);

@@ -23,6 +23,13 @@ struct context {
 #include "backend/ops.def"
 #undef TFU_OP
 
+// One tile of an online softmax (Milakov & Gimelshein, arXiv 1805.02867), shared by the attention kernels: the
+// scores s[0..tn) become exp(s - m) in place; the running max m, the running sum l and the accumulator acc[hd]
+// are rescaled first when the tile raises the max. `scale` multiplies a vector in place (scalar or AVX2).
+void online_softmax_tile(float* s, int64_t tn, float& m, float& l, float* acc, int64_t hd,
+                         void (*scale)(float*, float, int64_t));
+void scale_scalar(float* x, float s, int64_t n);
+
 // AVX2 + FMA + F16C present and not disabled by TFU_CPU_SIMD=scalar (read at each call: backends made after
 // setenv see it).
 bool cpu_has_avx2();
