@@ -245,6 +245,69 @@ TEST_F(perplexity_tool, bad_base_files_are_refused) {
     EXPECT_NE(rn.err.find("--chunks 99"), std::string::npos) << rn.err;
 }
 
+// "kv: K q8 V q8, 400.0 bytes/token (...)" from stderr.
+bool parse_kv_line(const std::string& err, std::string& k, std::string& v, double& bytes_per_token) {
+    std::smatch m;
+    if (!std::regex_search(err, m, std::regex(R"(kv: K (\w+) V (\w+), ([0-9.]+) bytes/token)"))) return false;
+    k = m[1];
+    v = m[2];
+    bytes_per_token = std::stod(m[3]);
+    return true;
+}
+
+// -ctk/-ctv reach the engine: the cache's bytes per token are those of the format (stories260K: 5 layers x 4 KV
+// heads x head size 8; -c 64 = two whole blocks of 32, so no partial block), and a q8 cache gives a perplexity
+// within 1% of the f16 one with a KL divergence that is small but not zero.
+TEST_F(perplexity_tool, kv_cache_types) {
+    tfu_engine* eng = nullptr;
+    tfu_model* mdl = nullptr;
+    ASSERT_EQ(tfu_engine_create(nullptr, &eng), TFU_STATUS_OK) << tfu_last_error();
+    ASSERT_EQ(tfu_model_load(eng, k_model.c_str(), nullptr, &mdl), TFU_STATUS_OK) << tfu_last_error();
+    tfu_model_info info{};
+    info.struct_size = sizeof info;
+    ASSERT_EQ(tfu_model_get_info(mdl, &info), TFU_STATUS_OK);
+    tfu_model_unload(mdl);
+    tfu_engine_destroy(eng);
+    const double d = double(info.n_embd / info.n_head), heads = double(info.n_layer) * double(info.n_head_kv);
+    const double f16_bytes = heads * 2 * (2 * d);  // K + V, 2 bytes per value
+    const double q8_bytes = heads * 2 * (d + 2);   // int8 codes + one f16 scale per token and head
+
+    const std::string base = dir + "/base.kld";
+    const run_result f = run(base_args(64) + " --kl-base '" + base + "' --save-base");
+    ASSERT_EQ(f.rc, 0) << f.err;
+    const run_result q = run(base_args(64) + " -ctk q8 -ctv q8 --kl-base '" + base + "'");
+    ASSERT_EQ(q.rc, 0) << q.err;
+    std::string fk, fv, qk, qv;
+    double f_bpt = 0, q_bpt = 0;
+    ASSERT_TRUE(parse_kv_line(f.err, fk, fv, f_bpt)) << f.err;
+    ASSERT_TRUE(parse_kv_line(q.err, qk, qv, q_bpt)) << q.err;
+    EXPECT_EQ(fk + fv, "f16f16");
+    EXPECT_EQ(qk + qv, "q8q8");
+    std::printf("bytes/token: f16 %.1f (expected %.1f), q8 %.1f (expected %.1f)\n", f_bpt, f16_bytes, q_bpt, q8_bytes);
+    EXPECT_NE(f_bpt, q_bpt);
+    EXPECT_DOUBLE_EQ(f_bpt, f16_bytes);
+    EXPECT_DOUBLE_EQ(q_bpt, q8_bytes);
+
+    double pf = 0, ef = 0, pq = 0, eq = 0;
+    ASSERT_TRUE(parse_ppl(f.out, pf, ef)) << f.out;
+    ASSERT_TRUE(parse_ppl(q.out, pq, eq)) << q.out;
+    std::printf("PPL f16 %.4f, q8/q8 %.4f (%+.3f%%)\n", pf, pq, 100.0 * (pq / pf - 1.0));
+    EXPECT_LE(std::fabs(pq / pf - 1.0), 0.01);
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(q.out, m, std::regex(R"(Mean    KLD: +(-?[0-9.]+))"))) << q.out;
+    const double kld = std::stod(m[1]);
+    EXPECT_GT(kld, 1e-6) << "a q8 cache should not give the f16 cache's exact distributions";
+    EXPECT_LT(kld, 0.01);
+
+    // the long forms, and a mixed pair
+    const run_result l = run(base_args(64) + " --cache-type-k bf16 --cache-type-v q4");
+    ASSERT_EQ(l.rc, 0) << l.err;
+    double l_bpt = 0;
+    ASSERT_TRUE(parse_kv_line(l.err, fk, fv, l_bpt)) << l.err;
+    EXPECT_EQ(fk + "/" + fv, "bf16/q4");
+    EXPECT_LT(l_bpt, f16_bytes);  // q4 values are smaller than f16 ones
+}
+
 TEST_F(perplexity_tool, bad_arguments) {
     struct bad_case {
         std::string args;
@@ -260,6 +323,9 @@ TEST_F(perplexity_tool, bad_arguments) {
         {"-m x -f y -t", 2, "-t needs a value"},
         {"-m x -f y --save-base", 2, "--save-base needs --kl-base"},
         {"-m x -f y --backend tpu", 2, "unknown backend"},
+        {"-m x -f y -ctk q8_0", 2, "-ctk: unknown KV cache type 'q8_0' (f16, bf16, q8, q4)"},
+        {"-m x -f y --cache-type-v F16", 2, "--cache-type-v: unknown KV cache type 'F16'"},
+        {"-m x -f y -ctv", 2, "-ctv needs a value"},
         {"-m '" + dir + "/missing.gguf' -f '" + text_path + "'", 1, "missing.gguf"},
         {"-m '" + k_model + "' -f '" + dir + "/missing.txt'", 1, "missing.txt"},
         {"-m '" + k_model + "' -f '" + text_path + "' -c 512", 1, "needs at least 1024"},

@@ -129,6 +129,48 @@ TEST_F(BenchTool, JsonToStdout) {
     EXPECT_GT(j[1].at("avg_ts").as_double(), 0.0);
 }
 
+// -ctk/-ctv comma lists run every K x V pair (K outer), shown in the table's type_k/type_v columns and the JSON;
+// the formats reach the engine: a q8 key cache holds fewer bytes than an f16 one for the same test.
+TEST_F(BenchTool, CacheTypeLists) {
+    const std::string json_path = ::testing::TempDir() + "/bench_kv_" + std::to_string(::getpid()) + ".json";
+    const run_result r =
+        run_tool("-m " + k_stories + " -p 40 -n 4 -r 1 --no-warmup -ctk f16,q8 -ctv q4 --json " + json_path);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    std::printf("%s", r.out.c_str());
+    EXPECT_NE(r.out.find("| type_k | type_v |"), std::string::npos);
+    EXPECT_NE(r.out.find("| f16    | q4     | pp40"), std::string::npos);
+    EXPECT_NE(r.out.find("| q8     | q4     | tg4"), std::string::npos);
+    std::ifstream f(json_path);
+    ASSERT_TRUE(f) << json_path;
+    std::stringstream ss;
+    ss << f.rdbuf();
+    const tfu::json::value j = tfu::json::parse(ss.str());
+    ASSERT_EQ(j.size(), 4u);  // 2 K types x 1 V type x (pp40, tg4)
+    const char* want_k[] = {"f16", "f16", "q8", "q8"};
+    const char* want_test[] = {"pp40", "tg4", "pp40", "tg4"};
+    for (size_t i = 0; i < 4; ++i) {
+        SCOPED_TRACE(i);
+        EXPECT_EQ(j[i].at("type_k").as_string(), want_k[i]);
+        EXPECT_EQ(j[i].at("type_v").as_string(), "q4");
+        EXPECT_EQ(j[i].at("test").as_string(), want_test[i]);
+        EXPECT_GT(j[i].at("kv_bytes").as_int(), 0);
+        EXPECT_GT(j[i].at("kv_bytes_per_token").as_double(), 0.0);
+    }
+    // pp40 leaves 41 tokens (BOS + 40) in the cache in both: same blocks, smaller K parts with q8.
+    EXPECT_EQ(j[0].at("kv_n_past").as_int(), j[2].at("kv_n_past").as_int());
+    EXPECT_LT(j[2].at("kv_bytes").as_int(), j[0].at("kv_bytes").as_int());
+    std::remove(json_path.c_str());
+
+    // long forms
+    const run_result l = run_tool("-m " + k_stories + " -p 8 -n 0 -r 1 --no-warmup --cache-type-k bf16 "
+                                  "--cache-type-v q8 --json -", false);
+    ASSERT_EQ(l.rc, 0) << l.out;
+    const tfu::json::value lj = tfu::json::parse(l.out);
+    ASSERT_EQ(lj.size(), 1u);
+    EXPECT_EQ(lj[0].at("type_k").as_string(), "bf16");
+    EXPECT_EQ(lj[0].at("type_v").as_string(), "q8");
+}
+
 TEST_F(BenchTool, BadArgumentsFailWithMessage) {
     struct bad_case {
         std::string args, message;
@@ -142,6 +184,10 @@ TEST_F(BenchTool, BadArgumentsFailWithMessage) {
         {"-m " + k_stories + " -r 0", "-r: '0'"},
         {"-m " + k_stories + " -t 1,x", "-t: 'x'"},
         {"-m " + k_stories + " --backend gpu", "unknown backend 'gpu'"},
+        {"-m " + k_stories + " -ctk q8_0", "-ctk: unknown KV cache type 'q8_0' (f16, bf16, q8, q4"},
+        {"-m " + k_stories + " -ctv f16,,q4", "-ctv: unknown KV cache type ''"},
+        {"-m " + k_stories + " --cache-type-k Q8", "--cache-type-k: unknown KV cache type 'Q8'"},
+        {"-m " + k_stories + " -ctv", "missing value for -ctv"},
         {"-m " + k_stories + " --frobnicate 1", "unknown option '--frobnicate'"},
         {"-m " + k_stories + " -p", "missing value for -p"},
         {"-m " + k_stories + " -p 0 -n 0", "nothing to run"},
