@@ -22,7 +22,7 @@
 #include <tfusion/tfusion.h>
 
 #include "bench_args.h"
-#include "gguf_peek.h"
+#include "ftype.h"
 
 namespace {
 
@@ -313,16 +313,6 @@ int main(int argc, char** argv) {
     // One context size holds every test: the deepest fill plus the longest test plus a margin.
     const int32_t n_ctx = max_depth + max_tokens + k_ctx_margin;
 
-    // Read every file's type first, so that a bad file fails before any time is spent.
-    std::vector<tfu_bench::gguf_types> types(o.models.size());
-    for (size_t i = 0; i < o.models.size(); ++i) {
-        std::string err;
-        if (!tfu_bench::gguf_peek_types(o.models[i], &types[i], &err)) {
-            std::fprintf(stderr, "tfusion-bench: %s\n", err.c_str());
-            return 1;
-        }
-    }
-
     if (!o.json.empty() && o.json != "-" && !std::ofstream(o.json)) {  // fail now, not after the run
         std::fprintf(stderr, "tfusion-bench: --json: cannot write '%s'\n", o.json.c_str());
         return 1;
@@ -360,10 +350,10 @@ int main(int argc, char** argv) {
                 base.model_file = path;
                 base.model_name = info.name[0] ? info.name : base_name(path);
                 base.architecture = info.architecture;
-                base.type = types[mi].label;
-                base.file_type = types[mi].file_type;
-                base.file_type_name = types[mi].file_type_name;
-                base.dominant_type = types[mi].dominant_type;
+                base.file_type = info.file_type;
+                base.file_type_name = tfu_bench::llama_ftype_name(info.file_type);
+                base.dominant_type = tfu_bench::type_label(info.weight_type);
+                base.type = !base.file_type_name.empty() ? base.file_type_name : base.dominant_type;
                 base.backend = tfu_engine_backend_name(eng);
                 base.size_bytes = info.size_bytes;
                 base.n_params = info.n_params;
