@@ -10,40 +10,6 @@
 
 namespace tfu {
 
-// ---- rng ------------------------------------------------------------------------------------------------------
-
-namespace {
-
-// splitmix64 (Steele, Lea, Flood 2014; https://prng.di.unimi.it/splitmix64.c): spreads one 64-bit seed over the
-// xoshiro state, so that similar seeds give unrelated streams and the state is never all zeros.
-uint64_t splitmix64(uint64_t& x) {
-    uint64_t z = (x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-}  // namespace
-
-void rng::seed_with(uint64_t seed) {
-    uint64_t x = seed;
-    for (uint64_t& s : s_) s = splitmix64(x);
-}
-
-uint64_t rng::next() {
-    const uint64_t result = rotl(s_[1] * 5, 7) * 9;
-    const uint64_t t = s_[1] << 17;
-    s_[2] ^= s_[0];
-    s_[3] ^= s_[1];
-    s_[1] ^= s_[2];
-    s_[0] ^= s_[3];
-    s_[2] ^= t;
-    s_[3] = rotl(s_[3], 45);
-    return result;
-}
-
 // ---- sampler ----------------------------------------------------------------------------------------------------
 
 namespace {

@@ -18,6 +18,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/rng.h"
+
 namespace tfu {
 
 struct sampler_config {
@@ -30,19 +32,6 @@ struct sampler_config {
     float presence_penalty = 0;    // 0 = off; finite; logit -= this, once, if the token appeared
     int32_t penalty_last_n = 64;   // window of recent tokens the penalties look at; 0 = none; -1 = whole history
     uint64_t seed = 0xC0FFEE;
-};
-
-// xoshiro256** (Blackman & Vigna, https://prng.di.unimi.it/xoshiro256starstar.c), state seeded with splitmix64.
-class rng {
-public:
-    explicit rng(uint64_t seed = 0) { seed_with(seed); }
-    void seed_with(uint64_t seed);
-    uint64_t next();
-    // Uniform double in [0, 1) from the top 53 bits.
-    double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
-
-private:
-    uint64_t s_[4];
 };
 
 // One entry of the final distribution: a token and its probability (the probabilities sum to 1).

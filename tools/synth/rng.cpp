@@ -39,7 +39,7 @@ void fill_normal(xoshiro256& rng, float* x, int64_t n, float scale) {
 }
 
 void fill_uniform(xoshiro256& rng, float* x, int64_t n, float lo, float hi) {
-    for (int64_t i = 0; i < n; ++i) x[i] = lo + (hi - lo) * rng.uniform();
+    for (int64_t i = 0; i < n; ++i) x[i] = lo + (hi - lo) * rng.uniform_f();
 }
 
 void fill_uniform_signed(xoshiro256& rng, float* x, int64_t n, float lo, float hi) {

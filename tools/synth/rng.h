@@ -10,14 +10,9 @@
 #include <cstdint>
 #include <string_view>
 
-namespace tfu::synth {
+#include "core/rng.h"
 
-inline uint64_t splitmix64(uint64_t& s) {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+namespace tfu::synth {
 
 // FNV-1a of a tensor name: distinct tensors get distinct streams whatever their order in the file.
 inline uint64_t hash_name(std::string_view s) {
@@ -26,29 +21,8 @@ inline uint64_t hash_name(std::string_view s) {
     return h;
 }
 
-class xoshiro256 {
-public:
-    explicit xoshiro256(uint64_t seed) {
-        for (uint64_t& w : s_) w = splitmix64(seed);
-    }
-    uint64_t next() {
-        const uint64_t result = rotl(s_[1] * 5, 7) * 9;
-        const uint64_t t = s_[1] << 17;
-        s_[2] ^= s_[0];
-        s_[3] ^= s_[1];
-        s_[1] ^= s_[2];
-        s_[0] ^= s_[3];
-        s_[2] ^= t;
-        s_[3] = rotl(s_[3], 45);
-        return result;
-    }
-    // Uniform in [0, 1) with 24 bits.
-    float uniform() { return float(next() >> 40) * (1.0f / 16777216.0f); }
-
-private:
-    static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-    uint64_t s_[4];
-};
+// The generator is core/rng.h's (xoshiro256**), shared with the sampler.
+using xoshiro256 = tfu::rng;
 
 // The 65536 quantiles of N(0, 1) (built once, thread-safe).
 const float* normal_table();
