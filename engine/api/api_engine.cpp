@@ -1,5 +1,6 @@
 // C ABI: engines and models.
 #include "api/guard.h"
+#include "runtime/stats.h"
 
 using tfu::api::guard;
 using tfu::api::need;
@@ -29,8 +30,8 @@ TFU_API tfu_status tfu_engine_create(const tfu_engine_params* params, tfu_engine
 TFU_API tfu_status tfu_engine_destroy(tfu_engine* engine) {
     return guard([&] {
         if (!engine) return;
-        if (engine->impl->n_models.load() != 0)
-            tfu::fail(TFU_STATUS_BUSY, "tfu_engine_destroy: " + std::to_string(engine->impl->n_models.load()) +
+        if (engine->impl->n_models() != 0)
+            tfu::fail(TFU_STATUS_BUSY, "tfu_engine_destroy: " + std::to_string(engine->impl->n_models()) +
                                            " model(s) are still loaded; unload them first");
         delete engine;
     });
@@ -41,6 +42,15 @@ TFU_API const char* tfu_engine_backend_name(const tfu_engine* engine) {
 }
 
 TFU_API uint64_t tfu_engine_memory_used(const tfu_engine* engine) { return engine ? engine->impl->memory_used() : 0; }
+
+TFU_API tfu_status tfu_engine_get_stats_json(const tfu_engine* engine, char* out_json, size_t capacity,
+                                             size_t* out_len) {
+    return guard([&] {
+        need(engine, "engine");
+        need(out_len, "out_len");
+        tfu::api::copy_out_text(tfu::engine_stats_json(*engine->impl), out_json, capacity, out_len);
+    });
+}
 
 TFU_API tfu_model_params tfu_model_params_default(void) {
     tfu_model_params p{};
@@ -60,7 +70,6 @@ TFU_API tfu_status tfu_model_load(tfu_engine* engine, const char* path, const tf
         auto m = std::make_unique<tfu_model>();
         m->owner = engine;
         m->impl = std::make_unique<tfu::model>(*engine->impl, path, p);
-        engine->impl->n_models.fetch_add(1);
         *out_model = m.release();
     });
 }
@@ -72,9 +81,7 @@ TFU_API tfu_status tfu_model_unload(tfu_model* model) {
         if (n != 0)
             tfu::fail(TFU_STATUS_BUSY, "tfu_model_unload: " + std::to_string(n) +
                                            " session(s) of this model still exist; destroy them first");
-        tfu_engine* e = model->owner;
         delete model;
-        e->impl->n_models.fetch_sub(1);
     });
 }
 

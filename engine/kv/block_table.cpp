@@ -14,7 +14,7 @@ kv_block_table::kv_block_table(kv_block_pool& pool) : pool_(pool), B_(pool.param
     if (k_residual()) {
         const kv_pool_params& p = pool.params();
         residual_layout_ = kv_layout_make(kv_format::f16, kv_part::k, B_, p.head_dim);
-        residual_.assign(size_t(p.n_layer) * size_t(p.n_head_kv) * (residual_layout_.bytes / 2), 0);
+        residual_.assign(size_t(p.n_layer) * size_t(p.n_head_kv) * 2 * (residual_layout_.bytes / 2), 0);
     }
 }
 
@@ -22,12 +22,24 @@ kv_block_table::~kv_block_table() {
     for (int32_t id : blocks_) pool_.release(id);
 }
 
-uint16_t* kv_block_table::residual(int32_t layer, int32_t head) {
-    return residual_.data() + (size_t(layer) * size_t(pool_.params().n_head_kv) + size_t(head)) *
-                                  (residual_layout_.bytes / 2);
+uint16_t* kv_block_table::residual(int32_t layer, int32_t head, int32_t b) {
+    const size_t pair = size_t(layer) * size_t(pool_.params().n_head_kv) + size_t(head);
+    return residual_.data() + (pair * 2 + size_t(b % 2)) * (residual_layout_.bytes / 2);
 }
-const uint16_t* kv_block_table::residual(int32_t layer, int32_t head) const {
-    return const_cast<kv_block_table*>(this)->residual(layer, head);
+const uint16_t* kv_block_table::residual(int32_t layer, int32_t head, int32_t b) const {
+    return const_cast<kv_block_table*>(this)->residual(layer, head, b);
+}
+
+int32_t kv_block_table::n_final_blocks() const {
+    const int32_t full = n_tokens_ / B_;
+    return k_residual() ? std::max(r_, full - 1) : full;
+}
+
+// Table block b (full, its rows in residual slot b % 2) -> per-channel q4 in its pool block (ours alone: a
+// non-final block is never published, and append() made it writable).
+void kv_block_table::quantize_from_residual(int32_t layer, int32_t head, int32_t b) {
+    kv_quantize_block_k(pool_.k_layout(), pool_.k_head(blocks_[size_t(b)], layer, head), residual(layer, head, b),
+                        pool_.params().head_dim);
 }
 
 kv_slot kv_block_table::locate(int32_t pos) const {
@@ -40,10 +52,12 @@ kv_slot kv_block_table::locate(int32_t pos) const {
 void kv_block_table::append(int32_t n) {
     if (n < 0) fail(TFU_STATUS_INVALID_ARGUMENT, "kv_block_table::append: negative count");
     if (n == 0) return;
-    if (n_tokens_ % B_ != 0) {  // rows will go into the partial tail block: it must be ours alone
-        int32_t& tail = blocks_.back();
-        tail = pool_.make_writable(tail);
-    }
+    // The previous writes are complete: fix the blocks that are final before this pass's writes.
+    if (k_residual()) r_ = n_final_blocks();
+    // Blocks that will still be written must be ours alone: the partial tail (rows go in) and, for q4 keys, the
+    // residual blocks (quantized into their pool block later). At most 2 blocks.
+    const int32_t first_written = k_residual() ? r_ : (n_tokens_ % B_ != 0 ? n_blocks() - 1 : n_blocks());
+    for (int32_t b = first_written; b < n_blocks(); ++b) blocks_[size_t(b)] = pool_.make_writable(blocks_[size_t(b)]);
     const size_t need = size_t((int64_t(n_tokens_) + n + B_ - 1) / B_);
     const size_t had = blocks_.size();
     try {
@@ -64,15 +78,20 @@ void kv_block_table::truncate(int32_t n_keep) {
                                               std::to_string(n_tokens_));
     if (n_keep == n_tokens_) return;
     const size_t keep_blocks = size_t((n_keep + B_ - 1) / B_);
+    const int32_t kb = int32_t(keep_blocks);
     const int32_t tail_rows = n_keep % B_;
-    // A q4 key block that was full is quantized: its kept rows go back into the residual (dequantized).
-    if (k_residual() && tail_rows != 0 && n_tokens_ >= int32_t(keep_blocks) * B_) {
+    // q4 keys: kept residual blocks keep their f16 rows; a partial kept block that was already quantized goes
+    // back into the residual (dequantized, lossy) and is quantized again when the block after it fills.
+    const int32_t final_before = n_final_blocks();
+    if (k_residual()) r_ = std::min(final_before, kb);
+    if (k_residual() && tail_rows != 0 && kb - 1 < final_before) {
+        r_ = kb - 1;
         const kv_pool_params& p = pool_.params();
         std::vector<float> row(size_t(p.head_dim));
         const int32_t id = blocks_[keep_blocks - 1];
         for (int32_t l = 0; l < p.n_layer; ++l)
             for (int32_t h = 0; h < p.n_head_kv; ++h) {
-                uint16_t* r = residual(l, h);
+                uint16_t* r = residual(l, h, kb - 1);
                 for (int32_t t = 0; t < tail_rows; ++t) {
                     kv_read_row(pool_.k_layout(), pool_.k_head(id, l, h), t, row.data());
                     for (int32_t c = 0; c < p.head_dim; ++c) r[size_t(t) * size_t(p.head_dim) + size_t(c)] = f32_to_fp16(row[size_t(c)]);
@@ -118,38 +137,37 @@ void kv_block_table::write_k(int32_t layer, int32_t head, int32_t pos0, int32_t 
         return;
     }
     const int32_t d = kl.head_dim;
-    uint16_t* res = residual(layer, head);
-    std::vector<float> tile;
+    const int64_t pos_end = int64_t(pos0) + n;
     int32_t i = 0;
-    while (i < n) {  // one block segment [a, b) of slots at a time
+    while (i < n) {  // one block segment [a, e) of slots of table block blk at a time
         const int32_t pos = pos0 + i;
+        const int32_t blk = pos / B_;
         const int32_t a = pos % B_;
-        const int32_t b = std::min(B_, a + (n - i));
-        uint8_t* dst = pool_.k_head(blocks_[size_t(pos / B_)], layer, head);
-        if (b == B_ && a == 0) {  // the whole block is in the input
-            kv_quantize_block_k(kl, dst, rows + i * stride, stride);
-        } else if (b == B_) {  // completes a block: residual rows [0, a) + input rows [a, B)
-            tile.resize(size_t(B_) * size_t(d));
-            for (int32_t t = 0; t < a; ++t)
+        const int32_t e = std::min(B_, a + (n - i));
+        const float* src = rows + i * stride;
+        // A block whose rows are all in the input, and the next block's too, is final by the end of this call:
+        // quantize it straight from the input (it is never read from the residual).
+        if (a == 0 && e == B_ && int64_t(blk + 2) * B_ <= pos_end) {
+            kv_quantize_block_k(kl, pool_.k_head(blocks_[size_t(blk)], layer, head), src, stride);
+        } else {  // rows wait in the residual slot of blk
+            uint16_t* res = residual(layer, head, blk);
+            for (int32_t t = a; t < e; ++t)
                 for (int32_t c = 0; c < d; ++c)
-                    tile[size_t(t) * size_t(d) + size_t(c)] = fp16_to_f32(res[size_t(t) * size_t(d) + size_t(c)]);
-            for (int32_t t = a; t < B_; ++t)
-                std::copy(rows + (i + t - a) * stride, rows + (i + t - a) * stride + d, tile.begin() + int64_t(t) * d);
-            kv_quantize_block_k(kl, dst, tile.data(), d);
-        } else {  // the block stays partial: rows wait in the residual
-            for (int32_t t = a; t < b; ++t)
-                for (int32_t c = 0; c < d; ++c)
-                    res[size_t(t) * size_t(d) + size_t(c)] = f32_to_fp16(rows[(i + t - a) * stride + c]);
+                    res[size_t(t) * size_t(d) + size_t(c)] = f32_to_fp16(src[int64_t(t - a) * stride + c]);
         }
-        i += b - a;
+        // Block blk is now full: the previous block leaves the residual, unless it is already final (adopted,
+        // quantized in an earlier pass) or was quantized from the input above (it started inside this call).
+        if (e == B_ && blk >= 1 && blk - 1 >= r_ && int64_t(blk - 1) * B_ < pos0)
+            quantize_from_residual(layer, head, blk - 1);
+        i += e - a;
     }
 }
 
 kv_rows kv_block_table::k_rows(int32_t b, int32_t layer, int32_t head) const {
     if (b < 0 || b >= n_blocks()) fail(TFU_STATUS_INVALID_ARGUMENT, "kv_block_table::k_rows: bad block index");
     const int32_t n_rows = std::min(B_, n_tokens_ - b * B_);
-    if (k_residual() && n_rows < B_)
-        return {&residual_layout_, reinterpret_cast<const uint8_t*>(residual(layer, head)), n_rows};
+    if (k_residual() && b >= n_final_blocks())
+        return {&residual_layout_, reinterpret_cast<const uint8_t*>(residual(layer, head, b)), n_rows};
     return {&pool_.k_layout(), pool_.k_head(blocks_[size_t(b)], layer, head), n_rows};
 }
 
@@ -170,12 +188,13 @@ int32_t kv_block_table::adopt_prefix(const int32_t* tokens, int32_t n) {
         n_tokens_ += B_;
     }
     n_published_ = hashes_.size();  // already in the pool
+    r_ = n_blocks();                // and final (quantized)
     return n_tokens_;
 }
 
 void kv_block_table::publish_prefix(const int32_t* tokens, int32_t n) {
     if (n < 0 || n > n_tokens_) fail(TFU_STATUS_INVALID_ARGUMENT, "kv_block_table::publish_prefix: bad count");
-    const size_t full = size_t(n / B_);
+    const size_t full = size_t(std::min(n / B_, n_final_blocks()));  // only blocks whose pool data is final
     while (hashes_.size() < full) {
         const uint64_t prev = hashes_.empty() ? kv_prefix_seed : hashes_.back();
         hashes_.push_back(kv_prefix_hash(prev, tokens + hashes_.size() * size_t(B_), B_));

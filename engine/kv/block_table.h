@@ -12,19 +12,24 @@
 //         for t < min(src.n_rows, p + i - b * B + 1): s = kv_dot_row(*src.layout, src.data, t, q) ...
 //         then kv_axpy_row(*table.v_rows(b, l, h_kv).layout, ..., t, weight, acc)
 // Writes must cover every (layer, head) for every appended position, in increasing position order per
-// (layer, head) (as a forward pass does), because a q4 key block is quantized when its last row arrives, from
-// the residual rows written before it plus the new rows.
+// (layer, head) (as a forward pass does), because q4 key blocks are quantized from the residual rows written
+// before, as later rows arrive.
 //
-// Residual tail (q4 keys only): K rows of the last, partial block live in an f16 buffer of
-// (n_layer, n_head_kv, B, d) owned by the table, itself an f16 head block per (layer, head): k_rows() of that
-// block points there (layout f16), so the readers do not change. When a block's last row is written it is
-// quantized per channel into the pool block (KIVI keeps a full-precision residual for the same reason:
-// arXiv 2402.02750, sec. 3.3). V rows (any format) and non-q4 K rows go straight into the block.
-// truncate() into a full q4-K block dequantizes its kept rows back into the residual (lossy: they were q4).
+// Residual tail (q4 keys only): K rows of the newest FULL block and of the partial block after it live in an
+// f16 buffer of (n_layer, n_head_kv, 2, B, d) owned by the table: two f16 head blocks per (layer, head), table
+// block b in slot b % 2. k_rows() of those (up to 2) blocks points there (layout f16), so the readers do not
+// change; older blocks are read as q4 from the pool. A full block is quantized per channel into its pool block
+// when the NEXT block's last row is written (so 32..63 recent keys stay f16 at B = 32): KIVI keeps the R most
+// recent tokens in full precision (arXiv 2402.02750, sec. 3.3). Blocks [0, n_final) hold final (quantized) K
+// data; n_final = max(r_, n_tokens / B - 1) where r_ is fixed by append/truncate/adopt. V rows (any format) and
+// non-q4 K rows go straight into the block. truncate() into a residual block keeps its f16 rows; into a
+// quantized block it dequantizes the kept rows back into the residual (lossy: they were q4).
 //
 // Sharing: adopt_prefix() on an empty table takes the pool's blocks for the longest published prefix of the
-// given tokens (full blocks only); publish_prefix() offers this table's full blocks to the pool. A shared block
-// is never written: append() makes the tail block writable (copy if shared) before rows go in.
+// given tokens (full blocks only, which are final); publish_prefix() offers this table's final blocks to the pool
+// (for q4 keys not the newest full block, whose K is still f16 in the residual: its pool data is not final). A
+// shared block is never written: append() makes every block it may still write (the partial tail; for q4 keys
+// also the residual's full block, quantized later) writable (copy if shared) before rows go in.
 //
 // Thread safety: one table is used by one thread at a time; tables of one pool may run on different threads.
 #pragma once
@@ -71,18 +76,24 @@ public:
     // Prefix sharing. adopt: the table must be empty; takes shared blocks for the longest run of full blocks of
     // tokens[0..n) found in the pool and returns the tokens covered (a multiple of B; the caller skips their
     // prefill; pass n = prompt length - 1 to keep a token to evaluate). publish: tokens[0..n) must be the
-    // tokens this table holds (n <= n_tokens, all layers written); keys every full block not yet published.
+    // tokens this table holds (n <= n_tokens, all layers written); keys every final full block of tokens[0..n) not
+    // yet published (for q4 keys the newest full block waits until the next block fills).
     int32_t adopt_prefix(const int32_t* tokens, int32_t n);
     void publish_prefix(const int32_t* tokens, int32_t n);
 
-    // Accounting: bytes of the blocks this table holds (shared ones counted in full) plus its residual tail.
+    // Accounting: bytes of the blocks this table holds (shared ones counted in full) plus its residual tail
+    // (q4 keys: n_layer x n_head_kv x 2 x B x d f16).
     size_t bytes() const;
+    // Blocks [0, n_final_blocks()) hold final pool data (all of them for per-token K formats); the rest (q4
+    // keys: at most 2) are read from the f16 residual.
+    int32_t n_final_blocks() const;
     int32_t n_shared_blocks() const;  // held blocks with refcount > 1
 
 private:
     bool k_residual() const { return !pool_.k_layout().per_token(); }
-    uint16_t* residual(int32_t layer, int32_t head);
-    const uint16_t* residual(int32_t layer, int32_t head) const;
+    uint16_t* residual(int32_t layer, int32_t head, int32_t b);  // slot of table block b (b % 2)
+    const uint16_t* residual(int32_t layer, int32_t head, int32_t b) const;
+    void quantize_from_residual(int32_t layer, int32_t head, int32_t b);
     void check_write(const char* what, int32_t layer, int32_t head, int32_t pos0, int32_t n) const;
 
     kv_block_pool& pool_;
@@ -91,8 +102,9 @@ private:
     std::vector<int32_t> blocks_;
     std::vector<uint64_t> hashes_;  // chained prefix hash of full block i (valid for i < hashes_.size())
     size_t n_published_ = 0;        // full blocks [0, n_published_) were offered to the pool
+    int32_t r_ = 0;                 // q4 keys: blocks [0, r_) were final before the current writes (see above)
     kv_layout residual_layout_{};   // f16 K head block (q4 keys only)
-    std::vector<uint16_t> residual_;  // (n_layer, n_head_kv, B, d) f16, q4 keys only
+    std::vector<uint16_t> residual_;  // (n_layer, n_head_kv, 2, B, d) f16, q4 keys only
 };
 
 }  // namespace tfu

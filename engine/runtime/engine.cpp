@@ -1,6 +1,8 @@
 // The engine: backend selection at creation, budget accounting.
 #include "runtime/engine.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "core/log.h"
 
@@ -26,5 +28,20 @@ void engine::reserve(uint64_t bytes, const std::string& what) {
 }
 
 void engine::release(uint64_t bytes) { used_.fetch_sub(bytes); }
+
+void engine::add_model(model* m) {
+    std::lock_guard<std::mutex> lock(models_mutex_);
+    models_.push_back(m);
+}
+
+void engine::remove_model(model* m) {
+    std::lock_guard<std::mutex> lock(models_mutex_);
+    models_.erase(std::remove(models_.begin(), models_.end(), m), models_.end());
+}
+
+int32_t engine::n_models() const {
+    std::lock_guard<std::mutex> lock(models_mutex_);
+    return int32_t(models_.size());
+}
 
 }  // namespace tfu

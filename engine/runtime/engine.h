@@ -6,11 +6,14 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "backend/backend.h"
 #include "tfusion/tfusion.h"
 
 namespace tfu {
+
+class model;
 
 class engine {
 public:
@@ -29,9 +32,20 @@ public:
     uint64_t memory_used() const { return used_.load(); }
     uint64_t memory_budget() const { return budget_; }
 
-    std::atomic<int32_t> n_models{0};
+    // The models loaded into this engine (registered by model's constructor, removed by its destructor).
+    void add_model(model* m);
+    void remove_model(model* m);
+    int32_t n_models() const;
+    // Calls fn(const model&) for each loaded model, holding the registry lock (fn must not load or unload).
+    template <typename Fn>
+    void for_each_model(Fn&& fn) const {
+        std::lock_guard<std::mutex> lock(models_mutex_);
+        for (const model* m : models_) fn(*m);
+    }
 
 private:
+    mutable std::mutex models_mutex_;
+    std::vector<model*> models_;
     std::unique_ptr<backend> backend_;
     std::mutex device_mutex_;
     uint64_t budget_;

@@ -51,12 +51,14 @@ model::model(engine& e, const std::string& path, const tfu_model_params& p) : en
                                           " tokens but token_embd.weight has " + std::to_string(hp.n_vocab) + " rows");
     chat_template = file->get_string("tokenizer.chat_template").value_or("");
     budget_ = std::make_unique<reservation>(eng, weights.n_bytes, "model '" + path + "' (weights)");
+    this->path = path;
+    eng.add_model(this);  // last: a constructor that throws never leaves a registered model behind
     logf(TFU_LOG_INFO, "loaded %s: %s, %d layers, n_embd %d, %d heads (%d kv), vocab %d, %.1f M params, %.1f MiB",
          path.c_str(), hp.arch.c_str(), hp.n_layer, hp.n_embd, hp.n_head, hp.n_head_kv, hp.n_vocab,
          double(weights.n_params) / 1e6, double(weights.n_bytes) / (1 << 20));
 }
 
-model::~model() = default;
+model::~model() { eng.remove_model(this); }
 
 kv_block_pool& model::kv_pool(kv_format k, kv_format v) {
     std::lock_guard<std::mutex> lock(pools_mutex_);

@@ -34,11 +34,18 @@ public:
 
     // The KV block pool of this model for a (K format, V format) pair, created on first use. Thread-safe.
     kv_block_pool& kv_pool(kv_format k, kv_format v);
+    // Calls fn(const kv_block_pool&) for each pool created so far (under the pools lock).
+    template <typename Fn>
+    void for_each_kv_pool(Fn&& fn) const {
+        std::lock_guard<std::mutex> lock(pools_mutex_);
+        for (const auto& kv : pools_) fn(*kv.second);
+    }
+    std::string path;
 
 private:
     std::vector<uint8_t> owned_;  // the file's bytes when not memory-mapped
     std::unique_ptr<reservation> budget_;
-    std::mutex pools_mutex_;
+    mutable std::mutex pools_mutex_;
     std::map<std::pair<kv_format, kv_format>, std::unique_ptr<kv_block_pool>> pools_;
 };
 

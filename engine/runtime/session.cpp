@@ -230,6 +230,9 @@ void session::stats(tfu_session_stats* out) const {
     out->n_generated = total_generated_;
     out->prefill_ms = total_prefill_ms_;
     out->n_prefix_reused = n_prefix_reused_;
+    out->kv_blocks = table_ ? uint32_t(table_->n_blocks()) : 0;
+    out->kv_shared_blocks = table_ ? uint32_t(table_->n_shared_blocks()) : 0;
+    out->last_used_unix_ms = last_used_unix_ms.load();
     out->decode_ms = total_decode_ms_;
 }
 
@@ -237,6 +240,9 @@ session_use::session_use(session& s) : s_(s) {
     bool expected = false;
     if (!s_.busy.compare_exchange_strong(expected, true))
         fail(TFU_STATUS_BUSY, "the session is being used by another thread");
+    s_.last_used_unix_ms.store(uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                            std::chrono::system_clock::now().time_since_epoch())
+                                            .count()));
 }
 
 session_use::~session_use() { s_.busy.store(false); }

@@ -43,6 +43,7 @@ public:
     std::atomic<bool> cancel_flag{false};  // set by tfu_session_cancel, also from signal handlers
     static_assert(std::atomic<bool>::is_always_lock_free, "tfu_session_cancel must be async-signal-safe");
     std::atomic<bool> busy{false};
+    std::atomic<uint64_t> last_used_unix_ms{0};  // set by session_use
 
 private:
     void check_room(size_t n_new) const;

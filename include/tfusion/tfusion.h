@@ -136,6 +136,14 @@ TFU_API const char* tfu_engine_backend_name(const tfu_engine* engine);
 /* Bytes of the memory budget in use now by all models' weights and KV caches. */
 TFU_API uint64_t tfu_engine_memory_used(const tfu_engine* engine);
 
+/* Engine statistics as a JSON object: {"backend", "memory_budget", "memory_used", "models": [{"path",
+ * "architecture", "weights_bytes", "sessions", "kv_pools": [{"type_k", "type_v", "block_tokens", "block_bytes",
+ * "bytes_reserved", "bytes_in_use", "bytes_cached", "blocks_total", "blocks_in_use", "blocks_cached",
+ * "blocks_free", "prefix_hits", "prefix_misses", "prefix_bytes_saved", "cow_copies", "cached_reclaimed"}]}]}.
+ * Keys are only ever added. Size protocol as tfu_tokenize. May run concurrently with any other call. */
+TFU_API tfu_status tfu_engine_get_stats_json(const tfu_engine* engine, char* out_json, size_t capacity,
+                                             size_t* out_len);
+
 /* ---- model --------------------------------------------------------------------------------------------- */
 
 typedef struct tfu_model_params {
@@ -336,6 +344,9 @@ typedef struct tfu_session_stats {
     double prefill_ms;
     double decode_ms;
     uint64_t n_prefix_reused;  /* prompt tokens whose KV blocks were shared from another session (not prefilled) */
+    uint32_t kv_blocks;        /* KV cache blocks held (32 tokens each) */
+    uint32_t kv_shared_blocks; /* of which shared with other sessions (copy-on-write) */
+    uint64_t last_used_unix_ms;/* when a call last used the session (milliseconds since 1970) */
 } tfu_session_stats;
 
 TFU_API tfu_status tfu_session_get_stats(const tfu_session* session, tfu_session_stats* out_stats);

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/json.h"
 #include "tfusion/tfusion.h"
 
 namespace {
@@ -183,6 +184,40 @@ TEST_F(api_fixture, eval_logits_matches_step_by_step) {
     }
     tfu_token bad = -5;
     EXPECT_EQ(tfu_session_eval_logits(a, &bad, 1, all.data()), TFU_STATUS_INVALID_ARGUMENT);
+    tfu_session_destroy(a);
+    tfu_session_destroy(b);
+}
+
+// Session and engine statistics: blocks held and shared, last use, and the engine's JSON with the pool counters.
+TEST_F(api_fixture, kv_statistics) {
+    tfu_session* a = new_session(256);
+    tfu_session* b = new_session(256);
+    std::vector<tfu_token> prompt(40);
+    for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = tfu_token(3 + i * 7 % 500);
+    for (tfu_session* s : {a, b}) {
+        ASSERT_EQ(tfu_session_add_tokens(s, prompt.data(), prompt.size()), TFU_STATUS_OK);
+        ASSERT_EQ(tfu_session_eval(s), TFU_STATUS_OK) << tfu_last_error();
+    }
+    tfu_session_stats sa = {}, sb = {};
+    sa.struct_size = sb.struct_size = sizeof sa;
+    ASSERT_EQ(tfu_session_get_stats(a, &sa), TFU_STATUS_OK);
+    ASSERT_EQ(tfu_session_get_stats(b, &sb), TFU_STATUS_OK);
+    EXPECT_EQ(sa.kv_blocks, 2u);         // 40 tokens, blocks of 32
+    EXPECT_EQ(sb.n_prefix_reused, 32u);  // b took a's first block
+    EXPECT_EQ(sb.kv_shared_blocks, 1u);
+    EXPECT_GT(sa.last_used_unix_ms, 1700000000000u);
+    size_t len = 0;
+    EXPECT_EQ(tfu_engine_get_stats_json(eng, nullptr, 0, &len), TFU_STATUS_BUFFER_TOO_SMALL);
+    std::string text(len + 1, '\0');
+    ASSERT_EQ(tfu_engine_get_stats_json(eng, &text[0], text.size(), &len), TFU_STATUS_OK);
+    text.resize(len);
+    const tfu::json::value doc = tfu::json::parse(text);
+    EXPECT_EQ(doc.at("models").size(), 1u);
+    const tfu::json::value& pool = doc.at("models")[0].at("kv_pools")[0];
+    EXPECT_EQ(pool.at("type_k").as_string(), "f16");
+    EXPECT_EQ(pool.at("blocks_in_use").as_int(), 3);  // a: 2 blocks, b: 1 shared + 1 own
+    EXPECT_EQ(pool.at("prefix_hits").as_int(), 1);
+    EXPECT_EQ(pool.at("bytes_in_use").as_int(), 3 * pool.at("block_bytes").as_int());
     tfu_session_destroy(a);
     tfu_session_destroy(b);
 }

@@ -3,9 +3,12 @@
 // q8_K, f16, bf16 or f32) in the backend's scratch buffer, then weight rows are split across threads in
 // blocks; for n > 1 (prefill) each block of k_rows weight rows is swept against k_cols activation columns at a
 // time, so a weight row is read from memory once per k_cols columns and the block stays in cache meanwhile.
+// Where gemm.h has a register-blocked tile kernel for the weight type (Q4_0, Q8_0 on AVX2), n > 1 uses it
+// instead: each task hands its k_rows weight rows and all n columns to the kernel.
 #include <algorithm>
 
 #include "backend/cpu/cpu_ops.h"
+#include "backend/cpu/gemm.h"
 #include "backend/cpu/vec_dot.h"
 
 namespace tfu::cpu {
@@ -39,8 +42,19 @@ void mul_mat(context& ctx, const op& o) {
         a_stride = act_row;
     }
 
-    const vec_dot_fn dot = vec_dot_kernel(w.type);  // resolved once: the inner loop does not re-validate
     const int64_t n_blocks = (m + k_rows - 1) / k_rows;
+    const gemm_fn gemm = n > 1 ? gemm_kernel(w.type) : nullptr;
+    if (gemm != nullptr) {
+        float* d0 = static_cast<float*>(o.dst->row(0));
+        const size_t d_stride = o.dst->nb[1];
+        ctx.pool.parallel_for(n_blocks, [&](int64_t b, int64_t e, int) {
+            const int64_t i0 = b * k_rows, i1 = std::min(m, e * k_rows);
+            gemm(w.row(i0), w.nb[1], a_base, a_stride, k, d0 + i0, d_stride, i1 - i0, n);
+        });
+        return;
+    }
+
+    const vec_dot_fn dot = vec_dot_kernel(w.type);  // resolved once: the inner loop does not re-validate
     ctx.pool.parallel_for(n_blocks, [&](int64_t b, int64_t e, int) {
         for (int64_t blk = b; blk < e; ++blk) {
             const int64_t i0 = blk * k_rows, i1 = std::min(m, i0 + k_rows);
