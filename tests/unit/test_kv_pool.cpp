@@ -268,29 +268,101 @@ TEST(kv_table, paged_attention_matches_contiguous) {
         }
 }
 
+// q4 keys: the newest full block stays in the f16 residual (read back exactly) until the next block fills;
+// then it reads as the per-channel q4 of its rows, bit for bit what quantizing the block on its own gives.
+TEST(kv_table, newest_full_block_stays_f16_until_next_fills) {
+    kv_block_pool pool(small_params(kv_format::q4, kv_format::q8));
+    const int32_t B = 16, d = 16, n_total = 70;
+    const std::vector<int32_t> tokens = random_tokens(n_total, k_seed + 7);
+    kv_block_table ref(pool);  // the exact (f16-rounded) rows, via a per-token f16 reference read below
+    ref.append(n_total);
+    write_tokens(ref, tokens, 0, n_total);
+    kv_pool_params fp = small_params(kv_format::f16, kv_format::q8);
+    kv_block_pool f16_pool(fp);
+    kv_block_table exact(f16_pool);
+    exact.append(n_total);
+    write_tokens(exact, tokens, 0, n_total);
+    std::vector<float> kx, vx;
+    read_all(exact, 2, 1, kx, vx);  // f16 K: exactly the written rows (they are f16-representable)
+    kv_block_table t(pool);
+    int32_t pos = 0;
+    for (int32_t n : {1, 14, 1, 1, 15, 1, 3, 13, 17, 4}) {
+        t.append(n);
+        write_tokens(t, tokens, pos, n);
+        pos += n;
+        EXPECT_EQ(t.n_final_blocks(), std::max(0, pos / B - 1)) << "n_tokens " << pos;
+        for (int32_t b = 0; b < t.n_blocks(); ++b) {
+            kv_rows kr = t.k_rows(b, 2, 1);
+            ASSERT_EQ(kr.n_rows, std::min(B, pos - b * B));
+            std::vector<float> row(static_cast<size_t>(d));
+            if (b >= t.n_final_blocks()) {  // residual: exact
+                ASSERT_EQ(kr.layout->format, kv_format::f16) << "block " << b << " at n_tokens " << pos;
+                for (int32_t r = 0; r < kr.n_rows; ++r) {
+                    kv_read_row(*kr.layout, kr.data, r, row.data());
+                    for (int32_t c = 0; c < d; ++c)
+                        ASSERT_EQ(row[size_t(c)], kx[size_t(b * B + r) * size_t(d) + size_t(c)]) << "block " << b;
+                }
+            } else {  // quantized: the q4 of the block's rows, as quantizing them directly gives
+                ASSERT_EQ(kr.layout->format, kv_format::q4) << "block " << b << " at n_tokens " << pos;
+                std::vector<uint8_t> q(pool.k_layout().bytes);
+                kv_quantize_block_k(pool.k_layout(), q.data(), kx.data() + size_t(b * B) * size_t(d), d);
+                ASSERT_EQ(std::memcmp(q.data(), kr.data, q.size()), 0) << "block " << b << " at n_tokens " << pos;
+            }
+        }
+    }
+    ASSERT_EQ(pos, n_total);
+    // the one-shot table (blocks 0..2 quantized straight from the input) reads the same
+    std::vector<float> k1, v1, k2, v2;
+    read_all(t, 2, 1, k1, v1);
+    read_all(ref, 2, 1, k2, v2);
+    EXPECT_EQ(k1, k2);
+    EXPECT_EQ(v1, v2);
+    EXPECT_EQ(t.bytes(), 5 * pool.block_bytes() + size_t(3 * 2 * 2 * B * d * 2));  // the tail: 2 blocks of f16
+    check_accounting(pool);
+}
+
 TEST(kv_table, truncate_and_clear) {
     for (kv_format kf : k_formats) {
         kv_block_pool pool(small_params(kf, kv_format::q4));
         const std::vector<int32_t> tokens = random_tokens(60, k_seed + 3);
         kv_block_table t(pool);
-        t.append(40);
-        write_tokens(t, tokens, 0, 40);
-        std::vector<float> k40, v40;
-        read_all(t, 0, 0, k40, v40);
-        t.truncate(21);  // into the second block, which was full (q4 keys: back into the residual)
+        t.append(60);
+        write_tokens(t, tokens, 0, 60);
+        std::vector<float> k60, v60;
+        read_all(t, 0, 0, k60, v60);
+        // into the partial block (52), then into the newest full block (40): q4 keys keep their f16 rows, so
+        // every format reads back exactly what it held
+        for (int32_t keep : {52, 40}) {
+            t.truncate(keep);
+            EXPECT_EQ(t.n_tokens(), keep);
+            EXPECT_EQ(pool.stats().blocks_in_use, (keep + 15) / 16);
+            std::vector<float> k, v;
+            read_all(t, 0, 0, k, v);
+            ASSERT_TRUE(std::equal(k.begin(), k.end(), k60.begin())) << kv_format_name(kf) << " keep " << keep;
+            ASSERT_TRUE(std::equal(v.begin(), v.end(), v60.begin())) << kv_format_name(kf) << " keep " << keep;
+        }
+        if (kf == kv_format::q4) {
+            EXPECT_EQ(t.k_rows(2, 0, 0).layout->format, kv_format::f16);
+        }
+        t.truncate(21);  // into the second block, which is final (q4 keys: dequantized back into the residual)
         EXPECT_EQ(t.n_tokens(), 21);
         EXPECT_EQ(t.n_blocks(), 2);
         EXPECT_EQ(pool.stats().blocks_in_use, 2);
         std::vector<float> k21, v21;
         read_all(t, 0, 0, k21, v21);
         for (size_t i = 0; i < k21.size(); ++i) {  // the kept rows read back as before (f16 of the q4 values)
-            ASSERT_NEAR(k21[i], k40[i], 1e-3 * (1 + std::fabs(k40[i])));
-            ASSERT_EQ(v21[i], v40[i]);
+            ASSERT_NEAR(k21[i], k60[i], 1e-3 * (1 + std::fabs(k60[i])));
+            ASSERT_EQ(v21[i], v60[i]);
         }
         t.append(39);  // regrow, writing the rest
         write_tokens(t, tokens, 21, 39);
         EXPECT_EQ(t.n_blocks(), 4);
-        EXPECT_EQ(t.bytes(), 4 * pool.block_bytes() + (kf == kv_format::q4 ? size_t(3 * 2 * 16 * 16 * 2) : 0u));
+        EXPECT_EQ(t.bytes(), 4 * pool.block_bytes() + (kf == kv_format::q4 ? size_t(3 * 2 * 2 * 16 * 16 * 2) : 0u));
+        std::vector<float> k2, v2;
+        read_all(t, 0, 0, k2, v2);
+        // rows from 32 on were written fresh: the residual blocks 2 and 3 read exactly as before
+        EXPECT_TRUE(std::equal(k2.begin() + 32 * 16, k2.end(), k60.begin() + 32 * 16)) << kv_format_name(kf);
+        EXPECT_EQ(v2, v60);
         check_accounting(pool);
         t.clear();
         EXPECT_EQ(t.n_tokens(), 0);
@@ -309,20 +381,25 @@ TEST(kv_table, prefix_sharing) {
     auto a = std::make_unique<kv_block_table>(pool);
     a->append(70);
     write_tokens(*a, prompt, 0, 70);
-    a->publish_prefix(prompt.data(), 70);  // 4 full blocks keyed
+    // 4 full blocks, but q4 keys keep the newest full one (block 3) in the f16 residual: its pool data is not
+    // final, so only blocks 0..2 are keyed
+    a->publish_prefix(prompt.data(), 70);
+    EXPECT_EQ(a->n_final_blocks(), 3);
 
-    // Same prompt: 4 blocks adopted (pass n - 1 to keep a token to evaluate: 69 still covers 4 blocks).
+    // Same prompt: 3 blocks adopted (pass n - 1 to keep a token to evaluate).
     kv_block_table b(pool);
-    EXPECT_EQ(b.adopt_prefix(prompt.data(), 69), 4 * B);
+    EXPECT_EQ(b.adopt_prefix(prompt.data(), 69), 3 * B);
+    EXPECT_EQ(b.n_final_blocks(), 3);
     kv_pool_stats s = pool.stats();
-    EXPECT_EQ(s.prefix_hits, 4);
-    EXPECT_EQ(s.prefix_misses, 0);
-    EXPECT_EQ(s.prefix_bytes_saved, int64_t(4 * pool.block_bytes()));
-    for (int32_t i = 0; i < 4; ++i) EXPECT_EQ(b.blocks()[size_t(i)], a->blocks()[size_t(i)]);
-    EXPECT_EQ(b.n_shared_blocks(), 4);
+    EXPECT_EQ(s.prefix_hits, 3);
+    EXPECT_EQ(s.prefix_misses, 1);  // block 3 was not published
+    EXPECT_EQ(s.prefix_bytes_saved, int64_t(3 * pool.block_bytes()));
+    for (int32_t i = 0; i < 3; ++i) EXPECT_EQ(b.blocks()[size_t(i)], a->blocks()[size_t(i)]);
+    EXPECT_EQ(b.n_shared_blocks(), 3);
     EXPECT_EQ(s.blocks_in_use, 5);
-    b.append(6);
-    write_tokens(b, prompt, 64, 6);
+    b.append(22);  // block 3 fills but stays f16 (block 4 is partial), as in a
+    write_tokens(b, prompt, 48, 22);
+    EXPECT_EQ(b.k_rows(3, 1, 1).layout->format, kv_format::f16);
     std::vector<float> ka, va, kb, vb;
     read_all(*a, 1, 1, ka, va);
     read_all(b, 1, 1, kb, vb);
@@ -335,14 +412,14 @@ TEST(kv_table, prefix_sharing) {
     kv_block_table c(pool);
     EXPECT_EQ(c.adopt_prefix(other.data(), 70), 2 * B);
     s = pool.stats();
-    EXPECT_EQ(s.prefix_hits, 6);
-    EXPECT_EQ(s.prefix_misses, 1);
+    EXPECT_EQ(s.prefix_hits, 5);
+    EXPECT_EQ(s.prefix_misses, 2);
     // A different first token: miss at once.
     std::vector<int32_t> third = prompt;
     third[0] += 1;
     kv_block_table d(pool);
     EXPECT_EQ(d.adopt_prefix(third.data(), 70), 0);
-    EXPECT_EQ(pool.stats().prefix_misses, 2);
+    EXPECT_EQ(pool.stats().prefix_misses, 3);
 
     // Copy-on-write through the table: c truncates into its shared second block and writes: it gets a copy.
     const int32_t shared = c.blocks()[1];
@@ -357,6 +434,21 @@ TEST(kv_table, prefix_sharing) {
     EXPECT_EQ(ka, ka2);  // a's cache untouched
     EXPECT_EQ(va, va2);
     EXPECT_GE(pool.stats().cow_copies, 1);
+    // c's dequantized block 1 is quantized again (into its own copy) once block 2 fills; the shared one is intact
+    c.append(27);
+    write_tokens(c, other, 21, 27);
+    EXPECT_EQ(c.n_final_blocks(), 2);
+    read_all(*a, 1, 1, ka2, va2);
+    EXPECT_EQ(ka, ka2);
+
+    // a grows past block 4: block 3 is quantized and now published; q4 from then on for a later adopter
+    a->append(10);
+    std::vector<int32_t> longer = prompt;
+    longer.resize(80, 7);
+    write_tokens(*a, longer, 70, 10);
+    a->publish_prefix(longer.data(), 80);
+    EXPECT_EQ(a->k_rows(3, 1, 1).layout->format, kv_format::q4);
+    read_all(*a, 1, 1, ka, va);
 
     // a leaves: its keyed blocks stay alive through b (shared) or become cached; a new session still hits.
     a.reset();
@@ -367,13 +459,14 @@ TEST(kv_table, prefix_sharing) {
     EXPECT_EQ(s.blocks_cached, 4);
     check_accounting(pool);
     kv_block_table e(pool);
-    EXPECT_EQ(e.adopt_prefix(prompt.data(), 70), 4 * B);
+    EXPECT_EQ(e.adopt_prefix(longer.data(), 80), 4 * B);
     s = pool.stats();
     EXPECT_EQ(s.blocks_cached, 0);
     EXPECT_EQ(s.blocks_in_use, 4);
     std::vector<float> ke, ve;
     read_all(e, 1, 1, ke, ve);
     EXPECT_EQ(std::vector<float>(ka.begin(), ka.begin() + 64 * 16), ke);
+    EXPECT_EQ(e.k_rows(3, 1, 1).layout->format, kv_format::q4);
     check_accounting(pool);
 }
 
