@@ -1,6 +1,6 @@
 // Tests of backend/cpu/gemm.h: the register-blocked prefill tile kernels (Q4_0, Q8_0 weights x Q8_0 activations)
 // against per-row cpu::vec_dot (AVX2 and scalar) on the same quantized activations, for odd m and n (row and
-// column tails of the 4 x 3 tile), k from 32 to 4096, padded strides with guard values, and full-range bytes
+// column tails of the 4 x 4 tile), k from 32 to 4096, padded strides with guard values, and full-range bytes
 // (Q8_0 weights holding -128, activations at +-127: int16 saturation limits).
 #include <gtest/gtest.h>
 
