@@ -15,6 +15,7 @@ kv_block_table::kv_block_table(kv_block_pool& pool) : pool_(pool), B_(pool.param
         const kv_pool_params& p = pool.params();
         residual_layout_ = kv_layout_make(kv_format::f16, kv_part::k, B_, p.head_dim);
         residual_.assign(size_t(p.n_layer) * size_t(p.n_head_kv) * 2 * (residual_layout_.bytes / 2), 0);
+        written_.assign(size_t(p.n_layer) * size_t(p.n_head_kv), 0);
     }
 }
 
@@ -78,26 +79,7 @@ void kv_block_table::truncate(int32_t n_keep) {
                                               std::to_string(n_tokens_));
     if (n_keep == n_tokens_) return;
     const size_t keep_blocks = size_t((n_keep + B_ - 1) / B_);
-    const int32_t kb = int32_t(keep_blocks);
-    const int32_t tail_rows = n_keep % B_;
-    // q4 keys: kept residual blocks keep their f16 rows; a partial kept block that was already quantized goes
-    // back into the residual (dequantized, lossy) and is quantized again when the block after it fills.
-    const int32_t final_before = n_final_blocks();
-    if (k_residual()) r_ = std::min(final_before, kb);
-    if (k_residual() && tail_rows != 0 && kb - 1 < final_before) {
-        r_ = kb - 1;
-        const kv_pool_params& p = pool_.params();
-        std::vector<float> row(size_t(p.head_dim));
-        const int32_t id = blocks_[keep_blocks - 1];
-        for (int32_t l = 0; l < p.n_layer; ++l)
-            for (int32_t h = 0; h < p.n_head_kv; ++h) {
-                uint16_t* r = residual(l, h, kb - 1);
-                for (int32_t t = 0; t < tail_rows; ++t) {
-                    kv_read_row(pool_.k_layout(), pool_.k_head(id, l, h), t, row.data());
-                    for (int32_t c = 0; c < p.head_dim; ++c) r[size_t(t) * size_t(p.head_dim) + size_t(c)] = f32_to_fp16(row[size_t(c)]);
-                }
-            }
-    }
+    if (k_residual()) truncate_residual(n_keep);
     while (blocks_.size() > keep_blocks) {
         pool_.release(blocks_.back());
         blocks_.pop_back();
@@ -106,6 +88,43 @@ void kv_block_table::truncate(int32_t n_keep) {
     const size_t full = size_t(n_keep / B_);
     if (hashes_.size() > full) hashes_.resize(full);
     n_published_ = std::min(n_published_, full);
+}
+
+// q4 keys: brings every (layer, head) to the state of a table of n_keep tokens: blocks [0, r) quantized in the
+// pool, blocks [r, kb) (at most 2; kb = blocks kept) in the residual with their f16 rows. Per (layer, head),
+// blocks [0, f) are quantized and [f, ...) in the residual, where f = max(r_, written / B - 1): f differs between
+// (layer, head)s when a pass stopped part-way (cancel, error), which the runtime undoes with truncate(pos0).
+void kv_block_table::truncate_residual(int32_t n_keep) {
+    const kv_pool_params& p = pool_.params();
+    const int32_t kb = (n_keep + B_ - 1) / B_;
+    auto final_of = [&](int32_t w) { return std::max(r_, std::min(w, n_tokens_) / B_ - 1); };
+    int32_t f_min = n_blocks();
+    for (int32_t w : written_) f_min = std::min(f_min, final_of(w));
+    // Blocks final for every (layer, head) stay q4 where they may; the newest full block and a partial one are
+    // kept in (or brought back into) the residual; a partial block is never final (rows still to come).
+    int32_t r = std::max(n_keep / B_ - 1, std::min(f_min, kb));
+    if (n_keep % B_ != 0) r = std::min(r, kb - 1);
+    r = std::max(r, 0);
+    std::vector<float> row(size_t(p.head_dim));
+    for (int32_t l = 0; l < p.n_layer; ++l)
+        for (int32_t h = 0; h < p.n_head_kv; ++h) {
+            int32_t& w = written_[size_t(l) * size_t(p.n_head_kv) + size_t(h)];
+            const int32_t f = final_of(w);
+            // [f, r): full blocks still in this (layer, head)'s residual that must become final
+            for (int32_t b = f; b < r; ++b) quantize_from_residual(l, h, b);
+            // [r, kb) below f: quantized here, wanted in the residual: dequantize the kept rows (lossy)
+            for (int32_t b = r; b < std::min(f, kb); ++b) {
+                const int32_t rows = std::min(B_, n_keep - b * B_);
+                uint16_t* res = residual(l, h, b);
+                for (int32_t t = 0; t < rows; ++t) {
+                    kv_read_row(pool_.k_layout(), pool_.k_head(blocks_[size_t(b)], l, h), t, row.data());
+                    for (int32_t c = 0; c < p.head_dim; ++c)
+                        res[size_t(t) * size_t(p.head_dim) + size_t(c)] = f32_to_fp16(row[size_t(c)]);
+                }
+            }
+            w = std::min(w, n_keep);
+        }
+    r_ = r;
 }
 
 void kv_block_table::check_write(const char* what, int32_t layer, int32_t head, int32_t pos0, int32_t n) const {
@@ -138,6 +157,7 @@ void kv_block_table::write_k(int32_t layer, int32_t head, int32_t pos0, int32_t 
     }
     const int32_t d = kl.head_dim;
     const int64_t pos_end = int64_t(pos0) + n;
+    written_[size_t(layer) * size_t(pool_.params().n_head_kv) + size_t(head)] = int32_t(pos_end);
     int32_t i = 0;
     while (i < n) {  // one block segment [a, e) of slots of table block blk at a time
         const int32_t pos = pos0 + i;
@@ -189,6 +209,7 @@ int32_t kv_block_table::adopt_prefix(const int32_t* tokens, int32_t n) {
     }
     n_published_ = hashes_.size();  // already in the pool
     r_ = n_blocks();                // and final (quantized)
+    std::fill(written_.begin(), written_.end(), n_tokens_);
     return n_tokens_;
 }
 

@@ -23,7 +23,8 @@
 // recent tokens in full precision (arXiv 2402.02750, sec. 3.3). Blocks [0, n_final) hold final (quantized) K
 // data; n_final = max(r_, n_tokens / B - 1) where r_ is fixed by append/truncate/adopt. V rows (any format) and
 // non-q4 K rows go straight into the block. truncate() into a residual block keeps its f16 rows; into a
-// quantized block it dequantizes the kept rows back into the residual (lossy: they were q4).
+// quantized block it dequantizes the kept rows back into the residual (lossy: they were q4). The table records
+// how far each (layer, head) was written, so truncate(pos0) also undoes a pass that stopped part-way.
 //
 // Sharing: adopt_prefix() on an empty table takes the pool's blocks for the longest published prefix of the
 // given tokens (full blocks only, which are final); publish_prefix() offers this table's final blocks to the pool
@@ -94,6 +95,7 @@ private:
     uint16_t* residual(int32_t layer, int32_t head, int32_t b);  // slot of table block b (b % 2)
     const uint16_t* residual(int32_t layer, int32_t head, int32_t b) const;
     void quantize_from_residual(int32_t layer, int32_t head, int32_t b);
+    void truncate_residual(int32_t n_keep);
     void check_write(const char* what, int32_t layer, int32_t head, int32_t pos0, int32_t n) const;
 
     kv_block_pool& pool_;
@@ -103,6 +105,7 @@ private:
     std::vector<uint64_t> hashes_;  // chained prefix hash of full block i (valid for i < hashes_.size())
     size_t n_published_ = 0;        // full blocks [0, n_published_) were offered to the pool
     int32_t r_ = 0;                 // q4 keys: blocks [0, r_) were final before the current writes (see above)
+    std::vector<int32_t> written_;  // q4 keys: (n_layer, n_head_kv) end of the rows written (for truncate)
     kv_layout residual_layout_{};   // f16 K head block (q4 keys only)
     std::vector<uint16_t> residual_;  // (n_layer, n_head_kv, 2, B, d) f16, q4 keys only
 };

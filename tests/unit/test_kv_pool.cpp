@@ -374,6 +374,58 @@ TEST(kv_table, truncate_and_clear) {
     }
 }
 
+// A pass that stops part-way (cancel or error after some layers wrote their rows) is undone with truncate(pos0),
+// as the runtime does: layers that had quantized residual blocks get them back (dequantized), the others keep
+// their exact f16 rows (their pool data for those blocks was never written).
+TEST(kv_table, truncate_after_partial_pass) {
+    kv_block_pool pool(small_params(kv_format::q4, kv_format::q8));
+    const std::vector<int32_t> tokens = random_tokens(100, k_seed + 8);
+    kv_block_table t(pool);
+    t.append(40);  // blocks 0 (q4), 1 (full, f16), 2 (partial, f16)
+    write_tokens(t, tokens, 0, 40);
+    std::vector<std::vector<float>> k_before(3), v_before(3);
+    for (int32_t l = 0; l < 3; ++l) read_all(t, l, 1, k_before[size_t(l)], v_before[size_t(l)]);
+    t.append(60);
+    {  // only layer 0 is written (blocks 1..4 quantized there), then the pass stops
+        const kv_pool_params& p = pool.params();
+        std::vector<float> k(size_t(60) * size_t(p.head_dim), 0.25f);
+        for (size_t i = 0; i < k.size(); ++i) k[i] = float(i % 7) * 0.5f - 1.0f;
+        for (int32_t h = 0; h < p.n_head_kv; ++h) {
+            t.write_k(0, h, 40, 60, k.data(), p.head_dim);
+            t.write_v(0, h, 40, 60, k.data(), p.head_dim);
+        }
+    }
+    t.truncate(40);
+    EXPECT_EQ(t.n_final_blocks(), 1);
+    for (int32_t l = 0; l < 3; ++l) {
+        std::vector<float> k, v;
+        read_all(t, l, 1, k, v);
+        EXPECT_EQ(v, v_before[size_t(l)]);
+        if (l > 0) {
+            EXPECT_EQ(k, k_before[size_t(l)]) << "layer " << l;  // never written in the pass: exact
+        } else {  // blocks 1, 2 were quantized in the pass: back as their q4 values, within half a q4 step of a
+                  // channel's range over the block (channel 3: 16, so 0.53; the others: <= 3 with the pass's
+                  // rows in block 2, so 0.1)
+            for (size_t i = 0; i < k.size(); ++i)
+                ASSERT_NEAR(k[i], k_before[0][i], i % 16 == 3 ? 0.6 : 0.12) << "row " << i / 16;
+        }
+    }
+    // the table goes on as usual: regrow and rewrite every layer; rows from 48 on (block 3 on) read as one-shot
+    t.append(60);
+    write_tokens(t, tokens, 40, 60);
+    kv_block_table one(pool);
+    one.append(100);
+    write_tokens(one, tokens, 0, 100);
+    for (int32_t l = 1; l < 3; ++l) {
+        std::vector<float> k1, v1, k2, v2;
+        read_all(t, l, 1, k1, v1);
+        read_all(one, l, 1, k2, v2);
+        EXPECT_EQ(k1, k2) << "layer " << l;
+        EXPECT_EQ(v1, v2) << "layer " << l;
+    }
+    check_accounting(pool);
+}
+
 TEST(kv_table, prefix_sharing) {
     kv_block_pool pool(small_params(kv_format::q4, kv_format::q8));
     const int32_t B = 16;
