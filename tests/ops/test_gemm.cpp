@@ -1,7 +1,7 @@
-// Tests of backend/cpu/gemm.h: the register-blocked prefill tile kernels (Q4_0, Q8_0 weights x Q8_0 activations)
-// against per-row cpu::vec_dot (AVX2 and scalar) on the same quantized activations, for odd m and n (row and
-// column tails of the 4 x 4 tile), k from 32 to 4096, padded strides with guard values, and full-range bytes
-// (Q8_0 weights holding -128, activations at +-127: int16 saturation limits).
+// Tests of backend/cpu/gemm.h: the register-blocked prefill tile kernels (Q4_0, Q8_0 weights x Q8_0 activations,
+// F16 x F16) against per-row cpu::vec_dot (AVX2 and scalar) on the same quantized activations, for odd m and n
+// (row and column tails of the 4 x 4 / 3 x 4 tiles), k from 32 to 4096 (F16 also k % 8 != 0), padded strides
+// with guard values, and full-range bytes (Q8_0 weights holding -128, activations at +-127: int16 limits).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -26,6 +26,15 @@ const float k_guard = -12345.0f;
 // m rows of type t, k elements each, every byte random (full level range), scales random normal-ish halves.
 std::vector<uint8_t> random_blocks(dtype t, int64_t rows, int64_t k, size_t stride, std::mt19937& rng) {
     std::vector<uint8_t> buf(stride * size_t(rows));
+    if (t == dtype::F16) {  // random normal values rounded to f16
+        std::normal_distribution<float> g(0.0f, 1.0f);
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t l = 0; l < k; ++l) {
+                const uint16_t h = f32_to_fp16(g(rng));
+                std::memcpy(buf.data() + size_t(r) * stride + size_t(l) * 2, &h, 2);
+            }
+        return buf;
+    }
     std::uniform_int_distribution<int> byte(0, 255);
     std::uniform_real_distribution<float> scale(0.001f, 0.1f);
     std::uniform_int_distribution<int> sign(0, 1);
@@ -42,7 +51,7 @@ std::vector<uint8_t> random_blocks(dtype t, int64_t rows, int64_t k, size_t stri
 }
 
 // n activation rows quantized from random normal floats with outliers, into rows of a_stride bytes.
-std::vector<uint8_t> random_activations(int64_t n, int64_t k, size_t a_stride, std::mt19937& rng) {
+std::vector<uint8_t> random_activations(dtype act, int64_t n, int64_t k, size_t a_stride, std::mt19937& rng) {
     std::vector<uint8_t> buf(a_stride * size_t(n), 0xA5);
     std::normal_distribution<float> g(0.0f, 1.0f);
     std::uniform_int_distribution<int> pick(0, 99);
@@ -52,7 +61,7 @@ std::vector<uint8_t> random_activations(int64_t n, int64_t k, size_t a_stride, s
             v = g(rng) * (pick(rng) == 0 ? 6.0f : 1.0f);
             if (v == 0.0f) v = 1e-3f;
         }
-        cpu::quantize_activation_scalar(dtype::Q8_0, x.data(), buf.data() + size_t(j) * a_stride, k);
+        cpu::quantize_activation_scalar(act, x.data(), buf.data() + size_t(j) * a_stride, k);
     }
     return buf;
 }
@@ -61,7 +70,7 @@ std::vector<uint8_t> random_activations(int64_t n, int64_t k, size_t a_stride, s
 double abs_dot(dtype t, const uint8_t* w, const uint8_t* a, int64_t k) {
     std::vector<float> wd(static_cast<size_t>(k)), ad(static_cast<size_t>(k));
     dequantize_row(t, w, wd.data(), k);
-    dequantize_row(dtype::Q8_0, a, ad.data(), k);
+    dequantize_row(cpu::vec_dot_type(t), a, ad.data(), k);
     double s = 0.0;
     for (int64_t l = 0; l < k; ++l) s += std::fabs(double(wd[size_t(l)]) * double(ad[size_t(l)]));
     return s;
@@ -71,10 +80,11 @@ void check_gemm(dtype t, int64_t m, int64_t n, int64_t k, std::mt19937& rng) {
     const cpu::gemm_fn gemm = cpu::gemm_kernel_avx2(t);
     ASSERT_NE(gemm, nullptr);
     const size_t w_stride = row_size(t, k) + 7;             // padded, odd: rows need no alignment
-    const size_t a_stride = row_size(dtype::Q8_0, k) + 3;
+    const dtype act = cpu::vec_dot_type(t);
+    const size_t a_stride = row_size(act, k) + 3;
     const int64_t d_cols = m + 5;                           // dst rows padded with guard values
     const std::vector<uint8_t> w = random_blocks(t, m, k, w_stride, rng);
-    const std::vector<uint8_t> a = random_activations(n, k, a_stride, rng);
+    const std::vector<uint8_t> a = random_activations(act, n, k, a_stride, rng);
     std::vector<float> dst(size_t(d_cols * n), k_guard);
     gemm(w.data(), w_stride, a.data(), a_stride, k, dst.data(), size_t(d_cols) * sizeof(float), m, n);
 
@@ -102,7 +112,9 @@ TEST_P(gemm_types, matches_vec_dot_on_odd_shapes) {
     if (!cpu::cpu_has_avx2_fma()) GTEST_SKIP() << "CPU lacks AVX2/FMA/F16C";
     std::printf("seed %u\n", k_seed);
     std::mt19937 rng(k_seed + uint32_t(GetParam()));
-    for (int64_t k : {32, 64, 96, 160, 1024, 4096})
+    std::vector<int64_t> ks = {32, 64, 96, 160, 1024, 4096};
+    if (GetParam() == dtype::F16) ks.insert(ks.end(), {1, 7, 33, 100});  // element tails of the 8-wide loop
+    for (int64_t k : ks)
         for (int64_t m : {1, 3, 4, 5, 7, 13})
             for (int64_t n : {1, 2, 3, 4, 5, 7, 11}) {
                 check_gemm(GetParam(), m, n, k, rng);
@@ -110,7 +122,9 @@ TEST_P(gemm_types, matches_vec_dot_on_odd_shapes) {
             }
 }
 
-TEST_P(gemm_types, saturating_blocks) {
+class gemm_q8_types : public ::testing::TestWithParam<dtype> {};
+
+TEST_P(gemm_q8_types, saturating_blocks) {
     // All weight levels at the extreme (q4_0 nibble 0 -> -8, q8_0 byte -128) against activations of +-127: the
     // int16 pair sums reach 2 * 128 * 127 = 32512 without saturating, as in vec_dot.
     if (!cpu::cpu_has_avx2_fma()) GTEST_SKIP() << "CPU lacks AVX2/FMA/F16C";
@@ -146,8 +160,9 @@ TEST_P(gemm_types, saturating_blocks) {
     EXPECT_NEAR(dst[0], -level * 127.0 * k * double(fp16_to_f32(f32_to_fp16(0.01f))) * 0.5, 1e-2);
 }
 
-INSTANTIATE_TEST_SUITE_P(cpu, gemm_types, ::testing::Values(dtype::Q4_0, dtype::Q8_0),
-                         [](const ::testing::TestParamInfo<dtype>& p) { return std::string(traits(p.param).name); });
+std::string type_name(const ::testing::TestParamInfo<dtype>& p) { return traits(p.param).name; }
+INSTANTIATE_TEST_SUITE_P(cpu, gemm_types, ::testing::Values(dtype::Q4_0, dtype::Q8_0, dtype::F16), type_name);
+INSTANTIATE_TEST_SUITE_P(cpu, gemm_q8_types, ::testing::Values(dtype::Q4_0, dtype::Q8_0), type_name);
 
 TEST(gemm, no_kernel_for_other_types) {
     for (dtype t : {dtype::F32, dtype::BF16, dtype::Q4_1, dtype::Q5_0, dtype::Q4_K, dtype::Q6_K}) {

@@ -20,7 +20,7 @@ using gemm_fn = void (*)(const void* w, size_t w_stride, const void* a, size_t a
                          size_t dst_stride, int64_t m, int64_t n);
 
 // The tile kernel for weight type w when the AVX2 path is on (vec_dot_has_avx2(): CPU has AVX2/FMA/F16C and
-// TFU_CPU_SIMD is not "scalar") and one exists for w (Q4_0, Q8_0); nullptr otherwise: use per-row vec_dot.
+// TFU_CPU_SIMD is not "scalar") and one exists for w (Q4_0, Q8_0, F16); nullptr otherwise: use per-row vec_dot.
 gemm_fn gemm_kernel(dtype w);
 
 // For tests and benchmarks: the AVX2 tile kernel whatever TFU_CPU_SIMD says; nullptr where the CPU lacks

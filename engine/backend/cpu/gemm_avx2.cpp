@@ -11,6 +11,7 @@
 //     once per activation block and subtracted once for the 4 rows.
 //   Q8_0 x Q8_0: |w| (unsigned, 128 allowed) times a with w's sign moved onto it (_mm256_sign_epi8), as in
 //     vec_dot_avx2.cpp; int16 pairs reach 32512, so they go to int32 (_mm256_madd_epi16) before the hadds.
+//   F16 x F16: see tile_f16 (3 rows x 4 columns of float accumulators).
 // The per-block integers equal vec_dot_avx2's; only the float summation order differs.
 // Self-contained on purpose: no inline helpers or templates shared with other files (see vec_dot_kernels.h).
 #include <immintrin.h>
@@ -113,20 +114,64 @@ void tile_q8_0(const uint8_t* const* wr, const uint8_t* a, size_t as, int64_t nb
         store_rows(reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(dst) + size_t(c) * ds), acc[c], rm);
 }
 
+// F16 x F16: 3 weight rows x RN (<= 4) columns of 8-lane float accumulators (12 + 3 weight registers at
+// RN = 4), 8 elements per step: each converted weight vector feeds RN FMAs, each activation vector 3. The k % 8
+// tail is done in scalar float.
+constexpr int k_mr_f16 = 3;
+
+template <int RN>
+void tile_f16(const uint8_t* const* wr, const uint8_t* a, size_t as, int64_t k, float* dst, size_t ds, int rm) {
+    const uint16_t* x0 = reinterpret_cast<const uint16_t*>(wr[0]);
+    const uint16_t* x1 = reinterpret_cast<const uint16_t*>(wr[1]);
+    const uint16_t* x2 = reinterpret_cast<const uint16_t*>(wr[2]);
+    const uint16_t* y[RN];
+    for (int c = 0; c < RN; ++c) y[c] = reinterpret_cast<const uint16_t*>(a + size_t(c) * as);
+    __m256 acc[k_mr_f16][RN];
+    for (int r = 0; r < k_mr_f16; ++r)
+        for (int c = 0; c < RN; ++c) acc[r][c] = _mm256_setzero_ps();
+    int64_t l = 0;
+    for (; l + 8 <= k; l += 8) {
+        const __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x0 + l)));
+        const __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x1 + l)));
+        const __m256 w2 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x2 + l)));
+        for (int c = 0; c < RN; ++c) {
+            const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y[c] + l)));
+            acc[0][c] = _mm256_fmadd_ps(w0, v, acc[0][c]);
+            acc[1][c] = _mm256_fmadd_ps(w1, v, acc[1][c]);
+            acc[2][c] = _mm256_fmadd_ps(w2, v, acc[2][c]);
+        }
+    }
+    const uint16_t* xs[k_mr_f16] = {x0, x1, x2};
+    for (int c = 0; c < RN; ++c) {
+        float* d = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(dst) + size_t(c) * ds);
+        for (int r = 0; r < rm; ++r) {
+            const __m256 v = acc[r][c];
+            __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            h = _mm_add_ss(h, _mm_movehdup_ps(h));
+            float s = _mm_cvtss_f32(h);
+            for (int64_t t = l; t < k; ++t) s += _cvtsh_ss(xs[r][t]) * _cvtsh_ss(y[c][t]);
+            d[r] = s;
+        }
+    }
+}
+
 static_assert(k_nr == 4, "the tile tables below list 4 column counts");
 const tile_fn tiles_q4_0[k_nr] = {tile_q4_0<1>, tile_q4_0<2>, tile_q4_0<3>, tile_q4_0<4>};
 const tile_fn tiles_q8_0[k_nr] = {tile_q8_0<1>, tile_q8_0<2>, tile_q8_0<3>, tile_q8_0<4>};
+const tile_fn tiles_f16[k_nr] = {tile_f16<1>, tile_f16<2>, tile_f16<3>, tile_f16<4>};
 
-// Row tiles outer, column tiles inner: a tile's 4 weight rows stay in L1/L2 while all n columns stream by.
-void run_tiles(const tile_fn* tab, const void* w, size_t ws, const void* a, size_t as, int64_t k, float* dst,
-               size_t ds, int64_t m, int64_t n) {
+// Row tiles of mr rows outer, column tiles inner: a tile's weight rows stay in L1/L2 while all n columns stream
+// by. steps is what the tile loops over (blocks of 32 for the quantized types, elements for F16).
+void run_tiles(const tile_fn* tab, int mr, const void* w, size_t ws, const void* a, size_t as, int64_t steps,
+               float* dst, size_t ds, int64_t m, int64_t n) {
     const uint8_t* wb = static_cast<const uint8_t*>(w);
     const uint8_t* ab = static_cast<const uint8_t*>(a);
-    const int64_t nb = k / 32;
-    for (int64_t i = 0; i < m; i += k_mr) {
-        const int rm = int(std::min<int64_t>(k_mr, m - i));
+    const int64_t nb = steps;
+    for (int64_t i = 0; i < m; i += mr) {
+        const int rm = int(std::min<int64_t>(mr, m - i));
         const uint8_t* wr[k_mr];
-        for (int r = 0; r < k_mr; ++r) wr[r] = wb + size_t(i + std::min(r, rm - 1)) * ws;
+        for (int r = 0; r < mr; ++r) wr[r] = wb + size_t(i + std::min(r, rm - 1)) * ws;
         for (int64_t j = 0; j < n; j += k_nr) {
             const int64_t rn = std::min<int64_t>(k_nr, n - j);
             float* d = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(dst) + size_t(j) * ds) + i;
@@ -137,12 +182,17 @@ void run_tiles(const tile_fn* tab, const void* w, size_t ws, const void* a, size
 
 void gemm_q4_0(const void* w, size_t ws, const void* a, size_t as, int64_t k, float* dst, size_t ds, int64_t m,
                int64_t n) {
-    run_tiles(tiles_q4_0, w, ws, a, as, k, dst, ds, m, n);
+    run_tiles(tiles_q4_0, k_mr, w, ws, a, as, k / 32, dst, ds, m, n);
 }
 
 void gemm_q8_0(const void* w, size_t ws, const void* a, size_t as, int64_t k, float* dst, size_t ds, int64_t m,
                int64_t n) {
-    run_tiles(tiles_q8_0, w, ws, a, as, k, dst, ds, m, n);
+    run_tiles(tiles_q8_0, k_mr, w, ws, a, as, k / 32, dst, ds, m, n);
+}
+
+void gemm_f16(const void* w, size_t ws, const void* a, size_t as, int64_t k, float* dst, size_t ds, int64_t m,
+              int64_t n) {
+    run_tiles(tiles_f16, k_mr_f16, w, ws, a, as, k, dst, ds, m, n);
 }
 
 }  // namespace
@@ -151,6 +201,7 @@ gemm_fn avx2_gemm(dtype w) {
     switch (w) {
         case dtype::Q4_0: return gemm_q4_0;
         case dtype::Q8_0: return gemm_q8_0;
+        case dtype::F16: return gemm_f16;
         default: return nullptr;
     }
 }

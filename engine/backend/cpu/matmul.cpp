@@ -3,7 +3,7 @@
 // q8_K, f16, bf16 or f32) in the backend's scratch buffer, then weight rows are split across threads in
 // blocks; for n > 1 (prefill) each block of k_rows weight rows is swept against k_cols activation columns at a
 // time, so a weight row is read from memory once per k_cols columns and the block stays in cache meanwhile.
-// Where gemm.h has a register-blocked tile kernel for the weight type (Q4_0, Q8_0 on AVX2), n > 1 uses it
+// Where gemm.h has a register-blocked tile kernel for the weight type (Q4_0, Q8_0, F16 on AVX2), n > 1 uses it
 // instead: each task hands its k_rows weight rows and all n columns to the kernel.
 #include <algorithm>
 
