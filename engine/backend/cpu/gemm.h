@@ -15,8 +15,7 @@ namespace tfu::cpu {
 //   a: n activation rows already in vec_dot_type(w) (row j at a + j * a_stride bytes), each k elements;
 //   dst: row j at dst + j * dst_stride bytes, m floats written from its start.
 // k must be a multiple of the weight's block size and rows 2-byte aligned (unchecked: callers validated the op,
-// GGUF rows are). Same integer block
-// dots and per-block scales as vec_dot; only the float summation order differs.
+// GGUF rows are). Same integer block dots and per-block scales as vec_dot; only the float summation order differs.
 using gemm_fn = void (*)(const void* w, size_t w_stride, const void* a, size_t a_stride, int64_t k, float* dst,
                          size_t dst_stride, int64_t m, int64_t n);
 
