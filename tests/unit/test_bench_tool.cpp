@@ -14,43 +14,24 @@
 #include <string>
 
 #include "core/json.h"
+#include "tool_runner.h"
 
 namespace {
 
 const std::string k_stories = std::string(TFU_SHARED_DIR) + "/models/stories260K.gguf";
 
-std::string tool_path() {
-    char buf[4096];
-    const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-    if (n <= 0) return "";
-    std::string self(buf, size_t(n));
-    return self.substr(0, self.rfind('/')) + "/../tools/bench/tfusion-bench";
-}
-bool exists(const std::string& p) {
-    struct stat st;
-    return ::stat(p.c_str(), &st) == 0;
-}
-
-struct run_result {
-    int rc;
-    std::string out;  // stdout, and stderr where asked
-};
+std::string tool_path() { return tfu::test::built_tool("bench/tfusion-bench"); }
+using tfu::test::file_exists;
+using run_result = tfu::test::tool_result;
 run_result run_tool(const std::string& args, bool with_stderr = true) {
-    const std::string cmd = "'" + tool_path() + "' " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-    FILE* p = ::popen(cmd.c_str(), "r");
-    std::string out;
-    char buf[4096];
-    size_t k;
-    while (p && (k = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, k);
-    const int st = p ? ::pclose(p) : -1;
-    return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+    return tfu::test::run_tool(tool_path(), args, with_stderr);
 }
 
 class BenchTool : public ::testing::Test {
 protected:
     void SetUp() override {
-        if (!exists(tool_path())) GTEST_SKIP() << "tfusion-bench not built at " << tool_path();
-        if (!exists(k_stories)) GTEST_SKIP() << "missing " << k_stories;
+        if (!file_exists(tool_path())) GTEST_SKIP() << "tfusion-bench not built at " << tool_path();
+        if (!file_exists(k_stories)) GTEST_SKIP() << "missing " << k_stories;
     }
 };
 

@@ -20,6 +20,7 @@
 #include "format/gguf.h"
 #include "format/gguf_writer.h"
 #include "tfusion/tfusion.h"
+#include "tool_runner.h"
 
 namespace {
 
@@ -29,32 +30,10 @@ const std::string k_stories = std::string(TFU_SHARED_DIR) + "/models/stories260K
 constexpr int64_t E = 256, L = 8, F = 288, H = 4, HKV = 2;
 constexpr unsigned k_seed = 20251123;
 
-std::string tool_path() {
-    char buf[4096];
-    const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-    if (n <= 0) return "";
-    std::string self(buf, size_t(n));
-    return self.substr(0, self.rfind('/')) + "/../tools/quantize/tfusion-quantize";
-}
-bool exists(const std::string& p) {
-    struct stat st;
-    return ::stat(p.c_str(), &st) == 0;
-}
-
-struct run_result {
-    int rc;
-    std::string out;
-};
-run_result run_tool(const std::string& args) {
-    const std::string cmd = "'" + tool_path() + "' " + args + " 2>&1";
-    FILE* p = ::popen(cmd.c_str(), "r");
-    std::string out;
-    char buf[4096];
-    size_t k;
-    while (p && (k = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, k);
-    const int st = p ? ::pclose(p) : -1;
-    return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
+std::string tool_path() { return tfu::test::built_tool("quantize/tfusion-quantize"); }
+using tfu::test::file_exists;
+using run_result = tfu::test::tool_result;
+run_result run_tool(const std::string& args) { return tfu::test::run_tool(tool_path(), args); }
 
 class QuantizeTool : public ::testing::Test {
 protected:
@@ -107,7 +86,7 @@ protected:
     }
     static void TearDownTestSuite() { std::system(("rm -rf '" + dir + "'").c_str()); }
     void SetUp() override {
-        if (!exists(tool_path())) GTEST_SKIP() << "tfusion-quantize not built at " << tool_path();
+        if (!file_exists(tool_path())) GTEST_SKIP() << "tfusion-quantize not built at " << tool_path();
     }
 };
 std::string QuantizeTool::dir, QuantizeTool::input;
@@ -288,25 +267,25 @@ TEST_F(QuantizeTool, bad_arguments_fail_without_output) {
     run_result r = run_tool("'" + input + "' '" + out + "' q7_K");
     EXPECT_NE(r.rc, 0);
     EXPECT_NE(r.out.find("unknown quantization type 'q7_K'"), std::string::npos) << r.out;
-    EXPECT_FALSE(exists(out));
+    EXPECT_FALSE(file_exists(out));
 
     r = run_tool("'" + dir + "/no_such.gguf' '" + out + "' q4_0");
     EXPECT_NE(r.rc, 0);
     EXPECT_NE(r.out.find("no_such.gguf"), std::string::npos) << r.out;
-    EXPECT_FALSE(exists(out));
+    EXPECT_FALSE(file_exists(out));
 
     const std::string missing_dir_out = dir + "/no_dir/out.gguf";
     r = run_tool("'" + input + "' '" + missing_dir_out + "' q4_0 --quiet");
     EXPECT_NE(r.rc, 0);
     EXPECT_NE(r.out.find("no_dir"), std::string::npos) << r.out;
-    EXPECT_FALSE(exists(missing_dir_out));
+    EXPECT_FALSE(file_exists(missing_dir_out));
 
     r = run_tool("'" + input + "' '" + out + "'");  // TYPE missing
     EXPECT_NE(r.rc, 0);
     EXPECT_NE(r.out.find("usage"), std::string::npos) << r.out;
     r = run_tool("'" + input + "' '" + out + "' q4_0 --threads zero");
     EXPECT_NE(r.rc, 0);
-    EXPECT_FALSE(exists(out));
+    EXPECT_FALSE(file_exists(out));
 
     // An existing OUT survives a failed run unchanged, and no temporary file is left in the directory.
     FILE* f = std::fopen(out.c_str(), "w");

@@ -28,47 +28,25 @@
 #include "runtime/model.h"
 #include "runtime/session.h"
 #include "tfusion/tfusion.h"
+#include "tool_runner.h"
 
 namespace {
 
 const std::string k_vocab_dir = std::string(TFU_SHARED_DIR) + "/vocab/";
 
-// The tool, relative to this test binary: <build>/tests/<dir?>/test_synth -> <build>/tools/synth/tfusion-synth.
+// The tool, relative to this test binary: <build>/tests/test_synth -> <build>/tools/synth/tfusion-synth
+// ("" when it is not built).
 std::string tool_path() {
-    char buf[4096];
-    const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-    if (n <= 0) return "";
-    std::string dir(buf, size_t(n));
-    for (int up = 0; up < 3; ++up) {
-        dir = dir.substr(0, dir.rfind('/'));
-        const std::string p = dir + "/tools/synth/tfusion-synth";
-        struct stat st {};
-        if (::stat(p.c_str(), &st) == 0) return p;
-    }
-    return "";
+    const std::string p = tfu::test::built_tool("synth/tfusion-synth");
+    return tfu::test::file_exists(p) ? p : "";
 }
 
 #define REQUIRE_TOOL()                                                                                  \
     const std::string tool = tool_path();                                                               \
     if (tool.empty()) GTEST_SKIP() << "tfusion-synth is not built (build target tfusion-synth first)";
 
-struct run_result {
-    int rc = -1;
-    std::string out;  // stdout and stderr
-};
-
-run_result run(const std::string& args) {
-    run_result r;
-    const std::string cmd = tool_path() + " " + args + " 2>&1";
-    FILE* p = ::popen(cmd.c_str(), "r");
-    if (!p) return r;
-    std::array<char, 4096> buf{};
-    size_t n;
-    while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-    const int st = ::pclose(p);
-    r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return r;
-}
+using run_result = tfu::test::tool_result;
+run_result run(const std::string& args) { return tfu::test::run_tool(tool_path(), args); }
 
 struct temp_dir {
     std::string path;
