@@ -52,21 +52,54 @@ void scale_scalar(float* x, float s, int64_t n) {
     for (int64_t i = 0; i < n; ++i) x[i] *= s;
 }
 
-void online_softmax_tile(float* s, int64_t tn, float& m, float& l, float* acc, int64_t hd,
-                         void (*scale)(float*, float, int64_t)) {
-    const float bm = *std::max_element(s, s + tn);
-    if (bm > m) {  // new running max: rescale what was accumulated so far
-        const float corr = std::exp(m - bm);  // exp(-inf) = 0 on the first tile
-        scale(acc, corr, hd);
-        l *= corr;
-        m = bm;
+attention_task::attention_task(int64_t n, int64_t n_head, int64_t group, int n_threads, int64_t hd,
+                               int64_t tile_rows)
+    : n_(n), group_(group), hpt_(group), hd_(hd), tile_(tile_rows) {
+    while (hpt_ % 2 == 0 && n * (n_head / hpt_) < 2 * int64_t(n_threads)) hpt_ /= 2;
+    tasks_per_query_ = n_head / hpt_;
+    acc_.resize(size_t(hpt_ * hd));
+    s_.resize(size_t(hpt_ * tile_rows));
+    m_.resize(size_t(hpt_));
+    l_.resize(size_t(hpt_));
+}
+
+void attention_task::start(int64_t task, int64_t n_past) {
+    j = task / tasks_per_query_;
+    h0 = (task % tasks_per_query_) * hpt_;
+    kvh = h0 / group_;
+    n_kv = n_past + j + 1;  // causal: rows 0 .. n_past + j
+    std::fill(acc_.begin(), acc_.end(), 0.0f);
+    std::fill(m_.begin(), m_.end(), -std::numeric_limits<float>::infinity());
+    std::fill(l_.begin(), l_.end(), 0.0f);
+}
+
+void attention_task::softmax_tile(int64_t tn, void (*scale)(float*, float, int64_t)) {
+    for (int64_t hh = 0; hh < hpt_; ++hh) {
+        float* s = scores(hh);
+        float& m = m_[size_t(hh)];
+        float& l = l_[size_t(hh)];
+        const float bm = *std::max_element(s, s + tn);
+        if (bm > m) {  // new running max: rescale what was accumulated so far
+            const float corr = std::exp(m - bm);  // exp(-inf) = 0 on the first tile
+            scale(acc(hh), corr, hd_);
+            l *= corr;
+            m = bm;
+        }
+        float sum = 0;
+        for (int64_t t = 0; t < tn; ++t) {
+            s[t] = std::exp(s[t] - m);
+            sum += s[t];
+        }
+        l += sum;
     }
-    float sum = 0;
-    for (int64_t t = 0; t < tn; ++t) {
-        s[t] = std::exp(s[t] - m);
-        sum += s[t];
+}
+
+void attention_task::finish(const tensor& dst, int64_t n_head) const {
+    for (int64_t hh = 0; hh < hpt_; ++hh) {
+        float* y = static_cast<float*>(dst.row(j * n_head + h0 + hh));
+        const float inv = 1.0f / l_[size_t(hh)];
+        for (int64_t i = 0; i < hd_; ++i) y[i] = acc_[size_t(hh * hd_ + i)] * inv;
     }
-    l += sum;
 }
 
 void attention(context& ctx, const op& o) {
@@ -84,44 +117,28 @@ void attention(context& ctx, const op& o) {
     auto axpy = ctx.avx2 ? avx2::axpy_cache : axpy_generic;
     auto scal = ctx.avx2 ? avx2::scale : scale_scalar;
 
-    // Heads per task: the whole GQA group unless that leaves fewer than 2 tasks per thread.
-    int64_t hpt = group;
-    while (hpt % 2 == 0 && n * (n_head / hpt) < 2 * int64_t(ctx.pool.n_threads())) hpt /= 2;
-    const int64_t tasks_per_query = n_head / hpt;
-
-    ctx.pool.parallel_for(n * tasks_per_query, [&](int64_t begin, int64_t end, int) {
-        std::vector<float> acc(static_cast<size_t>(hpt * hd)), s(static_cast<size_t>(hpt * k_tile));
-        std::vector<float> m(static_cast<size_t>(hpt)), l(static_cast<size_t>(hpt));
+    const attention_task split(n, n_head, group, ctx.pool.n_threads(), hd, k_tile);
+    ctx.pool.parallel_for(split.n_tasks(), [&](int64_t begin, int64_t end, int) {
+        attention_task t = split;  // per-thread state
+        const int64_t hpt = t.heads();
         for (int64_t task = begin; task < end; ++task) {
-            const int64_t j = task / tasks_per_query;
-            const int64_t h0 = (task % tasks_per_query) * hpt;
-            const int64_t kvh = h0 / group;
-            const int64_t n_kv = n_past + j + 1;
-            std::fill(acc.begin(), acc.end(), 0.0f);
-            std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
-            std::fill(l.begin(), l.end(), 0.0f);
-            for (int64_t t0 = 0; t0 < n_kv; t0 += k_tile) {
-                const int64_t tn = std::min(k_tile, n_kv - t0);
+            t.start(task, n_past);
+            for (int64_t t0 = 0; t0 < t.n_kv; t0 += k_tile) {
+                const int64_t tn = std::min(k_tile, t.n_kv - t0);
                 for (int64_t tt = 0; tt < tn; ++tt) {
-                    const void* kr = static_cast<const char*>(kc.row(t0 + tt)) + size_t(kvh) * k_off_bytes;
+                    const void* kr = static_cast<const char*>(kc.row(t0 + tt)) + size_t(t.kvh) * k_off_bytes;
                     for (int64_t hh = 0; hh < hpt; ++hh) {
-                        const float* qr = static_cast<const float*>(q.row(j * n_head + h0 + hh));
-                        s[size_t(hh * k_tile + tt)] = scale * dot(kc.type, qr, kr, hd);
+                        const float* qr = static_cast<const float*>(q.row(t.j * n_head + t.h0 + hh));
+                        t.scores(hh)[tt] = scale * dot(kc.type, qr, kr, hd);
                     }
                 }
-                for (int64_t hh = 0; hh < hpt; ++hh)
-                    online_softmax_tile(&s[size_t(hh * k_tile)], tn, m[size_t(hh)], l[size_t(hh)], &acc[size_t(hh * hd)],
-                                        hd, scal);
+                t.softmax_tile(tn, scal);
                 for (int64_t tt = 0; tt < tn; ++tt) {
-                    const void* vr = static_cast<const char*>(vc.row(t0 + tt)) + size_t(kvh) * v_off_bytes;
-                    for (int64_t hh = 0; hh < hpt; ++hh) axpy(vc.type, s[size_t(hh * k_tile + tt)], vr, &acc[size_t(hh * hd)], hd);
+                    const void* vr = static_cast<const char*>(vc.row(t0 + tt)) + size_t(t.kvh) * v_off_bytes;
+                    for (int64_t hh = 0; hh < hpt; ++hh) axpy(vc.type, t.scores(hh)[tt], vr, t.acc(hh), hd);
                 }
             }
-            for (int64_t hh = 0; hh < hpt; ++hh) {
-                float* y = static_cast<float*>(o.dst->row(j * n_head + h0 + hh));
-                const float inv = 1.0f / l[size_t(hh)];
-                for (int64_t i = 0; i < hd; ++i) y[i] = acc[size_t(hh * hd + i)] * inv;
-            }
+            t.finish(*o.dst, n_head);
         }
     });
 }

@@ -23,12 +23,30 @@ struct context {
 #include "backend/ops.def"
 #undef TFU_OP
 
-// One tile of an online softmax (Milakov & Gimelshein, arXiv 1805.02867), shared by the attention kernels: the
-// scores s[0..tn) become exp(s - m) in place; the running max m, the running sum l and the accumulator acc[hd]
-// are rescaled first when the tile raises the max. `scale` multiplies a vector in place (scalar or AVX2).
-void online_softmax_tile(float* s, int64_t tn, float& m, float& l, float* acc, int64_t hd,
-                         void (*scale)(float*, float, int64_t));
 void scale_scalar(float* x, float s, int64_t n);
+
+// The frame both attention kernels (contiguous and paged) share. A task is one query j and hpt heads h0 ..
+// h0 + hpt - 1 that read the same kv head kvh (GQA: each K/V row is decoded once for the group); hpt is the whole
+// group unless that leaves fewer than 2 tasks per thread. Per task, an online softmax (Milakov & Gimelshein,
+// arXiv 1805.02867) runs over tiles of up to tile_rows cache rows: the kernel fills scores(hh)[0..tn), calls
+// softmax_tile(tn) (scores become weights, the running max/sum and acc are rescaled), adds weight * V rows into
+// acc(hh), and finally finish() writes acc / sum into dst.
+class attention_task {
+public:
+    attention_task(int64_t n, int64_t n_head, int64_t group, int n_threads, int64_t hd, int64_t tile_rows);
+    int64_t n_tasks() const { return n_ * tasks_per_query_; }
+    int64_t heads() const { return hpt_; }
+    void start(int64_t task, int64_t n_past);  // sets j, h0, kvh, n_kv and clears the state
+    float* scores(int64_t hh) { return &s_[size_t(hh * tile_)]; }
+    float* acc(int64_t hh) { return &acc_[size_t(hh * hd_)]; }
+    void softmax_tile(int64_t tn, void (*scale)(float*, float, int64_t));
+    void finish(const tensor& dst, int64_t n_head) const;
+    int64_t j = 0, h0 = 0, kvh = 0, n_kv = 0;
+
+private:
+    int64_t n_, group_, hpt_, tasks_per_query_, hd_, tile_;
+    std::vector<float> acc_, s_, m_, l_;
+};
 
 // AVX2 + FMA + F16C present and not disabled by TFU_CPU_SIMD=scalar (read at each call: backends made after
 // setenv see it).
