@@ -45,6 +45,7 @@ TFU_API const char* tfu_status_string(tfu_status status) {
         case TFU_STATUS_BACKEND_UNAVAILABLE: return "TFU_STATUS_BACKEND_UNAVAILABLE";
         case TFU_STATUS_BUFFER_TOO_SMALL: return "TFU_STATUS_BUFFER_TOO_SMALL";
         case TFU_STATUS_INTERNAL: return "TFU_STATUS_INTERNAL";
+        case TFU_STATUS_DEVICE_ERROR: return "TFU_STATUS_DEVICE_ERROR";
     }
     return "TFU_STATUS_UNKNOWN";
 }

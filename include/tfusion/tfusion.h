@@ -80,7 +80,8 @@ typedef enum tfu_status {
     TFU_STATUS_BUSY = 11,               /* the session is in use by another thread */
     TFU_STATUS_BACKEND_UNAVAILABLE = 12,/* the requested backend is not present on this machine */
     TFU_STATUS_BUFFER_TOO_SMALL = 13,   /* output buffer too small; the needed size was written to the size out */
-    TFU_STATUS_INTERNAL = 14            /* a bug in the library; the message says where */
+    TFU_STATUS_INTERNAL = 14,           /* a bug in the library; the message says where */
+    TFU_STATUS_DEVICE_ERROR = 15        /* the GPU driver failed a call (launch, copy, lost device); the message names it */
 } tfu_status;
 
 /* A short constant name for a status ("TFU_STATUS_OK", ...); static storage; never NULL. */

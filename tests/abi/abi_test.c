@@ -144,7 +144,7 @@ static void test_version_and_defaults(void) {
 static void test_status_strings(void) {
     int s;
     const char* unknown;
-    for (s = TFU_STATUS_OK; s <= TFU_STATUS_INTERNAL; ++s) {
+    for (s = TFU_STATUS_OK; s <= TFU_STATUS_DEVICE_ERROR; ++s) {
         const char* name = tfu_status_string((tfu_status)s);
         CHECK(name != NULL && strncmp(name, "TFU_STATUS_", 11) == 0 && strlen(name) > 11);
     }

@@ -320,8 +320,9 @@ std::vector<op_case> make_cases(op_type type, std::mt19937_64& rng) {
 }
 
 // ---- running and comparing -------------------------------------------------------------------------------
-// Runs c on be with a fresh copy of the initial dst; checks the guards and that sources were not written.
-std::unique_ptr<owned_tensor> run_case(backend& be, const op_case& c) {
+// Runs c on a host-memory backend with a fresh copy of the initial dst; checks the guards and that sources were
+// not written.
+std::unique_ptr<owned_tensor> run_case_host(backend& be, const op_case& c) {
     auto dst = std::make_unique<owned_tensor>(c.dst->t.type, c.dst->t.ne[0], c.dst->t.ne[1], c.dst->t.ne[2], "dst");
     std::memcpy(dst->t.data, c.dst->t.data, c.dst->t.nbytes());
     std::vector<std::vector<uint8_t>> before;
@@ -335,6 +336,95 @@ std::unique_ptr<owned_tensor> run_case(backend& be, const op_case& c) {
         EXPECT_TRUE(before[i] == c.inputs[i]->bytes()) << be.name() << " modified source " << i << ": " << c.desc;
     }
     return dst;
+}
+
+// Backend memory holding a copy of host bytes between two canary regions (guard bytes on the device too).
+class device_copy {
+public:
+    device_copy(backend& be, const void* host, size_t n) : be_(be), n_(n) {
+        mem_ = static_cast<uint8_t*>(be.alloc(n + 2 * guarded_buffer::k_guard, "op test"));
+        std::vector<uint8_t> img(n + 2 * guarded_buffer::k_guard, guarded_buffer::k_canary);
+        std::memcpy(img.data() + guarded_buffer::k_guard, host, n);
+        be.upload(mem_, img.data(), img.size());
+    }
+    ~device_copy() { be_.free(mem_); }
+    device_copy(const device_copy&) = delete;
+    device_copy& operator=(const device_copy&) = delete;
+    void* data() const { return mem_ + guarded_buffer::k_guard; }
+    // The payload back on the host; *guards_ok says whether the canaries survived.
+    std::vector<uint8_t> read(bool* guards_ok) const {
+        std::vector<uint8_t> img(n_ + 2 * guarded_buffer::k_guard);
+        be_.download(img.data(), mem_, img.size());
+        *guards_ok = true;
+        for (size_t i = 0; i < guarded_buffer::k_guard; ++i)
+            if (img[i] != guarded_buffer::k_canary || img[guarded_buffer::k_guard + n_ + i] != guarded_buffer::k_canary)
+                *guards_ok = false;
+        return std::vector<uint8_t>(img.begin() + guarded_buffer::k_guard, img.end() - guarded_buffer::k_guard);
+    }
+
+private:
+    backend& be_;
+    size_t n_;
+    uint8_t* mem_;
+};
+
+// Runs c on a device backend: every tensor (and every paged-cache head block) is copied into backend memory
+// through alloc/upload, the op runs there, and dst and the sources come back through download.
+std::unique_ptr<owned_tensor> run_case_device(backend& be, const op_case& c) {
+    std::vector<std::unique_ptr<device_copy>> mem;
+    op o = c.o;
+    std::vector<tensor> srcs(3);
+    std::vector<size_t> src_input(3, SIZE_MAX);
+    for (int i = 0; i < 3; ++i) {
+        if (!o.src[i]) continue;
+        srcs[size_t(i)] = *o.src[i];
+        mem.push_back(std::make_unique<device_copy>(be, o.src[i]->data, o.src[i]->nbytes()));
+        srcs[size_t(i)].data = mem.back()->data();
+        src_input[size_t(i)] = mem.size() - 1;
+        o.src[i] = &srcs[size_t(i)];
+    }
+    // The paged view's descriptors stay on the host; the head blocks they point at move to the device.
+    paged_kv_view view;
+    std::vector<kv_rows> k_rows, v_rows;
+    if (o.type == op_type::ATTENTION_PAGED && o.ext) {
+        view = *static_cast<const paged_kv_view*>(o.ext);
+        const size_t n = size_t(view.n_blocks) * size_t(view.n_head_kv);
+        for (auto [from, to] : {std::pair{view.k, &k_rows}, std::pair{view.v, &v_rows}}) {
+            to->assign(from, from + n);
+            for (kv_rows& r : *to) {
+                mem.push_back(std::make_unique<device_copy>(be, r.data, r.layout->bytes));
+                r.data = static_cast<const uint8_t*>(mem.back()->data());
+            }
+        }
+        view.k = k_rows.data();
+        view.v = v_rows.data();
+        o.ext = &view;
+    }
+    device_copy dst_mem(be, c.dst->t.data, c.dst->t.nbytes());
+    tensor dst_t = c.dst->t;
+    dst_t.data = dst_mem.data();
+    o.dst = &dst_t;
+    be.run(&o, 1);
+    be.sync();
+
+    auto dst = std::make_unique<owned_tensor>(c.dst->t.type, c.dst->t.ne[0], c.dst->t.ne[1], c.dst->t.ne[2], "dst");
+    bool ok = true;
+    std::vector<uint8_t> out = dst_mem.read(&ok);
+    std::memcpy(dst->t.data, out.data(), out.size());
+    EXPECT_TRUE(ok) << be.name() << " wrote outside dst: " << c.desc;
+    for (int i = 0; i < 3; ++i) {
+        if (src_input[size_t(i)] == SIZE_MAX) continue;
+        const std::vector<uint8_t> after = mem[src_input[size_t(i)]]->read(&ok);
+        EXPECT_TRUE(ok) << be.name() << " wrote around source " << i << ": " << c.desc;
+        const uint8_t* host = static_cast<const uint8_t*>(c.o.src[i]->data);
+        EXPECT_TRUE(std::equal(after.begin(), after.end(), host)) << be.name() << " modified source " << i << ": "
+                                                                  << c.desc;
+    }
+    return dst;
+}
+
+std::unique_ptr<owned_tensor> run_case(backend& be, const op_case& c) {
+    return be.host_memory() ? run_case_host(be, c) : run_case_device(be, c);
 }
 
 struct compare_result {

@@ -1,7 +1,11 @@
 // The backend contract beyond numerics: bad ops are refused by supports() and run() alike (UNSUPPORTED, no
 // crash), bad ids are INVALID_ARGUMENT, create_backend's kinds and env override, concurrent backends, and the
 // reference kernels against hand-computed values (so cpu-ref is not only checked against itself).
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include "ops/op_test_util.h"
@@ -119,15 +123,36 @@ TEST(op_contract, get_rows_bad_id_is_invalid_argument) {
 TEST(op_contract, create_backend_kinds_and_env) {
     EXPECT_STREQ(create_backend(TFU_BACKEND_CPU_REF, 0)->name(), "cpu-ref");
     EXPECT_NE(std::string(create_backend(TFU_BACKEND_CPU, 2)->name()).find("cpu"), std::string::npos);
+    // A GPU kind whose module is absent, or not a loadable library, is BACKEND_UNAVAILABLE naming where it looked.
+    char dir[] = "/tmp/tfu_modules_XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    setenv("TFU_MODULE_DIR", dir, 1);
     for (tfu_backend_kind k : {TFU_BACKEND_CUDA, TFU_BACKEND_VULKAN}) {
         try {
             create_backend(k, 0);
             ADD_FAILURE() << "a GPU backend was created without its module";
         } catch (const tfu::error& e) {
             EXPECT_EQ(e.status(), TFU_STATUS_BACKEND_UNAVAILABLE);
-            EXPECT_NE(std::string(e.what()).find("not built/installed"), std::string::npos) << e.what();
+            EXPECT_NE(std::string(e.what()).find(dir), std::string::npos) << e.what();
         }
     }
+    const std::string fake = std::string(dir) + "/libtfusion-cuda.so";
+    FILE* f = std::fopen(fake.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    std::fputs("not an ELF file", f);
+    std::fclose(f);
+    try {
+        create_backend(TFU_BACKEND_CUDA, 0);
+        ADD_FAILURE() << "a garbage module was loaded";
+    } catch (const tfu::error& e) {
+        EXPECT_EQ(e.status(), TFU_STATUS_BACKEND_UNAVAILABLE);
+        EXPECT_NE(std::string(e.what()).find(fake), std::string::npos) << e.what();
+    }
+    // auto falls back to the cpu backend when no module can be used.
+    EXPECT_NE(std::string(create_backend(TFU_BACKEND_AUTO, 1)->name()).find("cpu"), std::string::npos);
+    std::remove(fake.c_str());
+    rmdir(dir);
+    unsetenv("TFU_MODULE_DIR");
     setenv("TFU_BACKEND", "cpu-ref", 1);
     EXPECT_STREQ(create_backend(TFU_BACKEND_AUTO, 0)->name(), "cpu-ref");
     setenv("TFU_BACKEND", "tpu", 1);
