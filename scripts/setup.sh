@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing TransformerFusion needs, from Debian 12's packages (apt) only.
 set -euo pipefail
-pkgs=(cmake ninja-build g++ make git ccache pkg-config libgtest-dev clang libclang-rt-14-dev)
+pkgs=(cmake ninja-build g++ make git ccache pkg-config libgtest-dev clang libclang-rt-14-dev
+      mesa-vulkan-drivers libvulkan-dev glslc vulkan-validationlayers vulkan-tools)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
