@@ -18,6 +18,15 @@
 namespace tfu::synth {
 namespace {
 
+// The target std of the logits. Measured through the engine on the tiny presets (test_synth,
+// ActivationScalesAreRealistic, 64 random tokens): with 3 the logits had std 2.99-3.00 and the mean NLL was
+// log(n_vocab) + 4.2..4.8 nats (perplexities of 2.5M-13M, 200x the vocabulary size); with 1 they have std
+// 1.00 and the mean NLL is log(n_vocab) + 0.4..0.6. Gaussian logits of std s that know nothing of the next token
+// cost about s^2 / 2 nats over log(n_vocab) (E[logsumexp] = log V + s^2/2), so s = 1 keeps the perplexity near
+// the vocabulary size, as an untrained model's is, and keeps the logits' rounding noise (which scales with s)
+// small: see docs/peer-crosscheck.md.
+constexpr float k_logit_std = 1.0f;
+
 const dtype k_types[] = {dtype::F32,  dtype::F16,  dtype::BF16, dtype::Q8_0, dtype::Q4_0, dtype::Q4_1, dtype::Q5_0,
                          dtype::Q5_1, dtype::Q2_K, dtype::Q3_K, dtype::Q4_K, dtype::Q5_K, dtype::Q6_K};
 
@@ -79,7 +88,10 @@ dtype matrix_type(dtype want, int64_t ne0) {
 std::vector<tensor_plan> plan_tensors(const preset& p, int32_t n_layer, int64_t n_vocab, dtype want) {
     const int64_t E = p.n_embd, hd = p.head_dim(), Q = hd * p.n_head, KV = hd * p.n_head_kv, F = p.n_ff;
     const float res = 1.0f / std::sqrt(2.0f * float(n_layer));
-    const float logit = 3.0f / std::sqrt(float(E));
+    // Logit std 1 (see synth.h): the final RMSNorm hands the output projection a unit-RMS vector, so weights of
+    // std k_logit_std / sqrt(E) (or, tied, N(0, 1) embeddings times gains of that size) give logits of std
+    // ~k_logit_std.
+    const float logit = k_logit_std / std::sqrt(float(E));
     std::vector<tensor_plan> out;
     auto matrix = [&](const std::string& name, int64_t ne0, int64_t ne1, float std_dev) {
         tensor_plan t;
