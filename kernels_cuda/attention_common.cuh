@@ -1,0 +1,105 @@
+// The attention kernel shared by ATTENTION (contiguous cache) and ATTENTION_PAGED (paged, quantized cache):
+// out = causal softmax(scale * q . K^T) . V for one (query j, head h) per block, with the K/V rows read through
+// a reader type (contiguous f32/f16/bf16 rows, or paged head blocks dequantized in registers).
+//
+// Launch: grid (n_head, n), block k_attn_warps warps. Query j sits at position n_past + j and sees rows
+// 0 .. n_past + j. Each warp takes a contiguous range of those rows and runs an online softmax over it
+// (ref: Milakov & Gimelshein, arXiv 1805.02867): lane l holds channels l, l + 32, ... (R per lane, so head
+// size <= 32 R) of q, of the row being read and of the output accumulator; the score is a warp-shuffle sum.
+// The warps' (max, sum, accumulator) are merged through shared memory at the end. Grouped-query attention:
+// head h reads KV head h / group.
+// TODO(#5): split-K over the sequence (several blocks per (j, h) plus a merge) for long decode contexts, and
+// one block per KV head serving its whole group of query heads.
+#pragma once
+
+#include <math_constants.h>
+
+#include "cuda_common.cuh"
+
+namespace tfu::cuda {
+
+constexpr int k_attn_warps = 4;
+
+struct attn_params {
+    const uint8_t* q;  // (hd, n_head, n) f32, row (j * n_head + h) at q + row * q_stride
+    size_t q_stride;
+    uint8_t* dst;      // same shape as q
+    size_t d_stride;
+    int hd, n_head, group, n_past;
+    float scale;
+};
+
+// READER: template <int R> __device__ void load_k(int hk, int t, int lane, float x[R]) const, and load_v: channels
+// lane + 32 r of row t of KV head hk, 0 past the head size.
+template <int R, typename READER>
+__global__ void __launch_bounds__(k_attn_warps * k_warp) attention_kernel(attn_params p, READER kv) {
+    const int h = blockIdx.x, j = blockIdx.y;
+    const int hk = h / p.group;
+    const int warp = threadIdx.x / k_warp, lane = threadIdx.x % k_warp;
+    const int n_kv = p.n_past + j + 1;
+    const float* qr = reinterpret_cast<const float*>(p.q + size_t(j * p.n_head + h) * p.q_stride);
+    float qv[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        const int c = lane + k_warp * r;
+        qv[r] = c < p.hd ? qr[c] : 0.0f;
+    }
+    const int per = (n_kv + k_attn_warps - 1) / k_attn_warps;
+    const int t0 = warp * per, t1 = min(n_kv, t0 + per);
+    float m = -CUDART_INF_F, l = 0.0f, acc[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) acc[r] = 0.0f;
+    for (int t = t0; t < t1; ++t) {
+        float x[R];
+        kv.template load_k<R>(hk, t, lane, x);
+        float s = 0.0f;
+#pragma unroll
+        for (int r = 0; r < R; ++r) s += qv[r] * x[r];
+        s = warp_sum(s) * p.scale;
+        const float m_new = fmaxf(m, s);
+        const float corr = expf(m - m_new), w = expf(s - m_new);
+        l = l * corr + w;
+        kv.template load_v<R>(hk, t, lane, x);
+#pragma unroll
+        for (int r = 0; r < R; ++r) acc[r] = acc[r] * corr + w * x[r];
+        m = m_new;
+    }
+    __shared__ float sm_m[k_attn_warps], sm_l[k_attn_warps];
+    __shared__ float sm_acc[k_attn_warps][R * k_warp];
+    if (lane == 0) {
+        sm_m[warp] = m;
+        sm_l[warp] = l;
+    }
+#pragma unroll
+    for (int r = 0; r < R; ++r) sm_acc[warp][lane + k_warp * r] = acc[r];
+    __syncthreads();
+    float mx = -CUDART_INF_F;
+#pragma unroll
+    for (int w = 0; w < k_attn_warps; ++w) mx = fmaxf(mx, sm_m[w]);
+    float f[k_attn_warps], sum = 0.0f;  // a warp with no rows has m = -inf: factor 0
+#pragma unroll
+    for (int w = 0; w < k_attn_warps; ++w) {
+        f[w] = sm_m[w] == -CUDART_INF_F ? 0.0f : expf(sm_m[w] - mx);
+        sum += f[w] * sm_l[w];
+    }
+    float* out = reinterpret_cast<float*>(p.dst + size_t(j * p.n_head + h) * p.d_stride);
+    for (int c = threadIdx.x; c < p.hd; c += blockDim.x) {
+        float o = 0.0f;
+#pragma unroll
+        for (int w = 0; w < k_attn_warps; ++w) o += f[w] * sm_acc[w][c];
+        out[c] = o / sum;
+    }
+}
+
+// Launches attention_kernel with the smallest R that covers the head size (hd <= 32 R).
+template <typename READER>
+void launch_attention(const attn_params& p, int n, const READER& kv, cudaStream_t stream) {
+    const dim3 grid(unsigned(p.n_head), unsigned(n));
+    const int r = (p.hd + k_warp - 1) / k_warp;
+    if (r <= 1) attention_kernel<1><<<grid, k_attn_warps * k_warp, 0, stream>>>(p, kv);
+    else if (r <= 2) attention_kernel<2><<<grid, k_attn_warps * k_warp, 0, stream>>>(p, kv);
+    else if (r <= 4) attention_kernel<4><<<grid, k_attn_warps * k_warp, 0, stream>>>(p, kv);
+    else attention_kernel<8><<<grid, k_attn_warps * k_warp, 0, stream>>>(p, kv);
+}
+
+}  // namespace tfu::cuda

@@ -1,0 +1,140 @@
+// ATTENTION_PAGED: ATTENTION with K and V read through the paged, possibly quantized cache of ext
+// (paged_kv_view, backend/kv_format.h): for block b and KV head h, k[b * n_head_kv + h] / v[...] hold the head
+// block's layout (host memory) and data (device memory). Per op, the host flattens those into a table of
+// kv_entry (device address + the layout's offsets, 40 bytes each; K entries then V entries), which goes to the
+// device through the context's pinned staging ring; the kernel (attention_common.cuh) looks up the entry of
+// each row and dequantizes it in registers (f16, bf16, q8 per token, q4 V per token and group, q4 K per
+// channel; each block may have its own layout, e.g. the f16 residual blocks of a q4-key cache).
+#include <vector>
+
+#include "attention_common.cuh"
+#include "backend/kv_format.h"
+#include "cuda_ops.h"
+
+namespace tfu::cuda {
+
+namespace {
+
+struct kv_entry {
+    const uint8_t* data;
+    uint32_t scale_offset, min_offset, code_offset;
+    int32_t row_code_bytes;
+    int32_t group;  // q4 V: channels per (scale, min); 0 otherwise
+    uint8_t format, part, pad[6];
+};
+static_assert(sizeof(kv_entry) == 40, "kv_entry layout");
+
+struct paged_reader {
+    const kv_entry* k;  // n_blocks * n_head_kv entries each
+    const kv_entry* v;
+    int n_head_kv, block_tokens, hd;
+
+    template <int R>
+    __device__ static void load(const kv_entry* tab, int n_head_kv, int block_tokens, int hd, int hk, int t, int lane,
+                                float x[R]) {
+        const kv_entry& e = tab[(t / block_tokens) * n_head_kv + hk];
+        const int tt = t % block_tokens;
+        const uint8_t* data = e.data;
+        const uint8_t* row = data + e.code_offset + size_t(tt) * size_t(e.row_code_bytes);
+        switch (e.format) {
+            case uint8_t(kv_format::f16):
+            case uint8_t(kv_format::bf16): {
+                const bool f16 = e.format == uint8_t(kv_format::f16);
+#pragma unroll
+                for (int r = 0; r < R; ++r) {
+                    const int c = lane + k_warp * r;
+                    const uint16_t u = c < hd ? reinterpret_cast<const uint16_t*>(row)[c] : 0;
+                    x[r] = f16 ? h2f(u) : bf2f(u);
+                }
+                break;
+            }
+            case uint8_t(kv_format::q8): {  // x = scale[t] * code
+                const float s = h2f(ld16(data + e.scale_offset + 2 * size_t(tt)));
+#pragma unroll
+                for (int r = 0; r < R; ++r) {
+                    const int c = lane + k_warp * r;
+                    x[r] = c < hd ? s * float(reinterpret_cast<const int8_t*>(row)[c]) : 0.0f;
+                }
+                break;
+            }
+            default: {  // q4: nibble c of the row; K: scale/min per channel, V: per (token, group)
+                const bool per_channel = e.part == uint8_t(kv_part::k);
+                const int ng = per_channel ? 0 : hd / e.group;
+#pragma unroll
+                for (int r = 0; r < R; ++r) {
+                    const int c = lane + k_warp * r;
+                    float v = 0.0f;
+                    if (c < hd) {
+                        const int q = (row[c >> 1] >> (4 * (c & 1))) & 0x0f;
+                        const size_t pi = per_channel ? size_t(c) : size_t(tt) * size_t(ng) + size_t(c / e.group);
+                        v = float(q) * h2f(ld16(data + e.scale_offset + 2 * pi)) + h2f(ld16(data + e.min_offset + 2 * pi));
+                    }
+                    x[r] = v;
+                }
+                break;
+            }
+        }
+    }
+    template <int R>
+    __device__ void load_k(int hk, int t, int lane, float x[R]) const {
+        load<R>(k, n_head_kv, block_tokens, hd, hk, t, lane, x);
+    }
+    template <int R>
+    __device__ void load_v(int hk, int t, int lane, float x[R]) const {
+        load<R>(v, n_head_kv, block_tokens, hd, hk, t, lane, x);
+    }
+};
+
+// One table entry from a head block's host-side descriptor; checks what the kernel relies on.
+kv_entry make_entry(const kv_rows& r, int hd, int block_tokens, const char* part, size_t index) {
+    auto bad = [&](const std::string& m) {
+        fail(TFU_STATUS_INVALID_ARGUMENT, std::string("cuda attention_paged: ") + part + " rows " + std::to_string(index) + ": " + m);
+    };
+    if (!r.layout || !r.data) bad("no layout or data");
+    const kv_layout& l = *r.layout;
+    if (l.head_dim != hd) bad("head size " + std::to_string(l.head_dim) + " differs from q's " + std::to_string(hd));
+    if (l.block_tokens != block_tokens) bad("block of " + std::to_string(l.block_tokens) + " tokens, view has " + std::to_string(block_tokens));
+    if (uint8_t(l.format) > uint8_t(kv_format::q4)) bad("unknown format");
+    if (l.format == kv_format::q4 && l.part == kv_part::v && (l.group < 1 || hd % l.group != 0)) bad("bad q4 group");
+    if (reinterpret_cast<uintptr_t>(r.data) % 2 != 0) bad("data not 2-byte aligned");
+    kv_entry e{};
+    e.data = r.data;
+    e.scale_offset = uint32_t(l.scale_offset);
+    e.min_offset = uint32_t(l.min_offset);
+    e.code_offset = uint32_t(l.code_offset);
+    e.row_code_bytes = l.row_code_bytes;
+    e.group = l.group;
+    e.format = uint8_t(l.format);
+    e.part = uint8_t(l.part);
+    return e;
+}
+
+}  // namespace
+
+void attention_paged(context& ctx, const op& o) {
+    const tensor& q = *o.src[0];
+    const paged_kv_view& view = *static_cast<const paged_kv_view*>(o.ext);
+    const int hd = int(q.ne[0]);
+    const size_t n_entries = size_t(view.n_blocks) * size_t(view.n_head_kv);
+    std::vector<kv_entry> table(2 * n_entries);
+    for (size_t i = 0; i < n_entries; ++i) {
+        table[i] = make_entry(view.k[i], hd, view.block_tokens, "K", i);
+        table[n_entries + i] = make_entry(view.v[i], hd, view.block_tokens, "V", i);
+    }
+    const kv_entry* dev = static_cast<const kv_entry*>(ctx.stage(table.data(), table.size() * sizeof(kv_entry)));
+    attn_params p;
+    p.q = static_cast<const uint8_t*>(q.data);
+    p.q_stride = q.nb[1];
+    p.dst = static_cast<uint8_t*>(o.dst->data);
+    p.d_stride = o.dst->nb[1];
+    p.hd = hd;
+    p.n_head = int(q.ne[1]);
+    p.group = int(q.ne[1] / o.i[1]);
+    p.n_past = o.i[0];
+    p.scale = o.f[0];
+    const paged_reader r{dev, dev + n_entries, view.n_head_kv, view.block_tokens, hd};
+    launch_attention(p, int(q.ne[2]), r, ctx.stream);
+    check_launch("attention_kernel (paged)");
+}
+
+}  // namespace tfu::cuda

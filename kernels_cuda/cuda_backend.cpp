@@ -1,0 +1,326 @@
+// The CUDA backend module: tfu_module_create (backend/module.h), device choice, device memory, the stream, the
+// op dispatch of run(), and the mapping of CUDA/cuBLAS errors to tfu::error.
+//
+// One backend = one device + one non-default stream + one cuBLAS handle. run() checks every op (check_op, then
+// the CUDA limits), enqueues all of them on the stream, then synchronises once, so results are complete when it
+// returns (backend.h); kernels that find bad input report through a device_status word read after that sync.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+
+#include "backend/backend.h"
+#include "backend/cpu/ref/op_check.h"
+#include "backend/module.h"
+#include "core/error.h"
+#include "cuda_ops.h"
+
+namespace tfu::cuda {
+
+void check(cudaError_t e, const char* what) {
+    if (e == cudaSuccess) return;
+    const std::string msg = std::string("cuda: ") + what + " failed: " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e);
+    if (e == cudaErrorMemoryAllocation) fail(TFU_STATUS_OUT_OF_MEMORY, msg);
+    fail(TFU_STATUS_DEVICE_ERROR, msg);
+}
+
+void check_cublas(cublasStatus_t s, const char* what) {
+    if (s == CUBLAS_STATUS_SUCCESS) return;
+    const std::string msg = std::string("cuda: cuBLAS ") + what + " failed: " + cublasGetStatusName(s) + ": " +
+                            cublasGetStatusString(s);
+    fail(s == CUBLAS_STATUS_ALLOC_FAILED ? TFU_STATUS_OUT_OF_MEMORY : TFU_STATUS_DEVICE_ERROR, msg);
+}
+
+void* context::scratch(size_t bytes) {
+    if (bytes <= scratch_cap_) return scratch_;
+    // Earlier ops of this run may still read the old buffer.
+    check(cudaStreamSynchronize(stream), "cudaStreamSynchronize (scratch growth)");
+    if (scratch_) check(cudaFree(scratch_), "cudaFree (scratch)");
+    scratch_ = nullptr;
+    scratch_cap_ = 0;
+    const size_t cap = bytes < (size_t(1) << 20) ? (size_t(1) << 20) : bytes;
+    check(cudaMalloc(&scratch_, cap), "cudaMalloc (mul_mat scratch)");
+    scratch_cap_ = cap;
+    return scratch_;
+}
+
+void* context::stage(const void* host, size_t bytes) {
+    const size_t need = (bytes + 255) & ~size_t(255);
+    if (stage_used_ + need > stage_cap_) {
+        // The ring is full: wait until every copy out of it has run, then start over (growing if needed).
+        check(cudaStreamSynchronize(stream), "cudaStreamSynchronize (staging ring)");
+        stage_used_ = 0;
+        if (need > stage_cap_) {
+            if (stage_host_) check(cudaFreeHost(stage_host_), "cudaFreeHost (staging)");
+            if (stage_dev_) check(cudaFree(stage_dev_), "cudaFree (staging)");
+            stage_host_ = stage_dev_ = nullptr;
+            stage_cap_ = 0;
+            const size_t cap = need < (size_t(1) << 20) ? (size_t(1) << 20) : 2 * need;
+            check(cudaMallocHost(&stage_host_, cap), "cudaMallocHost (staging)");
+            check(cudaMalloc(&stage_dev_, cap), "cudaMalloc (staging)");
+            stage_cap_ = cap;
+        }
+    }
+    uint8_t* h = stage_host_ + stage_used_;
+    uint8_t* d = stage_dev_ + stage_used_;
+    stage_used_ += need;
+    std::memcpy(h, host, bytes);
+    check(cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync (staging)");
+    return d;
+}
+
+void context::release() noexcept {
+    // Errors are ignored here: this runs from the destructor, possibly after the device was lost.
+    if (scratch_) cudaFree(scratch_);
+    if (stage_host_) cudaFreeHost(stage_host_);
+    if (stage_dev_) cudaFree(stage_dev_);
+    if (status) cudaFree(status);
+    if (cublas) cublasDestroy(cublas);
+    if (stream) cudaStreamDestroy(stream);
+    scratch_ = nullptr;
+    stage_host_ = stage_dev_ = nullptr;
+    status = nullptr;
+    cublas = nullptr;
+    stream = nullptr;
+}
+
+bool supported_here(const op& o, std::string* why) {
+    auto no = [&](const std::string& m) {
+        if (why) *why = std::string(op_name(o.type)) + ": cuda: " + m;
+        return false;
+    };
+    // Element alignment of every tensor's data and row stride (the kernels load whole elements; quantized
+    // blocks hold fp16 scales, so 2 bytes).
+    const tensor* ts[4] = {o.dst, o.src[0], o.src[1], o.src[2]};
+    for (const tensor* t : ts) {
+        if (!t) continue;
+        const size_t a = traits(t->type).quantized ? 2 : traits(t->type).type_size;
+        if (reinterpret_cast<uintptr_t>(t->data) % a != 0 || t->nb[1] % a != 0)
+            return no(describe_tensor(t) + " is not aligned to its element size");
+    }
+    if (o.type == op_type::ATTENTION || o.type == op_type::ATTENTION_PAGED) {
+        if (o.src[0]->ne[0] > k_max_head_dim)
+            return no("head size " + std::to_string(o.src[0]->ne[0]) + " exceeds " + std::to_string(k_max_head_dim));
+    }
+    return true;
+}
+
+namespace {
+
+void vlogf(const tfu_module_options& opt, tfu_log_level level, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+void vlogf(const tfu_module_options& opt, tfu_log_level level, const char* fmt, ...) {
+    if (!opt.log || level < opt.log_level) return;
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    std::vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    opt.log(level, buf, opt.log_user_data);
+}
+
+// Picks the device: options.device when >= 0, else the one with the most multiprocessors (then memory).
+int choose_device(const tfu_module_options& opt, int count) {
+    if (opt.device >= 0) {
+        if (opt.device >= count)
+            fail(TFU_STATUS_BACKEND_UNAVAILABLE, "cuda: device " + std::to_string(opt.device) + " requested (TFU_DEVICE), but only " +
+                                                     std::to_string(count) + " CUDA device(s) present");
+        return opt.device;
+    }
+    int best = 0;
+    long long best_score = -1;
+    for (int d = 0; d < count; ++d) {
+        cudaDeviceProp p{};
+        check(cudaGetDeviceProperties(&p, d), "cudaGetDeviceProperties");
+        const long long score = (long long)p.multiProcessorCount * (1ll << 20) + (long long)(p.totalGlobalMem >> 30);
+        if (score > best_score) {
+            best_score = score;
+            best = d;
+        }
+    }
+    return best;
+}
+
+class cuda_backend final : public backend {
+public:
+    explicit cuda_backend(const tfu_module_options& opt) {
+        int count = 0;
+        const cudaError_t e = cudaGetDeviceCount(&count);
+        if (e != cudaSuccess)
+            fail(TFU_STATUS_BACKEND_UNAVAILABLE, std::string("cuda: no usable driver or device: cudaGetDeviceCount failed: ") +
+                                                     cudaGetErrorName(e) + ": " + cudaGetErrorString(e));
+        if (count == 0) fail(TFU_STATUS_BACKEND_UNAVAILABLE, "cuda: cudaGetDeviceCount found no CUDA device");
+        ctx_.device = choose_device(opt, count);
+        check(cudaSetDevice(ctx_.device), "cudaSetDevice");
+        cudaDeviceProp p{};
+        check(cudaGetDeviceProperties(&p, ctx_.device), "cudaGetDeviceProperties");
+        ctx_.sm_count = p.multiProcessorCount;
+        char nm[320];
+        std::snprintf(nm, sizeof nm, "cuda: %s (sm_%d%d, %.0f GiB)", p.name, p.major, p.minor,
+                      double(p.totalGlobalMem) / double(1ull << 30));
+        name_ = nm;
+        // The module carries machine code for the architectures it was built for (CMAKE_CUDA_ARCHITECTURES):
+        // another device has no image of our kernels, which a probe reports before any op runs.
+        if (!probe_kernel_image()) {
+            fail(TFU_STATUS_BACKEND_UNAVAILABLE, std::string("cuda: libtfusion-cuda.so has no kernels for ") + name_ +
+                                                     " (rebuild with CMAKE_CUDA_ARCHITECTURES including " +
+                                                     std::to_string(p.major * 10 + p.minor) + ")");
+        }
+        try {
+            check(cudaStreamCreateWithFlags(&ctx_.stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+            check_cublas(cublasCreate(&ctx_.cublas), "cublasCreate");
+            check_cublas(cublasSetStream(ctx_.cublas, ctx_.stream), "cublasSetStream");
+            check(cudaMalloc(reinterpret_cast<void**>(&ctx_.status), sizeof(device_status)), "cudaMalloc (status)");
+            check(cudaMemset(ctx_.status, 0, sizeof(device_status)), "cudaMemset (status)");
+            check(cudaMallocHost(reinterpret_cast<void**>(&status_host_), sizeof(device_status)), "cudaMallocHost");
+        } catch (...) {
+            ctx_.release();
+            if (status_host_) cudaFreeHost(status_host_);
+            throw;
+        }
+        size_t free_b = 0, total_b = 0;
+        check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
+        vlogf(opt, TFU_LOG_INFO, "%s: device %d of %d, %d multiprocessors, %.2f GiB free of %.2f GiB", name_.c_str(),
+              ctx_.device, count, p.multiProcessorCount, double(free_b) / double(1ull << 30),
+              double(total_b) / double(1ull << 30));
+    }
+    ~cuda_backend() override {
+        cudaSetDevice(ctx_.device);
+        if (ctx_.stream) cudaStreamSynchronize(ctx_.stream);
+        ctx_.release();
+        if (status_host_) cudaFreeHost(status_host_);
+    }
+    cuda_backend(const cuda_backend&) = delete;
+    cuda_backend& operator=(const cuda_backend&) = delete;
+
+    const char* name() const override { return name_.c_str(); }
+
+    bool supports(const op& o, std::string* why) const override { return check_op(o, why) && supported_here(o, why); }
+
+    void run(const op* ops, size_t n_ops) override {
+        check(cudaSetDevice(ctx_.device), "cudaSetDevice");
+        for (size_t i = 0; i < n_ops; ++i) {
+            std::string why;
+            if (!check_op(ops[i], &why) || !supported_here(ops[i], &why)) fail(TFU_STATUS_UNSUPPORTED, name_ + ": " + why);
+        }
+        ctx_.stage_reset();
+        for (size_t i = 0; i < n_ops; ++i) {
+            const op& o = ops[i];
+            ctx_.op_index = int32_t(i);
+            switch (o.type) {
+#define TFU_OP(NAME, name, n_src) \
+    case op_type::NAME: cuda::name(ctx_, o); break;
+#include "backend/ops.def"
+#undef TFU_OP
+                case op_type::COUNT: fail(TFU_STATUS_INTERNAL, "cuda: op type COUNT");
+            }
+        }
+        check(cudaMemcpyAsync(status_host_, ctx_.status, sizeof(device_status), cudaMemcpyDeviceToHost, ctx_.stream),
+              "cudaMemcpyAsync (status)");
+        check(cudaStreamSynchronize(ctx_.stream), "cudaStreamSynchronize (end of run)");
+        if (status_host_->code != status_ok) report_device_status(ops, n_ops);
+    }
+
+    void sync() override {
+        check(cudaSetDevice(ctx_.device), "cudaSetDevice");
+        check(cudaStreamSynchronize(ctx_.stream), "cudaStreamSynchronize");
+    }
+
+    bool host_memory() const override { return false; }
+
+    void* alloc(size_t bytes, const char* what) override {
+        check(cudaSetDevice(ctx_.device), "cudaSetDevice");
+        void* p = nullptr;
+        const cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);  // cudaMalloc returns 256-byte aligned memory
+        if (e == cudaErrorMemoryAllocation) {
+            cudaGetLastError();  // not sticky: clear it so the next call does not see it
+            fail(TFU_STATUS_OUT_OF_MEMORY, name_ + ": cudaMalloc of " + std::to_string(bytes) + " bytes for " +
+                                               (what ? what : "?") + " failed: out of device memory");
+        }
+        check(e, "cudaMalloc");
+        return p;
+    }
+    void free(void* p) noexcept override {
+        if (!p) return;
+        cudaSetDevice(ctx_.device);
+        cudaFree(p);  // synchronises the device; errors (a lost device) cannot be reported from here
+    }
+    void upload(void* dst, const void* src_host, size_t bytes) override {
+        check(cudaSetDevice(ctx_.device), "cudaSetDevice");
+        check(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, ctx_.stream), "cudaMemcpyAsync (upload)");
+        check(cudaStreamSynchronize(ctx_.stream), "cudaStreamSynchronize (upload)");
+    }
+    void download(void* dst_host, const void* src, size_t bytes) override {
+        check(cudaSetDevice(ctx_.device), "cudaSetDevice");
+        check(cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, ctx_.stream), "cudaMemcpyAsync (download)");
+        check(cudaStreamSynchronize(ctx_.stream), "cudaStreamSynchronize (download)");
+    }
+    void memory_info(uint64_t* total, uint64_t* free_bytes) const override {
+        check(cudaSetDevice(ctx_.device), "cudaSetDevice");
+        size_t f = 0, t = 0;
+        check(cudaMemGetInfo(&f, &t), "cudaMemGetInfo");
+        *total = t;
+        *free_bytes = f;
+    }
+
+private:
+    [[noreturn]] void report_device_status(const op* ops, size_t n_ops) {
+        const device_status s = *status_host_;
+        check(cudaMemset(ctx_.status, 0, sizeof(device_status)), "cudaMemset (status)");
+        const op* o = s.op_index >= 0 && size_t(s.op_index) < n_ops ? &ops[s.op_index] : nullptr;
+        if (s.code == status_bad_row_id && o) {
+            fail(TFU_STATUS_INVALID_ARGUMENT, "get_rows: id " + std::to_string(s.a) + " at " + std::to_string(s.b) +
+                                                  " is outside " + std::to_string(o->src[0]->ne[1]) + " rows of " +
+                                                  o->src[0]->name);
+        }
+        fail(TFU_STATUS_INTERNAL, name_ + ": unknown device status " + std::to_string(s.code));
+    }
+
+    context ctx_;
+    device_status* status_host_ = nullptr;  // pinned
+    std::string name_;
+};
+
+}  // namespace
+
+}  // namespace tfu::cuda
+
+extern "C" __attribute__((visibility("default"))) int tfu_module_create(uint32_t abi, const tfu_module_options* options,
+                                                                        tfu::backend** out, char* msg, size_t cap) {
+    auto set_msg = [&](const std::string& m) {
+        if (msg && cap) {
+            std::snprintf(msg, cap, "%s", m.c_str());
+        }
+    };
+    if (!out || !options) {
+        set_msg("tfu_module_create: null argument");
+        return TFU_STATUS_INVALID_ARGUMENT;
+    }
+    *out = nullptr;
+    if (abi != TFU_MODULE_ABI_VERSION) {
+        set_msg("libtfusion-cuda.so was built for module ABI " + std::to_string(TFU_MODULE_ABI_VERSION) +
+                ", the library expects " + std::to_string(abi));
+        return TFU_STATUS_BACKEND_UNAVAILABLE;
+    }
+    if (options->struct_size < sizeof(tfu_module_options)) {
+        set_msg("tfu_module_create: options.struct_size too small");
+        return TFU_STATUS_INVALID_ARGUMENT;
+    }
+    try {
+        *out = new tfu::cuda::cuda_backend(*options);
+        return TFU_STATUS_OK;
+    } catch (const tfu::error& e) {
+        set_msg(e.what());
+        return e.status();
+    } catch (const std::bad_alloc&) {
+        set_msg("cuda: out of host memory");
+        return TFU_STATUS_OUT_OF_MEMORY;
+    } catch (const std::exception& e) {
+        set_msg(std::string("cuda: ") + e.what());
+        return TFU_STATUS_DEVICE_ERROR;
+    }
+}

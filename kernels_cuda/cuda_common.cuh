@@ -1,0 +1,51 @@
+// Device helpers shared by the kernels: half/bfloat16 decoding and encoding (bit-exact with core/fp16.h),
+// warp reductions, byte-addressed loads, launch sizes.
+#pragma once
+
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+namespace tfu::cuda {
+
+constexpr int k_warp = 32;
+
+__device__ __forceinline__ float h2f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
+__device__ __forceinline__ float bf2f(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
+
+// Round to nearest even as core/fp16.h's f32_to_fp16 (__float2half_rn differs only in the NaN payload: the
+// reference keeps the sign and sets the quiet bit 0x200).
+__device__ __forceinline__ uint16_t f2h(float f) {
+    if (f != f) return uint16_t(((__float_as_uint(f) >> 16) & 0x8000u) | 0x7e00u);
+    return __half_as_ushort(__float2half_rn(f));
+}
+// core/fp16.h's f32_to_bf16: round to nearest even, NaN made quiet by bit 0x40.
+__device__ __forceinline__ uint16_t f2bf(float f) {
+    uint32_t x = __float_as_uint(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return uint16_t((x >> 16) | 0x40u);
+    x += 0x7fffu + ((x >> 16) & 1u);
+    return uint16_t(x >> 16);
+}
+
+template <typename T>
+__device__ __forceinline__ T warp_sum(T v) {
+#pragma unroll
+    for (int o = k_warp / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = k_warp / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Loads at a byte address (the tensors' strides are in bytes).
+template <typename T>
+__device__ __forceinline__ T ld(const void* base, size_t byte_off) {
+    return *reinterpret_cast<const T*>(static_cast<const uint8_t*>(base) + byte_off);
+}
+__device__ __forceinline__ uint16_t ld16(const uint8_t* p) { return *reinterpret_cast<const uint16_t*>(p); }
+
+inline unsigned ceil_div(int64_t a, int64_t b) { return unsigned((a + b - 1) / b); }
+
+}  // namespace tfu::cuda
