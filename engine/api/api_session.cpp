@@ -33,6 +33,9 @@ TFU_API tfu_session_params tfu_session_params_default(void) {
     p.sampler = tfu_sampler_params_default();
     p.kv_type_k = TFU_KV_F16;
     p.kv_type_v = TFU_KV_F16;
+    p.kv_policy = TFU_KV_POLICY_REFUSE;
+    p.kv_n_sink = 4;
+    p.kv_cap_bytes = 0;
     return p;
 }
 

@@ -223,6 +223,56 @@ void kv_block_table::publish_prefix(const int32_t* tokens, int32_t n) {
     for (; n_published_ < full; ++n_published_) pool_.publish_prefix(hashes_[n_published_], blocks_[n_published_]);
 }
 
+void kv_block_table::drop_blocks(int32_t first, int32_t count, const key_shift_fn& shift_k) {
+    const kv_pool_params& p = pool_.params();
+    if (first < 0 || count < 1 || first + count > n_final_blocks())
+        fail(TFU_STATUS_INVALID_ARGUMENT, "kv_block_table::drop_blocks: blocks " + std::to_string(first) + "+" +
+                                              std::to_string(count) + " are not final full blocks (" +
+                                              std::to_string(n_final_blocks()) + " are)");
+    for (int32_t w : written_)
+        if (w != n_tokens_) fail(TFU_STATUS_INTERNAL, "kv_block_table::drop_blocks during an unfinished pass");
+    const int32_t final_before = n_final_blocks();
+    for (int32_t b = first; b < first + count; ++b) pool_.release(blocks_[size_t(b)]);
+    blocks_.erase(blocks_.begin() + first, blocks_.begin() + first + count);
+    n_tokens_ -= count * B_;
+    if (k_residual()) {
+        r_ = std::max(0, r_ - count);
+        for (int32_t& w : written_) w = n_tokens_;
+    }
+    hashes_.resize(std::min(hashes_.size(), size_t(first)));
+    n_published_ = std::min(n_published_, size_t(first));
+
+    // Residual slots follow the table index (b % 2): an odd count swaps them. Done before the rotation below.
+    const int32_t n_final = final_before - count;
+    if (k_residual() && count % 2 == 1)
+        for (int32_t l = 0; l < p.n_layer; ++l)
+            for (int32_t h = 0; h < p.n_head_kv; ++h) {
+                uint16_t* a = residual(l, h, 0);
+                uint16_t* b = residual(l, h, 1);
+                std::swap_ranges(a, a + residual_layout_.bytes / 2, b);
+            }
+
+    const int32_t d = p.head_dim;
+    std::vector<float> rows(size_t(B_) * size_t(d));
+    for (int32_t b = first; b < n_blocks(); ++b) {
+        blocks_[size_t(b)] = pool_.make_writable(blocks_[size_t(b)]);
+        const int32_t n_rows = std::min(B_, n_tokens_ - b * B_);
+        const bool in_residual = k_residual() && b >= n_final;
+        for (int32_t l = 0; l < p.n_layer; ++l)
+            for (int32_t h = 0; h < p.n_head_kv; ++h) {
+                const kv_layout& kl = in_residual ? residual_layout_ : pool_.k_layout();
+                uint8_t* blk = in_residual ? reinterpret_cast<uint8_t*>(residual(l, h, b)) : pool_.k_head(blocks_[size_t(b)], l, h);
+                for (int32_t t = 0; t < n_rows; ++t) kv_read_row(kl, blk, t, rows.data() + size_t(t) * size_t(d));
+                shift_k(rows.data(), n_rows);
+                if (kl.per_token()) {
+                    for (int32_t t = 0; t < n_rows; ++t) kv_write_row(kl, blk, t, rows.data() + size_t(t) * size_t(d));
+                } else {
+                    kv_quantize_block_k(kl, blk, rows.data(), d);  // a final q4 block is full (n_rows == B)
+                }
+            }
+    }
+}
+
 size_t kv_block_table::bytes() const { return blocks_.size() * pool_.block_bytes() + residual_.size() * 2; }
 
 int32_t kv_block_table::n_shared_blocks() const {

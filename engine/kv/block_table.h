@@ -36,6 +36,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "kv/block_pool.h"
@@ -81,6 +82,18 @@ public:
     // yet published (for q4 keys the newest full block waits until the next block fills).
     int32_t adopt_prefix(const int32_t* tokens, int32_t n);
     void publish_prefix(const int32_t* tokens, int32_t n);
+
+    // Eviction (the session's sliding-window policy): removes the `count` whole blocks starting at table block
+    // `first` and moves every later position down by count * B, so that position == index in the cache stays
+    // true. Keys were stored after RoPE, so each moved key row is rotated back by count * B positions with
+    // `shift_k(rows, n_rows)` (n_rows rows of head_dim floats, in place): per-token formats are decoded, rotated
+    // and re-encoded row by row; q4 key blocks are dequantized, rotated and re-quantized per channel (lossy, like
+    // any re-quantization); the f16 residual tail is rotated in f16. V rows have no position and do not change.
+    // Requires a complete pass (every layer and head written up to n_tokens) and the removed blocks to be final
+    // (first + count <= n_final_blocks()). Moved blocks that were shared or published become private copies
+    // (make_writable); their prefix keys are dropped (the blocks no longer hold what a fresh prefill would).
+    using key_shift_fn = std::function<void(float* rows, int32_t n_rows)>;
+    void drop_blocks(int32_t first, int32_t count, const key_shift_fn& shift_k);
 
     // Accounting: bytes of the blocks this table holds (shared ones counted in full) plus its residual tail
     // (q4 keys: n_layer x n_head_kv x 2 x B x d f16).

@@ -58,6 +58,20 @@ tensor decoder::act(std::vector<float>& buf, int64_t ne0, int64_t ne1, int64_t n
     return make_tensor(dtype::F32, ne0, ne1, ne2, 1, buf.data());
 }
 
+void decoder::rope_shift(backend& be, float* rows, int32_t n, int32_t delta) const {
+    TFU_CHECK(be.host_memory());
+    if (n <= 0) return;
+    std::vector<int32_t> pos(size_t(n), delta);
+    tensor x = make_tensor(dtype::F32, hp_.head_dim, 1, n, 1, rows, "shifted keys");
+    tensor p = make_tensor(dtype::I32, n, 1, 1, 1, pos.data(), "shift");
+    op r = make_op(op_type::ROPE, &x, &x, &p, rope_factors_.data ? &rope_factors_ : nullptr);
+    r.i[0] = hp_.n_rot;
+    r.i[1] = int32_t(hp_.rope);
+    r.f[0] = hp_.rope_freq_base;
+    r.f[1] = hp_.rope_freq_scale;
+    be.run(&r, 1);
+}
+
 void decoder::forward(backend& be, const kv_target& kv, const int32_t* tokens, int32_t n, int32_t pos0,
                       bool all_logits, float* logits, const std::atomic<bool>* cancel) {
     TFU_CHECK(n >= 1 && n <= n_batch_max_);

@@ -48,6 +48,11 @@ public:
 
     int32_t n_batch_max() const { return n_batch_max_; }
 
+    // Moves n key rows (head_dim floats each, in place) by `delta` positions: RoPE rotations compose
+    // (R(p + delta) = R(delta) R(p)), so a ROPE op at position delta with forward()'s parameters does it. For the
+    // cache's sliding window (kv_block_table::drop_blocks). `be` must address host memory.
+    void rope_shift(backend& be, float* rows, int32_t n, int32_t delta) const;
+
 private:
     tensor act(std::vector<float>& buf, int64_t ne0, int64_t ne1, int64_t ne2 = 1);
 

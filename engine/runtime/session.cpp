@@ -47,15 +47,47 @@ kv_format to_kv_format(tfu_kv_type t, const char* what) {
                                           " is not a tfu_kv_type");
 }
 
-// Bytes the session's cache may grow to: whole blocks for n_ctx tokens (+ the f16 key tail of q4 keys), or the
-// contiguous cache.
+kv_block_pool& pool_of(model& m, const tfu_session_params& p) {
+    return m.kv_pool(to_kv_format(p.kv_type_k, "kv_type_k"), to_kv_format(p.kv_type_v, "kv_type_v"));
+}
+
+// The f16 key tail of q4 keys (kv_block_table's residual): 2 blocks per layer and KV head.
+uint64_t residual_bytes(model& m, kv_block_pool& pool) {
+    if (pool.k_layout().per_token()) return 0;
+    return uint64_t(m.hp.n_layer) * uint64_t(m.hp.n_embd_kv()) * uint64_t(pool.params().block_tokens) * 2;
+}
+
+// Tokens the cache may hold: n_ctx, or the whole blocks that fit in kv_cap_bytes.
+int32_t checked_capacity(model& m, const tfu_session_params& p, int32_t n_ctx, std::optional<dtype> contiguous) {
+    if (p.kv_policy != TFU_KV_POLICY_REFUSE && p.kv_policy != TFU_KV_POLICY_SLIDING_WINDOW)
+        fail(TFU_STATUS_INVALID_ARGUMENT, "session params: kv_policy = " + std::to_string(int(p.kv_policy)) +
+                                              " is not a tfu_kv_policy");
+    if (p.kv_cap_bytes == 0 || contiguous) return n_ctx;
+    kv_block_pool& pool = pool_of(m, p);
+    const uint64_t fixed = residual_bytes(m, pool);
+    const uint64_t blocks = p.kv_cap_bytes > fixed ? (p.kv_cap_bytes - fixed) / pool.block_bytes() : 0;
+    const int64_t B = pool.params().block_tokens;
+    if (blocks == 0)
+        fail(TFU_STATUS_INVALID_ARGUMENT, "session params: kv_cap_bytes = " + std::to_string(p.kv_cap_bytes) +
+                                              " holds no block of " + std::to_string(B) + " tokens (" +
+                                              std::to_string(pool.block_bytes() + fixed) + " bytes needed)");
+    return int32_t(std::min<int64_t>(n_ctx, int64_t(std::min<uint64_t>(blocks, 1u << 24)) * B));
+}
+
+// The sliding window keeps whole blocks of sinks and drops a quarter of the cache at a time; it needs room for
+// the sinks, a batch, the two newest blocks (q4 keys keep them in f16) and at least one block to drop.
+int32_t sink_blocks(const tfu_session_params& p, int32_t block_tokens) {
+    if (p.kv_n_sink < 0) fail(TFU_STATUS_INVALID_ARGUMENT, "session params: kv_n_sink must be >= 0");
+    return (p.kv_n_sink + block_tokens - 1) / block_tokens;
+}
+
+// Bytes the session's cache may grow to: whole blocks for `capacity` tokens (+ the f16 key tail of q4 keys), or
+// the contiguous cache.
 uint64_t kv_budget_bytes(model& m, const tfu_session_params& p, int32_t n_ctx, std::optional<dtype> contiguous) {
     if (contiguous) return kv_cache::bytes_needed(m.hp.n_layer, m.hp.n_embd_kv(), n_ctx, *contiguous);
-    kv_block_pool& pool = m.kv_pool(to_kv_format(p.kv_type_k, "kv_type_k"), to_kv_format(p.kv_type_v, "kv_type_v"));
+    kv_block_pool& pool = pool_of(m, p);
     const int64_t B = pool.params().block_tokens;
-    uint64_t bytes = uint64_t((n_ctx + B - 1) / B) * pool.block_bytes();
-    if (!pool.k_layout().per_token()) bytes += uint64_t(m.hp.n_layer) * uint64_t(m.hp.n_embd_kv()) * uint64_t(B) * 2;
-    return bytes;
+    return uint64_t((n_ctx + B - 1) / B) * pool.block_bytes() + residual_bytes(m, pool);
 }
 
 }  // namespace
@@ -64,9 +96,14 @@ session::session(model& m, const tfu_session_params& p, std::optional<dtype> con
     : mdl(m),
       n_ctx_(checked_ctx(m, p)),
       n_batch_(checked_batch(p)),
-      kv_budget_(m.eng, kv_budget_bytes(m, p, n_ctx_, contiguous),
-                 "session KV cache (" + std::to_string(n_ctx_) + " tokens)"),
-      dec_(m.hp, m.weights, std::min(n_batch_, n_ctx_)),
+      capacity_(checked_capacity(m, p, n_ctx_, contiguous)),
+      policy_(p.kv_policy),
+      n_sink_blocks_(sink_blocks(p, 32)),
+      kv_budget_(m.eng, kv_budget_bytes(m, p, capacity_, contiguous),
+                 "session KV cache (" + std::to_string(capacity_) + " tokens)"),
+      // Sliding window: a batch is at most a quarter of the cache, what one eviction frees.
+      dec_(m.hp, m.weights,
+           std::min(n_batch_, policy_ == TFU_KV_POLICY_SLIDING_WINDOW ? std::max(1, capacity_ / 4) : capacity_)),
       smp_(to_config(p.sampler), m.hp.n_vocab) {
     if (contiguous) {
         contiguous_ = std::make_unique<kv_cache>(m.hp.n_layer, m.hp.n_embd_kv(), n_ctx_, *contiguous);
@@ -78,6 +115,17 @@ session::session(model& m, const tfu_session_params& p, std::optional<dtype> con
         paged_ = std::make_unique<paged_kv>(*table_, m.hp.n_layer);
         target_.paged = paged_.get();
     }
+    if (policy_ == TFU_KV_POLICY_SLIDING_WINDOW) {
+        if (!table_) fail(TFU_STATUS_INVALID_ARGUMENT, "the sliding-window policy needs the paged KV cache");
+        const int32_t B = table_->pool().params().block_tokens;
+        n_sink_blocks_ = sink_blocks(p, B);
+        const int32_t need = (n_sink_blocks_ + 4) * B;
+        if (capacity_ < need)
+            fail(TFU_STATUS_INVALID_ARGUMENT,
+                 "the sliding-window policy with " + std::to_string(p.kv_n_sink) + " sink tokens needs a cache of at "
+                 "least " + std::to_string(need) + " tokens (sinks + 4 blocks of " + std::to_string(B) + "); this "
+                 "session's holds " + std::to_string(capacity_));
+    }
     logits_.resize(size_t(m.hp.n_vocab));
     m.n_sessions.fetch_add(1);
 }
@@ -85,9 +133,10 @@ session::session(model& m, const tfu_session_params& p, std::optional<dtype> con
 session::~session() { mdl.n_sessions.fetch_sub(1); }
 
 void session::check_room(size_t n_new) const {
+    if (policy_ == TFU_KV_POLICY_SLIDING_WINDOW) return;  // old tokens make room (make_room)
     const size_t used = tokens_.size() + pending_.size();
-    if (used + n_new > size_t(n_ctx_))
-        fail(TFU_STATUS_CONTEXT_FULL, "the session's context holds " + std::to_string(n_ctx_) + " tokens; " +
+    if (used + n_new > size_t(capacity_))
+        fail(TFU_STATUS_CONTEXT_FULL, "the session's context holds " + std::to_string(capacity_) + " tokens; " +
                                           std::to_string(used) + " are used and " + std::to_string(n_new) +
                                           " more do not fit");
 }
@@ -115,7 +164,32 @@ void session::throw_if_cancelled() {
     if (cancel_flag.exchange(false)) fail(TFU_STATUS_CANCELLED, "cancelled by tfu_session_cancel");
 }
 
+void session::make_room(int32_t n) {
+    const int32_t B = table_->pool().params().block_tokens;
+    const int32_t over = table_->n_tokens() + n - capacity_;
+    if (over <= 0) return;
+    const int32_t need = (over + B - 1) / B;
+    const int32_t avail = table_->n_final_blocks() - n_sink_blocks_;
+    const int32_t drop = std::min(std::max(need, capacity_ / B / 4), avail);
+    if (drop < need)
+        fail(TFU_STATUS_CONTEXT_FULL, "sliding window: only " + std::to_string(std::max(0, avail)) +
+                                          " blocks can be dropped but " + std::to_string(need) + " are needed");
+    // Keys after the dropped blocks move down by drop * B positions: rotate them back that far, with the scalar
+    // reference kernel on the host (the rows are decoded to f32 on the host anyway).
+    std::unique_ptr<backend> host = make_cpu_ref_backend();
+    const int32_t delta = -drop * B;
+    table_->drop_blocks(n_sink_blocks_, drop, [&](float* rows, int32_t n_rows) {
+        dec_.rope_shift(*host, rows, n_rows, delta);
+    });
+    const auto first = tokens_.begin() + long(n_sink_blocks_) * B;
+    tokens_.erase(first, first + long(drop) * B);
+    ++n_evictions_;
+    n_evicted_tokens_ += uint64_t(drop) * uint64_t(B);
+    evicted_ = true;
+}
+
 void session::forward_batch(const int32_t* tokens, int32_t n, bool all_logits, float* out) {
+    if (policy_ == TFU_KV_POLICY_SLIDING_WINDOW) make_room(n);
     const int32_t pos0 = int32_t(tokens_.size());
     if (table_) {
         TFU_CHECK(table_->n_tokens() == pos0);
@@ -160,7 +234,7 @@ void session::eval() {
         throw;
     }
     pending_.clear();
-    if (table_) table_->publish_prefix(tokens_.data(), int32_t(tokens_.size()));
+    if (table_ && !evicted_) table_->publish_prefix(tokens_.data(), int32_t(tokens_.size()));
 }
 
 void session::eval_logits(const int32_t* tokens, size_t n, float* out) {
@@ -218,6 +292,8 @@ void session::reset() {
     smp_.reset();
     cancel_flag.store(false);
     total_prompt_ = total_generated_ = n_prefix_reused_ = 0;
+    n_evictions_ = n_evicted_tokens_ = 0;
+    evicted_ = false;
     total_prefill_ms_ = total_decode_ms_ = 0;
 }
 
@@ -234,6 +310,9 @@ void session::stats(tfu_session_stats* out) const {
     out->kv_shared_blocks = table_ ? uint32_t(table_->n_shared_blocks()) : 0;
     out->last_used_unix_ms = last_used_unix_ms.load();
     out->decode_ms = total_decode_ms_;
+    out->kv_capacity = capacity_;
+    out->n_evictions = n_evictions_;
+    out->n_evicted_tokens = n_evicted_tokens_;
 }
 
 session_use::session_use(session& s) : s_(s) {

@@ -33,6 +33,7 @@ public:
     int32_t sample();
     const std::vector<float>& logits() const;  // last evaluated position; throws if none
     void stats(tfu_session_stats* out) const;
+    const std::vector<int32_t>& tokens() const { return tokens_; }  // in the cache, position order
 
     // Evaluates tokens[0..n) after any pending input (appending them) and writes the logits of every position to
     // out: (n_vocab, n) row-major. For perplexity and tests. Ids are checked; CONTEXT_FULL if they do not fit.
@@ -47,11 +48,16 @@ public:
 
 private:
     void check_room(size_t n_new) const;
+    // Sliding window: drops old blocks (after the sinks) so that n more tokens fit in the cache.
+    void make_room(int32_t n);
     void forward_batch(const int32_t* tokens, int32_t n, bool all_logits, float* out);
     void throw_if_cancelled();
 
     int32_t n_ctx_;
     int32_t n_batch_;
+    int32_t capacity_;        // tokens the cache may hold (n_ctx_, or fewer under kv_cap_bytes)
+    tfu_kv_policy policy_;
+    int32_t n_sink_blocks_;   // sliding window: blocks kept at the start
     reservation kv_budget_;  // before the caches: the budget is checked before anything is allocated
     std::unique_ptr<kv_cache> contiguous_;
     std::vector<kv_layer> kv_views_;
@@ -65,6 +71,8 @@ private:
     std::vector<float> logits_;
     bool has_logits_ = false;
     uint64_t total_prompt_ = 0, total_generated_ = 0, n_prefix_reused_ = 0;
+    uint64_t n_evictions_ = 0, n_evicted_tokens_ = 0;
+    bool evicted_ = false;  // the cache no longer equals a prefill of tokens_: publish no prefix blocks
     double total_prefill_ms_ = 0, total_decode_ms_ = 0;
 };
 

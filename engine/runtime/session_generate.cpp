@@ -75,7 +75,7 @@ void session::generate(const tfu_generate_params& p, tfu_generate_result* result
                 break;
             }
             if (!pending_.empty()) eval();  // the token sampled last step
-            if (tokens_.size() >= size_t(n_ctx_)) {
+            if (policy_ == TFU_KV_POLICY_REFUSE && tokens_.size() >= size_t(capacity_)) {
                 emit(stopper.feed(detok.flush()).text, last_token) && emit(stopper.flush(), last_token);
                 finish(TFU_STOP_CONTEXT_FULL);
                 break;

@@ -246,6 +246,18 @@ typedef enum tfu_kv_type {
     TFU_KV_Q4 = 3
 } tfu_kv_type;
 
+/* What a session does when its KV cache is full (n_ctx tokens, or fewer if kv_cap_bytes says so).
+ * Positions stay consistent under every policy: the tokens kept in the cache are at positions 0 .. n-1 in
+ * order, and a key that moves down is re-rotated (RoPE) to its new position, as if it had been computed there.
+ * Relevance eviction (H2O) and chunk summaries are not implemented in this version. */
+typedef enum tfu_kv_policy {
+    TFU_KV_POLICY_REFUSE = 0,         /* TFU_STATUS_CONTEXT_FULL when input does not fit (default) */
+    TFU_KV_POLICY_SLIDING_WINDOW = 1  /* StreamingLLM (arXiv 2309.17453): keep the first kv_n_sink tokens
+                                         ("attention sinks", rounded up to whole 32-token blocks) and the most
+                                         recent ones; when full, drop the oldest others, a quarter of the cache at
+                                         a time (whole blocks). Input may then exceed n_ctx without limit. */
+} tfu_kv_policy;
+
 typedef struct tfu_session_params {
     uint32_t struct_size;
     int32_t n_ctx;            /* context length in tokens; 0 = the model's training context (default 0) */
@@ -253,6 +265,12 @@ typedef struct tfu_session_params {
     tfu_sampler_params sampler;
     tfu_kv_type kv_type_k;    /* KV cache format of keys; default TFU_KV_F16 */
     tfu_kv_type kv_type_v;    /* KV cache format of values; default TFU_KV_F16 (K q8 + V q4 is a good mix) */
+    /* -- since 0.1 (append-only below) -- */
+    tfu_kv_policy kv_policy;  /* default TFU_KV_POLICY_REFUSE */
+    int32_t kv_n_sink;        /* sliding window: tokens kept at the start; default 4 (one block is kept) */
+    uint64_t kv_cap_bytes;    /* cap on this session's KV bytes; the cache then holds the whole blocks that fit
+                                 (at most n_ctx tokens); 0 = no cap beyond n_ctx (default). The engine budget
+                                 reserves the capped size when the session is created. */
 } tfu_session_params;
 
 TFU_API tfu_sampler_params tfu_sampler_params_default(void);
@@ -348,6 +366,9 @@ typedef struct tfu_session_stats {
     uint32_t kv_blocks;        /* KV cache blocks held (32 tokens each) */
     uint32_t kv_shared_blocks; /* of which shared with other sessions (copy-on-write) */
     uint64_t last_used_unix_ms;/* when a call last used the session (milliseconds since 1970) */
+    int32_t kv_capacity;       /* tokens the cache holds at most (n_ctx, or less under kv_cap_bytes) */
+    uint64_t n_evictions;      /* times the policy dropped tokens from a full cache */
+    uint64_t n_evicted_tokens; /* tokens dropped in all */
 } tfu_session_stats;
 
 TFU_API tfu_status tfu_session_get_stats(const tfu_session* session, tfu_session_stats* out_stats);

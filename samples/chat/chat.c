@@ -25,6 +25,8 @@ typedef struct options {
     tfu_backend_kind backend;
     tfu_kv_type kv_type_k; /* -ctk */
     tfu_kv_type kv_type_v; /* -ctv */
+    tfu_kv_policy kv_policy; /* --kv-policy */
+    int32_t kv_n_sink;       /* --kv-sink */
     tfu_sampler_params sampler;
     bool chat;          /* one-shot: treat the prompt as a user message of the chat template */
     bool verbose;
@@ -35,7 +37,7 @@ static void usage(FILE* f) {
             "usage: tfusion-chat [-m MODEL] [-p PROMPT] [-n N] [-c CTX] [--temp T] [--seed S] [--top-k K]\n"
             "                    [--top-p P] [--min-p P] [--repeat-penalty R] [-t THREADS]\n"
             "                    [--backend auto|cpu|cpu-ref|cuda|vulkan] [-ctk TYPE] [-ctv TYPE]\n"
-            "                    [-s SYSTEM] [--chat] [-v] [-h]\n"
+            "                    [--kv-policy refuse|window] [--kv-sink N] [-s SYSTEM] [--chat] [-v] [-h]\n"
             "\n"
             "  -m, --model FILE      GGUF model (default: $TFU_MODEL, else ../shared/models/" DEFAULT_MODEL_NAME ")\n"
             "  -p, --prompt TEXT     one-shot: print TEXT and its continuation, then exit\n"
@@ -50,6 +52,10 @@ static void usage(FILE* f) {
             "      --backend NAME    auto (default), cpu, cpu-ref, cuda, vulkan\n"
             "  -ctk, --cache-type-k TYPE  KV cache format of keys: f16 (default), bf16, q8, q4\n"
             "  -ctv, --cache-type-v TYPE  KV cache format of values: f16 (default), bf16, q8, q4\n"
+            "      --kv-policy P     when the context is full: refuse (default: the reply stops) or window (drop\n"
+            "                        the oldest tokens after the first few, a quarter of the context at a time,\n"
+            "                        and go on)\n"
+            "      --kv-sink N       window: tokens always kept at the start (default 4)\n"
             "  -s, --system TEXT     system message for the chat\n"
             "  -v, --verbose         library log lines on stderr\n"
             "  -h, --help            this text\n"
@@ -147,6 +153,11 @@ static int parse_args(int argc, char** argv, options* o) {
         else if (IS("", "--repeat-penalty")) ok = parse_f32(a, v, &o->sampler.repeat_penalty);
         else if (IS("-ctk", "--cache-type-k")) ok = parse_kv_type(a, v, &o->kv_type_k);
         else if (IS("-ctv", "--cache-type-v")) ok = parse_kv_type(a, v, &o->kv_type_v);
+        else if (IS("", "--kv-policy")) {
+            if (strcmp(v, "refuse") == 0) o->kv_policy = TFU_KV_POLICY_REFUSE;
+            else if (strcmp(v, "window") == 0) o->kv_policy = TFU_KV_POLICY_SLIDING_WINDOW;
+            else ok = bad_arg(a, v, "a KV cache policy (refuse, window)");
+        } else if (IS("", "--kv-sink")) ok = parse_i32(a, v, 0, INT32_MAX, &o->kv_n_sink);
         else if (IS("", "--backend")) {
             if (strcmp(v, "auto") == 0) o->backend = TFU_BACKEND_AUTO;
             else if (strcmp(v, "cpu") == 0) o->backend = TFU_BACKEND_CPU;
@@ -414,6 +425,9 @@ static void print_stats(chat_state* c) {
     printf("kv:      K %s V %s, %llu bytes (%.1f KiB)", kv_type_name(c->opt->kv_type_k),
            kv_type_name(c->opt->kv_type_v), (unsigned long long)s.kv_bytes, (double)s.kv_bytes / 1024.0);
     if (s.n_past > 0) printf(", %.1f bytes/token", (double)s.kv_bytes / (double)s.n_past);
+    if (s.n_evictions > 0)
+        printf(", window dropped %llu tokens (%llu times)", (unsigned long long)s.n_evicted_tokens,
+               (unsigned long long)s.n_evictions);
     printf("\n");
     printf("totals:  %llu prompt tokens in %.1f ms, %llu generated in %.1f ms (%.1f t/s)\n",
            (unsigned long long)s.n_prompt_tokens, s.prefill_ms, (unsigned long long)s.n_generated, s.decode_ms,
@@ -618,6 +632,8 @@ int main(int argc, char** argv) {
     o.backend = TFU_BACKEND_AUTO;
     o.kv_type_k = TFU_KV_F16;
     o.kv_type_v = TFU_KV_F16;
+    o.kv_policy = TFU_KV_POLICY_REFUSE;
+    o.kv_n_sink = 4;
     o.sampler = tfu_sampler_params_default();
     parsed = parse_args(argc, argv, &o);
     if (parsed < 0) {
@@ -660,6 +676,8 @@ int main(int argc, char** argv) {
     sp.sampler = o.sampler;
     sp.kv_type_k = o.kv_type_k;
     sp.kv_type_v = o.kv_type_v;
+    sp.kv_policy = o.kv_policy;
+    sp.kv_n_sink = o.kv_n_sink;
     st = tfu_session_create(c.model, &sp, &c.session);
     if (st != TFU_STATUS_OK) {
         report("session", st);

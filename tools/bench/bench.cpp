@@ -358,15 +358,16 @@ int main(int argc, char** argv) {
                 base.size_bytes = info.size_bytes;
                 base.n_params = info.n_params;
                 base.n_ctx_train = info.n_ctx_train;
-                base.n_ctx = n_ctx;
+                base.n_ctx = o.kv_window > 0 ? o.kv_window : n_ctx;
                 base.threads = threads > 0 ? threads : int32_t(std::max(1u, std::thread::hardware_concurrency()));
                 base.load_ms = load_ms;
 
                 for (const std::pair<tfu_kv_type, tfu_kv_type>& kv : kv_pairs) {
                     const tfu_kv_type type_k = kv.first, type_v = kv.second;
                     tfu_session_params sp = tfu_session_params_default();
-                    sp.n_ctx = n_ctx;
-                    sp.n_batch = std::min(o.n_batch, n_ctx);
+                    sp.n_ctx = o.kv_window > 0 ? o.kv_window : n_ctx;
+                    sp.n_batch = std::min(o.n_batch, sp.n_ctx);
+                    sp.kv_policy = o.kv_policy;
                     sp.sampler.temperature = 0.0f;  // greedy: deterministic, and the cheapest sampler
                     sp.kv_type_k = type_k;
                     sp.kv_type_v = type_v;

@@ -80,6 +80,9 @@ void usage(FILE* f) {
                  "  --backend B[,B]  auto|cpu|cpu-ref|cuda|vulkan (default auto)\n"
                  "  -ctk, --cache-type-k T[,T]  KV cache format of keys: f16|bf16|q8|q4 (default f16)\n"
                  "  -ctv, --cache-type-v T[,T]  KV cache format of values (default f16); every K x V pair runs\n"
+                 "  --kv-policy P    refuse (default) or window: a sliding-window cache (old tokens dropped)\n"
+                 "  --kv-window N    with window: the cache holds N tokens (default: what the longest test needs),\n"
+                 "                   so tests past N measure decoding with evictions\n"
                  "  --no-warmup      skip the untimed run before each test\n"
                  "  --json FILE|-    also write JSON (one object per test, with every sample); '-' = stdout,\n"
                  "                   the table then goes to stderr\n"
@@ -119,7 +122,8 @@ int parse_args(int argc, char** argv, options& o) {
         }
         const bool known = a == "-m" || a == "--model" || a == "-p" || a == "-n" || a == "-d" || a == "-t" ||
                            a == "-b" || a == "-r" || a == "--backend" || a == "--json" || a == "--seed" ||
-                           a == "-ctk" || a == "--cache-type-k" || a == "-ctv" || a == "--cache-type-v";
+                           a == "-ctk" || a == "--cache-type-k" || a == "-ctv" || a == "--cache-type-v" ||
+                           a == "--kv-policy" || a == "--kv-window";
         if (!known) {
             std::fprintf(stderr, "tfusion-bench: unknown option '%s'\n", a.c_str());
             return 0;
@@ -166,6 +170,17 @@ int parse_args(int argc, char** argv, options& o) {
             ok = parse_kv_types(a, v, &o.type_k);
         } else if (a == "-ctv" || a == "--cache-type-v") {
             ok = parse_kv_types(a, v, &o.type_v);
+        } else if (a == "--kv-policy") {
+            if (v == "refuse") o.kv_policy = TFU_KV_POLICY_REFUSE;
+            else if (v == "window") o.kv_policy = TFU_KV_POLICY_SLIDING_WINDOW;
+            else {
+                std::fprintf(stderr, "tfusion-bench: --kv-policy: '%s' is not refuse or window\n", v.c_str());
+                ok = false;
+            }
+        } else if (a == "--kv-window") {
+            std::vector<int32_t> w;
+            ok = parse_list("--kv-window", v, 1, k_max_tokens, &w) && w.size() == 1;
+            if (ok) o.kv_window = w[0];
         } else if (a == "--json") {
             if (v.empty()) {
                 std::fprintf(stderr, "tfusion-bench: --json: empty file name\n");

@@ -1,6 +1,7 @@
 // tfusion-perplexity: perplexity of a model over a text file, and KL divergence against a saved base run, computed
 // the way llama.cpp's llama-perplexity does so that the figures compare directly. Public API (tfusion.h) only.
 // ref: llama.cpp tools/perplexity/perplexity.cpp, perplexity() and kl_divergence() (the method; our own code).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -101,8 +102,12 @@ void print_kv_line(const tfu_session* ses, const options& o) {
     st.struct_size = sizeof st;
     check(tfu_session_get_stats(ses, &st), "session stats");
     const double per_token = st.n_past > 0 ? double(st.kv_bytes) / double(st.n_past) : 0.0;
-    std::fprintf(stderr, "kv: K %s V %s, %.1f bytes/token (%llu bytes, %d tokens)\n", kv_type_name(o.kv_type_k),
+    std::fprintf(stderr, "kv: K %s V %s, %.1f bytes/token (%llu bytes, %d tokens)", kv_type_name(o.kv_type_k),
                  kv_type_name(o.kv_type_v), per_token, static_cast<unsigned long long>(st.kv_bytes), st.n_past);
+    if (st.n_evictions > 0)
+        std::fprintf(stderr, "; the window dropped %llu tokens in %llu evictions",
+                     static_cast<unsigned long long>(st.n_evicted_tokens), static_cast<unsigned long long>(st.n_evictions));
+    std::fprintf(stderr, "\n");
 }
 
 int run(const options& o) {
@@ -158,19 +163,26 @@ int run(const options& o) {
     }
 
     tfu_session_params sp = tfu_session_params_default();
-    sp.n_ctx = n_ctx;
+    sp.n_ctx = o.kv_window > 0 ? std::min(o.kv_window, n_ctx) : n_ctx;
     sp.n_batch = o.n_batch > 0 ? o.n_batch : n_ctx;
     sp.kv_type_k = o.kv_type_k;
     sp.kv_type_v = o.kv_type_v;
+    sp.kv_policy = o.kv_policy;
+    sp.kv_n_sink = o.kv_sink;
     check(tfu_session_create(h.mdl, &sp, &h.ses), "creating a session with -c " + std::to_string(n_ctx) +
                                                        ", KV cache K " + kv_type_name(o.kv_type_k) + " V " +
                                                        kv_type_name(o.kv_type_v));
 
     std::fprintf(stderr,
-                 "perplexity: %s, backend %s, KV cache K %s V %s, %zu tokens, %d chunks of %d, scoring %d tokens "
+                 "perplexity: %s, backend %s, KV cache K %s V %s%s, %zu tokens, %d chunks of %d, scoring %d tokens "
                  "per chunk%s\n",
                  o.model.c_str(), tfu_engine_backend_name(h.eng), kv_type_name(o.kv_type_k),
-                 kv_type_name(o.kv_type_v), tokens.size(), n_chunk, n_ctx, n_scored, add_bos ? ", BOS first" : "");
+                 kv_type_name(o.kv_type_v),
+                 o.kv_policy == TFU_KV_POLICY_SLIDING_WINDOW
+                     ? (", sliding window of " + std::to_string(sp.n_ctx) + " tokens, " + std::to_string(o.kv_sink) +
+                        " sinks").c_str()
+                     : "",
+                 tokens.size(), n_chunk, n_ctx, n_scored, add_bos ? ", BOS first" : "");
 
     std::vector<tfu_token> chunk(static_cast<size_t>(n_ctx));
     std::vector<float> logits(size_t(n_ctx - first) * size_t(n_vocab));  // (n_ctx - first, n_vocab)

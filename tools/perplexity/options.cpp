@@ -44,7 +44,7 @@ const char* kv_type_name(tfu_kv_type t) {
 const char* usage_text() {
     return "usage: tfusion-perplexity -m MODEL -f TEXT [-c N_CTX] [-b N_BATCH] [-t THREADS] [--chunks N]\n"
            "                          [--kl-base FILE [--save-base] [--kl-top-k K]] [--backend NAME]\n"
-           "                          [-ctk TYPE] [-ctv TYPE]\n"
+           "                          [-ctk TYPE] [-ctv TYPE] [--kv-policy refuse|window [--kv-window N] [--kv-sink N]]\n"
            "\n"
            "Perplexity over TEXT the way llama.cpp's llama-perplexity computes it: the text is tokenized (with BOS\n"
            "if the vocabulary adds one), cut into chunks of N_CTX tokens whose first token becomes BOS, each chunk\n"
@@ -65,6 +65,11 @@ const char* usage_text() {
            "  -ctk, --cache-type-k TYPE  KV cache format of keys: f16 (default), bf16, q8, q4\n"
            "  -ctv, --cache-type-v TYPE  KV cache format of values: f16 (default), bf16, q8, q4\n"
            "                     (compare formats with --kl-base FILE against a saved f16 run)\n"
+           "      --kv-policy P  what a full cache does: refuse (default) or window (sliding window with attention\n"
+           "                     sinks: old tokens are dropped, a quarter of the cache at a time)\n"
+           "      --kv-window N  with window: the cache holds N tokens (default N_CTX: nothing is dropped);\n"
+           "                     N < N_CTX measures what the policy costs\n"
+           "      --kv-sink N    with window: tokens kept at the start (default 4, rounded up to a 32-token block)\n"
            "  -h, --help         this text\n";
 }
 
@@ -101,6 +106,15 @@ options parse_options(int argc, char** argv) {
             o.kv_type_k = parse_kv_type(a, value());
         } else if (a == "-ctv" || a == "--cache-type-v") {
             o.kv_type_v = parse_kv_type(a, value());
+        } else if (a == "--kv-policy") {
+            const std::string pv = value();
+            if (pv == "refuse") o.kv_policy = TFU_KV_POLICY_REFUSE;
+            else if (pv == "window") o.kv_policy = TFU_KV_POLICY_SLIDING_WINDOW;
+            else throw std::invalid_argument("--kv-policy: unknown policy '" + pv + "' (refuse, window)");
+        } else if (a == "--kv-window") {
+            o.kv_window = parse_int(a, value(), 1, 1 << 24);
+        } else if (a == "--kv-sink") {
+            o.kv_sink = parse_int(a, value(), 0, 1 << 24);
         } else if (a == "--backend") {
             const std::string b = value();
             if (b == "auto") o.backend = TFU_BACKEND_AUTO;
@@ -117,6 +131,8 @@ options parse_options(int argc, char** argv) {
     if (o.model.empty()) throw std::invalid_argument("no model: pass -m MODEL");
     if (o.text.empty()) throw std::invalid_argument("no text: pass -f TEXT");
     if (o.save_base && o.kl_base.empty()) throw std::invalid_argument("--save-base needs --kl-base FILE");
+    if (o.kv_window != 0 && o.kv_policy != TFU_KV_POLICY_SLIDING_WINDOW)
+        throw std::invalid_argument("--kv-window applies only with --kv-policy window");
     if (o.top_k != 0 && !o.save_base) throw std::invalid_argument("--kl-top-k applies only with --save-base");
     return o;
 }

@@ -22,6 +22,9 @@ struct options {
     tfu_backend_kind backend = TFU_BACKEND_AUTO;
     tfu_kv_type kv_type_k = TFU_KV_F16;  // -ctk, --cache-type-k
     tfu_kv_type kv_type_v = TFU_KV_F16;  // -ctv, --cache-type-v
+    tfu_kv_policy kv_policy = TFU_KV_POLICY_REFUSE;  // --kv-policy refuse|window
+    int32_t kv_window = 0;    // --kv-window N: cache capacity in tokens (window policy); 0 = N_CTX
+    int32_t kv_sink = 4;      // --kv-sink N
     bool help = false;
 };
 
