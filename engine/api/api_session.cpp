@@ -171,6 +171,24 @@ TFU_API tfu_status tfu_session_sample(tfu_session* session, tfu_token* out_token
     });
 }
 
+TFU_API tfu_status tfu_session_save(tfu_session* session, const char* path) {
+    return guard([&] {
+        tfu::session& s = use(session);
+        need(path, "path");
+        tfu::session_use u(s);
+        s.save(path);
+    });
+}
+
+TFU_API tfu_status tfu_session_load(tfu_session* session, const char* path) {
+    return guard([&] {
+        tfu::session& s = use(session);
+        need(path, "path");
+        tfu::session_use u(s);
+        s.load(path);
+    });
+}
+
 TFU_API tfu_status tfu_session_get_stats(const tfu_session* session, tfu_session_stats* out_stats) {
     return guard([&] {
         need(session, "session");

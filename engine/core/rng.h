@@ -38,6 +38,14 @@ public:
     // Uniform float in [0, 1) from the top 24 bits.
     float uniform_f() { return float(next() >> 40) * (1.0f / 16777216.0f); }
 
+    // The whole state, to save a sampler mid-stream and resume it exactly (session files).
+    void get_state(uint64_t out[4]) const {
+        for (int i = 0; i < 4; ++i) out[i] = s_[i];
+    }
+    void set_state(const uint64_t in[4]) {
+        for (int i = 0; i < 4; ++i) s_[i] = in[i];
+    }
+
 private:
     static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
     uint64_t s_[4];

@@ -273,6 +273,36 @@ void kv_block_table::drop_blocks(int32_t first, int32_t count, const key_shift_f
     }
 }
 
+size_t kv_block_table::image_bytes(int32_t n_tokens) const {
+    return size_t((int64_t(n_tokens) + B_ - 1) / B_) * pool_.block_bytes() + residual_.size() * 2;
+}
+
+void kv_block_table::write_image(const byte_sink& out) const {
+    for (int32_t w : written_)
+        if (w != n_tokens_) fail(TFU_STATUS_INTERNAL, "kv_block_table::write_image during an unfinished pass");
+    for (int32_t id : blocks_) out(pool_.data(id), pool_.block_bytes());
+    if (!residual_.empty()) out(residual_.data(), residual_.size() * 2);
+}
+
+void kv_block_table::read_image(int32_t n_tokens, int32_t final_blocks, const byte_source& in) {
+    if (n_tokens_ != 0) fail(TFU_STATUS_INVALID_ARGUMENT, "kv_block_table::read_image: the table is not empty");
+    const int32_t nb = int32_t((int64_t(n_tokens) + B_ - 1) / B_);
+    if (n_tokens < 0 || final_blocks < 0 || final_blocks > nb)
+        fail(TFU_STATUS_INVALID_ARGUMENT, "kv_block_table::read_image: bad token or block count");
+    try {
+        append(n_tokens);
+        for (int32_t id : blocks_) in(pool_.data(id), pool_.block_bytes());
+        if (!residual_.empty()) in(residual_.data(), residual_.size() * 2);
+    } catch (...) {
+        truncate(0);
+        std::fill(written_.begin(), written_.end(), 0);
+        r_ = 0;
+        throw;
+    }
+    r_ = k_residual() ? final_blocks : 0;
+    std::fill(written_.begin(), written_.end(), n_tokens);
+}
+
 size_t kv_block_table::bytes() const { return blocks_.size() * pool_.block_bytes() + residual_.size() * 2; }
 
 int32_t kv_block_table::n_shared_blocks() const {

@@ -95,6 +95,18 @@ public:
     using key_shift_fn = std::function<void(float* rows, int32_t n_rows)>;
     void drop_blocks(int32_t first, int32_t count, const key_shift_fn& shift_k);
 
+    // Save/restore (runtime/session_file.cpp). The image of a table after a complete pass is its blocks' bytes
+    // in table order (n_blocks x block_bytes) and then, for q4 keys, the f16 residual; image_bytes() says how
+    // many for n_tokens. write_image() streams it to `out`; read_image() fills an EMPTY table with n_tokens
+    // positions from `in` (final_blocks = the saved final_blocks()). On any throw (OUT_OF_MEMORY, a failing
+    // source) the table is left empty.
+    using byte_sink = std::function<void(const void* data, size_t n)>;
+    using byte_source = std::function<void(void* data, size_t n)>;
+    size_t image_bytes(int32_t n_tokens) const;
+    int32_t final_blocks() const { return r_; }
+    void write_image(const byte_sink& out) const;
+    void read_image(int32_t n_tokens, int32_t final_blocks, const byte_source& in);
+
     // Accounting: bytes of the blocks this table holds (shared ones counted in full) plus its residual tail
     // (q4 keys: n_layer x n_head_kv x 2 x B x d f16).
     size_t bytes() const;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -34,6 +35,12 @@ public:
     const std::vector<float>& logits() const;  // last evaluated position; throws if none
     void stats(tfu_session_stats* out) const;
     const std::vector<int32_t>& tokens() const { return tokens_; }  // in the cache, position order
+
+    // Session files (runtime/session_file.cpp): save() writes the tokens, pending input, KV cache (bit for bit,
+    // in its formats), sampler state, last logits and counters; load() replaces this session's state with a
+    // file's after validating all of it (on any error the session is unchanged). See the C header.
+    void save(const std::string& path);
+    void load(const std::string& path);
 
     // Evaluates tokens[0..n) after any pending input (appending them) and writes the logits of every position to
     // out: (n_vocab, n) row-major. For perplexity and tests. Ids are checked; CONTEXT_FULL if they do not fit.

@@ -208,4 +208,21 @@ int32_t sampler::sample(const float* logits) {
     return dist_.back().id;  // rounding left u just above the total
 }
 
+sampler::state sampler::save_state() const {
+    state st;
+    rng_.get_state(st.rng);
+    st.window = penalty_window();
+    return st;
+}
+
+void sampler::restore_state(const state& st) {
+    for (int32_t t : st.window)
+        if (t < 0 || t >= n_vocab_)
+            fail(TFU_STATUS_INVALID_ARGUMENT, "sampler state: token " + std::to_string(t) + " is outside the vocabulary");
+    history_.clear();
+    history_head_ = 0;
+    for (int32_t t : st.window) accept(t);
+    rng_.set_state(st.rng);
+}
+
 }  // namespace tfu

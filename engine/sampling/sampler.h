@@ -69,6 +69,15 @@ public:
     // The tokens the penalties look at now (the last penalty_last_n accepted tokens, oldest first).
     std::vector<int32_t> penalty_window() const;
 
+    // What a session file keeps: the PRNG state and the penalty window. restore() replaces both (the window is
+    // accepted in order, so a smaller penalty_last_n keeps its newest tokens); ids are checked like accept().
+    struct state {
+        uint64_t rng[4];
+        std::vector<int32_t> window;
+    };
+    state save_state() const;
+    void restore_state(const state& st);
+
 private:
     struct candidate {
         float logit;

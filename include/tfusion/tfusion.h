@@ -352,6 +352,20 @@ TFU_API tfu_status tfu_session_eval_logits(tfu_session* session, const tfu_token
  * input (the next eval/generate processes it); for callers that drive decoding themselves. */
 TFU_API tfu_status tfu_session_sample(tfu_session* session, tfu_token* out_token);
 
+/* Saves the session's whole state to `path`: the tokens in its cache and the pending ones, the KV cache bit for
+ * bit in its formats, the sampler's history and random state, the last logits and the counters; a later
+ * tfu_session_load continues exactly where this one stands (same next tokens). Written to PATH.tmp and then
+ * renamed over PATH, so an existing file is replaced whole or not at all. Size: about the session's kv_bytes.
+ * TFU_STATUS_IO_ERROR names the file when writing fails. */
+TFU_API tfu_status tfu_session_save(tfu_session* session, const char* path);
+/* Replaces the session's state with a saved one. The session must be on the same model file and use the same
+ * kv_type_k / kv_type_v (else TFU_STATUS_INVALID_ARGUMENT saying which), and its cache must hold the saved
+ * tokens (else TFU_STATUS_CONTEXT_FULL); the sampler settings and the policy are this session's. The file is
+ * validated whole (magic, version, sizes, token ids, a checksum over every byte) before anything changes: a
+ * truncated or corrupted file gives TFU_STATUS_INVALID_FILE (TFU_STATUS_NOT_FOUND if absent) and leaves the
+ * session as it was. */
+TFU_API tfu_status tfu_session_load(tfu_session* session, const char* path);
+
 typedef struct tfu_session_stats {
     uint32_t struct_size;
     int32_t n_ctx;             /* context length */
