@@ -137,6 +137,7 @@ static void test_version_and_defaults(void) {
     CHECK(sp.struct_size == sizeof sp);
     CHECK(sp.sampler.struct_size == sizeof sp.sampler);
     CHECK(sp.n_ctx == 0 && sp.n_batch == 256);
+    CHECK(sp.kv_policy == TFU_KV_POLICY_REFUSE && sp.kv_n_sink == 4 && sp.kv_cap_bytes == 0);
     CHECK(gp.struct_size == sizeof gp);
     CHECK(gp.max_tokens == 256 && gp.stop_strings == NULL && gp.n_stop_strings == 0 && gp.on_token == NULL);
 }
@@ -190,6 +191,8 @@ static void test_null_handles(void) {
     CHECK_NULL_ARG(tfu_session_get_logits(NULL, &logits, &n));
     CHECK_NULL_ARG(tfu_session_sample(NULL, tok));
     CHECK_NULL_ARG(tfu_session_get_stats(NULL, &stats));
+    CHECK_NULL_ARG(tfu_session_save(NULL, "/tmp/x.tfs"));
+    CHECK_NULL_ARG(tfu_session_load(NULL, "/tmp/x.tfs"));
     CHECK(!tfu_model_token_is_eog(NULL, 2));
     /* Destroying NULL is a no-op. */
     CHECK_STATUS(tfu_session_destroy(NULL), TFU_STATUS_OK);
@@ -466,6 +469,41 @@ static void test_bad_input(tfu_model* model) {
     CHECK_STATUS(tfu_session_destroy(s), TFU_STATUS_OK);
 }
 
+/* Save a session, load it into another: the same logits and the same next token; bad paths give statuses. */
+static void test_session_file(tfu_model* model) {
+    const char* path = "/tmp/tfusion_abi_test_session.tfs";
+    tfu_session_params sp = tfu_session_params_default();
+    tfu_session* a = NULL;
+    tfu_session* b = NULL;
+    const float* la = NULL;
+    const float* lb = NULL;
+    size_t na = 0, nb = 0;
+    tfu_token ta = 0, tb = 0;
+    sp.n_ctx = 128;
+    sp.kv_type_k = TFU_KV_Q8;
+    sp.kv_type_v = TFU_KV_Q4;
+    CHECK_STATUS(tfu_session_create(model, &sp, &a), TFU_STATUS_OK);
+    CHECK_STATUS(tfu_session_create(model, &sp, &b), TFU_STATUS_OK);
+    if (a == NULL || b == NULL) return;
+    CHECK_STATUS(tfu_session_add_text(a, PROMPT, true), TFU_STATUS_OK);
+    CHECK_STATUS(tfu_session_eval(a), TFU_STATUS_OK);
+    CHECK_STATUS(tfu_session_save(a, path), TFU_STATUS_OK);
+    CHECK_STATUS(tfu_session_load(b, path), TFU_STATUS_OK);
+    CHECK_STATUS(tfu_session_get_logits(a, &la, &na), TFU_STATUS_OK);
+    CHECK_STATUS(tfu_session_get_logits(b, &lb, &nb), TFU_STATUS_OK);
+    CHECK(na == nb && na > 0 && memcmp(la, lb, na * sizeof(float)) == 0);
+    CHECK_STATUS(tfu_session_sample(a, &ta), TFU_STATUS_OK);
+    CHECK_STATUS(tfu_session_sample(b, &tb), TFU_STATUS_OK);
+    CHECK(ta == tb);
+    CHECK_STATUS(tfu_session_load(b, "/tmp/tfusion_abi_no_such_file.tfs"), TFU_STATUS_NOT_FOUND);
+    CHECK_STATUS(tfu_session_load(b, MODEL_PATH), TFU_STATUS_INVALID_FILE);
+    CHECK_STATUS(tfu_session_save(a, "/no-such-dir/x.tfs"), TFU_STATUS_IO_ERROR);
+    CHECK(strstr(tfu_last_error(), "/no-such-dir/x.tfs") != NULL);
+    remove(path);
+    CHECK_STATUS(tfu_session_destroy(a), TFU_STATUS_OK);
+    CHECK_STATUS(tfu_session_destroy(b), TFU_STATUS_OK);
+}
+
 static void on_log(tfu_log_level level, const char* message, void* user_data) {
     (void)level;
     (void)message;
@@ -504,6 +542,7 @@ int main(void) {
         test_cancel(model);
         test_two_threads(model);
         test_bad_input(model);
+        test_session_file(model);
 
         /* Teardown order is enforced: BUSY, and nothing freed, while dependants exist. */
         {
