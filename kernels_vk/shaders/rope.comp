@@ -1,0 +1,89 @@
+// ROPE: dst (hd, n_head, n) = src0 rotated at positions src1 (n, i32); optional src2 (n_rot/2) frequency factors.
+// theta_j = pos * freq_j / factor_j with freq_j = freq_scale * base^(-2j/n_rot) from the host in double as a float
+// pair (hi, lo) in the parameter arena at tab_off. Pairs (2j, 2j+1) (mode 0) or (j, j + n_rot/2) (neox).
+// The angle is formed as a float-float product (exact two-product by Veltkamp splitting: correctly rounded
+// add/mul only, no reliance on fma), reduced modulo pi/2 with pi/2 as a float pair, and sin/cos are polynomials on
+// [-pi/4, pi/4]: accurate to about 1e-7 for positions in the tens of thousands, where a plain f32 angle would be
+// off by 1e-3 and builtin sin/cos may carry 2^-11 absolute error (the Vulkan minimum).
+// Launch: one thread per slot of each (token, head) row, slot < n_rot/2: a pair, else a copied dim >= n_rot;
+// ceil(slots * rows / 64) groups of 64.
+#version 450
+#include "common.glsl"
+layout(local_size_x = 64) in;
+layout(push_constant) uniform pc_t {
+    uint hd, n_head, n, n_rot, neox, has_factors;
+    uint x_off, x_s, d_off, d_s, pos_off, f_off, tab_off;
+} pc;
+
+// a * b = p + e exactly (Dekker): split each factor into 12-bit halves.
+void two_prod(float a, float b, out float p, out float e) {
+    precise float pp = a * b;
+    precise float ca = 4097.0 * a;
+    precise float ah = ca - (ca - a);
+    precise float al = a - ah;
+    precise float cb = 4097.0 * b;
+    precise float bh = cb - (cb - b);
+    precise float bl = b - bh;
+    precise float ee = ((ah * bh - pp) + ah * bl + al * bh) + al * bl;
+    p = pp;
+    e = ee;
+}
+
+// sin and cos of |r| <= pi/4 (+ a little): Taylor series to x^13 / x^14 (truncation < 1e-11).
+float sin_poly(float x) {
+    float x2 = x * x;
+    return x * (1.0 + x2 * (-1.0 / 6.0 + x2 * (1.0 / 120.0 + x2 * (-1.0 / 5040.0 + x2 * (1.0 / 362880.0 +
+               x2 * (-1.0 / 39916800.0 + x2 * (1.0 / 6227020800.0)))))));
+}
+float cos_poly(float x) {
+    float x2 = x * x;
+    return 1.0 + x2 * (-0.5 + x2 * (1.0 / 24.0 + x2 * (-1.0 / 720.0 + x2 * (1.0 / 40320.0 + x2 * (-1.0 / 3628800.0 +
+               x2 * (1.0 / 479001600.0 + x2 * (-1.0 / 87178291200.0)))))));
+}
+
+void main() {
+    uint half_rot = pc.n_rot / 2u;
+    uint slots = half_rot + (pc.hd - pc.n_rot);
+    uint gid = group_index() * 64u + gl_LocalInvocationID.x;
+    if (gid >= slots * pc.n_head * pc.n) return;
+    uint row = gid / slots, s = gid % slots;
+    uint xr = pc.x_off + row * pc.x_s, yr = pc.d_off + row * pc.d_s;
+    if (s >= half_rot) {  // dims past n_rot are copied
+        uint i = pc.n_rot + (s - half_rot);
+        dst_set(yr + i, src0_f(xr + i));
+        return;
+    }
+    uint j = s;
+    float pos = float(int(src1_w[pc.pos_off + row / pc.n_head]));  // exact below 2^24
+    precise float w_hi = uintBitsToFloat(param_w[pc.tab_off + 2u * j]);
+    precise float w_lo = uintBitsToFloat(param_w[pc.tab_off + 2u * j + 1u]);
+    if (pc.has_factors != 0u) {  // (w_hi + w_lo) / f as a float pair: q + (remainder + w_lo) / f
+        float f = src2_f(pc.f_off + j);
+        precise float q = w_hi / f;
+        float p, e;
+        two_prod(q, f, p, e);
+        precise float rem = (w_hi - p) - e;
+        w_lo = (rem + w_lo) / f;
+        w_hi = q;
+    }
+    // theta = pos * (w_hi + w_lo) = th + te
+    float th, te;
+    two_prod(pos, w_hi, th, te);
+    precise float te2 = te + pos * w_lo;
+    // r = theta - k pi/2, with pi/2 = PIO2_HI + PIO2_LO
+    const float PIO2_HI = 1.57079637050628662109375;
+    const float PIO2_LO = -4.37113882867379e-08;
+    float k = roundEven(th / PIO2_HI);
+    float kp, ke;
+    two_prod(k, PIO2_HI, kp, ke);
+    precise float r = ((th - kp) - ke) + (te2 - k * PIO2_LO);
+    float sr = sin_poly(r), cr = cos_poly(r);
+    int quadrant = int(k - 4.0 * floor(k / 4.0));
+    float sn = quadrant == 0 ? sr : quadrant == 1 ? cr : quadrant == 2 ? -sr : -cr;
+    float cs = quadrant == 0 ? cr : quadrant == 1 ? -sr : quadrant == 2 ? -cr : sr;
+    uint i0 = pc.neox != 0u ? j : 2u * j;
+    uint i1 = pc.neox != 0u ? j + half_rot : 2u * j + 1u;
+    float a = src0_f(xr + i0), b = src0_f(xr + i1);
+    dst_set(yr + i0, a * cs - b * sn);
+    dst_set(yr + i1, a * sn + b * cs);
+}

@@ -1,0 +1,373 @@
+// Vulkan instance, device choice, logical device, validation messenger and the on-disk pipeline cache
+// (see vk_context.h).
+#include "vk_context.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "core/error.h"
+
+namespace tfu::vk {
+
+void logger::log(tfu_log_level level, const std::string& message) const {
+    if (callback && level >= min_level) callback(level, message.c_str(), user_data);
+}
+
+void logger::logf(tfu_log_level level, const char* fmt, ...) const {
+    if (!callback || level < min_level) return;
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    std::vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    callback(level, buf, user_data);
+}
+
+const char* device_type_name(VkPhysicalDeviceType t) {
+    switch (t) {
+        case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return "discrete GPU";
+        case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return "integrated GPU";
+        case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: return "virtual GPU";
+        case VK_PHYSICAL_DEVICE_TYPE_CPU: return "CPU";
+        default: return "other";
+    }
+}
+
+namespace {
+
+bool env_on(const char* name) {
+    const char* v = std::getenv(name);
+    return v && *v && std::strcmp(v, "0") != 0;
+}
+
+// Lower is better: discrete, integrated, virtual, then CPU implementations, then anything else.
+int type_rank(VkPhysicalDeviceType t) {
+    switch (t) {
+        case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return 0;
+        case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return 1;
+        case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: return 2;
+        case VK_PHYSICAL_DEVICE_TYPE_CPU: return 3;
+        default: return 4;
+    }
+}
+
+VKAPI_ATTR VkBool32 VKAPI_CALL debug_callback(VkDebugUtilsMessageSeverityFlagBitsEXT severity,
+                                              VkDebugUtilsMessageTypeFlagsEXT, const VkDebugUtilsMessengerCallbackDataEXT* data,
+                                              void* user) {
+    if (user && data && data->pMessage) static_cast<context*>(user)->on_validation_message(severity, data->pMessage);
+    return VK_FALSE;  // never abort the call that triggered the message
+}
+
+VkDebugUtilsMessengerCreateInfoEXT messenger_info(context* self) {
+    VkDebugUtilsMessengerCreateInfoEXT mi{};
+    mi.sType = VK_STRUCTURE_TYPE_DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT;
+    mi.messageSeverity = VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT | VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT;
+    mi.messageType = VK_DEBUG_UTILS_MESSAGE_TYPE_GENERAL_BIT_EXT | VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT |
+                     VK_DEBUG_UTILS_MESSAGE_TYPE_PERFORMANCE_BIT_EXT;
+    mi.pfnUserCallback = debug_callback;
+    mi.pUserData = self;
+    return mi;
+}
+
+}  // namespace
+
+context::context(const tfu_module_options& options, const logger& log) : log_(log) {
+    try {
+        load_global(f_);
+        create_instance(env_on("TFU_VK_VALIDATION"));
+        choose_device(options);
+        create_device();
+        load_pipeline_cache();
+    } catch (...) {
+        destroy();  // members are complete; only the Vulkan objects need undoing
+        throw;
+    }
+}
+
+context::~context() { destroy(); }
+
+void context::destroy() noexcept {
+    if (device_) {
+        f_.vkDeviceWaitIdle(device_);
+        if (pipeline_cache_) {
+            save_pipeline_cache();
+            f_.vkDestroyPipelineCache(device_, pipeline_cache_, nullptr);
+            pipeline_cache_ = VK_NULL_HANDLE;
+        }
+        f_.vkDestroyDevice(device_, nullptr);
+        device_ = VK_NULL_HANDLE;
+    }
+    if (messenger_ && f_.vkDestroyDebugUtilsMessengerEXT) {
+        f_.vkDestroyDebugUtilsMessengerEXT(instance_, messenger_, nullptr);
+        messenger_ = VK_NULL_HANDLE;
+    }
+    if (instance_) {
+        f_.vkDestroyInstance(instance_, nullptr);
+        instance_ = VK_NULL_HANDLE;
+    }
+}
+
+void context::create_instance(bool validation) {
+    uint32_t version = VK_API_VERSION_1_0;
+    if (f_.vkEnumerateInstanceVersion) f_.vkEnumerateInstanceVersion(&version);
+    if (version < VK_API_VERSION_1_1)
+        fail(TFU_STATUS_BACKEND_UNAVAILABLE, "vulkan: the loader supports only Vulkan 1.0; the module needs 1.1");
+    std::vector<const char*> layers, extensions;
+    if (validation) {
+        uint32_t n = 0;
+        f_.vkEnumerateInstanceLayerProperties(&n, nullptr);
+        std::vector<VkLayerProperties> props(n);
+        f_.vkEnumerateInstanceLayerProperties(&n, props.data());
+        bool found = false;
+        for (const VkLayerProperties& p : props) found |= std::strcmp(p.layerName, "VK_LAYER_KHRONOS_validation") == 0;
+        if (!found)
+            fail(TFU_STATUS_BACKEND_UNAVAILABLE,
+                 "vulkan: TFU_VK_VALIDATION=1 but VK_LAYER_KHRONOS_validation is not installed (vulkan-validationlayers)");
+        layers.push_back("VK_LAYER_KHRONOS_validation");
+        extensions.push_back(VK_EXT_DEBUG_UTILS_EXTENSION_NAME);
+    }
+    VkApplicationInfo app{};
+    app.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO;
+    app.pApplicationName = "tfusion";
+    app.pEngineName = "tfusion";
+    app.apiVersion = VK_API_VERSION_1_2 <= version ? VK_API_VERSION_1_2 : VK_API_VERSION_1_1;
+    VkInstanceCreateInfo ci{};
+    ci.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO;
+    ci.pApplicationInfo = &app;
+    ci.enabledLayerCount = uint32_t(layers.size());
+    ci.ppEnabledLayerNames = layers.data();
+    ci.enabledExtensionCount = uint32_t(extensions.size());
+    ci.ppEnabledExtensionNames = extensions.data();
+    VkDebugUtilsMessengerCreateInfoEXT mi = messenger_info(this);
+    if (validation) ci.pNext = &mi;  // also reports vkCreateInstance / vkDestroyInstance
+    const VkResult r = f_.vkCreateInstance(&ci, nullptr, &instance_);
+    if (r == VK_ERROR_INCOMPATIBLE_DRIVER || r == VK_ERROR_INITIALIZATION_FAILED)
+        fail(TFU_STATUS_BACKEND_UNAVAILABLE, "vulkan: vkCreateInstance failed: " + result_name(r) + " (no Vulkan driver?)");
+    check(r, "vkCreateInstance");
+    load_instance(f_, instance_);
+    if (validation) {
+        if (!f_.vkCreateDebugUtilsMessengerEXT)
+            fail(TFU_STATUS_BACKEND_UNAVAILABLE, "vulkan: validation requested but VK_EXT_debug_utils is missing");
+        check(f_.vkCreateDebugUtilsMessengerEXT(instance_, &mi, nullptr, &messenger_), "vkCreateDebugUtilsMessengerEXT");
+        log_.log(TFU_LOG_INFO, "vulkan: validation layer VK_LAYER_KHRONOS_validation enabled (TFU_VK_VALIDATION)");
+    }
+}
+
+void context::choose_device(const tfu_module_options& options) {
+    uint32_t n = 0;
+    check(f_.vkEnumeratePhysicalDevices(instance_, &n, nullptr), "vkEnumeratePhysicalDevices");
+    std::vector<VkPhysicalDevice> devs(n);
+    if (n) check(f_.vkEnumeratePhysicalDevices(instance_, &n, devs.data()), "vkEnumeratePhysicalDevices");
+    devs.resize(n);
+    if (devs.empty()) fail(TFU_STATUS_BACKEND_UNAVAILABLE, "vulkan: the loader found no Vulkan device (no driver installed?)");
+    const bool allow_cpu = options.allow_cpu_device || env_on("TFU_VK_ALLOW_CPU");
+    std::string listing;
+    int best = -1, best_rank = 99;
+    for (size_t i = 0; i < devs.size(); ++i) {
+        VkPhysicalDeviceProperties p{};
+        f_.vkGetPhysicalDeviceProperties(devs[i], &p);
+        listing += "\n  " + std::to_string(i) + ": " + p.deviceName + " (" + device_type_name(p.deviceType) + ")";
+        const int rank = type_rank(p.deviceType);
+        const bool usable = p.apiVersion >= VK_API_VERSION_1_1 && (rank != 3 || allow_cpu);
+        if (options.device >= 0) {
+            if (size_t(options.device) != i) continue;
+            if (p.apiVersion < VK_API_VERSION_1_1)
+                fail(TFU_STATUS_BACKEND_UNAVAILABLE, std::string("vulkan: device ") + p.deviceName + " supports only Vulkan 1.0");
+            if (rank == 3 && !allow_cpu)
+                fail(TFU_STATUS_BACKEND_UNAVAILABLE, std::string("vulkan: device ") + p.deviceName +
+                                                         " is a CPU implementation; ask for TFU_BACKEND=vulkan to use it");
+            best = int(i);
+            best_rank = rank;
+        } else if (usable && rank < best_rank) {
+            best = int(i);
+            best_rank = rank;
+        }
+    }
+    if (options.device >= 0 && best < 0)
+        fail(TFU_STATUS_BACKEND_UNAVAILABLE, "vulkan: TFU_DEVICE=" + std::to_string(options.device) +
+                                                 " is not a device index; devices:" + listing);
+    if (best < 0)
+        fail(TFU_STATUS_BACKEND_UNAVAILABLE,
+             std::string("vulkan: no usable device") +
+                 (allow_cpu ? "" : " (CPU implementations such as lavapipe are used only when TFU_BACKEND=vulkan is asked for)") +
+                 "; devices:" + listing);
+    physical_ = devs[size_t(best)];
+
+    // Properties and features the kernels care about.
+    VkPhysicalDeviceSubgroupProperties sub{};
+    sub.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES;
+    VkPhysicalDeviceMaintenance3Properties m3{};
+    m3.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES;
+    m3.pNext = &sub;
+    VkPhysicalDeviceIDProperties idp{};
+    idp.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ID_PROPERTIES;
+    idp.pNext = &m3;
+    VkPhysicalDeviceProperties2 p2{};
+    p2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
+    p2.pNext = &idp;
+    f_.vkGetPhysicalDeviceProperties2(physical_, &p2);
+    const VkPhysicalDeviceLimits& lim = p2.properties.limits;
+    caps_.name = p2.properties.deviceName;
+    caps_.type = p2.properties.deviceType;
+    caps_.api_version = p2.properties.apiVersion;
+    std::memcpy(caps_.uuid, p2.properties.pipelineCacheUUID, VK_UUID_SIZE);
+    caps_.max_storage_range = lim.maxStorageBufferRange;
+    caps_.storage_offset_align = lim.minStorageBufferOffsetAlignment ? lim.minStorageBufferOffsetAlignment : 1;
+    caps_.max_allocation = m3.maxMemoryAllocationSize;
+    for (int i = 0; i < 3; ++i) caps_.max_group_count[i] = lim.maxComputeWorkGroupCount[i];
+    caps_.max_push_constants = lim.maxPushConstantsSize;
+    caps_.subgroup_size = sub.subgroupSize;
+    caps_.subgroup_arithmetic = (sub.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+                                (sub.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) && sub.subgroupSize >= 4;
+
+    VkPhysicalDeviceShaderFloat16Int8Features f16i8{};
+    f16i8.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES;
+    VkPhysicalDevice16BitStorageFeatures s16{};
+    s16.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES;
+    s16.pNext = &f16i8;
+    VkPhysicalDeviceFeatures2 feat{};
+    feat.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
+    feat.pNext = &s16;
+    f_.vkGetPhysicalDeviceFeatures2(physical_, &feat);
+    caps_.fp16_arithmetic = f16i8.shaderFloat16;
+    caps_.int8_arithmetic = f16i8.shaderInt8;
+    caps_.storage_16bit = s16.storageBuffer16BitAccess;
+
+    uint32_t ne = 0;
+    f_.vkEnumerateDeviceExtensionProperties(physical_, nullptr, &ne, nullptr);
+    std::vector<VkExtensionProperties> exts(ne);
+    f_.vkEnumerateDeviceExtensionProperties(physical_, nullptr, &ne, exts.data());
+    for (const VkExtensionProperties& e : exts)
+        if (std::strcmp(e.extensionName, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME) == 0) caps_.memory_budget = true;
+    if (caps_.memory_budget) device_extensions_.push_back(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
+
+    log_.logf(TFU_LOG_INFO, "vulkan: device %d of %zu: %s (%s), Vulkan %u.%u", best, devs.size(), caps_.name.c_str(),
+              device_type_name(caps_.type), VK_API_VERSION_MAJOR(caps_.api_version), VK_API_VERSION_MINOR(caps_.api_version));
+    log_.logf(TFU_LOG_INFO,
+              "vulkan: features: fp16 arithmetic %s, 16-bit storage %s, int8 %s, subgroup size %u (arithmetic %s), "
+              "memory budget %s; maxStorageBufferRange %llu, storage offset alignment %llu",
+              caps_.fp16_arithmetic ? "yes" : "no", caps_.storage_16bit ? "yes" : "no", caps_.int8_arithmetic ? "yes" : "no",
+              caps_.subgroup_size, caps_.subgroup_arithmetic ? "yes" : "no", caps_.memory_budget ? "yes" : "no",
+              (unsigned long long)caps_.max_storage_range, (unsigned long long)caps_.storage_offset_align);
+    log_.logf(TFU_LOG_INFO,
+              "vulkan: kernels: f32 arithmetic on 32-bit words (no 8/16-bit storage or fp16 needed); matrix-vector "
+              "reductions %s",
+              caps_.subgroup_arithmetic ? "with subgroupAdd" : "in shared memory (no subgroup arithmetic: fallback)");
+}
+
+void context::create_device() {
+    uint32_t nq = 0;
+    f_.vkGetPhysicalDeviceQueueFamilyProperties(physical_, &nq, nullptr);
+    std::vector<VkQueueFamilyProperties> qf(nq);
+    f_.vkGetPhysicalDeviceQueueFamilyProperties(physical_, &nq, qf.data());
+    // Prefer a compute queue without graphics (async compute on discrete GPUs); any compute queue otherwise.
+    int pick = -1;
+    for (uint32_t i = 0; i < nq; ++i)
+        if ((qf[i].queueFlags & VK_QUEUE_COMPUTE_BIT) && !(qf[i].queueFlags & VK_QUEUE_GRAPHICS_BIT)) pick = int(i);
+    for (uint32_t i = 0; i < nq && pick < 0; ++i)
+        if (qf[i].queueFlags & VK_QUEUE_COMPUTE_BIT) pick = int(i);
+    if (pick < 0) fail(TFU_STATUS_BACKEND_UNAVAILABLE, "vulkan: " + caps_.name + " has no compute queue");
+    queue_family_ = uint32_t(pick);
+    const float prio = 1.0f;
+    VkDeviceQueueCreateInfo qi{};
+    qi.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO;
+    qi.queueFamilyIndex = queue_family_;
+    qi.queueCount = 1;
+    qi.pQueuePriorities = &prio;
+    std::vector<const char*> exts;
+    for (const std::string& e : device_extensions_) exts.push_back(e.c_str());
+    VkDeviceCreateInfo ci{};
+    ci.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO;
+    ci.queueCreateInfoCount = 1;
+    ci.pQueueCreateInfos = &qi;
+    ci.enabledExtensionCount = uint32_t(exts.size());
+    ci.ppEnabledExtensionNames = exts.data();
+    check(f_.vkCreateDevice(physical_, &ci, nullptr, &device_), "vkCreateDevice");
+    load_device(f_, device_);
+    f_.vkGetDeviceQueue(device_, queue_family_, 0, &queue_);
+}
+
+std::string context::pipeline_cache_path() const {
+    std::string dir;
+    if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) dir = x;
+    else if (const char* h = std::getenv("HOME"); h && *h) dir = std::string(h) + "/.cache";
+    else return {};
+    dir += "/tfusion";
+    char hex[2 * VK_UUID_SIZE + 1];
+    for (uint32_t i = 0; i < VK_UUID_SIZE; ++i) std::snprintf(hex + 2 * i, 3, "%02x", caps_.uuid[i]);
+    return dir + "/vk-pipeline-cache-" + hex + ".bin";
+}
+
+void context::load_pipeline_cache() {
+    std::vector<char> data;
+    const std::string path = pipeline_cache_path();
+    if (!path.empty()) {
+        std::ifstream in(path, std::ios::binary);
+        if (in) data.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+        // The header (Vulkan spec, vkGetPipelineCacheData): length, version, vendor, device, UUID. Data made by
+        // another driver or a truncated file is dropped here rather than handed to the driver.
+        if (data.size() >= 16 + VK_UUID_SIZE && std::memcmp(data.data() + 16, caps_.uuid, VK_UUID_SIZE) != 0) data.clear();
+        if (!data.empty() && data.size() < 16 + VK_UUID_SIZE) data.clear();
+        log_.logf(TFU_LOG_DEBUG, "vulkan: pipeline cache %s: %s", path.c_str(),
+                  data.empty() ? "none usable" : (std::to_string(data.size()) + " bytes").c_str());
+    }
+    VkPipelineCacheCreateInfo ci{};
+    ci.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO;
+    ci.initialDataSize = data.size();
+    ci.pInitialData = data.empty() ? nullptr : data.data();
+    if (f_.vkCreatePipelineCache(device_, &ci, nullptr, &pipeline_cache_) != VK_SUCCESS) {
+        ci.initialDataSize = 0;
+        ci.pInitialData = nullptr;
+        check(f_.vkCreatePipelineCache(device_, &ci, nullptr, &pipeline_cache_), "vkCreatePipelineCache");
+    }
+}
+
+void context::save_pipeline_cache() noexcept {
+    const std::string path = pipeline_cache_path();
+    if (path.empty()) return;
+    size_t n = 0;
+    if (f_.vkGetPipelineCacheData(device_, pipeline_cache_, &n, nullptr) != VK_SUCCESS || n == 0) return;
+    std::vector<char> data(n);
+    if (f_.vkGetPipelineCacheData(device_, pipeline_cache_, &n, data.data()) != VK_SUCCESS) return;
+    // mkdir -p of the folder; a failure is only a log line (the cache is an optimisation).
+    for (size_t i = 1; i < path.size(); ++i)
+        if (path[i] == '/') {
+            const std::string d = path.substr(0, i);
+            if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) break;
+        }
+    const std::string tmp = path + ".tmp" + std::to_string(::getpid());
+    std::ofstream out(tmp, std::ios::binary);
+    if (out) out.write(data.data(), std::streamsize(n));
+    if (!out || (out.close(), !out) || std::rename(tmp.c_str(), path.c_str()) != 0) {
+        std::remove(tmp.c_str());
+        log_.logf(TFU_LOG_DEBUG, "vulkan: cannot write the pipeline cache %s (ignored)", path.c_str());
+    }
+}
+
+void context::on_validation_message(VkDebugUtilsMessageSeverityFlagBitsEXT severity, const char* message) {
+    const bool is_error = severity & VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT;
+    log_.log(is_error ? TFU_LOG_ERROR : TFU_LOG_WARN, std::string("vulkan validation: ") + message);
+    if (!is_error) return;
+    std::lock_guard<std::mutex> lock(validation_mutex_);
+    ++n_validation_errors_;
+    if (validation_errors_.size() < 4000) validation_errors_ += std::string(validation_errors_.empty() ? "" : "\n") + message;
+}
+
+std::string context::take_validation_errors() {
+    std::lock_guard<std::mutex> lock(validation_mutex_);
+    std::string s;
+    if (n_validation_errors_)
+        s = std::to_string(n_validation_errors_) + " Vulkan validation error(s): " + validation_errors_;
+    validation_errors_.clear();
+    n_validation_errors_ = 0;
+    return s;
+}
+
+}  // namespace tfu::vk

@@ -1,0 +1,306 @@
+// Per-op support checks and recording of the Vulkan backend (see vk_ops.h): one function per op of
+// backend/ops.def, each naming its shader (shaders/<op>.comp), its push constants in the order the shader's
+// push_constant block declares them, and its workgroup count. Strides in push constants are in 32-bit words for
+// f32/i32 tensors and in bytes for weights (whose rows are blocks of any size).
+#include "vk_ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+
+#include "backend/kv_format.h"
+#include "core/error.h"
+#include "vk_backend.h"
+
+namespace tfu::vk {
+
+namespace {
+
+uint32_t fbits(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return u;
+}
+uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+// Bytes from a tensor's first to its last element (rows may be padded: nb[1] >= row bytes).
+uint64_t extent(const tensor& t) { return uint64_t(t.nrows() - 1) * t.nb[1] + t.row_bytes(); }
+uint32_t words(size_t bytes) { return uint32_t(bytes / 4); }
+
+bool weight_dtype_ok(dtype t) {
+    switch (t) {
+        case dtype::F32: case dtype::F16: case dtype::BF16: case dtype::Q4_0: case dtype::Q4_1: case dtype::Q5_0:
+        case dtype::Q5_1: case dtype::Q8_0: case dtype::Q2_K: case dtype::Q3_K: case dtype::Q4_K: case dtype::Q5_K:
+        case dtype::Q6_K: return true;
+        default: return false;
+    }
+}
+
+bool refuse(std::string* why, const op& o, const std::string& msg) {
+    if (why) *why = std::string(op_name(o.type)) + ": " + msg;
+    return false;
+}
+
+// f32/i32 tensors are read as 32-bit words and bound whole: rows 4-byte strided, within one binding.
+bool activation_ok(const op& o, const tensor* t, const char* role, uint64_t max_binding, std::string* why) {
+    if (!t) return true;
+    if (t->nb[1] % 4 != 0) return refuse(why, o, std::string(role) + " rows are not 4-byte strided");
+    if (extent(*t) + 256 > max_binding)
+        return refuse(why, o, std::string(role) + " (" + std::to_string(extent(*t)) +
+                                  " bytes) exceeds one storage-buffer binding; only weights are split");
+    return true;
+}
+
+// The weight rows of one dispatch: rows [lo, hi) bound as one window.
+struct row_piece {
+    int64_t lo, hi;
+};
+std::vector<row_piece> split_rows(const tensor& w, uint64_t max_binding, uint64_t align) {
+    const uint64_t rows_per = std::max<uint64_t>(1, (max_binding - align) / w.nb[1]);
+    std::vector<row_piece> out;
+    for (int64_t lo = 0; lo < w.ne[1]; lo += int64_t(rows_per))
+        out.push_back({lo, std::min<int64_t>(w.ne[1], lo + int64_t(rows_per))});
+    return out;
+}
+binding bind_rows(vk_backend& be, const tensor& w, row_piece p) {
+    return be.bind(static_cast<const char*>(w.data) + uint64_t(p.lo) * w.nb[1],
+                   uint64_t(p.hi - p.lo - 1) * w.nb[1] + w.row_bytes(), "src0 (weight rows)");
+}
+binding bind_whole(vk_backend& be, const tensor* t, const char* what) {
+    return t ? be.bind(t->data, extent(*t), what) : binding{};
+}
+
+// ---- ops ------------------------------------------------------------------------------------------------
+
+// dst (n_embd, n) = rows ids of src0 (n_embd, n_vocab): one thread per output element; a vocabulary larger than
+// one binding is done in row pieces (each dispatch writes the ids that fall in its piece). An id outside the
+// vocabulary gives NaN (the device cannot throw; the reference does).
+void record_get_rows(vk_backend& be, const op& o) {
+    const tensor& w = *o.src[0];
+    const tensor& ids = *o.src[1];
+    const tensor& d = *o.dst;
+    binding b[3] = {bind_whole(be, &d, "dst"), {}, bind_whole(be, &ids, "src1 (ids)")};
+    const uint64_t n = uint64_t(d.ne[0]) * uint64_t(ids.nelements());
+    for (row_piece p : split_rows(w, be.max_binding(), be.caps().storage_offset_align)) {
+        b[1] = bind_rows(be, w, p);
+        be.dispatch("get_rows", {uint32_t(w.type)}, b, 3,
+                    {uint32_t(d.ne[0]), uint32_t(ids.nelements()), b[1].byte, uint32_t(w.nb[1]), uint32_t(p.lo),
+                     uint32_t(p.hi), uint32_t(w.ne[1]), b[2].word, b[0].word, words(d.nb[1])},
+                    ceil_div(n, 256));
+    }
+}
+
+// One workgroup (256) per row: sum of squares reduced in shared memory.
+void record_rms_norm(vk_backend& be, const op& o) {
+    const tensor& x = *o.src[0];
+    const tensor& d = *o.dst;
+    binding b[3] = {bind_whole(be, &d, "dst"), bind_whole(be, &x, "src0"), bind_whole(be, o.src[1], "src1 (weight)")};
+    be.dispatch("rms_norm", {}, b, 3,
+                {uint32_t(x.ne[0]), uint32_t(x.nrows()), b[1].word, words(x.nb[1]), b[2].word, b[0].word,
+                 words(d.nb[1]), fbits(o.f[0])},
+                uint64_t(x.nrows()));
+}
+
+// ADD, MUL, SWIGLU: one thread per element; src1 stride 0 broadcasts its one row.
+void record_elementwise(vk_backend& be, const op& o, const char* shader) {
+    const tensor& a = *o.src[0];
+    const tensor& c = *o.src[1];
+    const tensor& d = *o.dst;
+    binding b[3] = {bind_whole(be, &d, "dst"), bind_whole(be, &a, "src0"), bind_whole(be, &c, "src1")};
+    const bool bcast = c.nrows() == 1 && a.nrows() > 1;
+    const uint64_t n = uint64_t(a.nelements());
+    be.dispatch(shader, {}, b, 3,
+                {uint32_t(n), uint32_t(a.ne[0]), b[1].word, words(a.nb[1]), b[2].word, bcast ? 0u : words(c.nb[1]),
+                 b[0].word, words(d.nb[1])},
+                ceil_div(n, 256));
+}
+
+// One thread per rotated pair (or copied dimension >= n_rot) of each (token, head) row. The frequencies
+// freq_scale * base^(-2j/n_rot) are computed here in double and passed as float pairs (hi, lo), so that the
+// shader forms the angle pos * freq / factor to about 48 bits before reducing it (the reference uses double).
+void record_rope(vk_backend& be, const op& o) {
+    const tensor& x = *o.src[0];
+    const tensor& d = *o.dst;
+    const int n_rot = o.i[0];
+    binding b[4] = {bind_whole(be, &d, "dst"), bind_whole(be, &x, "src0"), bind_whole(be, o.src[1], "src1 (positions)"),
+                    bind_whole(be, o.src[2], "src2 (freq factors)")};
+    std::vector<uint32_t> table(static_cast<size_t>(n_rot));
+    for (int j = 0; j < n_rot / 2; ++j) {
+        const double w = double(o.f[1]) * std::pow(double(o.f[0]), -2.0 * j / n_rot);
+        const float hi = float(w);
+        const float lo = float(w - double(hi));
+        table[size_t(2 * j)] = fbits(hi);
+        table[size_t(2 * j + 1)] = fbits(lo);
+    }
+    const uint64_t slots = uint64_t(n_rot / 2 + (x.ne[0] - n_rot)) * uint64_t(x.nrows());
+    be.dispatch("rope", {}, b, 4,
+                {uint32_t(x.ne[0]), uint32_t(x.ne[1]), uint32_t(x.ne[2]), uint32_t(n_rot), o.i[1] == 2 ? 1u : 0u,
+                 o.src[2] ? 1u : 0u, b[1].word, words(x.nb[1]), b[0].word, words(d.nb[1]), b[2].word, b[3].word, 0u},
+                ceil_div(slots, 64), &table, 12);
+}
+
+// n == 1: matrix-vector, one workgroup (64) per output row (subgroupAdd when the device has it). n > 1: 32 x 32
+// output tiles, k in steps of 32 through shared memory. Weights larger than one binding: row pieces.
+void record_mul_mat(vk_backend& be, const op& o) {
+    const tensor& w = *o.src[0];
+    const tensor& x = *o.src[1];
+    const tensor& d = *o.dst;
+    const uint64_t n = uint64_t(x.nrows());
+    binding b[3] = {bind_whole(be, &d, "dst"), {}, bind_whole(be, &x, "src1")};
+    const char* shader = n == 1 ? (be.caps().subgroup_arithmetic ? "mul_mat_vec_subgroup" : "mul_mat_vec") : "mul_mat";
+    for (row_piece p : split_rows(w, be.max_binding(), be.caps().storage_offset_align)) {
+        b[1] = bind_rows(be, w, p);
+        const uint64_t m = uint64_t(p.hi - p.lo);
+        const uint64_t groups = n == 1 ? m : ceil_div(m, 32) * ceil_div(n, 32);
+        be.dispatch(shader, {uint32_t(w.type)}, b, 3,
+                    {uint32_t(w.ne[0]), uint32_t(m), uint32_t(n), b[1].byte, uint32_t(w.nb[1]), b[2].word,
+                     words(x.nb[1]), b[0].word + uint32_t(p.lo), words(d.nb[1])},
+                    groups);
+    }
+}
+
+// Layout code of a KV head block for the shader: 0 f16, 1 bf16, 2 q8, 3 q4 per channel (K), 4 q4 per token (V).
+uint32_t kv_kind(const kv_layout& l) {
+    switch (l.format) {
+        case kv_format::f16: return 0;
+        case kv_format::bf16: return 1;
+        case kv_format::q8: return 2;
+        case kv_format::q4: return l.per_token() ? 4 : 3;
+    }
+    return 0;
+}
+
+bool same_layout(const kv_layout& a, const kv_layout& b) {
+    return a.format == b.format && a.part == b.part && a.block_tokens == b.block_tokens && a.head_dim == b.head_dim &&
+           a.group == b.group && a.row_code_bytes == b.row_code_bytes && a.scale_offset == b.scale_offset &&
+           a.min_offset == b.min_offset && a.code_offset == b.code_offset && a.bytes == b.bytes;
+}
+
+// One workgroup (64) per (query, head): online softmax over chunks of 64 keys, K/V dequantized in the shader from
+// the head blocks. The host uploads a table to the parameter arena: k_max_layouts layout records (8 words: kind,
+// group, scale, min, code offsets, row bytes) - blocks of one layer may differ (q4 keys keep their newest blocks
+// as f16: kv/block_table.h) - then per (block, KV head) 4 words: K window slot | layout << 8, K byte offset in the
+// window, the same for V. The head blocks may lie in up to 4 windows of device memory (bindings 5..8).
+constexpr size_t k_max_layouts = 8;
+
+void record_attention_paged(vk_backend& be, const op& o) {
+    const tensor& q = *o.src[0];
+    const tensor& d = *o.dst;
+    const paged_kv_view& kv = *static_cast<const paged_kv_view*>(o.ext);
+    const int64_t n_head = q.ne[1], n = q.ne[2];
+    const int32_t n_past = o.i[0], nhk = o.i[1];
+    const int64_t B = kv.block_tokens;
+    const int64_t n_blocks_used = (int64_t(n_past) + n + B - 1) / B;  // blocks the last query sees
+    struct window {
+        uint64_t lo = UINT64_MAX, hi = 0;
+        int slot = -1;
+    };
+    std::map<uint32_t, window> windows;  // one per chunk touched
+    std::vector<kv_layout> layouts;
+    const size_t n_entries = size_t(n_blocks_used) * size_t(nhk);
+    std::vector<location> loc(2 * n_entries);
+    std::vector<uint32_t> layout_of(2 * n_entries);
+    for (size_t e = 0; e < 2 * n_entries; ++e) {
+        const kv_rows& r = e < n_entries ? kv.k[e] : kv.v[e - n_entries];
+        size_t li = 0;
+        while (li < layouts.size() && !same_layout(layouts[li], *r.layout)) ++li;
+        if (li == layouts.size()) {
+            if (layouts.size() == k_max_layouts)
+                fail(TFU_STATUS_UNSUPPORTED, std::string(be.name()) + ": attention_paged: more than 8 head-block layouts");
+            layouts.push_back(*r.layout);
+        }
+        layout_of[e] = uint32_t(li);
+        loc[e] = be.locate(r.data, r.layout->bytes, e < n_entries ? "a K head block" : "a V head block");
+        window& w = windows[loc[e].chunk];
+        w.lo = std::min(w.lo, loc[e].offset);
+        w.hi = std::max(w.hi, loc[e].offset + r.layout->bytes);
+    }
+    if (windows.size() > 4)
+        fail(TFU_STATUS_UNSUPPORTED, std::string(be.name()) + ": attention_paged: the cache spans " +
+                                         std::to_string(windows.size()) + " memory chunks (at most 4 per op)");
+    binding b[8] = {bind_whole(be, &d, "dst"), bind_whole(be, &q, "src0 (q)")};
+    int slot = 0;
+    for (auto& [chunk, w] : windows) {
+        w.slot = slot;
+        b[4 + slot] = be.bind_chunk(chunk, w.lo, w.hi - w.lo, "paged KV cache window");
+        ++slot;
+    }
+    std::vector<uint32_t> table(8 * k_max_layouts + 4 * n_entries, 0);
+    for (size_t li = 0; li < layouts.size(); ++li) {
+        const kv_layout& l = layouts[li];
+        const uint32_t rec[6] = {kv_kind(l), uint32_t(l.group), uint32_t(l.scale_offset), uint32_t(l.min_offset),
+                                 uint32_t(l.code_offset), uint32_t(l.row_code_bytes)};
+        std::copy(rec, rec + 6, table.begin() + long(8 * li));
+    }
+    for (size_t e = 0; e < n_entries; ++e)
+        for (size_t part = 0; part < 2; ++part) {
+            const size_t i = part * n_entries + e;
+            const window& w = windows[loc[i].chunk];
+            table[8 * k_max_layouts + 4 * e + 2 * part] = uint32_t(w.slot) | layout_of[i] << 8;
+            table[8 * k_max_layouts + 4 * e + 2 * part + 1] = uint32_t(loc[i].offset - b[4 + w.slot].offset);
+        }
+    be.dispatch("attention_paged", {}, b, 8,
+                {uint32_t(q.ne[0]), uint32_t(n_head), uint32_t(n), uint32_t(n_past), uint32_t(n_head / nhk),
+                 uint32_t(nhk), uint32_t(B), fbits(o.f[0]), b[1].word, words(q.nb[1]), b[0].word, words(d.nb[1]), 0u},
+                uint64_t(n) * uint64_t(n_head), &table, 12);
+}
+
+}  // namespace
+
+bool op_supported(const op& o, const device_caps& caps, uint64_t max_binding, std::string* why) {
+    (void)caps;
+    const uint64_t mb = max_binding;
+    switch (o.type) {
+        case op_type::GET_ROWS:
+        case op_type::MUL_MAT: {
+            const tensor& w = *o.src[0];
+            if (!weight_dtype_ok(w.type))
+                return refuse(why, o, std::string("weight dtype ") + dtype_name(w.type) + " has no Vulkan dequantizer");
+            if (w.nb[1] % 2 != 0) return refuse(why, o, "src0 rows are not 2-byte strided");
+            if (w.nb[1] + 256 > mb) return refuse(why, o, "one weight row exceeds a storage-buffer binding");
+            if (w.ne[0] > int64_t(UINT32_MAX / 4) || w.ne[1] > int64_t(INT32_MAX))
+                return refuse(why, o, "src0 is too large for 32-bit indices");
+            return activation_ok(o, o.src[1], "src1", mb, why) && activation_ok(o, o.dst, "dst", mb, why);
+        }
+        case op_type::RMS_NORM:
+        case op_type::ADD:
+        case op_type::MUL:
+        case op_type::SWIGLU:
+        case op_type::ROPE:
+            return activation_ok(o, o.src[0], "src0", mb, why) && activation_ok(o, o.src[1], "src1", mb, why) &&
+                   activation_ok(o, o.src[2], "src2", mb, why) && activation_ok(o, o.dst, "dst", mb, why);
+        case op_type::ATTENTION_PAGED: {
+            const paged_kv_view& kv = *static_cast<const paged_kv_view*>(o.ext);
+            if (o.src[0]->ne[0] > 256) return refuse(why, o, "head size above 256 (the kernel keeps 4 channels per thread)");
+            if (kv.n_blocks < 1) return refuse(why, o, "the paged view has no blocks");
+            const uint64_t table_bytes = uint64_t(kv.n_blocks) * uint64_t(kv.n_head_kv) * 16;
+            if (table_bytes > (uint64_t(4) << 20)) return refuse(why, o, "the block table exceeds the 4 MiB parameter arena");
+            return activation_ok(o, o.src[0], "src0", mb, why) && activation_ok(o, o.dst, "dst", mb, why);
+        }
+        case op_type::KV_STORE:
+        case op_type::ATTENTION:
+            return refuse(why, o, "not implemented in the Vulkan module yet (contiguous-cache op; the engine's "
+                                  "cache is paged: ATTENTION_PAGED) TODO(#6)");
+        case op_type::COUNT: break;
+    }
+    return refuse(why, o, "unknown op");
+}
+
+void record_op(vk_backend& be, const op& o) {
+    switch (o.type) {
+        case op_type::GET_ROWS: record_get_rows(be, o); return;
+        case op_type::RMS_NORM: record_rms_norm(be, o); return;
+        case op_type::MUL_MAT: record_mul_mat(be, o); return;
+        case op_type::ADD: record_elementwise(be, o, "add"); return;
+        case op_type::MUL: record_elementwise(be, o, "mul"); return;
+        case op_type::ROPE: record_rope(be, o); return;
+        case op_type::SWIGLU: record_elementwise(be, o, "swiglu"); return;
+        case op_type::ATTENTION_PAGED: record_attention_paged(be, o); return;
+        case op_type::KV_STORE:
+        case op_type::ATTENTION:
+        case op_type::COUNT: break;
+    }
+    fail(TFU_STATUS_UNSUPPORTED, std::string(be.name()) + ": " + op_name(o.type) + " is not implemented");
+}
+
+}  // namespace tfu::vk
