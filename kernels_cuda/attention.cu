@@ -49,7 +49,7 @@ void attention(context& ctx, const op& o) {
     const tensor& q = *o.src[0];
     const tensor& k = *o.src[1];
     const tensor& v = *o.src[2];
-    attn_params p;
+    attn_params p{};
     p.q = static_cast<const uint8_t*>(q.data);
     p.q_stride = q.nb[1];
     p.dst = static_cast<uint8_t*>(o.dst->data);
@@ -61,8 +61,7 @@ void attention(context& ctx, const op& o) {
     p.scale = o.f[0];
     const contiguous_reader r{static_cast<const uint8_t*>(k.data), static_cast<const uint8_t*>(v.data), k.nb[1], v.nb[1],
                               p.hd, k.type, v.type};
-    launch_attention(p, int(q.ne[2]), r, ctx.stream);
-    check_launch("attention_kernel");
+    launch_attention(ctx, p, int(q.ne[2]), r, "attention_kernel");
 }
 
 }  // namespace tfu::cuda

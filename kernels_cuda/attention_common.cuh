@@ -8,13 +8,19 @@
 // size <= 32 R) of q, of the row being read and of the output accumulator; the score is a warp-shuffle sum.
 // The warps' (max, sum, accumulator) are merged through shared memory at the end. Grouped-query attention:
 // head h reads KV head h / group.
-// TODO(#5): split-K over the sequence (several blocks per (j, h) plus a merge) for long decode contexts, and
-// one block per KV head serving its whole group of query heads.
+// Split-K (flash-decoding): when (n_head x n) blocks would leave most multiprocessors idle and the context is
+// long, grid.z = n_split blocks share one (j, h), each taking a contiguous range of its rows; they write
+// (max, sum, unnormalised accumulator) to scratch and attention_merge_kernel combines them.
+// TODO(#5): one block per KV head serving its whole group of query heads (K/V read once per group), and
+// tensor-core tiles for prefill.
 #pragma once
 
 #include <math_constants.h>
 
+#include <algorithm>
+
 #include "cuda_common.cuh"
+#include "cuda_ops.h"
 
 namespace tfu::cuda {
 
@@ -27,6 +33,7 @@ struct attn_params {
     size_t d_stride;
     int hd, n_head, group, n_past;
     float scale;
+    float* partial;    // split-K: (n * n_head, n_split, hd + 2) floats = (max, sum, acc[hd]); nullptr: no split
 };
 
 // READER: template <int R> __device__ void load_k(int hk, int t, int lane, float x[R]) const, and load_v: channels
@@ -44,8 +51,11 @@ __global__ void __launch_bounds__(k_attn_warps * k_warp) attention_kernel(attn_p
         const int c = lane + k_warp * r;
         qv[r] = c < p.hd ? qr[c] : 0.0f;
     }
-    const int per = (n_kv + k_attn_warps - 1) / k_attn_warps;
-    const int t0 = warp * per, t1 = min(n_kv, t0 + per);
+    const int n_split = gridDim.z, z = blockIdx.z;
+    const int chunk = (n_kv + n_split - 1) / n_split;
+    const int s0 = min(n_kv, z * chunk), s1 = min(n_kv, s0 + chunk);
+    const int per = (s1 - s0 + k_attn_warps - 1) / k_attn_warps;
+    const int t0 = s0 + warp * per, t1 = min(s1, t0 + per);
     float m = -CUDART_INF_F, l = 0.0f, acc[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) acc[r] = 0.0f;
@@ -82,24 +92,80 @@ __global__ void __launch_bounds__(k_attn_warps * k_warp) attention_kernel(attn_p
         f[w] = sm_m[w] == -CUDART_INF_F ? 0.0f : expf(sm_m[w] - mx);
         sum += f[w] * sm_l[w];
     }
-    float* out = reinterpret_cast<float*>(p.dst + size_t(j * p.n_head + h) * p.d_stride);
+    if (!p.partial) {
+        float* out = reinterpret_cast<float*>(p.dst + size_t(j * p.n_head + h) * p.d_stride);
+        for (int c = threadIdx.x; c < p.hd; c += blockDim.x) {
+            float o = 0.0f;
+#pragma unroll
+            for (int w = 0; w < k_attn_warps; ++w) o += f[w] * sm_acc[w][c];
+            out[c] = o / sum;
+        }
+        return;
+    }
+    // Split-K: this block's share, relative to its own max (an empty range leaves max -inf, sum 0, acc 0).
+    float* part = p.partial + (size_t(j * p.n_head + h) * n_split + z) * size_t(p.hd + 2);
+    if (threadIdx.x == 0) {
+        part[0] = mx;
+        part[1] = sum;
+    }
     for (int c = threadIdx.x; c < p.hd; c += blockDim.x) {
         float o = 0.0f;
 #pragma unroll
         for (int w = 0; w < k_attn_warps; ++w) o += f[w] * sm_acc[w][c];
+        part[2 + c] = o;
+    }
+}
+
+// Split-K merge: one block per (j, h) row of dst; out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s.
+static __global__ void attention_merge_kernel(attn_params p, int n_split) {
+    const size_t row = blockIdx.x;
+    const float* part = p.partial + row * n_split * size_t(p.hd + 2);
+    float mx = -CUDART_INF_F;
+    for (int s = 0; s < n_split; ++s) mx = fmaxf(mx, part[s * (p.hd + 2)]);
+    float sum = 0.0f;
+    for (int s = 0; s < n_split; ++s) {
+        const float m = part[s * (p.hd + 2)];
+        sum += m == -CUDART_INF_F ? 0.0f : expf(m - mx) * part[s * (p.hd + 2) + 1];
+    }
+    float* out = reinterpret_cast<float*>(p.dst + row * p.d_stride);
+    for (int c = threadIdx.x; c < p.hd; c += blockDim.x) {
+        float o = 0.0f;
+        for (int s = 0; s < n_split; ++s) {
+            const float m = part[s * (p.hd + 2)];
+            if (m != -CUDART_INF_F) o += expf(m - mx) * part[s * (p.hd + 2) + 2 + c];
+        }
         out[c] = o / sum;
     }
 }
 
-// Launches attention_kernel with the smallest R that covers the head size (hd <= 32 R).
+// Rows per split-K block below which splitting does not pay, and the most splits.
+constexpr int k_split_min_rows = 256;
+constexpr int k_split_max = 32;
+
+// Launches attention_kernel with the smallest R that covers the head size (hd <= 32 R), split over the
+// sequence when n_head x n blocks would not fill the device twice over and the context is long.
 template <typename READER>
-void launch_attention(const attn_params& p, int n, const READER& kv, cudaStream_t stream) {
-    const dim3 grid(unsigned(p.n_head), unsigned(n));
+void launch_attention(context& ctx, attn_params p, int n, const READER& kv, const char* what) {
+    const int64_t blocks = int64_t(p.n_head) * n;
+    const int max_n_kv = p.n_past + n;
+    int n_split = 1;
+    if (blocks < 2 * int64_t(ctx.sm_count)) {
+        const int want = int((2 * int64_t(ctx.sm_count) + blocks - 1) / blocks);
+        n_split = std::max(1, std::min({want, (max_n_kv + k_split_min_rows - 1) / k_split_min_rows, k_split_max}));
+    }
+    p.partial = n_split > 1 ? static_cast<float*>(ctx.scratch(size_t(blocks) * n_split * size_t(p.hd + 2) * sizeof(float)))
+                            : nullptr;
+    const dim3 grid(unsigned(p.n_head), unsigned(n), unsigned(n_split));
     const int r = (p.hd + k_warp - 1) / k_warp;
-    if (r <= 1) attention_kernel<1><<<grid, k_attn_warps * k_warp, 0, stream>>>(p, kv);
-    else if (r <= 2) attention_kernel<2><<<grid, k_attn_warps * k_warp, 0, stream>>>(p, kv);
-    else if (r <= 4) attention_kernel<4><<<grid, k_attn_warps * k_warp, 0, stream>>>(p, kv);
-    else attention_kernel<8><<<grid, k_attn_warps * k_warp, 0, stream>>>(p, kv);
+    if (r <= 1) attention_kernel<1><<<grid, k_attn_warps * k_warp, 0, ctx.stream>>>(p, kv);
+    else if (r <= 2) attention_kernel<2><<<grid, k_attn_warps * k_warp, 0, ctx.stream>>>(p, kv);
+    else if (r <= 4) attention_kernel<4><<<grid, k_attn_warps * k_warp, 0, ctx.stream>>>(p, kv);
+    else attention_kernel<8><<<grid, k_attn_warps * k_warp, 0, ctx.stream>>>(p, kv);
+    check_launch(what);
+    if (n_split > 1) {
+        attention_merge_kernel<<<unsigned(blocks), 128, 0, ctx.stream>>>(p, n_split);
+        check_launch("attention_merge_kernel");
+    }
 }
 
 }  // namespace tfu::cuda

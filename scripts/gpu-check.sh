@@ -25,7 +25,7 @@ step() {
   return $rc
 }
 
-note "# gpu-check $(date -u +%FT%TZ) $(git rev-parse --short HEAD 2>/dev/null)"
+note "# gpu-check $(date -u +%FT%TZ) $(git log -1 --format=%h 2>/dev/null)"
 nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv 2>&1 | tee -a "$report"
 NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 note "nvcc: $($NVCC --version | tail -2 | head -1)"
@@ -42,12 +42,13 @@ t0=$SECONDS
 step "configure (preset cuda)" configure.log cmake --preset cuda -DCMAKE_CUDA_COMPILER="$NVCC" "${prefix_args[@]}" || {
   tail -30 "$OUT/configure.log"; exit 1; }
 step "build" build.log cmake --build build/cuda -j "$JOBS" --target tfusion-cuda test_ops test_ops_contract \
-  test_cuda_backend || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
+  test_cuda_backend test_cuda_paths || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
 note "build time: $((SECONDS - t0)) s"
 
 T=build/cuda/tests
 summary() { grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests? ran|^\[  FAILED  \] " "$OUT/$1" | head -40 | tee -a "$report"; }
 step "test_cuda_backend" test_cuda_backend.log $T/test_cuda_backend; summary test_cuda_backend.log
+step "test_cuda_paths" test_cuda_paths.log $T/test_cuda_paths; summary test_cuda_paths.log
 step "test_ops (cuda)" test_ops.log $T/test_ops --gtest_filter='*cuda*'; summary test_ops.log
 step "test_ops_contract" test_ops_contract.log $T/test_ops_contract; summary test_ops_contract.log
 
@@ -57,5 +58,8 @@ for tool in memcheck racecheck; do
     $T/test_ops --gtest_filter='*cuda*'
   grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Invalid|Race|hazard" "$OUT/sanitizer-$tool.log" | head -20 | tee -a "$report"
 done
+step "compute-sanitizer memcheck (test_cuda_paths, test_cuda_backend)" sanitizer-memcheck-paths.log bash -c \
+  "'$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_paths && '$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_backend"
+grep -E "ERROR SUMMARY|Invalid" "$OUT/sanitizer-memcheck-paths.log" | head -20 | tee -a "$report"
 if [ "$status" = 0 ]; then note "RESULT: all steps passed"; else note "RESULT: some steps failed"; fi
 exit $status
