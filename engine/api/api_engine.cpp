@@ -13,6 +13,7 @@ TFU_API tfu_engine_params tfu_engine_params_default(void) {
     p.backend = TFU_BACKEND_AUTO;
     p.n_threads = 0;
     p.memory_budget = 0;
+    p.offload_policy = TFU_OFFLOAD_LRU;
     return p;
 }
 

@@ -189,6 +189,13 @@ TFU_API tfu_status tfu_session_load(tfu_session* session, const char* path) {
     });
 }
 
+TFU_API tfu_status tfu_session_prefetch(tfu_session* session) {
+    return guard([&] {
+        tfu::session& s = use(session);
+        tfu::session_use u(s);  // brings the cache back (session_use), or throws OUT_OF_MEMORY
+    });
+}
+
 TFU_API tfu_status tfu_session_get_stats(const tfu_session* session, tfu_session_stats* out_stats) {
     return guard([&] {
         need(session, "session");

@@ -2,6 +2,7 @@
 #include "runtime/session.h"
 
 #include <chrono>
+#include <cstring>
 
 #include "core/error.h"
 #include "core/utf8.h"
@@ -94,6 +95,7 @@ uint64_t kv_budget_bytes(model& m, const tfu_session_params& p, int32_t n_ctx, s
 
 session::session(model& m, const tfu_session_params& p, std::optional<dtype> contiguous)
     : mdl(m),
+      seq(m.eng.next_session_seq()),
       n_ctx_(checked_ctx(m, p)),
       n_batch_(checked_batch(p)),
       capacity_(checked_capacity(m, p, n_ctx_, contiguous)),
@@ -128,9 +130,54 @@ session::session(model& m, const tfu_session_params& p, std::optional<dtype> con
     }
     logits_.resize(size_t(m.hp.n_vocab));
     m.n_sessions.fetch_add(1);
+    m.eng.add_session(this);
 }
 
-session::~session() { mdl.n_sessions.fetch_sub(1); }
+session::~session() {
+    mdl.eng.remove_session(this);
+    mdl.n_sessions.fetch_sub(1);
+}
+
+void session::offload() {
+    if (!can_offload()) return;
+    host_tokens_ = table_->n_tokens();
+    host_final_blocks_ = table_->final_blocks();
+    std::vector<uint8_t> image(table_->image_bytes(host_tokens_));
+    size_t at = 0;
+    table_->write_image([&](const void* p, size_t n) {
+        std::memcpy(image.data() + at, p, n);
+        at += n;
+    });
+    TFU_CHECK(at == image.size());
+    host_image_ = std::move(image);
+    host_bytes_.store(host_image_.size());
+    table_->clear();
+    kv_budget_.release();
+    offloaded_.store(true);
+    ++n_offloads_;
+    mdl.eng.n_offloads.fetch_add(1);
+}
+
+void session::ensure_resident() {
+    if (!offloaded_.load()) return;
+    kv_budget_.acquire("session KV cache (" + std::to_string(capacity_) + " tokens) coming back from host memory",
+                       this);
+    try {
+        size_t at = 0;
+        table_->read_image(host_tokens_, host_final_blocks_, [&](void* p, size_t n) {
+            std::memcpy(p, host_image_.data() + at, n);
+            at += n;
+        });
+    } catch (...) {
+        kv_budget_.release();
+        throw;
+    }
+    std::vector<uint8_t>().swap(host_image_);
+    host_bytes_.store(0);
+    offloaded_.store(false);
+    ++n_prefetches_;
+    mdl.eng.n_prefetches.fetch_add(1);
+}
 
 void session::check_room(size_t n_new) const {
     if (policy_ == TFU_KV_POLICY_SLIDING_WINDOW) return;  // old tokens make room (make_room)
@@ -301,7 +348,7 @@ void session::stats(tfu_session_stats* out) const {
     out->n_ctx = n_ctx_;
     out->n_past = int32_t(tokens_.size());
     out->n_pending = int32_t(pending_.size());
-    out->kv_bytes = table_ ? table_->bytes() : contiguous_->bytes();
+    out->kv_bytes = table_ ? (offloaded_.load() ? 0 : table_->bytes()) : contiguous_->bytes();
     out->n_prompt_tokens = total_prompt_;
     out->n_generated = total_generated_;
     out->prefill_ms = total_prefill_ms_;
@@ -313,12 +360,24 @@ void session::stats(tfu_session_stats* out) const {
     out->kv_capacity = capacity_;
     out->n_evictions = n_evictions_;
     out->n_evicted_tokens = n_evicted_tokens_;
+    out->kv_offloaded = offloaded_.load();
+    out->kv_host_bytes = host_image_.size();
+    out->n_offloads = n_offloads_;
+    out->n_prefetches = n_prefetches_;
 }
 
 session_use::session_use(session& s) : s_(s) {
     bool expected = false;
     if (!s_.busy.compare_exchange_strong(expected, true))
         fail(TFU_STATUS_BUSY, "the session is being used by another thread");
+    s_.n_uses.fetch_add(1);
+    s_.last_use_tick.store(s_.mdl.eng.next_use_tick());
+    try {
+        s_.ensure_resident();
+    } catch (...) {
+        s_.busy.store(false);
+        throw;
+    }
     s_.last_used_unix_ms.store(uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
                                             std::chrono::system_clock::now().time_since_epoch())
                                             .count()));

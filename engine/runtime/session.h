@@ -47,7 +47,20 @@ public:
     void eval_logits(const int32_t* tokens, size_t n, float* out);
     std::vector<float> eval_all_logits(const std::vector<int32_t>& tokens);
 
+    // KV offload (engine::reserve_kv): offload() moves the cache to host memory and gives its bytes back to the
+    // budget (the caller holds the busy flag); ensure_resident() brings it back (session_use does, at the start
+    // of every call; OUT_OF_MEMORY keeps it in host memory, nothing lost). can_offload(): resident and paged.
+    void offload();
+    void ensure_resident();
+    bool can_offload() const { return table_ && !offloaded_.load(); }
+    // Lock-free readings for the engine statistics (any thread).
+    bool offloaded() const { return offloaded_.load(); }
+    uint64_t host_bytes() const { return host_bytes_.load(); }
+
     model& mdl;
+    const uint64_t seq;              // creation order (FIFO offload)
+    std::atomic<uint64_t> n_uses{0}; // calls so far (LFU offload)
+    std::atomic<uint64_t> last_use_tick{0};  // engine::next_use_tick() of the last call (LRU offload)
     std::atomic<bool> cancel_flag{false};  // set by tfu_session_cancel, also from signal handlers
     static_assert(std::atomic<bool>::is_always_lock_free, "tfu_session_cancel must be async-signal-safe");
     std::atomic<bool> busy{false};
@@ -65,7 +78,7 @@ private:
     int32_t capacity_;        // tokens the cache may hold (n_ctx_, or fewer under kv_cap_bytes)
     tfu_kv_policy policy_;
     int32_t n_sink_blocks_;   // sliding window: blocks kept at the start
-    reservation kv_budget_;  // before the caches: the budget is checked before anything is allocated
+    kv_reservation kv_budget_;  // before the caches: the budget is checked before anything is allocated
     std::unique_ptr<kv_cache> contiguous_;
     std::vector<kv_layer> kv_views_;
     std::unique_ptr<kv_block_table> table_;
@@ -80,6 +93,12 @@ private:
     uint64_t total_prompt_ = 0, total_generated_ = 0, n_prefix_reused_ = 0;
     uint64_t n_evictions_ = 0, n_evicted_tokens_ = 0;
     bool evicted_ = false;  // the cache no longer equals a prefill of tokens_: publish no prefix blocks
+    // Offloaded cache: the table's image (kv_block_table::write_image) while it is in host memory.
+    std::atomic<bool> offloaded_{false};
+    std::vector<uint8_t> host_image_;
+    std::atomic<uint64_t> host_bytes_{0};  // host_image_.size(), readable from any thread
+    int32_t host_tokens_ = 0, host_final_blocks_ = 0;
+    uint64_t n_offloads_ = 0, n_prefetches_ = 0;
     double total_prefill_ms_ = 0, total_decode_ms_ = 0;
 };
 

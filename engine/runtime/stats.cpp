@@ -3,6 +3,7 @@
 
 #include "core/json.h"
 #include "runtime/model.h"
+#include "runtime/session.h"
 
 namespace tfu {
 
@@ -44,6 +45,21 @@ std::string engine_stats_json(const engine& e) {
         models.push_back(std::move(mj));
     });
     doc.set("models", std::move(models));
+    json::value off = json::value::object();
+    static const char* const policies[] = {"lru", "lfu", "fifo", "none"};
+    off.set("policy", policies[int(e.offload_policy())]);
+    int64_t n = 0, n_off = 0, host = 0;
+    e.for_each_session([&](const session& s) {
+        ++n;
+        n_off += s.offloaded() ? 1 : 0;
+        host += int64_t(s.host_bytes());
+    });
+    off.set("sessions", n);
+    off.set("sessions_offloaded", n_off);
+    off.set("host_bytes", host);
+    off.set("offloads", int64_t(e.n_offloads.load()));
+    off.set("prefetches", int64_t(e.n_prefetches.load()));
+    doc.set("offload", std::move(off));
     return json::dump(doc, 2);
 }
 

@@ -119,11 +119,24 @@ typedef enum tfu_backend_kind {
     TFU_BACKEND_VULKAN = 4
 } tfu_backend_kind;
 
+/* Which idle session's KV cache moves to host memory when the memory budget is full (a new session, or an
+ * offloaded one coming back, needs room). The moved cache leaves the budget; the session gets it back, bit for
+ * bit, at its next call (or tfu_session_prefetch), moving another idle session out if need be. A session in a
+ * call on another thread is never moved. */
+typedef enum tfu_offload_policy {
+    TFU_OFFLOAD_LRU = 0,  /* least recently used first (default) */
+    TFU_OFFLOAD_LFU = 1,  /* least frequently used first (fewest calls), then least recently used */
+    TFU_OFFLOAD_FIFO = 2, /* oldest session first */
+    TFU_OFFLOAD_NONE = 3  /* never: a full budget gives TFU_STATUS_OUT_OF_MEMORY */
+} tfu_offload_policy;
+
 typedef struct tfu_engine_params {
     uint32_t struct_size;
     tfu_backend_kind backend; /* default TFU_BACKEND_AUTO */
     int32_t n_threads;        /* CPU worker threads; 0 = number of cores (default) */
     uint64_t memory_budget;   /* bytes for weights + KV cache of all models; 0 = no limit (default) */
+    /* -- since 0.1 (append-only below) -- */
+    tfu_offload_policy offload_policy; /* default TFU_OFFLOAD_LRU */
 } tfu_engine_params;
 
 TFU_API tfu_engine_params tfu_engine_params_default(void);
@@ -140,7 +153,8 @@ TFU_API uint64_t tfu_engine_memory_used(const tfu_engine* engine);
 /* Engine statistics as a JSON object: {"backend", "memory_budget", "memory_used", "models": [{"path",
  * "architecture", "weights_bytes", "sessions", "kv_pools": [{"type_k", "type_v", "block_tokens", "block_bytes",
  * "bytes_reserved", "bytes_in_use", "bytes_cached", "blocks_total", "blocks_in_use", "blocks_cached",
- * "blocks_free", "prefix_hits", "prefix_misses", "prefix_bytes_saved", "cow_copies", "cached_reclaimed"}]}]}.
+ * "blocks_free", "prefix_hits", "prefix_misses", "prefix_bytes_saved", "cow_copies", "cached_reclaimed"}]}],
+ * "offload": {"policy", "sessions", "sessions_offloaded", "host_bytes", "offloads", "prefetches"}}.
  * Keys are only ever added. Size protocol as tfu_tokenize. May run concurrently with any other call. */
 TFU_API tfu_status tfu_engine_get_stats_json(const tfu_engine* engine, char* out_json, size_t capacity,
                                              size_t* out_len);
@@ -383,9 +397,20 @@ typedef struct tfu_session_stats {
     int32_t kv_capacity;       /* tokens the cache holds at most (n_ctx, or less under kv_cap_bytes) */
     uint64_t n_evictions;      /* times the policy dropped tokens from a full cache */
     uint64_t n_evicted_tokens; /* tokens dropped in all */
+    bool kv_offloaded;         /* the cache is in host memory now (tfu_offload_policy); kv_bytes is then 0 */
+    uint64_t kv_host_bytes;    /* bytes of the cache held in host memory while offloaded */
+    uint64_t n_offloads;       /* times the cache was moved to host memory */
+    uint64_t n_prefetches;     /* times it was brought back */
 } tfu_session_stats;
 
 TFU_API tfu_status tfu_session_get_stats(const tfu_session* session, tfu_session_stats* out_stats);
+
+/* Brings the session's KV cache back from host memory now if the engine moved it out (see tfu_offload_policy),
+ * so that its next step does not wait for the copy: call it when a conversation is about to resume (the window
+ * gets focus, the user starts typing). Every call that needs the cache does the same on its own. OK if the cache
+ * is already in place; TFU_STATUS_OUT_OF_MEMORY if no idle session can make room (the cache stays in host
+ * memory, nothing is lost; try again when another session is idle or destroyed). */
+TFU_API tfu_status tfu_session_prefetch(tfu_session* session);
 
 #ifdef __cplusplus
 }

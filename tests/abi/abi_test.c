@@ -128,6 +128,7 @@ static void test_version_and_defaults(void) {
 
     CHECK(ep.struct_size == sizeof ep);
     CHECK(ep.backend == TFU_BACKEND_AUTO && ep.n_threads == 0 && ep.memory_budget == 0);
+    CHECK(ep.offload_policy == TFU_OFFLOAD_LRU);
     CHECK(mp.struct_size == sizeof mp);
     CHECK(mp.use_mmap);
     CHECK(smp.struct_size == sizeof smp);
@@ -193,6 +194,7 @@ static void test_null_handles(void) {
     CHECK_NULL_ARG(tfu_session_get_stats(NULL, &stats));
     CHECK_NULL_ARG(tfu_session_save(NULL, "/tmp/x.tfs"));
     CHECK_NULL_ARG(tfu_session_load(NULL, "/tmp/x.tfs"));
+    CHECK_NULL_ARG(tfu_session_prefetch(NULL));
     CHECK(!tfu_model_token_is_eog(NULL, 2));
     /* Destroying NULL is a no-op. */
     CHECK_STATUS(tfu_session_destroy(NULL), TFU_STATUS_OK);
@@ -489,6 +491,7 @@ static void test_session_file(tfu_model* model) {
     CHECK_STATUS(tfu_session_eval(a), TFU_STATUS_OK);
     CHECK_STATUS(tfu_session_save(a, path), TFU_STATUS_OK);
     CHECK_STATUS(tfu_session_load(b, path), TFU_STATUS_OK);
+    CHECK_STATUS(tfu_session_prefetch(b), TFU_STATUS_OK); /* resident already: nothing to do */
     CHECK_STATUS(tfu_session_get_logits(a, &la, &na), TFU_STATUS_OK);
     CHECK_STATUS(tfu_session_get_logits(b, &lb, &nb), TFU_STATUS_OK);
     CHECK(na == nb && na > 0 && memcmp(la, lb, na * sizeof(float)) == 0);
