@@ -159,6 +159,38 @@ void record_mul_mat(vk_backend& be, const op& o) {
     }
 }
 
+// One thread per word of the stored byte range (vk kv_store.comp); f32 caches one per element.
+void record_kv_store(vk_backend& be, const op& o) {
+    const tensor& x = *o.src[0];
+    const tensor& c = *o.dst;
+    binding b[2] = {bind_whole(be, &c, "dst (cache)"), bind_whole(be, &x, "src0")};
+    const uint64_t start = b[0].byte + uint64_t(o.i[0]) * c.nb[1];
+    const uint64_t end = start + uint64_t(x.nrows() - 1) * c.nb[1] + c.row_bytes();
+    const uint64_t n_words = ceil_div(end, 4) - start / 4;
+    be.dispatch("kv_store", {}, b, 2,
+                {uint32_t(c.type), uint32_t(x.ne[0]), uint32_t(start), uint32_t(end), uint32_t(c.nb[1]), b[1].word,
+                 words(x.nb[1])},
+                ceil_div(n_words, 256));
+}
+
+// One workgroup (64) per (query, head) over the contiguous cache (attention.comp).
+void record_attention(vk_backend& be, const op& o) {
+    const tensor& q = *o.src[0];
+    const tensor& k = *o.src[1];
+    const tensor& v = *o.src[2];
+    const tensor& d = *o.dst;
+    // Only rows 0 .. n_past + n - 1 are read: bind just those (the rest may be beyond one binding).
+    const int64_t rows = int64_t(o.i[0]) + q.ne[2];
+    binding b[4] = {bind_whole(be, &d, "dst"), bind_whole(be, &q, "src0 (q)"),
+                    be.bind(k.data, uint64_t(rows - 1) * k.nb[1] + k.row_bytes(), "src1 (K cache)"),
+                    be.bind(v.data, uint64_t(rows - 1) * v.nb[1] + v.row_bytes(), "src2 (V cache)")};
+    be.dispatch("attention", {}, b, 4,
+                {uint32_t(q.ne[0]), uint32_t(q.ne[1]), uint32_t(q.ne[2]), uint32_t(o.i[0]), uint32_t(q.ne[1] / o.i[1]),
+                 fbits(o.f[0]), b[1].word, words(q.nb[1]), b[0].word, words(d.nb[1]), uint32_t(k.type), b[2].byte,
+                 uint32_t(k.nb[1]), uint32_t(v.type), b[3].byte, uint32_t(v.nb[1])},
+                uint64_t(q.ne[2]) * uint64_t(q.ne[1]));
+}
+
 // Layout code of a KV head block for the shader: 0 f16, 1 bf16, 2 q8, 3 q4 per channel (K), 4 q4 per token (V).
 uint32_t kv_kind(const kv_layout& l) {
     switch (l.format) {
@@ -278,9 +310,21 @@ bool op_supported(const op& o, const device_caps& caps, uint64_t max_binding, st
             return activation_ok(o, o.src[0], "src0", mb, why) && activation_ok(o, o.dst, "dst", mb, why);
         }
         case op_type::KV_STORE:
-        case op_type::ATTENTION:
-            return refuse(why, o, "not implemented in the Vulkan module yet (contiguous-cache op; the engine's "
-                                  "cache is paged: ATTENTION_PAGED) TODO(#6)");
+            if (o.dst->type != dtype::F32 && o.dst->nb[1] % 2 != 0) return refuse(why, o, "cache rows are not 2-byte strided");
+            if (o.dst->type == dtype::F32 && o.dst->nb[1] % 4 != 0) return refuse(why, o, "cache rows are not 4-byte strided");
+            return activation_ok(o, o.src[0], "src0", mb, why) &&
+                   (extent(*o.dst) + 256 <= mb || refuse(why, o, "the cache exceeds one storage-buffer binding"));
+        case op_type::ATTENTION: {
+            const tensor& q = *o.src[0];
+            if (q.ne[0] > 256) return refuse(why, o, "head size above 256 (the kernel keeps 4 channels per thread)");
+            for (int i = 1; i < 3; ++i)
+                if (o.src[i]->nb[1] % 4 != 0) return refuse(why, o, "cache rows are not 4-byte strided");
+            const uint64_t rows = uint64_t(o.i[0]) + uint64_t(q.ne[2]);
+            for (int i = 1; i < 3; ++i)
+                if ((rows - 1) * o.src[i]->nb[1] + o.src[i]->row_bytes() + 256 > mb)
+                    return refuse(why, o, "the cache rows in use exceed one storage-buffer binding");
+            return activation_ok(o, o.src[0], "src0", mb, why) && activation_ok(o, o.dst, "dst", mb, why);
+        }
         case op_type::COUNT: break;
     }
     return refuse(why, o, "unknown op");
@@ -296,8 +340,8 @@ void record_op(vk_backend& be, const op& o) {
         case op_type::ROPE: record_rope(be, o); return;
         case op_type::SWIGLU: record_elementwise(be, o, "swiglu"); return;
         case op_type::ATTENTION_PAGED: record_attention_paged(be, o); return;
-        case op_type::KV_STORE:
-        case op_type::ATTENTION:
+        case op_type::KV_STORE: record_kv_store(be, o); return;
+        case op_type::ATTENTION: record_attention(be, o); return;
         case op_type::COUNT: break;
     }
     fail(TFU_STATUS_UNSUPPORTED, std::string(be.name()) + ": " + op_name(o.type) + " is not implemented");

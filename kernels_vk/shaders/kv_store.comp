@@ -1,0 +1,68 @@
+// KV_STORE: cache rows i0 .. i0+n-1 of dst (row, n_ctx; f32, f16 or bf16) = src0 (row, n) converted with
+// round-to-nearest-even exactly as core/fp16.h (f32_to_fp16 / f32_to_bf16). One thread per 32-bit word of the
+// stored byte range [start, end) of dst: a 16-bit cache word holds two elements (possibly of two rows, or one
+// element next to bytes this op must not touch), so the thread that owns the word writes both halves.
+// Launch: ceil(words / 256) groups of 256.
+#version 450
+#include "common.glsl"
+layout(local_size_x = 256) in;
+layout(push_constant) uniform pc_t {
+    uint ctype;             // 0 f32, 1 f16, 30 bf16 (GGUF ids)
+    uint k;                 // elements per row
+    uint start, end, d_nb1; // bytes within the dst binding: first byte of row i0, one past the last stored byte
+    uint x_off, x_s;        // words
+} pc;
+
+uint f32_to_f16(float f) {
+    uint x = floatBitsToUint(f);
+    uint sign = (x >> 16) & 0x8000u;
+    uint a = x & 0x7fffffffu;
+    if (a >= 0x7f800000u) return sign | 0x7c00u | (a > 0x7f800000u ? 0x200u : 0u);
+    if (a >= 0x477ff000u) return sign | 0x7c00u;
+    if (a < 0x38800000u) {
+        if (a < 0x33000000u) return sign;
+        uint e = a >> 23;
+        uint m = (a & 0x7fffffu) | 0x800000u;
+        uint shift = 126u - e;
+        uint r = m >> shift;
+        uint rem = m & ((1u << shift) - 1u);
+        uint half_ = 1u << (shift - 1u);
+        if (rem > half_ || (rem == half_ && (r & 1u) != 0u)) ++r;
+        return sign | r;
+    }
+    uint r = a - 0x38000000u;
+    uint o = r >> 13;
+    uint rem = r & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (o & 1u) != 0u)) ++o;
+    return sign | o;
+}
+
+uint f32_to_bf16(float f) {
+    uint x = floatBitsToUint(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return ((x >> 16) | 0x40u) & 0xffffu;
+    x += 0x7fffu + ((x >> 16) & 1u);
+    return x >> 16;
+}
+
+// The new 16-bit value for dst byte b (even), or 0x10000 to keep what is there.
+uint half_for(uint b) {
+    if (b < pc.start || b >= pc.end) return 0x10000u;
+    uint rel = b - pc.start, r = rel / pc.d_nb1, e = (rel % pc.d_nb1) / 2u;
+    if (e >= pc.k) return 0x10000u;  // row padding
+    float v = src0_f(pc.x_off + r * pc.x_s + e);
+    return pc.ctype == 1u ? f32_to_f16(v) : f32_to_bf16(v);
+}
+
+void main() {
+    uint w = pc.start / 4u + group_index() * 256u + gl_LocalInvocationID.x;
+    if (4u * w >= pc.end) return;
+    if (pc.ctype == 0u) {  // f32: rows are 4-byte strided
+        uint rel = 4u * w - pc.start, r = rel / pc.d_nb1, e = (rel % pc.d_nb1) / 4u;
+        if (e < pc.k) dst_w[w] = src0_w[pc.x_off + r * pc.x_s + e];
+        return;
+    }
+    uint lo = half_for(4u * w), hi = half_for(4u * w + 2u);
+    if (lo == 0x10000u && hi == 0x10000u) return;
+    uint old = (lo == 0x10000u || hi == 0x10000u) ? dst_w[w] : 0u;
+    dst_w[w] = (lo == 0x10000u ? (old & 0xffffu) : lo) | ((hi == 0x10000u ? (old >> 16) : hi) << 16);
+}
