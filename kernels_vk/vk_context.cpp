@@ -147,6 +147,20 @@ void context::create_instance(bool validation) {
     ci.ppEnabledExtensionNames = extensions.data();
     VkDebugUtilsMessengerCreateInfoEXT mi = messenger_info(this);
     if (validation) ci.pNext = &mi;  // also reports vkCreateInstance / vkDestroyInstance
+    // TFU_VK_VALIDATION=sync adds synchronization validation (missing or wrong barriers between dispatches/copies).
+    const VkValidationFeatureEnableEXT sync_feature = VK_VALIDATION_FEATURE_ENABLE_SYNCHRONIZATION_VALIDATION_EXT;
+    VkValidationFeaturesEXT vf{};
+    vf.sType = VK_STRUCTURE_TYPE_VALIDATION_FEATURES_EXT;
+    vf.enabledValidationFeatureCount = 1;
+    vf.pEnabledValidationFeatures = &sync_feature;
+    const char* mode = std::getenv("TFU_VK_VALIDATION");
+    if (validation && mode && std::strcmp(mode, "sync") == 0) {
+        vf.pNext = ci.pNext;
+        ci.pNext = &vf;
+        extensions.push_back(VK_EXT_VALIDATION_FEATURES_EXTENSION_NAME);
+        ci.enabledExtensionCount = uint32_t(extensions.size());
+        ci.ppEnabledExtensionNames = extensions.data();
+    }
     const VkResult r = f_.vkCreateInstance(&ci, nullptr, &instance_);
     if (r == VK_ERROR_INCOMPATIBLE_DRIVER || r == VK_ERROR_INITIALIZATION_FAILED)
         fail(TFU_STATUS_BACKEND_UNAVAILABLE, "vulkan: vkCreateInstance failed: " + result_name(r) + " (no Vulkan driver?)");
@@ -156,7 +170,8 @@ void context::create_instance(bool validation) {
         if (!f_.vkCreateDebugUtilsMessengerEXT)
             fail(TFU_STATUS_BACKEND_UNAVAILABLE, "vulkan: validation requested but VK_EXT_debug_utils is missing");
         check(f_.vkCreateDebugUtilsMessengerEXT(instance_, &mi, nullptr, &messenger_), "vkCreateDebugUtilsMessengerEXT");
-        log_.log(TFU_LOG_INFO, "vulkan: validation layer VK_LAYER_KHRONOS_validation enabled (TFU_VK_VALIDATION)");
+        log_.log(TFU_LOG_INFO, std::string("vulkan: validation layer VK_LAYER_KHRONOS_validation enabled (TFU_VK_VALIDATION") +
+                                   (vf.pNext || ci.pNext == &vf ? ", with synchronization validation)" : ")"));
     }
 }
 
