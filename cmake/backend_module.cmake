@@ -20,7 +20,11 @@ function(tfu_add_backend_module kind)
                                                "${CMAKE_CURRENT_SOURCE_DIR}")
   target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-fvisibility=hidden -fvisibility-inlines-hidden>)
   target_link_libraries(${target} PRIVATE Threads::Threads ${CMAKE_DL_LIBS})
-  # Only tfu_module_create is exported (the module marks it with visibility("default")).
-  target_link_options(${target} PRIVATE -Wl,--no-undefined)
+  # Only tfu_module_create is exported: a version script also hides the weak template instantiations that the
+  # C++ standard library would otherwise export.
+  set(map "${CMAKE_BINARY_DIR}/tfu_module_exports.map")
+  file(WRITE "${map}" "{\n  global: tfu_module_create;\n  local: *;\n};\n")
+  target_link_options(${target} PRIVATE -Wl,--no-undefined "-Wl,--version-script=${map}")
+  set_property(TARGET ${target} APPEND PROPERTY LINK_DEPENDS "${map}")
   set_target_properties(${target} PROPERTIES LIBRARY_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}/modules" PREFIX "lib")
 endfunction()

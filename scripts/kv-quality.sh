@@ -7,8 +7,8 @@
 # CTXS (default "128 512"), THREADS (default nproc), SYNTH (synthetic model; default
 # /work/models/xcheck/tiny-llama-f32.gguf, else generated with tfusion-synth), SYNTH_CHUNKS (default 8: its
 # vocabulary is 32000 tokens, so it is slower per chunk), PAIRS (default "f16/f16 bf16/bf16 q8/q8 q8/q4 q4/q4 q4/q8"),
-# WINDOWS (sliding-window cache sizes for the policy table, at the largest -c, stories260K; default "384 256 160"),
-# WINDOW_PAIRS (default "f16/f16 q8/q8 q8/q4").
+# POLICIES (default "window h2o summary"), WINDOWS (cache sizes for the policy table, at the largest -c,
+# stories260K; default "384 256 160"), WINDOW_PAIRS (default "f16/f16 q8/q8 q8/q4").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/tmp/tfu-kv-quality}
@@ -77,8 +77,9 @@ for mc in "${models[@]}"; do
   done
 done
 
-# The sliding-window policy: the cache holds fewer tokens than a chunk, so old tokens are dropped while the chunk
-# is evaluated; compared with the full f16 cache of the same chunks (the base saved above).
+# The eviction policies: the cache holds fewer tokens than a chunk, so tokens are dropped (or pooled) while the
+# chunk is evaluated; compared with the full f16 cache of the same chunks (the base saved above).
+read -r -a policies <<<"${POLICIES:-window h2o summary}"
 read -r -a windows <<<"${WINDOWS:-384 256 160}"
 read -r -a wpairs <<<"${WINDOW_PAIRS:-f16/f16 q8/q8 q8/q4}"
 ctx=${ctxs[-1]}
@@ -87,21 +88,23 @@ name=$(basename "$model" .gguf)
 base="$out/$name-c$ctx-f16.kld"
 base_ppl=$(sed -n 's/^PPL = \([0-9.]*\).*/\1/p' "$out/$name-c$ctx-f16-f16.log")
 echo
-echo "| model | -c | K/V | window (sinks 4) | tokens dropped per chunk | PPL | PPL vs full f16 | mean KLD | same top-1 |"
-echo "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| model | -c | policy | K/V | cache tokens (sinks 4) | tokens dropped per chunk | PPL | PPL vs full f16 | mean KLD | same top-1 |"
+echo "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+for pol in "${policies[@]}"; do
 for w in "${windows[@]}"; do
   for pair in "${wpairs[@]}"; do
     k=${pair%/*}; v=${pair#*/}
-    log="$out/$name-c$ctx-$k-$v-w$w.log"
-    echo "== $name -c $ctx K $k V $v window $w" >&2
-    "$ppl_exe" -m "$model" -f "$text" -c "$ctx" -t "$threads" -ctk "$k" -ctv "$v" --kv-policy window \
+    log="$out/$name-c$ctx-$k-$v-$pol$w.log"
+    echo "== $name -c $ctx K $k V $v $pol $w" >&2
+    "$ppl_exe" -m "$model" -f "$text" -c "$ctx" -t "$threads" -ctk "$k" -ctv "$v" --kv-policy "$pol" \
       --kv-window "$w" --kl-base "$base" >"$log" 2>&1
     ppl=$(sed -n 's/^PPL = \([0-9.]*\).*/\1/p' "$log")
-    dropped=$(sed -n 's/.*the window dropped \([0-9]*\) tokens.*/\1/p' "$log" | tail -1)
+    dropped=$(sed -n 's/.*the policy dropped \([0-9]*\) tokens.*/\1/p' "$log" | tail -1)
     kld=$(sed -n 's/^Mean    KLD: *\([-0-9.]*\).*/\1/p' "$log")
     top=$(sed -n 's/^Same top p: *\([0-9.]*\).*/\1/p' "$log")
     [ -n "$ppl" ] || { echo "kv-quality: $log has no PPL" >&2; exit 1; }
     rel=$(awk -v a="$ppl" -v b="$base_ppl" 'BEGIN { printf "%+.3f%%", 100 * (a / b - 1) }')
-    echo "| $name | $ctx | $k/$v | $w | ${dropped:-0} | $ppl | $rel | $kld | $top% |"
+    echo "| $name | $ctx | $pol | $k/$v | $w | ${dropped:-0} | $ppl | $rel | $kld | $top% |"
   done
+done
 done

@@ -36,6 +36,8 @@ TFU_API tfu_session_params tfu_session_params_default(void) {
     p.kv_policy = TFU_KV_POLICY_REFUSE;
     p.kv_n_sink = 4;
     p.kv_cap_bytes = 0;
+    p.kv_n_recent = 0;
+    p.kv_chunk = 8;
     return p;
 }
 

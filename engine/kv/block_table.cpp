@@ -223,7 +223,7 @@ void kv_block_table::publish_prefix(const int32_t* tokens, int32_t n) {
     for (; n_published_ < full; ++n_published_) pool_.publish_prefix(hashes_[n_published_], blocks_[n_published_]);
 }
 
-void kv_block_table::drop_blocks(int32_t first, int32_t count, const key_shift_fn& shift_k) {
+void kv_block_table::drop_blocks(int32_t first, int32_t count, const key_rotate_fn& rotate_k) {
     const kv_pool_params& p = pool_.params();
     if (first < 0 || count < 1 || first + count > n_final_blocks())
         fail(TFU_STATUS_INVALID_ARGUMENT, "kv_block_table::drop_blocks: blocks " + std::to_string(first) + "+" +
@@ -254,6 +254,7 @@ void kv_block_table::drop_blocks(int32_t first, int32_t count, const key_shift_f
 
     const int32_t d = p.head_dim;
     std::vector<float> rows(size_t(B_) * size_t(d));
+    const std::vector<int32_t> deltas(size_t(B_), -count * B_);
     for (int32_t b = first; b < n_blocks(); ++b) {
         blocks_[size_t(b)] = pool_.make_writable(blocks_[size_t(b)]);
         const int32_t n_rows = std::min(B_, n_tokens_ - b * B_);
@@ -263,7 +264,7 @@ void kv_block_table::drop_blocks(int32_t first, int32_t count, const key_shift_f
                 const kv_layout& kl = in_residual ? residual_layout_ : pool_.k_layout();
                 uint8_t* blk = in_residual ? reinterpret_cast<uint8_t*>(residual(l, h, b)) : pool_.k_head(blocks_[size_t(b)], l, h);
                 for (int32_t t = 0; t < n_rows; ++t) kv_read_row(kl, blk, t, rows.data() + size_t(t) * size_t(d));
-                shift_k(rows.data(), n_rows);
+                rotate_k(rows.data(), deltas.data(), n_rows);
                 if (kl.per_token()) {
                     for (int32_t t = 0; t < n_rows; ++t) kv_write_row(kl, blk, t, rows.data() + size_t(t) * size_t(d));
                 } else {
@@ -271,6 +272,68 @@ void kv_block_table::drop_blocks(int32_t first, int32_t count, const key_shift_f
                 }
             }
     }
+}
+
+void kv_block_table::compact(const std::vector<std::pair<int32_t, int32_t>>& groups, const key_rotate_fn& rotate_k) {
+    const kv_pool_params& p = pool_.params();
+    for (int32_t w : written_)
+        if (w != n_tokens_) fail(TFU_STATUS_INTERNAL, "kv_block_table::compact during an unfinished pass");
+    int32_t prev_end = 0;
+    for (const auto& [a, e] : groups)
+        if (a < prev_end || e <= a || e > n_tokens_)
+            fail(TFU_STATUS_INVALID_ARGUMENT, "kv_block_table::compact: group [" + std::to_string(a) + ", " +
+                                                  std::to_string(e) + ") is empty, out of order or outside the table");
+        else
+            prev_end = e;
+    const int32_t n_new = int32_t(groups.size());
+    const int32_t d = p.head_dim;
+    kv_block_table fresh(pool_);
+    fresh.append(n_new);
+    // Per row of the old table: the group it joins and the rotation to its new position.
+    std::vector<int32_t> src_rows, deltas;
+    for (int32_t q = 0; q < n_new; ++q)
+        for (int32_t r = groups[size_t(q)].first; r < groups[size_t(q)].second; ++r) {
+            src_rows.push_back(r);
+            deltas.push_back(q - r);
+        }
+    std::vector<float> rows(src_rows.size() * size_t(d)), out(size_t(n_new) * size_t(d));
+    auto read = [&](bool keys, int32_t l, int32_t h) {
+        for (size_t i = 0; i < src_rows.size(); ++i) {
+            const int32_t r = src_rows[i];
+            const kv_rows src = keys ? k_rows(r / B_, l, h) : v_rows(r / B_, l, h);
+            kv_read_row(*src.layout, src.data, r % B_, rows.data() + i * size_t(d));
+        }
+    };
+    auto mean = [&]() {
+        size_t i = 0;
+        for (int32_t q = 0; q < n_new; ++q) {
+            float* o = out.data() + size_t(q) * size_t(d);
+            const int32_t n = groups[size_t(q)].second - groups[size_t(q)].first;
+            std::fill(o, o + d, 0.0f);
+            for (int32_t k = 0; k < n; ++k, ++i)
+                for (int32_t c = 0; c < d; ++c) o[c] += rows[i * size_t(d) + size_t(c)];
+            if (n > 1)
+                for (int32_t c = 0; c < d; ++c) o[c] /= float(n);
+        }
+    };
+    for (int32_t l = 0; l < p.n_layer; ++l)
+        for (int32_t h = 0; h < p.n_head_kv; ++h) {
+            read(true, l, h);
+            rotate_k(rows.data(), deltas.data(), int32_t(src_rows.size()));
+            mean();
+            fresh.write_k(l, h, 0, n_new, out.data(), d);
+            read(false, l, h);
+            mean();
+            fresh.write_v(l, h, 0, n_new, out.data(), d);
+        }
+    // Take the fresh table's state; its destructor releases the old blocks.
+    std::swap(blocks_, fresh.blocks_);
+    std::swap(n_tokens_, fresh.n_tokens_);
+    std::swap(residual_, fresh.residual_);
+    std::swap(r_, fresh.r_);
+    std::swap(written_, fresh.written_);
+    hashes_.clear();
+    n_published_ = 0;
 }
 
 size_t kv_block_table::image_bytes(int32_t n_tokens) const {

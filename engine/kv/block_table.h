@@ -37,6 +37,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "kv/block_pool.h"
@@ -83,17 +84,29 @@ public:
     int32_t adopt_prefix(const int32_t* tokens, int32_t n);
     void publish_prefix(const int32_t* tokens, int32_t n);
 
+    // Key rotation for evictions: rotates rows[i] (head_dim floats, in place) by deltas[i] positions (RoPE).
+    using key_rotate_fn = std::function<void(float* rows, const int32_t* deltas, int32_t n_rows)>;
+
     // Eviction (the session's sliding-window policy): removes the `count` whole blocks starting at table block
     // `first` and moves every later position down by count * B, so that position == index in the cache stays
-    // true. Keys were stored after RoPE, so each moved key row is rotated back by count * B positions with
-    // `shift_k(rows, n_rows)` (n_rows rows of head_dim floats, in place): per-token formats are decoded, rotated
-    // and re-encoded row by row; q4 key blocks are dequantized, rotated and re-quantized per channel (lossy, like
-    // any re-quantization); the f16 residual tail is rotated in f16. V rows have no position and do not change.
+    // true. Keys were stored after RoPE, so each moved key row is rotated by -count * B positions with
+    // `rotate_k`: per-token formats are decoded, rotated and re-encoded row by row; q4 key blocks are
+    // dequantized, rotated and re-quantized per channel (lossy, like any re-quantization); the f16 residual tail
+    // is rotated in f16. V rows have no position and do not change.
     // Requires a complete pass (every layer and head written up to n_tokens) and the removed blocks to be final
     // (first + count <= n_final_blocks()). Moved blocks that were shared or published become private copies
     // (make_writable); their prefix keys are dropped (the blocks no longer hold what a fresh prefill would).
-    using key_shift_fn = std::function<void(float* rows, int32_t n_rows)>;
-    void drop_blocks(int32_t first, int32_t count, const key_shift_fn& shift_k);
+    void drop_blocks(int32_t first, int32_t count, const key_rotate_fn& rotate_k);
+
+    // Token-level eviction (the H2O and chunk-summary policies): rewrites the table so that new position q holds
+    // the mean of the old rows [groups[q].first, groups[q].second): one row for a kept token, several for a
+    // summary. Each key row is rotated from its old position p to q (rotate_k, delta q - p) before the mean, so
+    // that every kept key sits at its new position; values are averaged as they are. Groups must be non-empty,
+    // ascending and disjoint within [0, n_tokens); requires a complete pass. The rows are decoded to f32 one
+    // (layer, head) at a time and written into fresh blocks through write_k / write_v (q4 keys re-quantized per
+    // channel), so the old blocks are held until the new ones are written: the table briefly holds both.
+    // Shared blocks are never written; the prefix keys of the table are dropped.
+    void compact(const std::vector<std::pair<int32_t, int32_t>>& groups, const key_rotate_fn& rotate_k);
 
     // Save/restore (runtime/session_file.cpp). The image of a table after a complete pass is its blocks' bytes
     // in table order (n_blocks x block_bytes) and then, for q4 keys, the f16 residual; image_bytes() says how

@@ -58,12 +58,11 @@ tensor decoder::act(std::vector<float>& buf, int64_t ne0, int64_t ne1, int64_t n
     return make_tensor(dtype::F32, ne0, ne1, ne2, 1, buf.data());
 }
 
-void decoder::rope_shift(backend& be, float* rows, int32_t n, int32_t delta) const {
+void decoder::rope_shift(backend& be, float* rows, const int32_t* deltas, int32_t n) const {
     TFU_CHECK(be.host_memory());
     if (n <= 0) return;
-    std::vector<int32_t> pos(size_t(n), delta);
     tensor x = make_tensor(dtype::F32, hp_.head_dim, 1, n, 1, rows, "shifted keys");
-    tensor p = make_tensor(dtype::I32, n, 1, 1, 1, pos.data(), "shift");
+    tensor p = make_tensor(dtype::I32, n, 1, 1, 1, const_cast<int32_t*>(deltas), "shift");
     op r = make_op(op_type::ROPE, &x, &x, &p, rope_factors_.data ? &rope_factors_ : nullptr);
     r.i[0] = hp_.n_rot;
     r.i[1] = int32_t(hp_.rope);
@@ -134,6 +133,7 @@ void decoder::forward(backend& be, const kv_target& kv, const int32_t* tokens, i
             be.run(ops.data(), ops.size());
             ops.clear();
             kv.paged->store(il, kr2, v, pos0);
+            kv.paged->observe(il, qr, pos0);
             a = make_op(op_type::ATTENTION_PAGED, &att, &qr);
             a.ext = kv.paged->view(il);
         }

@@ -26,6 +26,13 @@ public:
     virtual ~kv_sink() = default;
     virtual void store(int32_t layer, const tensor& k, const tensor& v, int32_t pos0) = 0;
     virtual const paged_kv_view* view(int32_t layer) = 0;
+    // Sees a layer's queries (hd, n_head, n) f32 after RoPE, at positions pos0.., once their K/V are stored (the
+    // H2O policy scores the cached tokens with them). Default: nothing.
+    virtual void observe(int32_t layer, const tensor& q, int32_t pos0) {
+        (void)layer;
+        (void)q;
+        (void)pos0;
+    }
 };
 
 // Where forward() keeps K and V: exactly one of the two is set.
@@ -48,10 +55,10 @@ public:
 
     int32_t n_batch_max() const { return n_batch_max_; }
 
-    // Moves n key rows (head_dim floats each, in place) by `delta` positions: RoPE rotations compose
-    // (R(p + delta) = R(delta) R(p)), so a ROPE op at position delta with forward()'s parameters does it. For the
-    // cache's sliding window (kv_block_table::drop_blocks). `be` must address host memory.
-    void rope_shift(backend& be, float* rows, int32_t n, int32_t delta) const;
+    // Moves key row i (head_dim floats, in place) by deltas[i] positions: RoPE rotations compose
+    // (R(p + delta) = R(delta) R(p)), so a ROPE op at positions `deltas` with forward()'s parameters does it. For
+    // the cache's eviction policies (kv_block_table::drop_blocks, compact). `be` must address host memory.
+    void rope_shift(backend& be, float* rows, const int32_t* deltas, int32_t n) const;
 
 private:
     tensor act(std::vector<float>& buf, int64_t ne0, int64_t ne1, int64_t ne2 = 1);

@@ -1,6 +1,9 @@
 // Paged KV for the decoder: per-head row writes into the block table, and the per-layer block views.
 #include "runtime/paged_kv.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "core/error.h"
 
 namespace tfu {
@@ -34,6 +37,36 @@ const paged_kv_view* paged_kv::view(int32_t layer) {
     view_.k = k_.data();
     view_.v = v_.data();
     return &view_;
+}
+
+void paged_kv::observe(int32_t layer, const tensor& q, int32_t pos0) {
+    if (!scores_) return;
+    const int32_t B = table_.pool().params().block_tokens;
+    const int64_t n_head = q.ne[1], n = q.ne[2];
+    const int64_t group = n_head / n_head_kv_;
+    const float scale = float(1.0 / std::sqrt(double(head_dim_)));
+    TFU_CHECK(int64_t(scores_->size()) >= pos0 + n);
+    std::vector<float> s(size_t(pos0 + n));
+    for (int64_t j = 0; j < n; ++j) {
+        const int32_t n_keys = pos0 + int32_t(j) + 1;  // causal: keys 0 .. pos0 + j
+        for (int64_t h = 0; h < n_head; ++h) {
+            const float* qh = static_cast<const float*>(q.data) + (j * n_head + h) * q.ne[0];
+            const int32_t hk = int32_t(h / group);
+            float mx = -INFINITY;
+            for (int32_t b = 0; b * B < n_keys; ++b) {
+                const kv_rows r = table_.k_rows(b, layer, hk);
+                const int32_t rows = std::min(B, n_keys - b * B);
+                for (int32_t i = 0; i < rows; ++i) {
+                    const size_t t = size_t(b * B + i);
+                    s[t] = scale * kv_dot_row(*r.layout, r.data, i, qh);
+                    mx = std::max(mx, s[t]);
+                }
+            }
+            double sum = 0;
+            for (int32_t t = 0; t < n_keys; ++t) sum += std::exp(double(s[size_t(t)] - mx));
+            for (int32_t t = 0; t < n_keys; ++t) (*scores_)[size_t(t)] += std::exp(double(s[size_t(t)] - mx)) / sum;
+        }
+    }
 }
 
 }  // namespace tfu

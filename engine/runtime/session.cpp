@@ -60,7 +60,7 @@ uint64_t residual_bytes(model& m, kv_block_pool& pool) {
 
 // Tokens the cache may hold: n_ctx, or the whole blocks that fit in kv_cap_bytes.
 int32_t checked_capacity(model& m, const tfu_session_params& p, int32_t n_ctx, std::optional<dtype> contiguous) {
-    if (p.kv_policy != TFU_KV_POLICY_REFUSE && p.kv_policy != TFU_KV_POLICY_SLIDING_WINDOW)
+    if (p.kv_policy < TFU_KV_POLICY_REFUSE || p.kv_policy > TFU_KV_POLICY_CHUNK_SUMMARY)
         fail(TFU_STATUS_INVALID_ARGUMENT, "session params: kv_policy = " + std::to_string(int(p.kv_policy)) +
                                               " is not a tfu_kv_policy");
     if (p.kv_cap_bytes == 0 || contiguous) return n_ctx;
@@ -101,11 +101,14 @@ session::session(model& m, const tfu_session_params& p, std::optional<dtype> con
       capacity_(checked_capacity(m, p, n_ctx_, contiguous)),
       policy_(p.kv_policy),
       n_sink_blocks_(sink_blocks(p, 32)),
+      n_sink_(p.kv_n_sink),
+      n_recent_(p.kv_n_recent > 0 ? p.kv_n_recent : capacity_ / 4),
+      chunk_(p.kv_chunk),
       kv_budget_(m.eng, kv_budget_bytes(m, p, capacity_, contiguous),
                  "session KV cache (" + std::to_string(capacity_) + " tokens)"),
       // Sliding window: a batch is at most a quarter of the cache, what one eviction frees.
       dec_(m.hp, m.weights,
-           std::min(n_batch_, policy_ == TFU_KV_POLICY_SLIDING_WINDOW ? std::max(1, capacity_ / 4) : capacity_)),
+           std::min(n_batch_, policy_ != TFU_KV_POLICY_REFUSE ? std::max(1, capacity_ / 4) : capacity_)),
       smp_(to_config(p.sampler), m.hp.n_vocab) {
     if (contiguous) {
         contiguous_ = std::make_unique<kv_cache>(m.hp.n_layer, m.hp.n_embd_kv(), n_ctx_, *contiguous);
@@ -117,8 +120,24 @@ session::session(model& m, const tfu_session_params& p, std::optional<dtype> con
         paged_ = std::make_unique<paged_kv>(*table_, m.hp.n_layer);
         target_.paged = paged_.get();
     }
+    if (policy_ != TFU_KV_POLICY_REFUSE && !table_)
+        fail(TFU_STATUS_INVALID_ARGUMENT, "the eviction policies need the paged KV cache");
+    if (policy_ == TFU_KV_POLICY_H2O || policy_ == TFU_KV_POLICY_CHUNK_SUMMARY) {
+        if (p.kv_n_recent < 0) fail(TFU_STATUS_INVALID_ARGUMENT, "session params: kv_n_recent must be >= 0");
+        if (policy_ == TFU_KV_POLICY_CHUNK_SUMMARY && p.kv_chunk < 2)
+            fail(TFU_STATUS_INVALID_ARGUMENT, "session params: kv_chunk must be >= 2");
+        // The sinks and the recent tokens may take at most half the cache: the other half is what is dropped or
+        // pooled, a quarter at a time.
+        if (int64_t(n_sink_) + n_recent_ > capacity_ / 2)
+            fail(TFU_STATUS_INVALID_ARGUMENT, "session params: kv_n_sink (" + std::to_string(n_sink_) +
+                                                  ") + kv_n_recent (" + std::to_string(n_recent_) +
+                                                  ") must be at most half the cache (" + std::to_string(capacity_) +
+                                                  " tokens)");
+        if (capacity_ < 16)
+            fail(TFU_STATUS_INVALID_ARGUMENT, "the eviction policies need a cache of at least 16 tokens");
+        if (policy_ == TFU_KV_POLICY_H2O) paged_->track_attention(&scores_);
+    }
     if (policy_ == TFU_KV_POLICY_SLIDING_WINDOW) {
-        if (!table_) fail(TFU_STATUS_INVALID_ARGUMENT, "the sliding-window policy needs the paged KV cache");
         const int32_t B = table_->pool().params().block_tokens;
         n_sink_blocks_ = sink_blocks(p, B);
         const int32_t need = (n_sink_blocks_ + 4) * B;
@@ -180,7 +199,7 @@ void session::ensure_resident() {
 }
 
 void session::check_room(size_t n_new) const {
-    if (policy_ == TFU_KV_POLICY_SLIDING_WINDOW) return;  // old tokens make room (make_room)
+    if (policy_ != TFU_KV_POLICY_REFUSE) return;  // old tokens make room (make_room)
     const size_t used = tokens_.size() + pending_.size();
     if (used + n_new > size_t(capacity_))
         fail(TFU_STATUS_CONTEXT_FULL, "the session's context holds " + std::to_string(capacity_) + " tokens; " +
@@ -211,44 +230,24 @@ void session::throw_if_cancelled() {
     if (cancel_flag.exchange(false)) fail(TFU_STATUS_CANCELLED, "cancelled by tfu_session_cancel");
 }
 
-void session::make_room(int32_t n) {
-    const int32_t B = table_->pool().params().block_tokens;
-    const int32_t over = table_->n_tokens() + n - capacity_;
-    if (over <= 0) return;
-    const int32_t need = (over + B - 1) / B;
-    const int32_t avail = table_->n_final_blocks() - n_sink_blocks_;
-    const int32_t drop = std::min(std::max(need, capacity_ / B / 4), avail);
-    if (drop < need)
-        fail(TFU_STATUS_CONTEXT_FULL, "sliding window: only " + std::to_string(std::max(0, avail)) +
-                                          " blocks can be dropped but " + std::to_string(need) + " are needed");
-    // Keys after the dropped blocks move down by drop * B positions: rotate them back that far, with the scalar
-    // reference kernel on the host (the rows are decoded to f32 on the host anyway).
-    std::unique_ptr<backend> host = make_cpu_ref_backend();
-    const int32_t delta = -drop * B;
-    table_->drop_blocks(n_sink_blocks_, drop, [&](float* rows, int32_t n_rows) {
-        dec_.rope_shift(*host, rows, n_rows, delta);
-    });
-    const auto first = tokens_.begin() + long(n_sink_blocks_) * B;
-    tokens_.erase(first, first + long(drop) * B);
-    ++n_evictions_;
-    n_evicted_tokens_ += uint64_t(drop) * uint64_t(B);
-    evicted_ = true;
-}
-
 void session::forward_batch(const int32_t* tokens, int32_t n, bool all_logits, float* out) {
-    if (policy_ == TFU_KV_POLICY_SLIDING_WINDOW) make_room(n);
+    if (policy_ != TFU_KV_POLICY_REFUSE) make_room(n);
     const int32_t pos0 = int32_t(tokens_.size());
     if (table_) {
         TFU_CHECK(table_->n_tokens() == pos0);
         table_->append(n);  // blocks for the new positions (OUT_OF_MEMORY adds nothing)
     }
+    if (policy_ == TFU_KV_POLICY_H2O) scores_.resize(size_t(pos0) + size_t(n), 0.0);
     try {
         auto lock = mdl.eng.lock_device();
         dec_.forward(mdl.eng.device(), target_, tokens, n, pos0, all_logits, out, &cancel_flag);
     } catch (...) {
         if (table_) table_->truncate(pos0);  // the positions were not evaluated: give their rows back
+        if (policy_ == TFU_KV_POLICY_H2O) scores_.resize(size_t(pos0));  // (scores of a partial pass stay: harmless)
         throw;
     }
+    for (int32_t i = 0; i < n; ++i) origin_.push_back(n_seen_ + i);
+    n_seen_ += n;
 }
 
 void session::eval() {
@@ -260,6 +259,9 @@ void session::eval() {
         const int32_t got = table_->adopt_prefix(pending_.data(), int32_t(pending_.size() - 1));
         if (got > 0) {
             tokens_.assign(pending_.begin(), pending_.begin() + got);
+            for (int32_t i = 0; i < got; ++i) origin_.push_back(i);
+            n_seen_ = got;
+            if (policy_ == TFU_KV_POLICY_H2O) scores_.assign(size_t(got), 0.0);
             for (int32_t i = 0; i < got; ++i) smp_.accept(pending_[size_t(i)]);
             done = size_t(got);
             n_prefix_reused_ += uint64_t(got);
@@ -334,6 +336,9 @@ int32_t session::sample() {
 void session::reset() {
     if (table_) table_->clear();
     tokens_.clear();
+    origin_.clear();
+    scores_.clear();
+    n_seen_ = 0;
     pending_.clear();
     has_logits_ = false;
     smp_.reset();

@@ -35,6 +35,11 @@ public:
     const std::vector<float>& logits() const;  // last evaluated position; throws if none
     void stats(tfu_session_stats* out) const;
     const std::vector<int32_t>& tokens() const { return tokens_; }  // in the cache, position order
+    // For each cache position, the index in the session's whole input (0 = its first token) of the token there
+    // (of the first token of a chunk summary): with an eviction policy, what survived.
+    const std::vector<int64_t>& origins() const { return origin_; }
+    // H2O: accumulated attention probability per cache position (empty under other policies).
+    const std::vector<double>& attention_scores() const { return scores_; }
 
     // Session files (runtime/session_file.cpp): save() writes the tokens, pending input, KV cache (bit for bit,
     // in its formats), sampler state, last logits and counters; load() replaces this session's state with a
@@ -68,8 +73,10 @@ public:
 
 private:
     void check_room(size_t n_new) const;
-    // Sliding window: drops old blocks (after the sinks) so that n more tokens fit in the cache.
+    // The eviction policies (runtime/session_evict.cpp): make room for n more tokens in a full cache.
     void make_room(int32_t n);
+    void drop_window_blocks(int32_t n);                                   // sliding window
+    void compact_cache(const std::vector<std::pair<int32_t, int32_t>>& groups);  // H2O, chunk summary
     void forward_batch(const int32_t* tokens, int32_t n, bool all_logits, float* out);
     void throw_if_cancelled();
 
@@ -78,6 +85,9 @@ private:
     int32_t capacity_;        // tokens the cache may hold (n_ctx_, or fewer under kv_cap_bytes)
     tfu_kv_policy policy_;
     int32_t n_sink_blocks_;   // sliding window: blocks kept at the start
+    int32_t n_sink_;          // H2O, chunk summary: tokens kept at the start
+    int32_t n_recent_;        // H2O, chunk summary: most recent tokens always kept
+    int32_t chunk_;           // chunk summary: tokens per summary slot
     kv_reservation kv_budget_;  // before the caches: the budget is checked before anything is allocated
     std::unique_ptr<kv_cache> contiguous_;
     std::vector<kv_layer> kv_views_;
@@ -93,6 +103,9 @@ private:
     uint64_t total_prompt_ = 0, total_generated_ = 0, n_prefix_reused_ = 0;
     uint64_t n_evictions_ = 0, n_evicted_tokens_ = 0;
     bool evicted_ = false;  // the cache no longer equals a prefill of tokens_: publish no prefix blocks
+    std::vector<int64_t> origin_;  // per cache position: index of its token in the whole input (origins())
+    int64_t n_seen_ = 0;           // tokens evaluated since creation or reset
+    std::vector<double> scores_;   // H2O: accumulated attention per cache position
     // Offloaded cache: the table's image (kv_block_table::write_image) while it is in host memory.
     std::atomic<bool> offloaded_{false};
     std::vector<uint8_t> host_image_;

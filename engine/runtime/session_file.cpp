@@ -4,11 +4,11 @@
 // Layout (little-endian; version 1):
 //   "TFUSESS\0" | u32 version | u32 header bytes (of what follows up to the sections)
 //   header: u64 model fingerprint | u64 model file size | i32 n_layer, n_head_kv, head_dim, n_vocab,
-//           block_tokens | u8 k format, v format, flags (1 has logits, 2 evicted), 0 | i32 n_tokens, n_pending,
+//           block_tokens | u8 k format, v format, flags (1 has logits, 2 evicted, 4 scores), 0 | i32 n_tokens, n_pending,
 //           final blocks, n_window | u64 rng[4] | u64 prompt, generated, prefix reused, evictions, evicted tokens
 //           | f64 prefill ms, decode ms
-//   sections: i32 tokens[n_tokens] | i32 pending[n_pending] | i32 window[n_window] | f32 logits[n_vocab] if
-//             flag 1 | the KV image (kv_block_table::write_image: blocks in table order, then the q4-key tail)
+//   sections: i32 tokens[n_tokens] | i64 origins[n_tokens] | i32 pending[n_pending] | i32 window[n_window] |
+//             f32 logits[n_vocab] if flag 1 | f64 H2O scores[n_tokens] if flag 4 | the KV image (kv_block_table::write_image: blocks in table order, then the q4-key tail)
 //   trailer: u64 hash64 of every byte before it
 // The file's size must be exactly what the header implies; the model must be the same file (fingerprint of the
 // GGUF's tensor table and of the first and last bytes of every tensor, and its size); the session must use the
@@ -39,7 +39,7 @@ struct header {
 };
 static_assert(sizeof(header) == 144, "header fields are written as one block: no padding may sneak in");
 
-constexpr uint8_t k_has_logits = 1, k_evicted = 2;
+constexpr uint8_t k_has_logits = 1, k_evicted = 2, k_has_scores = 4;
 
 // Which model a file belongs to: the tensor table (names, types, shapes, offsets) and up to 64 bytes at each end
 // of every tensor's data (different weights of the same shapes differ there), plus the file's size.
@@ -133,7 +133,10 @@ void session::save(const std::string& path) {
     hd.block_tokens = pp.block_tokens;
     hd.k_format = uint8_t(pp.k_format);
     hd.v_format = uint8_t(pp.v_format);
-    hd.flags = uint8_t((has_logits_ ? k_has_logits : 0) | (evicted_ ? k_evicted : 0));
+    const bool has_scores = !scores_.empty();
+    TFU_CHECK(!has_scores || scores_.size() == tokens_.size());
+    TFU_CHECK(origin_.size() == tokens_.size());
+    hd.flags = uint8_t((has_logits_ ? k_has_logits : 0) | (evicted_ ? k_evicted : 0) | (has_scores ? k_has_scores : 0));
     hd.n_tokens = int32_t(tokens_.size());
     hd.n_pending = int32_t(pending_.size());
     hd.final_blocks = table_->final_blocks();
@@ -161,9 +164,11 @@ void session::save(const std::string& path) {
             w.put(&hbytes, sizeof hbytes);
             w.put(&hd, sizeof hd);
             put_vec(w, tokens_);
+            put_vec(w, origin_);
             put_vec(w, pending_);
             put_vec(w, st.window);
             if (has_logits_) put_vec(w, logits_);
+            if (has_scores) put_vec(w, scores_);
             table_->write_image([&](const void* p, size_t n) { w.put(p, n); });
             w.finish();
             if (std::fclose(f.release()) != 0) fail(TFU_STATUS_IO_ERROR, tmp + ": close failed: " + std::strerror(errno));
@@ -218,7 +223,7 @@ void session::load(const std::string& path) {
              path + ": the file holds a K " + kv_format_name(kv_format(hd.k_format)) + " V " +
                  kv_format_name(kv_format(hd.v_format)) + " cache; this session uses K " + kv_format_name(pp.k_format) +
                  " V " + kv_format_name(pp.v_format) + " (create the session with the same kv_type_k / kv_type_v)");
-    if ((hd.flags & ~(k_has_logits | k_evicted)) != 0 || hd.pad != 0) bad("unknown flags");
+    if ((hd.flags & ~(k_has_logits | k_evicted | k_has_scores)) != 0 || hd.pad != 0) bad("unknown flags");
     if (hd.n_tokens < 0 || hd.n_pending < 0 || hd.n_window < 0 || hd.final_blocks < 0 ||
         hd.final_blocks > (int64_t(hd.n_tokens) + hd.block_tokens - 1) / hd.block_tokens)
         bad("negative or inconsistent counts");
@@ -229,7 +234,8 @@ void session::load(const std::string& path) {
                                           std::to_string(capacity_));
     if ((hd.rng[0] | hd.rng[1] | hd.rng[2] | hd.rng[3]) == 0) bad("sampler state is all zeros");
     const uint64_t expect = sizeof magic + 8 + sizeof hd + 4 * (uint64_t(hd.n_tokens) + hd.n_pending + hd.n_window) +
-                            ((hd.flags & k_has_logits) ? 4 * uint64_t(hd.n_vocab) : 0) +
+                            8 * uint64_t(hd.n_tokens) + ((hd.flags & k_has_logits) ? 4 * uint64_t(hd.n_vocab) : 0) +
+                            ((hd.flags & k_has_scores) ? 8 * uint64_t(hd.n_tokens) : 0) +
                             table_->image_bytes(hd.n_tokens) + 8;
     if (uint64_t(size) != expect)
         bad("size " + std::to_string(size) + " bytes, but its header implies " + std::to_string(expect) +
@@ -240,10 +246,16 @@ void session::load(const std::string& path) {
     st.window.resize(size_t(hd.n_window));
     std::memcpy(st.rng, hd.rng, sizeof st.rng);
     std::vector<float> logits(logits_.size());
+    std::vector<int64_t> origin(size_t(hd.n_tokens));
+    std::vector<double> scores((hd.flags & k_has_scores) ? size_t(hd.n_tokens) : 0);
     r.get(tokens.data(), tokens.size() * 4);
+    r.get(origin.data(), origin.size() * 8);
     r.get(pending.data(), pending.size() * 4);
     r.get(st.window.data(), st.window.size() * 4);
     if (hd.flags & k_has_logits) r.get(logits.data(), logits.size() * 4);
+    r.get(scores.data(), scores.size() * 8);
+    for (size_t i = 0; i < origin.size(); ++i)
+        if (origin[i] < 0 || (i > 0 && origin[i] <= origin[i - 1])) bad("token origins are not increasing");
     for (const std::vector<int32_t>* v : {&tokens, &pending, &st.window})
         for (int32_t t : *v)
             if (t < 0 || t >= mdl.hp.n_vocab) bad("token id " + std::to_string(t) + " is outside the vocabulary");
@@ -255,6 +267,15 @@ void session::load(const std::string& path) {
     table_ = std::move(table);
     paged_ = std::make_unique<paged_kv>(*table_, mdl.hp.n_layer);
     target_.paged = paged_.get();
+    // H2O scores: restored when the file has them and this session uses H2O (else zeros: scoring starts anew).
+    if (policy_ == TFU_KV_POLICY_H2O) {
+        scores_ = scores.empty() ? std::vector<double>(size_t(hd.n_tokens), 0.0) : std::move(scores);
+        paged_->track_attention(&scores_);
+    } else {
+        scores_.clear();
+    }
+    n_seen_ = origin.empty() ? 0 : origin.back() + 1;
+    origin_ = std::move(origin);
     tokens_ = std::move(tokens);
     pending_ = std::move(pending);
     has_logits_ = (hd.flags & k_has_logits) != 0;

@@ -263,13 +263,20 @@ typedef enum tfu_kv_type {
 /* What a session does when its KV cache is full (n_ctx tokens, or fewer if kv_cap_bytes says so).
  * Positions stay consistent under every policy: the tokens kept in the cache are at positions 0 .. n-1 in
  * order, and a key that moves down is re-rotated (RoPE) to its new position, as if it had been computed there.
- * Relevance eviction (H2O) and chunk summaries are not implemented in this version. */
+ * Every policy but REFUSE frees a quarter of the cache at a time (so evictions are rare and a prefill batch is at
+ * most a quarter of the cache), keeps the first kv_n_sink tokens ("attention sinks") and accepts input beyond
+ * n_ctx without limit. docs/kv-cache.md says what each costs. */
 typedef enum tfu_kv_policy {
     TFU_KV_POLICY_REFUSE = 0,         /* TFU_STATUS_CONTEXT_FULL when input does not fit (default) */
-    TFU_KV_POLICY_SLIDING_WINDOW = 1  /* StreamingLLM (arXiv 2309.17453): keep the first kv_n_sink tokens
-                                         ("attention sinks", rounded up to whole 32-token blocks) and the most
-                                         recent ones; when full, drop the oldest others, a quarter of the cache at
-                                         a time (whole blocks). Input may then exceed n_ctx without limit. */
+    TFU_KV_POLICY_SLIDING_WINDOW = 1, /* StreamingLLM (arXiv 2309.17453): drop the oldest whole 32-token blocks
+                                         after the sinks (kv_n_sink is rounded up to whole blocks); the cheapest */
+    TFU_KV_POLICY_H2O = 2,            /* relevance eviction (H2O, arXiv 2306.14048): each step adds every cached
+                                         token's attention probability (over layers, heads, queries) to its score;
+                                         drop the lowest-scored tokens, keeping the sinks and the kv_n_recent
+                                         newest. Costs a second pass over the keys per step. */
+    TFU_KV_POLICY_CHUNK_SUMMARY = 3   /* mean-pool the oldest chunks of kv_chunk tokens after the sinks (keys
+                                         rotated to the slot's position first, values as they are) into one slot
+                                         each, keeping the kv_n_recent newest; summaries may be pooled again */
 } tfu_kv_policy;
 
 typedef struct tfu_session_params {
@@ -281,10 +288,13 @@ typedef struct tfu_session_params {
     tfu_kv_type kv_type_v;    /* KV cache format of values; default TFU_KV_F16 (K q8 + V q4 is a good mix) */
     /* -- since 0.1 (append-only below) -- */
     tfu_kv_policy kv_policy;  /* default TFU_KV_POLICY_REFUSE */
-    int32_t kv_n_sink;        /* sliding window: tokens kept at the start; default 4 (one block is kept) */
+    int32_t kv_n_sink;        /* eviction policies: tokens kept at the start; default 4 (the sliding window keeps
+                                 whole 32-token blocks: one) */
     uint64_t kv_cap_bytes;    /* cap on this session's KV bytes; the cache then holds the whole blocks that fit
                                  (at most n_ctx tokens); 0 = no cap beyond n_ctx (default). The engine budget
                                  reserves the capped size when the session is created. */
+    int32_t kv_n_recent;      /* H2O, chunk summary: newest tokens never dropped; 0 = a quarter of the cache */
+    int32_t kv_chunk;         /* chunk summary: tokens pooled into one slot; default 8 (>= 2) */
 } tfu_session_params;
 
 TFU_API tfu_sampler_params tfu_sampler_params_default(void);

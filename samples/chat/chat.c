@@ -37,7 +37,7 @@ static void usage(FILE* f) {
             "usage: tfusion-chat [-m MODEL] [-p PROMPT] [-n N] [-c CTX] [--temp T] [--seed S] [--top-k K]\n"
             "                    [--top-p P] [--min-p P] [--repeat-penalty R] [-t THREADS]\n"
             "                    [--backend auto|cpu|cpu-ref|cuda|vulkan] [-ctk TYPE] [-ctv TYPE]\n"
-            "                    [--kv-policy refuse|window] [--kv-sink N] [-s SYSTEM] [--chat] [-v] [-h]\n"
+            "                    [--kv-policy refuse|window|h2o|summary] [--kv-sink N] [-s SYSTEM] [--chat] [-v] [-h]\n"
             "\n"
             "  -m, --model FILE      GGUF model (default: $TFU_MODEL, else ../shared/models/" DEFAULT_MODEL_NAME ")\n"
             "  -p, --prompt TEXT     one-shot: print TEXT and its continuation, then exit\n"
@@ -52,10 +52,10 @@ static void usage(FILE* f) {
             "      --backend NAME    auto (default), cpu, cpu-ref, cuda, vulkan\n"
             "  -ctk, --cache-type-k TYPE  KV cache format of keys: f16 (default), bf16, q8, q4\n"
             "  -ctv, --cache-type-v TYPE  KV cache format of values: f16 (default), bf16, q8, q4\n"
-            "      --kv-policy P     when the context is full: refuse (default: the reply stops) or window (drop\n"
-            "                        the oldest tokens after the first few, a quarter of the context at a time,\n"
-            "                        and go on)\n"
-            "      --kv-sink N       window: tokens always kept at the start (default 4)\n"
+            "      --kv-policy P     when the context is full: refuse (default: the reply stops), or free a\n"
+            "                        quarter of it and go on: window (drop the oldest tokens after the first\n"
+            "                        few), h2o (drop the least attended ones), summary (average old chunks)\n"
+            "      --kv-sink N       with a policy: tokens always kept at the start (default 4)\n"
             "  -s, --system TEXT     system message for the chat\n"
             "  -v, --verbose         library log lines on stderr\n"
             "  -h, --help            this text\n"
@@ -156,7 +156,9 @@ static int parse_args(int argc, char** argv, options* o) {
         else if (IS("", "--kv-policy")) {
             if (strcmp(v, "refuse") == 0) o->kv_policy = TFU_KV_POLICY_REFUSE;
             else if (strcmp(v, "window") == 0) o->kv_policy = TFU_KV_POLICY_SLIDING_WINDOW;
-            else ok = bad_arg(a, v, "a KV cache policy (refuse, window)");
+            else if (strcmp(v, "h2o") == 0) o->kv_policy = TFU_KV_POLICY_H2O;
+            else if (strcmp(v, "summary") == 0) o->kv_policy = TFU_KV_POLICY_CHUNK_SUMMARY;
+            else ok = bad_arg(a, v, "a KV cache policy (refuse, window, h2o, summary)");
         } else if (IS("", "--kv-sink")) ok = parse_i32(a, v, 0, INT32_MAX, &o->kv_n_sink);
         else if (IS("", "--backend")) {
             if (strcmp(v, "auto") == 0) o->backend = TFU_BACKEND_AUTO;
@@ -426,7 +428,7 @@ static void print_stats(chat_state* c) {
            kv_type_name(c->opt->kv_type_v), (unsigned long long)s.kv_bytes, (double)s.kv_bytes / 1024.0);
     if (s.n_past > 0) printf(", %.1f bytes/token", (double)s.kv_bytes / (double)s.n_past);
     if (s.n_evictions > 0)
-        printf(", window dropped %llu tokens (%llu times)", (unsigned long long)s.n_evicted_tokens,
+        printf(", policy dropped %llu tokens (%llu times)", (unsigned long long)s.n_evicted_tokens,
                (unsigned long long)s.n_evictions);
     printf("\n");
     printf("totals:  %llu prompt tokens in %.1f ms, %llu generated in %.1f ms (%.1f t/s)\n",

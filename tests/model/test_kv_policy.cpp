@@ -4,6 +4,7 @@
 // settings are refused with a message.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -49,14 +50,14 @@ double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
     return std::sqrt(num / den);
 }
 
-// The reference: an exact f32 contiguous cache filled with the first n_fill tokens, then edited by hand: rows
-// [B, 2B) dropped, rows after them moved down by B with their keys rotated by -B; then the rest evaluated at
-// positions n_fill - B ... Returns the logits of the rest (`rotate` = false leaves the keys unrotated: the
-// wrong thing, to show the comparison can tell).
+// The reference: an exact f32 contiguous cache filled with the first n_fill tokens, then edited by hand the way a
+// policy says: new row q is the mean of old rows groups[q] with each key first rotated from its old position to q
+// (`rotate` = false skips the rotation: the wrong thing, to show the comparison can tell); then the rest of the
+// tokens are evaluated after the edited rows. Returns the logits of the rest.
 std::vector<float> reference(tfu::model& m, tfu::backend& be, const std::vector<int32_t>& toks, int32_t n_fill,
-                             bool rotate) {
+                             const std::vector<std::pair<int32_t, int32_t>>& groups, bool rotate) {
     const tfu::hparams& hp = m.hp;
-    const int32_t B = 32, E = hp.n_embd_kv();
+    const int32_t E = hp.n_embd_kv(), hd = hp.head_dim, nkv = hp.n_head_kv;
     const int32_t n_ctx = int32_t(toks.size());
     tfu::kv_cache full(hp.n_layer, E, n_ctx, tfu::dtype::F32), cut(hp.n_layer, E, n_ctx, tfu::dtype::F32);
     std::vector<tfu::kv_layer> lf, lc;
@@ -73,24 +74,49 @@ std::vector<float> reference(tfu::model& m, tfu::backend& be, const std::vector<
         dec.forward(be, tf, toks.data() + p, n, p, false, logits.data(), nullptr);
     }
     std::unique_ptr<tfu::backend> host = tfu::make_cpu_ref_backend();
+    std::vector<float> row(static_cast<size_t>(E));
     for (int32_t l = 0; l < hp.n_layer; ++l) {
-        float* kf = full.k(l).ptr<float>();
-        float* vf = full.v(l).ptr<float>();
+        const float* kf = full.k(l).ptr<float>();
+        const float* vf = full.v(l).ptr<float>();
         float* kc = cut.k(l).ptr<float>();
         float* vc = cut.v(l).ptr<float>();
-        std::memcpy(kc, kf, sizeof(float) * size_t(B) * size_t(E));
-        std::memcpy(vc, vf, sizeof(float) * size_t(B) * size_t(E));
-        const size_t moved = size_t(n_fill - 2 * B) * size_t(E);
-        std::memcpy(kc + size_t(B) * size_t(E), kf + size_t(2 * B) * size_t(E), sizeof(float) * moved);
-        std::memcpy(vc + size_t(B) * size_t(E), vf + size_t(2 * B) * size_t(E), sizeof(float) * moved);
-        if (rotate) dec.rope_shift(*host, kc + size_t(B) * size_t(E), (n_fill - 2 * B) * hp.n_head_kv, -B);
+        for (size_t q = 0; q < groups.size(); ++q) {
+            const auto [a, e] = groups[q];
+            float* ko = kc + q * size_t(E);
+            float* vo = vc + q * size_t(E);
+            std::fill(ko, ko + E, 0.f);
+            std::fill(vo, vo + E, 0.f);
+            for (int32_t r = a; r < e; ++r) {
+                std::copy(kf + size_t(r) * size_t(E), kf + size_t(r + 1) * size_t(E), row.begin());
+                const std::vector<int32_t> deltas(size_t(nkv), int32_t(q) - r);
+                if (rotate) dec.rope_shift(*host, row.data(), deltas.data(), nkv);
+                for (int32_t c = 0; c < E; ++c) {
+                    ko[c] += row[size_t(c)] / float(e - a);
+                    vo[c] += vf[size_t(r) * size_t(E) + size_t(c)] / float(e - a);
+                }
+            }
+        }
     }
+    (void)hd;
     const int32_t n_rest = n_ctx - n_fill;
     std::vector<float> out(size_t(hp.n_vocab) * size_t(n_rest));
     tfu::kv_target tc;
     tc.contiguous = lc.data();
-    dec.forward(be, tc, toks.data() + n_fill, n_rest, n_fill - B, true, out.data(), nullptr);
+    dec.forward(be, tc, toks.data() + n_fill, n_rest, int32_t(groups.size()), true, out.data(), nullptr);
     return out;
+}
+
+// The groups a session's cache holds now, from its origins: slot q covers [origin[q], origin[q + 1]) when the
+// policy pools (chunk summary), else just origin[q]; only slots filled before `n_fill`.
+std::vector<std::pair<int32_t, int32_t>> groups_of(const tfu::session& s, int32_t n_fill, bool pooled) {
+    std::vector<std::pair<int32_t, int32_t>> g;
+    const std::vector<int64_t>& o = s.origins();
+    for (size_t q = 0; q < o.size() && o[q] < n_fill; ++q) {
+        const int32_t a = int32_t(o[q]);
+        const int32_t e = pooled ? int32_t(q + 1 < o.size() ? std::min<int64_t>(o[q + 1], n_fill) : n_fill) : a + 1;
+        g.push_back({a, e});
+    }
+    return g;
 }
 
 TEST_F(policy_fixture, sliding_window_equals_the_hand_built_cache) {
@@ -114,45 +140,123 @@ TEST_F(policy_fixture, sliding_window_equals_the_hand_built_cache) {
     want_tokens.insert(want_tokens.end(), toks.begin() + 64, toks.end());
     EXPECT_EQ(s.tokens(), want_tokens) << "sinks and recent tokens kept, block 1 dropped";
 
-    const std::vector<float> ref = reference(*mdl, eng->device(), toks, 192, true);
-    const std::vector<float> wrong = reference(*mdl, eng->device(), toks, 192, false);
+    const auto groups = groups_of(s, 192, false);
+    ASSERT_EQ(groups.size(), 160u);
+    const std::vector<float> ref = reference(*mdl, eng->device(), toks, 192, groups, true);
+    const std::vector<float> wrong = reference(*mdl, eng->device(), toks, 192, groups, false);
     const double e = rel_l2(got, ref), e_wrong = rel_l2(got, wrong);
     std::printf("sliding window vs hand-built f32 cache: rel L2 %.2e (unrotated keys: %.2e)\n", e, e_wrong);
     EXPECT_LT(e, 1e-3) << "f16 cache against the exact f32 reference";
     EXPECT_GT(e_wrong, 10 * e) << "the check must tell rotated keys from unrotated ones";
 }
 
+// H2O and chunk summary: the same check against a cache edited by hand from the session's origins.
+TEST_F(policy_fixture, token_policies_equal_the_hand_built_cache) {
+    for (tfu_kv_policy pol : {TFU_KV_POLICY_H2O, TFU_KV_POLICY_CHUNK_SUMMARY}) {
+        SCOPED_TRACE(int(pol));
+        const std::vector<int32_t> toks = tokens(212);
+        tfu_session_params sp = tfu_session_params_default();
+        sp.n_ctx = 192;
+        sp.kv_policy = pol;
+        sp.kv_n_sink = 4;
+        sp.kv_n_recent = 40;
+        sp.kv_chunk = 6;
+        tfu::session s(*mdl, sp);
+        s.eval_all_logits(std::vector<int32_t>(toks.begin(), toks.begin() + 192));
+        const std::vector<float> got = s.eval_all_logits(std::vector<int32_t>(toks.begin() + 192, toks.end()));
+        tfu_session_stats st{};
+        s.stats(&st);
+        EXPECT_EQ(st.n_evictions, 1u);
+        EXPECT_GE(st.n_evicted_tokens, 48u) << "a quarter of the cache";
+        const std::vector<int64_t>& o = s.origins();
+        ASSERT_EQ(o.size(), size_t(st.n_past));
+        for (int i = 0; i < 4; ++i) EXPECT_EQ(o[size_t(i)], i) << "sink " << i;
+        for (int i = 0; i < 60; ++i) EXPECT_EQ(o[o.size() - 1 - size_t(i)], 211 - i) << "recent " << i;
+        const bool pooled = pol == TFU_KV_POLICY_CHUNK_SUMMARY;
+        const auto groups = groups_of(s, 192, pooled);
+        const std::vector<float> ref = reference(*mdl, eng->device(), toks, 192, groups, true);
+        const std::vector<float> wrong = reference(*mdl, eng->device(), toks, 192, groups, false);
+        const double e = rel_l2(got, ref), e_wrong = rel_l2(got, wrong);
+        std::printf("%s vs hand-built f32 cache: rel L2 %.2e (unrotated keys: %.2e)\n", pooled ? "chunk summary" : "H2O",
+                    e, e_wrong);
+        EXPECT_LT(e, 1e-3);
+        EXPECT_GT(e_wrong, 10 * e);
+    }
+}
+
+// H2O's scores are the attention's own probabilities: each query's sum to 1 per layer and head, so after n
+// tokens they add up to n x layers x heads; and the eviction drops exactly the lowest-scored tokens between the
+// sinks and the recent ones.
+TEST_F(policy_fixture, h2o_drops_the_lowest_attention_mass) {
+    tfu_session_params sp = tfu_session_params_default();
+    sp.n_ctx = 192;
+    sp.kv_policy = TFU_KV_POLICY_H2O;
+    sp.kv_n_recent = 40;
+    tfu::session s(*mdl, sp);
+    const std::vector<int32_t> t = tokens(212);
+    s.eval_all_logits(std::vector<int32_t>(t.begin(), t.begin() + 192));
+    const std::vector<double> sc = s.attention_scores();
+    ASSERT_EQ(sc.size(), 192u);
+    double sum = 0;
+    for (double x : sc) sum += x;
+    const double want = 192.0 * mdl->hp.n_layer * mdl->hp.n_head;
+    EXPECT_NEAR(sum, want, want * 1e-9) << "probabilities of every query, layer and head";
+    // The eviction before the next 20 tokens drops max(20, 192 / 4) = 48 of positions [4, 152), lowest first.
+    std::vector<int32_t> cand;
+    for (int32_t p = 4; p < 152; ++p) cand.push_back(p);
+    std::stable_sort(cand.begin(), cand.end(), [&](int32_t a, int32_t b) { return sc[size_t(a)] < sc[size_t(b)]; });
+    std::vector<int64_t> kept;
+    for (int32_t p = 0; p < 212; ++p)
+        if (std::find(cand.begin(), cand.begin() + 48, p) == cand.begin() + 48) kept.push_back(p);
+    s.eval_all_logits(std::vector<int32_t>(t.begin() + 192, t.end()));
+    EXPECT_EQ(s.origins(), kept);
+}
+
 TEST_F(policy_fixture, long_generation_keeps_cap_sinks_and_recent_tokens) {
-    for (tfu_kv_type kt : {TFU_KV_F16, TFU_KV_Q4}) {
+    struct run {
+        tfu_kv_policy policy;
+        tfu_kv_type type;
+        int32_t sinks;   // origins 0 .. sinks-1 always present
+        int32_t recent;  // the newest `recent` origins always present
+    };
+    // The window keeps whole blocks: 32 sink tokens and at least the batch after the dropped quarter.
+    const run runs[] = {{TFU_KV_POLICY_SLIDING_WINDOW, TFU_KV_F16, 32, 64},
+                        {TFU_KV_POLICY_SLIDING_WINDOW, TFU_KV_Q4, 32, 64},
+                        {TFU_KV_POLICY_H2O, TFU_KV_Q8, 4, 40},
+                        {TFU_KV_POLICY_CHUNK_SUMMARY, TFU_KV_Q4, 4, 40}};
+    for (const run& r : runs) {
+        SCOPED_TRACE(std::to_string(int(r.policy)) + " " + std::to_string(int(r.type)));
         tfu_session_params sp = tfu_session_params_default();
         sp.n_ctx = 160;
         sp.n_batch = 64;
-        sp.kv_policy = TFU_KV_POLICY_SLIDING_WINDOW;
-        sp.kv_type_k = kt;
-        sp.kv_type_v = kt;
+        sp.kv_policy = r.policy;
+        sp.kv_type_k = r.type;
+        sp.kv_type_v = r.type;
+        sp.kv_n_recent = 40;
         sp.sampler.temperature = 0.8f;
         sp.sampler.seed = 7;
         tfu::session s(*mdl, sp);
         const std::vector<int32_t> prompt = tokens(100);
         s.add_tokens(prompt.data(), prompt.size());
         std::vector<int32_t> all = prompt;
-        for (int i = 0; i < 400; ++i) {
+        for (int i = 0; i < 300; ++i) {
             all.push_back(s.sample());
             s.eval();
             tfu_session_stats st{};
             s.stats(&st);
             ASSERT_LE(st.n_past, 160) << "cap exceeded at step " << i;
+            const std::vector<int64_t>& o = s.origins();
             const std::vector<int32_t>& kept = s.tokens();
-            ASSERT_EQ(size_t(st.n_past), kept.size());
-            ASSERT_TRUE(std::equal(kept.begin(), kept.begin() + 32, all.begin())) << "sinks lost at step " << i;
-            // The newest tokens are the last ones produced, in order.
-            const size_t recent = std::min<size_t>(kept.size() - 32, 64);
-            ASSERT_TRUE(std::equal(kept.end() - long(recent), kept.end(), all.end() - long(recent)))
-                << "recent tokens lost at step " << i;
+            ASSERT_EQ(size_t(st.n_past), o.size());
+            for (int32_t k = 0; k < r.sinks; ++k) ASSERT_EQ(o[size_t(k)], k) << "sink lost at step " << i;
+            const int64_t n_all = int64_t(all.size());
+            for (int32_t k = 0; k < std::min<int32_t>(r.recent, int32_t(o.size()) - r.sinks); ++k)
+                ASSERT_EQ(o[o.size() - 1 - size_t(k)], n_all - 1 - k) << "recent token lost at step " << i;
+            for (size_t q = 0; q < o.size(); ++q) ASSERT_EQ(kept[q], all[size_t(o[q])]) << "token/origin mismatch";
         }
         tfu_session_stats st{};
         s.stats(&st);
-        EXPECT_GE(st.n_evictions, 9u);
+        EXPECT_GE(st.n_evictions, 5u);
         EXPECT_EQ(st.n_evicted_tokens + uint64_t(st.n_past), all.size());
         EXPECT_EQ(uint64_t(st.kv_blocks), uint64_t((st.n_past + 31) / 32));
     }

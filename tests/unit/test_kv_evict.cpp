@@ -98,8 +98,11 @@ TEST_P(kv_evict, dropped_blocks_shift_positions_and_rotate_keys) {
     // Keep block 0 (the sinks), drop blocks 1 and 2: positions >= 3B move down by 2B.
     const int32_t first = 1, count = 2, delta = -count * k_B;
     int32_t shifted_rows = 0;
-    t.drop_blocks(first, count, [&](float* r, int32_t nr) {
-        for (int32_t i = 0; i < nr; ++i) rope_row(r + size_t(i) * size_t(d), d, delta);
+    t.drop_blocks(first, count, [&](float* r, const int32_t* deltas, int32_t nr) {
+        for (int32_t i = 0; i < nr; ++i) {
+            EXPECT_EQ(deltas[i], delta);
+            rope_row(r + size_t(i) * size_t(d), d, deltas[i]);
+        }
         shifted_rows += nr;
     });
     EXPECT_EQ(t.n_tokens(), n - count * k_B);
@@ -154,6 +157,84 @@ TEST_P(kv_evict, dropped_blocks_shift_positions_and_rotate_keys) {
     EXPECT_EQ(t.n_blocks(), 0);
 }
 
+// compact(): kept tokens and mean-pooled groups land at dense new positions with keys rotated there.
+TEST_P(kv_evict, compact_keeps_and_merges_rows) {
+    const auto [kf, d] = GetParam();
+    const double bound = kf == kv_format::f16 ? 1e-3 : kf == kv_format::bf16 ? 8e-3 : kf == kv_format::q8 ? 0.015 : 0.11;
+    kv_pool_params pp;
+    pp.n_layer = k_layers;
+    pp.n_head_kv = k_heads;
+    pp.head_dim = d;
+    pp.block_tokens = k_B;
+    pp.k_format = kf;
+    pp.v_format = kf;
+    kv_block_pool pool(pp);
+    kv_block_table t(pool);
+    const int32_t n = 5 * k_B + 3;
+    std::mt19937_64 rng(99 + uint64_t(kf) * 7 + uint64_t(d));
+    std::normal_distribution<float> nd(0.f, 1.f);
+    std::vector<float> raw(size_t(k_layers * k_heads) * n * d), val(raw.size());
+    for (float& x : raw) x = nd(rng);
+    for (float& x : val) x = nd(rng);
+    auto at = [&](std::vector<float>& a, int32_t l, int32_t h, int32_t p) {
+        return a.data() + ((size_t(l) * k_heads + size_t(h)) * size_t(n) + size_t(p)) * size_t(d);
+    };
+    t.append(n);
+    std::vector<float> rows(size_t(n) * size_t(d));
+    for (int32_t l = 0; l < k_layers; ++l)
+        for (int32_t h = 0; h < k_heads; ++h) {
+            for (int32_t p = 0; p < n; ++p) {
+                std::copy(at(raw, l, h, p), at(raw, l, h, p) + d, rows.data() + size_t(p) * size_t(d));
+                rope_row(rows.data() + size_t(p) * size_t(d), d, p);
+            }
+            t.write_k(l, h, 0, n, rows.data(), d);
+            t.write_v(l, h, 0, n, at(val, l, h, 0), d);
+        }
+    // Keep 0..3, pool [4, 12) into one slot, keep every third token of [12, n - 20), keep the last 20.
+    std::vector<std::pair<int32_t, int32_t>> groups;
+    for (int32_t p = 0; p < 4; ++p) groups.push_back({p, p + 1});
+    groups.push_back({4, 12});
+    for (int32_t p = 12; p < n - 20; p += 3) groups.push_back({p, p + 1});
+    for (int32_t p = n - 20; p < n; ++p) groups.push_back({p, p + 1});
+    t.compact(groups, [&](float* r, const int32_t* deltas, int32_t nr) {
+        for (int32_t i = 0; i < nr; ++i) rope_row(r + size_t(i) * size_t(d), d, deltas[i]);
+    });
+    const int32_t n_new = int32_t(groups.size());
+    ASSERT_EQ(t.n_tokens(), n_new);
+    EXPECT_EQ(pool.stats().blocks_in_use, (n_new + k_B - 1) / k_B) << "the old blocks are freed";
+    std::vector<float> got(static_cast<size_t>(d)), kg, kw, vg, vw;
+    for (int32_t l = 0; l < k_layers; ++l)
+        for (int32_t h = 0; h < k_heads; ++h)
+            for (int32_t q = 0; q < n_new; ++q) {
+                const auto [a, e] = groups[size_t(q)];
+                std::vector<float> kmean(static_cast<size_t>(d), 0.f), vmean(static_cast<size_t>(d), 0.f);
+                for (int32_t r = a; r < e; ++r)
+                    for (int32_t c = 0; c < d; ++c) {
+                        kmean[size_t(c)] += at(raw, l, h, r)[c] / float(e - a);
+                        vmean[size_t(c)] += at(val, l, h, r)[c] / float(e - a);
+                    }
+                rope_row(kmean.data(), d, q);  // mean of the keys as computed at position q
+                const kv_rows kr = t.k_rows(q / k_B, l, h);
+                kv_read_row(*kr.layout, kr.data, q % k_B, got.data());
+                kg.insert(kg.end(), got.begin(), got.end());
+                kw.insert(kw.end(), kmean.begin(), kmean.end());
+                const kv_rows vr = t.v_rows(q / k_B, l, h);
+                kv_read_row(*vr.layout, vr.data, q % k_B, got.data());
+                vg.insert(vg.end(), got.begin(), got.end());
+                vw.insert(vw.end(), vmean.begin(), vmean.end());
+            }
+    const double ek = rel_rms(kg, kw), ev = rel_rms(vg, vw);
+    std::printf("compact %s d=%d: keys rel. RMS %.5f, values %.5f (bound %.3f)\n", kv_format_name(kf), d, ek, ev, bound);
+    EXPECT_LT(ek, bound);
+    EXPECT_LT(ev, bound);
+    // Bad groups are refused and change nothing.
+    auto noop = [](float*, const int32_t*, int32_t) {};
+    EXPECT_THROW(t.compact({{3, 2}}, noop), tfu::error);
+    EXPECT_THROW(t.compact({{0, 2}, {1, 3}}, noop), tfu::error);
+    EXPECT_THROW(t.compact({{0, n_new + 1}}, noop), tfu::error);
+    EXPECT_EQ(t.n_tokens(), n_new);
+}
+
 TEST(kv_evict_args, refuses_blocks_that_are_not_final) {
     kv_pool_params pp;
     pp.n_layer = 1;
@@ -167,7 +248,7 @@ TEST(kv_evict_args, refuses_blocks_that_are_not_final) {
     std::vector<float> rows(size_t(3 * k_B) * 8, 0.5f);
     t.write_k(0, 0, 0, 3 * k_B, rows.data(), 8);
     t.write_v(0, 0, 0, 3 * k_B, rows.data(), 8);
-    auto noop = [](float*, int32_t) {};
+    auto noop = [](float*, const int32_t*, int32_t) {};
     EXPECT_THROW(t.drop_blocks(1, 2, noop), tfu::error);
     EXPECT_THROW(t.drop_blocks(0, 0, noop), tfu::error);
     EXPECT_THROW(t.drop_blocks(-1, 1, noop), tfu::error);

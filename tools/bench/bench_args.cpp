@@ -80,8 +80,8 @@ void usage(FILE* f) {
                  "  --backend B[,B]  auto|cpu|cpu-ref|cuda|vulkan (default auto)\n"
                  "  -ctk, --cache-type-k T[,T]  KV cache format of keys: f16|bf16|q8|q4 (default f16)\n"
                  "  -ctv, --cache-type-v T[,T]  KV cache format of values (default f16); every K x V pair runs\n"
-                 "  --kv-policy P    refuse (default) or window: a sliding-window cache (old tokens dropped)\n"
-                 "  --kv-window N    with window: the cache holds N tokens (default: what the longest test needs),\n"
+                 "  --kv-policy P    refuse (default), window, h2o or summary: what a full cache does\n"
+                 "  --kv-window N    with a policy: the cache holds N tokens (default: what the longest test needs),\n"
                  "                   so tests past N measure decoding with evictions\n"
                  "  --no-warmup      skip the untimed run before each test\n"
                  "  --json FILE|-    also write JSON (one object per test, with every sample); '-' = stdout,\n"
@@ -173,8 +173,11 @@ int parse_args(int argc, char** argv, options& o) {
         } else if (a == "--kv-policy") {
             if (v == "refuse") o.kv_policy = TFU_KV_POLICY_REFUSE;
             else if (v == "window") o.kv_policy = TFU_KV_POLICY_SLIDING_WINDOW;
+            else if (v == "h2o") o.kv_policy = TFU_KV_POLICY_H2O;
+            else if (v == "summary") o.kv_policy = TFU_KV_POLICY_CHUNK_SUMMARY;
             else {
-                std::fprintf(stderr, "tfusion-bench: --kv-policy: '%s' is not refuse or window\n", v.c_str());
+                std::fprintf(stderr, "tfusion-bench: --kv-policy: '%s' is not refuse, window, h2o or summary\n",
+                             v.c_str());
                 ok = false;
             }
         } else if (a == "--kv-window") {

@@ -18,7 +18,7 @@ struct options {
     std::vector<tfu_backend_kind> backends = {TFU_BACKEND_AUTO};
     std::vector<tfu_kv_type> type_k = {TFU_KV_F16};  // -ctk f16,q8: KV cache formats of keys
     std::vector<tfu_kv_type> type_v = {TFU_KV_F16};  // -ctv: of values (every K x V pair is run)
-    tfu_kv_policy kv_policy = TFU_KV_POLICY_REFUSE;  // --kv-policy refuse|window
+    tfu_kv_policy kv_policy = TFU_KV_POLICY_REFUSE;  // --kv-policy refuse|window|h2o|summary
     int32_t kv_window = 0;                      // --kv-window N: window policy's cache size (0 = what tests need)
     int32_t n_batch = 512;                      // -b: prompt tokens per prefill step
     int32_t reps = 5;                           // -r

@@ -105,7 +105,7 @@ void print_kv_line(const tfu_session* ses, const options& o) {
     std::fprintf(stderr, "kv: K %s V %s, %.1f bytes/token (%llu bytes, %d tokens)", kv_type_name(o.kv_type_k),
                  kv_type_name(o.kv_type_v), per_token, static_cast<unsigned long long>(st.kv_bytes), st.n_past);
     if (st.n_evictions > 0)
-        std::fprintf(stderr, "; the window dropped %llu tokens in %llu evictions",
+        std::fprintf(stderr, "; the policy dropped %llu tokens in %llu evictions",
                      static_cast<unsigned long long>(st.n_evicted_tokens), static_cast<unsigned long long>(st.n_evictions));
     std::fprintf(stderr, "\n");
 }
@@ -169,6 +169,8 @@ int run(const options& o) {
     sp.kv_type_v = o.kv_type_v;
     sp.kv_policy = o.kv_policy;
     sp.kv_n_sink = o.kv_sink;
+    sp.kv_n_recent = o.kv_recent;
+    sp.kv_chunk = o.kv_chunk;
     check(tfu_session_create(h.mdl, &sp, &h.ses), "creating a session with -c " + std::to_string(n_ctx) +
                                                        ", KV cache K " + kv_type_name(o.kv_type_k) + " V " +
                                                        kv_type_name(o.kv_type_v));
@@ -178,9 +180,9 @@ int run(const options& o) {
                  "per chunk%s\n",
                  o.model.c_str(), tfu_engine_backend_name(h.eng), kv_type_name(o.kv_type_k),
                  kv_type_name(o.kv_type_v),
-                 o.kv_policy == TFU_KV_POLICY_SLIDING_WINDOW
-                     ? (", sliding window of " + std::to_string(sp.n_ctx) + " tokens, " + std::to_string(o.kv_sink) +
-                        " sinks").c_str()
+                 o.kv_policy != TFU_KV_POLICY_REFUSE
+                     ? (", policy " + std::string(kv_policy_name(o.kv_policy)) + " in " + std::to_string(sp.n_ctx) +
+                        " tokens, " + std::to_string(o.kv_sink) + " sinks").c_str()
                      : "",
                  tokens.size(), n_chunk, n_ctx, n_scored, add_bos ? ", BOS first" : "");
 

@@ -41,10 +41,21 @@ const char* kv_type_name(tfu_kv_type t) {
     return "?";
 }
 
+const char* kv_policy_name(tfu_kv_policy p) {
+    switch (p) {
+        case TFU_KV_POLICY_REFUSE: return "refuse";
+        case TFU_KV_POLICY_SLIDING_WINDOW: return "window";
+        case TFU_KV_POLICY_H2O: return "h2o";
+        case TFU_KV_POLICY_CHUNK_SUMMARY: return "summary";
+    }
+    return "?";
+}
+
 const char* usage_text() {
     return "usage: tfusion-perplexity -m MODEL -f TEXT [-c N_CTX] [-b N_BATCH] [-t THREADS] [--chunks N]\n"
            "                          [--kl-base FILE [--save-base] [--kl-top-k K]] [--backend NAME]\n"
-           "                          [-ctk TYPE] [-ctv TYPE] [--kv-policy refuse|window [--kv-window N] [--kv-sink N]]\n"
+           "                          [-ctk TYPE] [-ctv TYPE] [--kv-policy P [--kv-window N] [--kv-sink N] [--kv-recent N]\n"
+           "                          [--kv-chunk N]]\n"
            "\n"
            "Perplexity over TEXT the way llama.cpp's llama-perplexity computes it: the text is tokenized (with BOS\n"
            "if the vocabulary adds one), cut into chunks of N_CTX tokens whose first token becomes BOS, each chunk\n"
@@ -65,11 +76,14 @@ const char* usage_text() {
            "  -ctk, --cache-type-k TYPE  KV cache format of keys: f16 (default), bf16, q8, q4\n"
            "  -ctv, --cache-type-v TYPE  KV cache format of values: f16 (default), bf16, q8, q4\n"
            "                     (compare formats with --kl-base FILE against a saved f16 run)\n"
-           "      --kv-policy P  what a full cache does: refuse (default) or window (sliding window with attention\n"
-           "                     sinks: old tokens are dropped, a quarter of the cache at a time)\n"
-           "      --kv-window N  with window: the cache holds N tokens (default N_CTX: nothing is dropped);\n"
+           "      --kv-policy P  what a full cache does: refuse (default); window (sliding window with attention\n"
+           "                     sinks); h2o (drop the tokens with the least accumulated attention); summary\n"
+           "                     (mean-pool old chunks into one slot each); a quarter of the cache at a time\n"
+           "      --kv-window N  with a policy: the cache holds N tokens (default N_CTX: nothing is dropped);\n"
            "                     N < N_CTX measures what the policy costs\n"
-           "      --kv-sink N    with window: tokens kept at the start (default 4, rounded up to a 32-token block)\n"
+           "      --kv-sink N    tokens kept at the start (default 4; window: rounded up to a 32-token block)\n"
+           "      --kv-recent N  h2o, summary: newest tokens always kept (default a quarter of the cache)\n"
+           "      --kv-chunk N   summary: tokens pooled per slot (default 8)\n"
            "  -h, --help         this text\n";
 }
 
@@ -110,11 +124,17 @@ options parse_options(int argc, char** argv) {
             const std::string pv = value();
             if (pv == "refuse") o.kv_policy = TFU_KV_POLICY_REFUSE;
             else if (pv == "window") o.kv_policy = TFU_KV_POLICY_SLIDING_WINDOW;
-            else throw std::invalid_argument("--kv-policy: unknown policy '" + pv + "' (refuse, window)");
+            else if (pv == "h2o") o.kv_policy = TFU_KV_POLICY_H2O;
+            else if (pv == "summary") o.kv_policy = TFU_KV_POLICY_CHUNK_SUMMARY;
+            else throw std::invalid_argument("--kv-policy: unknown policy '" + pv + "' (refuse, window, h2o, summary)");
         } else if (a == "--kv-window") {
             o.kv_window = parse_int(a, value(), 1, 1 << 24);
         } else if (a == "--kv-sink") {
             o.kv_sink = parse_int(a, value(), 0, 1 << 24);
+        } else if (a == "--kv-recent") {
+            o.kv_recent = parse_int(a, value(), 0, 1 << 24);
+        } else if (a == "--kv-chunk") {
+            o.kv_chunk = parse_int(a, value(), 2, 1 << 24);
         } else if (a == "--backend") {
             const std::string b = value();
             if (b == "auto") o.backend = TFU_BACKEND_AUTO;
@@ -131,8 +151,8 @@ options parse_options(int argc, char** argv) {
     if (o.model.empty()) throw std::invalid_argument("no model: pass -m MODEL");
     if (o.text.empty()) throw std::invalid_argument("no text: pass -f TEXT");
     if (o.save_base && o.kl_base.empty()) throw std::invalid_argument("--save-base needs --kl-base FILE");
-    if (o.kv_window != 0 && o.kv_policy != TFU_KV_POLICY_SLIDING_WINDOW)
-        throw std::invalid_argument("--kv-window applies only with --kv-policy window");
+    if (o.kv_window != 0 && o.kv_policy == TFU_KV_POLICY_REFUSE)
+        throw std::invalid_argument("--kv-window needs an eviction policy (--kv-policy window, h2o or summary)");
     if (o.top_k != 0 && !o.save_base) throw std::invalid_argument("--kl-top-k applies only with --save-base");
     return o;
 }

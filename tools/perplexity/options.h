@@ -22,9 +22,11 @@ struct options {
     tfu_backend_kind backend = TFU_BACKEND_AUTO;
     tfu_kv_type kv_type_k = TFU_KV_F16;  // -ctk, --cache-type-k
     tfu_kv_type kv_type_v = TFU_KV_F16;  // -ctv, --cache-type-v
-    tfu_kv_policy kv_policy = TFU_KV_POLICY_REFUSE;  // --kv-policy refuse|window
-    int32_t kv_window = 0;    // --kv-window N: cache capacity in tokens (window policy); 0 = N_CTX
+    tfu_kv_policy kv_policy = TFU_KV_POLICY_REFUSE;  // --kv-policy refuse|window|h2o|summary
+    int32_t kv_window = 0;    // --kv-window N: cache capacity in tokens (with a policy); 0 = N_CTX
     int32_t kv_sink = 4;      // --kv-sink N
+    int32_t kv_recent = 0;    // --kv-recent N (0: a quarter of the cache)
+    int32_t kv_chunk = 8;     // --kv-chunk N
     bool help = false;
 };
 
@@ -33,5 +35,7 @@ options parse_options(int argc, char** argv);
 const char* usage_text();
 // The command-line name of a KV cache format: "f16", "bf16", "q8", "q4".
 const char* kv_type_name(tfu_kv_type t);
+// The command-line name of a cache policy: "refuse", "window", "h2o", "summary".
+const char* kv_policy_name(tfu_kv_policy p);
 
 }  // namespace tfu::ppl
