@@ -4,7 +4,14 @@
 # build tree. Its sources may include only core/ and backend/ (checked here, as DESIGN.md's layering says).
 function(tfu_add_backend_module kind)
   cmake_parse_arguments(M "" "" "SOURCES" ${ARGN})
+  find_package(Threads REQUIRED)
   foreach(f ${M_SOURCES})
+    if(NOT EXISTS "${f}" AND NOT EXISTS "${CMAKE_CURRENT_SOURCE_DIR}/${f}")
+      continue()  # generated at build time (e.g. embedded SPIR-V): nothing to check yet
+    endif()
+    if(NOT IS_ABSOLUTE "${f}")
+      set(f "${CMAKE_CURRENT_SOURCE_DIR}/${f}")
+    endif()
     file(STRINGS "${f}" incs REGEX "^#include \"[a-z_]+/")
     foreach(inc ${incs})
       string(REGEX REPLACE "^#include \"([a-z_]+)/.*" "\\1" dep "${inc}")
