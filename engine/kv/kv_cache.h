@@ -1,19 +1,22 @@
-// The KV cache of one session: per layer a K and a V tensor of n_ctx rows (one row per token position).
-// This first version is contiguous; the paged, quantized cache (issue #4) replaces it behind the same views.
+// The contiguous KV cache of one session: per layer a K and a V tensor of n_ctx rows (one row per token
+// position). Sessions use the paged cache (kv/block_table.h) on the CPU; this one is the exact f32 reference in
+// tests and, in f16/bf16, the cache of sessions on a GPU backend until the paged cache lives in device memory.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <vector>
 
+#include "backend/backend.h"
 #include "core/tensor.h"
 
 namespace tfu {
 
 class kv_cache {
 public:
-    // type: F16 (default of sessions), BF16 or F32. Throws OUT_OF_MEMORY if the allocation fails.
-    kv_cache(int32_t n_layer, int32_t n_embd_kv, int32_t n_ctx, dtype type);
+    // type: F16, BF16 or F32. Throws OUT_OF_MEMORY if the allocation fails. With a device backend `be`, the
+    // memory is the backend's (rows never written are then undefined: attention reads only written rows).
+    kv_cache(int32_t n_layer, int32_t n_embd_kv, int32_t n_ctx, dtype type, backend* be = nullptr);
     ~kv_cache();
     kv_cache(const kv_cache&) = delete;
     kv_cache& operator=(const kv_cache&) = delete;
@@ -31,6 +34,7 @@ private:
     dtype type_;
     size_t bytes_ = 0;
     void* mem_ = nullptr;
+    backend* device_ = nullptr;  // owner of mem_ when it is device memory
     std::vector<tensor> k_, v_;
 };
 

@@ -27,35 +27,74 @@ op make_op(op_type t, tensor* dst, const tensor* a, const tensor* b = nullptr, c
 
 }  // namespace
 
-decoder::decoder(const hparams& hp, const model_weights& w, int32_t n_batch_max)
-    : hp_(hp), w_(w), n_batch_max_(n_batch_max) {
+decoder::decoder(const hparams& hp, const model_weights& w, int32_t n_batch_max, backend* device)
+    : hp_(hp), w_(w), n_batch_max_(n_batch_max), dev_(device && !device->host_memory() ? device : nullptr) {
     if (n_batch_max < 1) fail(TFU_STATUS_INVALID_ARGUMENT, "n_batch must be at least 1");
     const size_t nb = size_t(n_batch_max);
-    x_.resize(size_t(hp.n_embd) * nb);
-    xn_.resize(size_t(hp.n_embd) * nb);
-    q_.resize(size_t(hp.n_embd_q()) * nb);
-    qr_.resize(q_.size());
-    att_.resize(q_.size());
-    k_.resize(size_t(hp.n_embd_kv()) * nb);
-    kr_.resize(k_.size());
-    v_.resize(k_.size());
-    o_.resize(size_t(hp.n_embd) * nb);
-    g_.resize(size_t(hp.n_ff) * nb);
-    u_.resize(g_.size());
-    ids_.resize(nb);
-    pos_.resize(nb);
     if (w.rope_freqs.data) {
-        rope_factors_ = w.rope_freqs;
+        rope_factors_host_ = w.rope_freqs;  // a weight: already where the backend reads it (place_weights)
     } else if (hp.rope_llama3) {
         rope_factor_data_ = llama3_rope_factors(hp);
-        rope_factors_ = make_tensor(dtype::F32, int64_t(rope_factor_data_.size()), 1, 1, 1, rope_factor_data_.data(),
+        rope_factors_host_ = make_tensor(dtype::F32, int64_t(rope_factor_data_.size()), 1, 1, 1,
+                                         rope_factor_data_.data(), "rope_factors");
+    }
+    // One arena for every buffer, each 256-byte aligned (64 floats).
+    std::vector<buffer*> bufs = {&x_, &xn_, &q_, &qr_, &att_, &k_, &kr_, &v_, &o_, &g_, &u_, &ids_, &pos_, &factors_};
+    const size_t sizes[] = {size_t(hp.n_embd) * nb, size_t(hp.n_embd) * nb, size_t(hp.n_embd_q()) * nb,
+                            size_t(hp.n_embd_q()) * nb, size_t(hp.n_embd_q()) * nb, size_t(hp.n_embd_kv()) * nb,
+                            size_t(hp.n_embd_kv()) * nb, size_t(hp.n_embd_kv()) * nb, size_t(hp.n_embd) * nb,
+                            size_t(hp.n_ff) * nb, size_t(hp.n_ff) * nb, nb, nb,
+                            rope_factor_data_.size()};
+    size_t total = 0;
+    for (size_t i = 0; i < bufs.size(); ++i) {
+        bufs[i]->n = sizes[i];
+        total += (sizes[i] + 63) / 64 * 64;
+    }
+    float* base = nullptr;
+    if (dev_) {
+        dev_arena_ = dev_->alloc(total * sizeof(float), "decoder activations");
+        base = static_cast<float*>(dev_arena_);
+    } else {
+        host_arena_.resize(total);
+        base = host_arena_.data();
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < bufs.size(); ++i) {
+        bufs[i]->data = base + at;  // device addresses allow this arithmetic (backend.h)
+        at += (sizes[i] + 63) / 64 * 64;
+    }
+    ids_host_.resize(nb);
+    pos_host_.resize(nb);
+    if (!rope_factor_data_.empty()) {
+        rope_factors_ = make_tensor(dtype::F32, int64_t(rope_factor_data_.size()), 1, 1, 1, factors_.data,
                                     "rope_factors");
+        if (dev_) dev_->upload(factors_.data, rope_factor_data_.data(), rope_factor_data_.size() * sizeof(float));
+        else std::copy(rope_factor_data_.begin(), rope_factor_data_.end(), factors_.data);
+    } else if (w.rope_freqs.data) {
+        rope_factors_ = w.rope_freqs;
     }
 }
 
-tensor decoder::act(std::vector<float>& buf, int64_t ne0, int64_t ne1, int64_t ne2) {
-    TFU_CHECK(size_t(ne0 * ne1 * ne2) <= buf.size());
-    return make_tensor(dtype::F32, ne0, ne1, ne2, 1, buf.data());
+decoder::~decoder() {
+    if (dev_) {
+        dev_->free(dev_arena_);
+        if (dev_logits_) dev_->free(dev_logits_);
+    }
+}
+
+float* decoder::logits_buffer(size_t n_floats) {
+    if (n_floats > dev_logits_n_) {
+        if (dev_logits_) dev_->free(dev_logits_);
+        dev_logits_ = nullptr;
+        dev_logits_ = dev_->alloc(n_floats * sizeof(float), "logits");
+        dev_logits_n_ = n_floats;
+    }
+    return static_cast<float*>(dev_logits_);
+}
+
+tensor decoder::act(const buffer& b, int64_t ne0, int64_t ne1, int64_t ne2) {
+    TFU_CHECK(size_t(ne0 * ne1 * ne2) <= b.n);
+    return make_tensor(dtype::F32, ne0, ne1, ne2, 1, b.data);
 }
 
 void decoder::rope_shift(backend& be, float* rows, const int32_t* deltas, int32_t n) const {
@@ -63,7 +102,9 @@ void decoder::rope_shift(backend& be, float* rows, const int32_t* deltas, int32_
     if (n <= 0) return;
     tensor x = make_tensor(dtype::F32, hp_.head_dim, 1, n, 1, rows, "shifted keys");
     tensor p = make_tensor(dtype::I32, n, 1, 1, 1, const_cast<int32_t*>(deltas), "shift");
-    op r = make_op(op_type::ROPE, &x, &x, &p, rope_factors_.data ? &rope_factors_ : nullptr);
+    // rope_factors_host_: a model loaded for a device backend keeps rope_freqs in device memory; rope_shift runs
+    // on the host, so it is only used where the weights are host memory (the paged cache, CPU backends).
+    op r = make_op(op_type::ROPE, &x, &x, &p, rope_factors_host_.data ? &rope_factors_host_ : nullptr);
     r.i[0] = hp_.n_rot;
     r.i[1] = int32_t(hp_.rope);
     r.f[0] = hp_.rope_freq_base;
@@ -75,15 +116,28 @@ void decoder::forward(backend& be, const kv_target& kv, const int32_t* tokens, i
                       bool all_logits, float* logits, const std::atomic<bool>* cancel) {
     TFU_CHECK(n >= 1 && n <= n_batch_max_);
     TFU_CHECK((kv.contiguous != nullptr) != (kv.paged != nullptr));
+    TFU_CHECK(dev_ ? &be == dev_ : be.host_memory());
+    if (dev_ && kv.paged)
+        fail(TFU_STATUS_UNSUPPORTED, std::string("the paged KV cache is written on the host; backend ") + be.name() +
+                                         " needs the contiguous cache");
     const int64_t E = hp_.n_embd, HD = hp_.head_dim, NH = hp_.n_head, NKV = hp_.n_head_kv, F = hp_.n_ff;
     for (int32_t i = 0; i < n; ++i) {
         if (tokens[i] < 0 || tokens[i] >= hp_.n_vocab)
             fail(TFU_STATUS_INVALID_ARGUMENT, "token id " + std::to_string(tokens[i]) + " is out of the vocabulary");
-        ids_[size_t(i)] = tokens[i];
-        pos_[size_t(i)] = pos0 + i;
+        ids_host_[size_t(i)] = tokens[i];
+        pos_host_[size_t(i)] = pos0 + i;
     }
-    tensor ids = make_tensor(dtype::I32, n, 1, 1, 1, ids_.data(), "ids");
-    tensor pos = make_tensor(dtype::I32, n, 1, 1, 1, pos_.data(), "pos");
+    int32_t* ids_mem = reinterpret_cast<int32_t*>(ids_.data);
+    int32_t* pos_mem = reinterpret_cast<int32_t*>(pos_.data);
+    if (dev_) {
+        be.upload(ids_mem, ids_host_.data(), size_t(n) * sizeof(int32_t));
+        be.upload(pos_mem, pos_host_.data(), size_t(n) * sizeof(int32_t));
+    } else {
+        std::copy(ids_host_.begin(), ids_host_.begin() + n, ids_mem);
+        std::copy(pos_host_.begin(), pos_host_.begin() + n, pos_mem);
+    }
+    tensor ids = make_tensor(dtype::I32, n, 1, 1, 1, ids_mem, "ids");
+    tensor pos = make_tensor(dtype::I32, n, 1, 1, 1, pos_mem, "pos");
     tensor x = act(x_, E, n), xn = act(xn_, E, n), o = act(o_, E, n);
     tensor q = act(q_, HD * NH, n), k = act(k_, HD * NKV, n), v = act(v_, HD * NKV, n);
     tensor q3 = act(q_, HD, NH, n), k3 = act(k_, HD, NKV, n);
@@ -156,15 +210,17 @@ void decoder::forward(backend& be, const kv_target& kv, const int32_t* tokens, i
 
     // Final norm and output projection: all positions (perplexity) or only the last (generation).
     const int64_t n_out = all_logits ? n : 1;
-    tensor x_last = make_tensor(dtype::F32, E, n_out, 1, 1, x_.data() + size_t(E) * size_t(n - n_out));
-    tensor xn_last = make_tensor(dtype::F32, E, n_out, 1, 1, xn_.data());
-    tensor lg = make_tensor(dtype::F32, hp_.n_vocab, n_out, 1, 1, logits, "logits");
+    tensor x_last = make_tensor(dtype::F32, E, n_out, 1, 1, x_.data + size_t(E) * size_t(n - n_out));
+    tensor xn_last = make_tensor(dtype::F32, E, n_out, 1, 1, xn_.data);
+    const size_t n_logits = size_t(hp_.n_vocab) * size_t(n_out);
+    tensor lg = make_tensor(dtype::F32, hp_.n_vocab, n_out, 1, 1, dev_ ? logits_buffer(n_logits) : logits, "logits");
     ops.clear();
     op fn = make_op(op_type::RMS_NORM, &xn_last, &x_last, &w_.output_norm);
     fn.f[0] = hp_.rms_eps;
     ops.push_back(fn);
     ops.push_back(make_op(op_type::MUL_MAT, &lg, &w_.output, &xn_last));
     be.run(ops.data(), ops.size());
+    if (dev_) be.download(logits, lg.data, n_logits * sizeof(float));
 }
 
 }  // namespace tfu

@@ -42,9 +42,16 @@ struct kv_target {
 };
 
 // Per-session activations for batches of up to n_batch_max tokens. Not thread-safe: one forward at a time.
+// With a device backend (one whose host_memory() is false) the activations, token ids, positions, RoPE factors
+// and logits live in that backend's memory (one allocation, carved up), the weights must already be there
+// (place_weights), and forward() uploads the ids and positions and downloads the logits; only the contiguous
+// cache is supported there (the paged cache is written on the host).
 class decoder {
 public:
-    decoder(const hparams& hp, const model_weights& w, int32_t n_batch_max);
+    decoder(const hparams& hp, const model_weights& w, int32_t n_batch_max, backend* device = nullptr);
+    ~decoder();
+    decoder(const decoder&) = delete;
+    decoder& operator=(const decoder&) = delete;
 
     // Runs tokens[0..n) (n <= n_batch_max) at positions pos0 .. pos0+n-1, writing their K/V into rows pos0.. of
     // kv. logits: (n_vocab, n) if all_logits, else (n_vocab) of the last token. `cancel` is checked
@@ -61,16 +68,27 @@ public:
     void rope_shift(backend& be, float* rows, const int32_t* deltas, int32_t n) const;
 
 private:
-    tensor act(std::vector<float>& buf, int64_t ne0, int64_t ne1, int64_t ne2 = 1);
+    struct buffer {
+        float* data = nullptr;  // host or device address
+        size_t n = 0;           // floats (or int32s)
+    };
+    tensor act(const buffer& b, int64_t ne0, int64_t ne1, int64_t ne2 = 1);
+    float* logits_buffer(size_t n_floats);  // device logits, grown on demand
 
     const hparams& hp_;
     const model_weights& w_;
     int32_t n_batch_max_;
-    tensor rope_factors_;                 // (n_rot/2) f32, or data == nullptr
+    backend* dev_;                         // nullptr: everything is host memory
+    std::vector<float> host_arena_;        // host: all buffers below
+    void* dev_arena_ = nullptr;            // device: all buffers below
+    void* dev_logits_ = nullptr;
+    size_t dev_logits_n_ = 0;
+    tensor rope_factors_;                  // (n_rot/2) f32 in the backend's memory, or data == nullptr
+    tensor rope_factors_host_;             // the same on the host (rope_shift)
     std::vector<float> rope_factor_data_;  // llama3 factors computed from hparams
-    // Activations, each sized for n_batch_max tokens (shapes in forward()).
-    std::vector<float> x_, xn_, q_, k_, v_, qr_, kr_, att_, o_, g_, u_;
-    std::vector<int32_t> ids_, pos_;
+    // Activations, each sized for n_batch_max tokens (shapes in forward()); ids and positions as int32.
+    buffer x_, xn_, q_, k_, v_, qr_, kr_, att_, o_, g_, u_, ids_, pos_, factors_;
+    std::vector<int32_t> ids_host_, pos_host_;
 };
 
 }  // namespace tfu

@@ -122,4 +122,31 @@ std::vector<float> llama3_rope_factors(const hparams& hp) {
     return f;
 }
 
+std::vector<void*> place_weights(model_weights& w, backend& be) {
+    std::vector<tensor*> all = {&w.tok_embd, &w.output_norm, &w.output, &w.rope_freqs};
+    for (layer_weights& l : w.layers)
+        for (tensor* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.bq, &l.bk, &l.bv, &l.wo, &l.ffn_norm, &l.ffn_gate,
+                          &l.ffn_up, &l.ffn_down})
+            all.push_back(t);
+    std::vector<void*> owned;
+    std::map<const void*, void*> moved;  // host data -> device copy
+    try {
+        for (tensor* t : all) {
+            if (!t->data) continue;
+            auto it = moved.find(t->data);
+            if (it == moved.end()) {
+                void* d = be.alloc(t->nbytes(), t->name.c_str());
+                owned.push_back(d);
+                be.upload(d, t->data, t->nbytes());
+                it = moved.emplace(t->data, d).first;
+            }
+            t->data = it->second;
+        }
+    } catch (...) {
+        for (void* p : owned) be.free(p);
+        throw;
+    }
+    return owned;
+}
+
 }  // namespace tfu

@@ -2,7 +2,6 @@
 #include "runtime/engine.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <thread>
 
 #include "core/error.h"
@@ -17,21 +16,6 @@ engine::engine(const tfu_engine_params& p) : offload_policy_(p.offload_policy), 
         fail(TFU_STATUS_INVALID_ARGUMENT, "engine params: offload_policy = " + std::to_string(int(p.offload_policy)) +
                                               " is not a tfu_offload_policy");
     backend_ = create_backend(p.backend, p.n_threads);
-    // The GPU modules run every op (tests/ops) but the forward pass does not yet keep weights, activations and
-    // the KV cache in device memory (issues #5, #6): a model cannot run on them yet. Auto falls back to the CPU;
-    // asking for one explicitly is refused rather than run wrong.
-    if (!backend_->host_memory()) {
-        const std::string name = backend_->name();
-        const char* env = std::getenv("TFU_BACKEND");
-        if (p.backend == TFU_BACKEND_AUTO && !(env && *env && std::string(env) != "auto")) {
-            logf(TFU_LOG_WARN, "engine: %s runs ops but not models yet; using the cpu backend", name.c_str());
-            backend_ = make_cpu_backend(p.n_threads);
-        } else {
-            fail(TFU_STATUS_UNSUPPORTED, "the " + name + " backend runs single ops (tests) but cannot run models in "
-                                         "this version: the forward pass does not keep its tensors in device "
-                                         "memory yet; use TFU_BACKEND=cpu");
-        }
-    }
     logf(TFU_LOG_INFO, "engine: backend %s, memory budget %s", backend_->name(),
          budget_ ? (std::to_string(budget_ >> 20) + " MiB").c_str() : "unlimited");
 }

@@ -45,12 +45,15 @@ model::model(engine& e, const std::string& path, const tfu_model_params& p) : en
     const arch_spec* arch = find_arch(hp.arch);
     TFU_CHECK(arch != nullptr);
     weights = load_weights(*file, *arch, hp);
+    budget_ = std::make_unique<reservation>(eng, weights.n_bytes, "model '" + path + "' (weights)");
     voc = vocab::from_gguf(*file);
     if (voc->n_tokens() != hp.n_vocab)
         fail(TFU_STATUS_INVALID_FILE, path + ": the vocabulary has " + std::to_string(voc->n_tokens()) +
                                           " tokens but token_embd.weight has " + std::to_string(hp.n_vocab) + " rows");
     chat_template = file->get_string("tokenizer.chat_template").value_or("");
-    budget_ = std::make_unique<reservation>(eng, weights.n_bytes, "model '" + path + "' (weights)");
+    // A device backend reads the weights from its own memory (last of the steps that may throw: it frees its
+    // copies itself when it fails).
+    if (!eng.device().host_memory()) device_weights_ = place_weights(weights, eng.device());
     this->path = path;
     eng.add_model(this);  // last: a constructor that throws never leaves a registered model behind
     logf(TFU_LOG_INFO, "loaded %s: %s, %d layers, n_embd %d, %d heads (%d kv), vocab %d, %.1f M params, %.1f MiB",
@@ -58,7 +61,10 @@ model::model(engine& e, const std::string& path, const tfu_model_params& p) : en
          double(weights.n_params) / 1e6, double(weights.n_bytes) / (1 << 20));
 }
 
-model::~model() { eng.remove_model(this); }
+model::~model() {
+    eng.remove_model(this);
+    for (void* p : device_weights_) eng.device().free(p);
+}
 
 kv_block_pool& model::kv_pool(kv_format k, kv_format v) {
     std::lock_guard<std::mutex> lock(pools_mutex_);

@@ -44,6 +44,7 @@ public:
 
 private:
     std::vector<uint8_t> owned_;  // the file's bytes when not memory-mapped
+    std::vector<void*> device_weights_;  // the weights' copies in a device backend's memory (place_weights)
     std::unique_ptr<reservation> budget_;
     mutable std::mutex pools_mutex_;
     std::map<std::pair<kv_format, kv_format>, std::unique_ptr<kv_block_pool>> pools_;

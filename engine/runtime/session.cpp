@@ -93,7 +93,28 @@ uint64_t kv_budget_bytes(model& m, const tfu_session_params& p, int32_t n_ctx, s
 
 }  // namespace
 
-session::session(model& m, const tfu_session_params& p, std::optional<dtype> contiguous)
+namespace {
+
+// On a device backend the cache is the contiguous one in device memory (the paged cache is written on the host
+// for now): f16 or bf16 as asked; the quantized formats and the eviction policies need the paged cache.
+std::optional<dtype> device_cache(model& m, const tfu_session_params& p, std::optional<dtype> contiguous) {
+    if (contiguous || m.eng.device().host_memory()) return contiguous;
+    const std::string be = m.eng.device().name();
+    if (p.kv_policy != TFU_KV_POLICY_REFUSE)
+        fail(TFU_STATUS_UNSUPPORTED, "KV cache eviction policies are not available on the " + be +
+                                         " backend yet (they need the paged cache in device memory)");
+    if (p.kv_type_k == TFU_KV_F16 && p.kv_type_v == TFU_KV_F16) return dtype::F16;
+    if (p.kv_type_k == TFU_KV_BF16 && p.kv_type_v == TFU_KV_BF16) return dtype::BF16;
+    fail(TFU_STATUS_UNSUPPORTED, "quantized KV cache formats are not available on the " + be +
+                                     " backend yet (they need the paged cache in device memory); use f16 or bf16");
+}
+
+}  // namespace
+
+session::session(model& m, const tfu_session_params& p, std::optional<dtype> contiguous_in)
+    : session(m, p, device_cache(m, p, contiguous_in), 0) {}
+
+session::session(model& m, const tfu_session_params& p, std::optional<dtype> contiguous, int)
     : mdl(m),
       seq(m.eng.next_session_seq()),
       n_ctx_(checked_ctx(m, p)),
@@ -108,10 +129,11 @@ session::session(model& m, const tfu_session_params& p, std::optional<dtype> con
                  "session KV cache (" + std::to_string(capacity_) + " tokens)"),
       // Sliding window: a batch is at most a quarter of the cache, what one eviction frees.
       dec_(m.hp, m.weights,
-           std::min(n_batch_, policy_ != TFU_KV_POLICY_REFUSE ? std::max(1, capacity_ / 4) : capacity_)),
+           std::min(n_batch_, policy_ != TFU_KV_POLICY_REFUSE ? std::max(1, capacity_ / 4) : capacity_),
+           &m.eng.device()),
       smp_(to_config(p.sampler), m.hp.n_vocab) {
     if (contiguous) {
-        contiguous_ = std::make_unique<kv_cache>(m.hp.n_layer, m.hp.n_embd_kv(), n_ctx_, *contiguous);
+        contiguous_ = std::make_unique<kv_cache>(m.hp.n_layer, m.hp.n_embd_kv(), n_ctx_, *contiguous, &m.eng.device());
         for (int32_t l = 0; l < m.hp.n_layer; ++l) kv_views_.push_back(kv_layer{&contiguous_->k(l), &contiguous_->v(l)});
         target_.contiguous = kv_views_.data();
     } else {

@@ -22,6 +22,7 @@ class session {
 public:
     // The KV cache is the paged one in the formats p.kv_type_k / kv_type_v, unless `contiguous` names a dtype
     // (F32, F16, BF16): then a contiguous cache of that dtype (tests: exact f32 comparisons, paged vs contiguous).
+    // On a device backend the cache is always the contiguous f16/bf16 one (see session.cpp, device_cache).
     session(model& m, const tfu_session_params& p, std::optional<dtype> contiguous = std::nullopt);
     ~session();
 
@@ -72,6 +73,7 @@ public:
     std::atomic<uint64_t> last_used_unix_ms{0};  // set by session_use
 
 private:
+    session(model& m, const tfu_session_params& p, std::optional<dtype> contiguous, int);  // after device_cache
     void check_room(size_t n_new) const;
     // The eviction policies (runtime/session_evict.cpp): make room for n more tokens in a full cache.
     void make_room(int32_t n);
