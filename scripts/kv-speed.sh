@@ -13,6 +13,6 @@ model=$out/qwen2.5-0.5b-shape-q4_0.gguf
 [ -f "$model" ] || "$bin/synth/tfusion-synth" --preset Qwen2.5-0.5B --vocab "$vocab" --type q4_0 -o "$model" >&2
 for t in ${FORMATS:-f16 q8 q4}; do
   echo "== K $t V $t"
-  "$bin/bench/tfusion-bench" -m "$model" -p 0 -n 64 -d "${DEPTHS:-1024,4096,16384}" -t "$threads" -ctk "$t" \
+  "$bin/bench/tfusion-bench" -m "$model" --backend cpu -p 0 -n 64 -d "${DEPTHS:-1024,4096,16384}" -t "$threads" -ctk "$t" \
     -ctv "$t" -r "${REPS:-3}" --json "$out/kv-$t.json"
 done
