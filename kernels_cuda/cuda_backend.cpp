@@ -2,8 +2,11 @@
 // op dispatch of run(), and the mapping of CUDA/cuBLAS errors to tfu::error.
 //
 // One backend = one device + one non-default stream + one cuBLAS handle. run() checks every op (check_op, then
-// the CUDA limits), enqueues all of them on the stream, then synchronises once, so results are complete when it
-// returns (backend.h); kernels that find bad input report through a device_status word read after that sync.
+// the CUDA limits), enqueues all of them on the stream and returns without waiting (backend.h): a decode step
+// of one run() per layer then costs one wait, in download(). Kernels that find bad input (a GET_ROWS id out of
+// range) write a device_status word; the next sync() or download() copies it back after its wait and throws
+// INVALID_ARGUMENT naming the op and the run() it came from (a table of the enqueued reporters, kept on the
+// host until that check, gives the names).
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -11,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <vector>
 #include <new>
 #include <string>
 
@@ -49,28 +53,74 @@ void* context::scratch(size_t bytes) {
     return scratch_;
 }
 
+cudaEvent_t context::take_event() {
+    if (!idle_events_.empty()) {
+        const cudaEvent_t e = idle_events_.back();
+        idle_events_.pop_back();
+        return e;
+    }
+    cudaEvent_t e = nullptr;
+    check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreateWithFlags (staging fence)");
+    return e;
+}
+
+void context::stage_fence() {
+    if (stage_head_ == stage_open_) return;
+    idle_events_.reserve(idle_events_.size() + 1);  // so that handing the event back below cannot throw
+    const cudaEvent_t e = take_event();
+    const cudaError_t r = cudaEventRecord(e, stream);
+    if (r != cudaSuccess) {
+        idle_events_.push_back(e);
+        check(r, "cudaEventRecord (staging fence)");
+    }
+    fences_.push_back({stage_open_, stage_head_, e});
+    stage_open_ = stage_head_;
+}
+
+void context::stage_wait(size_t begin, size_t end) {
+    // The newest fence over these bytes; the older ones have completed when it has (one stream, in order).
+    size_t last = fences_.size();
+    for (size_t i = 0; i < fences_.size(); ++i)
+        if (fences_[i].begin < end && begin < fences_[i].end) last = i;
+    if (last == fences_.size()) return;
+    check(cudaEventSynchronize(fences_[last].done), "cudaEventSynchronize (staging ring)");
+    for (size_t i = 0; i <= last; ++i) {
+        idle_events_.push_back(fences_.front().done);
+        fences_.pop_front();
+    }
+}
+
+void context::stage_grow(size_t need) {
+    // Copies out of the old ring may be queued: wait for all of them before freeing it.
+    check(cudaStreamSynchronize(stream), "cudaStreamSynchronize (staging growth)");
+    for (const fence& f : fences_) idle_events_.push_back(f.done);
+    fences_.clear();
+    stage_head_ = stage_open_ = 0;
+    if (stage_host_) check(cudaFreeHost(stage_host_), "cudaFreeHost (staging)");
+    stage_host_ = nullptr;
+    if (stage_dev_) check(cudaFree(stage_dev_), "cudaFree (staging)");
+    stage_dev_ = nullptr;
+    stage_cap_ = 0;
+    const size_t cap = need < (size_t(1) << 20) ? (size_t(1) << 20) : 2 * need;
+    check(cudaMallocHost(&stage_host_, cap), "cudaMallocHost (staging)");
+    check(cudaMalloc(&stage_dev_, cap), "cudaMalloc (staging)");
+    stage_cap_ = cap;
+}
+
 void* context::stage(const void* host, size_t bytes) {
     const size_t need = (bytes + 255) & ~size_t(255);
-    if (stage_used_ + need > stage_cap_) {
-        // The ring is full: wait until every copy out of it has run, then start over (growing if needed).
-        check(cudaStreamSynchronize(stream), "cudaStreamSynchronize (staging ring)");
-        stage_used_ = 0;
-        if (need > stage_cap_) {
-            if (stage_host_) check(cudaFreeHost(stage_host_), "cudaFreeHost (staging)");
-            if (stage_dev_) check(cudaFree(stage_dev_), "cudaFree (staging)");
-            stage_host_ = stage_dev_ = nullptr;
-            stage_cap_ = 0;
-            const size_t cap = need < (size_t(1) << 20) ? (size_t(1) << 20) : 2 * need;
-            check(cudaMallocHost(&stage_host_, cap), "cudaMallocHost (staging)");
-            check(cudaMalloc(&stage_dev_, cap), "cudaMalloc (staging)");
-            stage_cap_ = cap;
-        }
+    if (need > stage_cap_) stage_grow(need);
+    if (stage_head_ + need > stage_cap_) {
+        // Wrap: close the stretch up to the end, start again at the front (after its copies have run).
+        stage_fence();
+        stage_head_ = stage_open_ = 0;
     }
-    uint8_t* h = stage_host_ + stage_used_;
-    uint8_t* d = stage_dev_ + stage_used_;
-    stage_used_ += need;
+    stage_wait(stage_head_, stage_head_ + need);
+    uint8_t* h = stage_host_ + stage_head_;
+    uint8_t* d = stage_dev_ + stage_head_;
     std::memcpy(h, host, bytes);
     check(cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync (staging)");
+    stage_head_ += need;
     return d;
 }
 
@@ -79,11 +129,16 @@ void context::release() noexcept {
     if (scratch_) cudaFree(scratch_);
     if (stage_host_) cudaFreeHost(stage_host_);
     if (stage_dev_) cudaFree(stage_dev_);
+    for (const fence& f : fences_) cudaEventDestroy(f.done);
+    for (cudaEvent_t e : idle_events_) cudaEventDestroy(e);
+    fences_.clear();
+    idle_events_.clear();
     if (status) cudaFree(status);
     if (cublas) cublasDestroy(cublas);
     if (stream) cudaStreamDestroy(stream);
     scratch_ = nullptr;
     stage_host_ = stage_dev_ = nullptr;
+    stage_cap_ = stage_head_ = stage_open_ = 0;
     status = nullptr;
     cublas = nullptr;
     stream = nullptr;
@@ -175,8 +230,12 @@ public:
             check_cublas(cublasCreate(&ctx_.cublas), "cublasCreate");
             check_cublas(cublasSetStream(ctx_.cublas, ctx_.stream), "cublasSetStream");
             check(cudaMalloc(reinterpret_cast<void**>(&ctx_.status), sizeof(device_status)), "cudaMalloc (status)");
-            check(cudaMemset(ctx_.status, 0, sizeof(device_status)), "cudaMemset (status)");
+            // On our stream: a plain cudaMemset goes to the legacy default stream, which a non-blocking stream
+            // does not wait for.
+            check(cudaMemsetAsync(ctx_.status, 0, sizeof(device_status), ctx_.stream), "cudaMemsetAsync (status)");
             check(cudaMallocHost(reinterpret_cast<void**>(&status_host_), sizeof(device_status)), "cudaMallocHost");
+            std::memset(status_host_, 0, sizeof(device_status));
+            check(cudaStreamSynchronize(ctx_.stream), "cudaStreamSynchronize (status)");
         } catch (...) {
             ctx_.release();
             if (status_host_) cudaFreeHost(status_host_);
@@ -203,14 +262,23 @@ public:
 
     void run(const op* ops, size_t n_ops) override {
         check(cudaSetDevice(ctx_.device), "cudaSetDevice");
+        size_t n_reporters = 0;
         for (size_t i = 0; i < n_ops; ++i) {
             std::string why;
             if (!check_op(ops[i], &why) || !supported_here(ops[i], &why)) fail(TFU_STATUS_UNSUPPORTED, name_ + ": " + why);
+            if (can_report(ops[i])) ++n_reporters;
         }
-        ctx_.stage_reset();
+        // The reporter table is bounded: when it would overflow, check (and clear) what has been enqueued so
+        // far first, which waits for the stream (rare: a decode step adds one entry and ends in download()).
+        if (n_reporters && reporters_.size() + n_reporters > k_max_reporters) wait_and_check_status("run()");
+        ++n_runs_;
         for (size_t i = 0; i < n_ops; ++i) {
             const op& o = ops[i];
-            ctx_.op_index = int32_t(i);
+            ctx_.report_slot = -1;
+            if (can_report(o)) {
+                ctx_.report_slot = int32_t(reporters_.size());
+                reporters_.push_back({n_runs_, i, o.src[0]->ne[1], o.src[0]->name});
+            }
             switch (o.type) {
 #define TFU_OP(NAME, name, n_src) \
     case op_type::NAME: cuda::name(ctx_, o); break;
@@ -219,15 +287,13 @@ public:
                 case op_type::COUNT: fail(TFU_STATUS_INTERNAL, "cuda: op type COUNT");
             }
         }
-        check(cudaMemcpyAsync(status_host_, ctx_.status, sizeof(device_status), cudaMemcpyDeviceToHost, ctx_.stream),
-              "cudaMemcpyAsync (status)");
-        check(cudaStreamSynchronize(ctx_.stream), "cudaStreamSynchronize (end of run)");
-        if (status_host_->code != status_ok) report_device_status(ops, n_ops);
+        ctx_.stage_fence();
     }
 
+    // Waits for everything queued, then reports what the kernels found (device_status).
     void sync() override {
         check(cudaSetDevice(ctx_.device), "cudaSetDevice");
-        check(cudaStreamSynchronize(ctx_.stream), "cudaStreamSynchronize");
+        wait_and_check_status("sync()");
     }
 
     bool host_memory() const override { return false; }
@@ -247,17 +313,24 @@ public:
     void free(void* p) noexcept override {
         if (!p) return;
         cudaSetDevice(ctx_.device);
-        cudaFree(p);  // synchronises the device; errors (a lost device) cannot be reported from here
+        // Queued kernels may still use p. cudaFree synchronises the device too; the explicit wait says why.
+        // Errors (a lost device) cannot be reported from here; device_status stays for the next sync()/download().
+        cudaStreamSynchronize(ctx_.stream);
+        cudaFree(p);
     }
+    // On the stream, so after the kernels queued before it (which may read dst) and before those queued after;
+    // waits so that src_host may be reused on return. device_status is not checked here (no copy back).
     void upload(void* dst, const void* src_host, size_t bytes) override {
         check(cudaSetDevice(ctx_.device), "cudaSetDevice");
         check(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, ctx_.stream), "cudaMemcpyAsync (upload)");
         check(cudaStreamSynchronize(ctx_.stream), "cudaStreamSynchronize (upload)");
     }
+    // On the stream after every queued kernel, then waits; then reports what the kernels found (device_status),
+    // after dst_host has been written.
     void download(void* dst_host, const void* src, size_t bytes) override {
         check(cudaSetDevice(ctx_.device), "cudaSetDevice");
         check(cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, ctx_.stream), "cudaMemcpyAsync (download)");
-        check(cudaStreamSynchronize(ctx_.stream), "cudaStreamSynchronize (download)");
+        wait_and_check_status("download()");
     }
     void memory_info(uint64_t* total, uint64_t* free_bytes) const override {
         check(cudaSetDevice(ctx_.device), "cudaSetDevice");
@@ -268,20 +341,53 @@ public:
     }
 
 private:
-    [[noreturn]] void report_device_status(const op* ops, size_t n_ops) {
-        const device_status s = *status_host_;
-        check(cudaMemset(ctx_.status, 0, sizeof(device_status)), "cudaMemset (status)");
-        const op* o = s.op_index >= 0 && size_t(s.op_index) < n_ops ? &ops[s.op_index] : nullptr;
-        if (s.code == status_bad_row_id && o) {
-            fail(TFU_STATUS_INVALID_ARGUMENT, "get_rows: id " + std::to_string(s.a) + " at " + std::to_string(s.b) +
-                                                  " is outside " + std::to_string(o->src[0]->ne[1]) + " rows of " +
-                                                  o->src[0]->name);
+    // An enqueued op whose kernels may write device_status, with what its message needs (the op structs are
+    // the caller's and may be gone by the time the status is read).
+    struct reporter {
+        uint64_t run;   // n_runs_ when it was enqueued
+        size_t index;   // in that run()'s op list
+        int64_t n_rows; // GET_ROWS: rows of src[0]
+        std::string tensor;
+    };
+    static constexpr size_t k_max_reporters = 4096;
+
+    static bool can_report(const op& o) { return o.type == op_type::GET_ROWS; }
+
+    // Waits for the stream, with the status copied back behind the queued work when a reporter was enqueued
+    // since the last check; throws what a kernel reported (and clears it), else forgets the reporters.
+    void wait_and_check_status(const char* where) {
+        const bool copy = !reporters_.empty();
+        if (copy)
+            check(cudaMemcpyAsync(status_host_, ctx_.status, sizeof(device_status), cudaMemcpyDeviceToHost, ctx_.stream),
+                  "cudaMemcpyAsync (status)");
+        check(cudaStreamSynchronize(ctx_.stream), (std::string("cudaStreamSynchronize (") + where + ")").c_str());
+        if (!copy) return;
+        if (status_host_->code == status_ok) {
+            reporters_.clear();
+            return;
         }
-        fail(TFU_STATUS_INTERNAL, name_ + ": unknown device status " + std::to_string(s.code));
+        const device_status s = *status_host_;
+        // Cleared on the stream (nothing is queued now), so no later kernel or copy sees the old report.
+        check(cudaMemsetAsync(ctx_.status, 0, sizeof(device_status), ctx_.stream), "cudaMemsetAsync (status)");
+        status_host_->code = status_ok;
+        std::vector<reporter> rs;
+        rs.swap(reporters_);
+        const reporter* r = s.slot >= 0 && size_t(s.slot) < rs.size() ? &rs[size_t(s.slot)] : nullptr;
+        if (s.code == status_bad_row_id && r) {
+            fail(TFU_STATUS_INVALID_ARGUMENT, "get_rows: id " + std::to_string(s.a) + " at " + std::to_string(s.b) +
+                                                  " is outside " + std::to_string(r->n_rows) + " rows of " + r->tensor +
+                                                  " (" + name_ + ": op " + std::to_string(r->index) + " of run() #" +
+                                                  std::to_string(r->run) + ", found on the device, reported by " +
+                                                  where + ")");
+        }
+        fail(TFU_STATUS_INTERNAL, name_ + ": unknown device status " + std::to_string(s.code) + " (slot " +
+                                      std::to_string(s.slot) + "), reported by " + where);
     }
 
     context ctx_;
     device_status* status_host_ = nullptr;  // pinned
+    std::vector<reporter> reporters_;       // enqueued since the last status check; index = device_status::slot
+    uint64_t n_runs_ = 0;                   // run() calls so far (names the run in a report)
     std::string name_;
 };
 

@@ -1,7 +1,8 @@
 // Host-side interface between the CUDA backend (cuda_backend.cpp) and its kernels (<op>.cu): the per-backend
 // context (device, stream, cuBLAS handle, scratch and staging memory, device-side error report), error mapping,
 // and one launch function per op of backend/ops.def. Every launch enqueues on ctx.stream and returns at once;
-// the backend synchronises at the end of run().
+// run() does not synchronise either: the host waits only in sync(), download(), upload(), scratch growth and
+// when the staging ring comes round to bytes whose copy has not run yet.
 #pragma once
 
 #include <cublas_v2.h>
@@ -9,7 +10,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <string>
+#include <vector>
 
 #include "backend/op.h"
 #include "core/error.h"
@@ -23,11 +26,12 @@ void check_cublas(cublasStatus_t s, const char* what);
 // After a kernel launch: a bad configuration shows up here; faults inside the kernel at the next sync.
 inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel); }
 
-// What a kernel that meets bad input (an id out of range) reports; run() reads it after its sync and throws.
+// What a kernel that meets bad input (an id out of range) reports. It stays on the device until the next
+// synchronising call of the backend (sync(), download()) copies it back, throws, and clears it.
 struct device_status {
-    int32_t code;      // status_ok or one of the codes below (the first report wins)
-    int32_t op_index;  // index of the op in run()'s list
-    int64_t a, b;      // code-specific values (bad_row_id: the id and its position)
+    int32_t code;  // status_ok or one of the codes below (the first report since the last check wins)
+    int32_t slot;  // context::report_slot of the op that reported (the backend's table of enqueued reporters)
+    int64_t a, b;  // code-specific values (bad_row_id: the id and its position)
 };
 enum : int32_t { status_ok = 0, status_bad_row_id = 1 };
 
@@ -38,23 +42,42 @@ public:
     cudaStream_t stream = nullptr;
     cublasHandle_t cublas = nullptr;
     device_status* status = nullptr;  // device memory, zero when no error
-    int32_t op_index = 0;             // the op being enqueued (for device_status)
+    int32_t report_slot = -1;         // what a kernel of the op being enqueued writes to device_status::slot
 
     // A device buffer of at least `bytes` for the op being enqueued, valid until the next scratch() call (all
-    // work is on one stream, so the next op's kernels run after this op's). Growing it synchronises the stream.
+    // work is on one stream, so the next op's kernels run after this op's, whatever run() they belong to).
+    // Growing it synchronises the stream before the old buffer is freed.
     void* scratch(size_t bytes);
-    // Copies `bytes` of host memory to the device through a pinned staging ring and returns the device copy;
-    // valid until the end of run() (stage_reset). Small per-op tables (ATTENTION_PAGED's block table).
+    // Copies `bytes` of host memory to the device through a pinned staging ring and returns the device copy,
+    // for kernels enqueued after it (small per-op tables: ATTENTION_PAGED's block table). `host` may be reused
+    // at once. The ring's bytes are reused only when the copy out of them has run: every stretch written is
+    // closed by an event (stage_fence, at the end of run() and when the ring wraps), and before writing over a
+    // stretch the host waits for its event. On the device side a later copy into the same bytes is queued
+    // after the kernels that read them (one stream), so the device copy stays valid for them.
     void* stage(const void* host, size_t bytes);
-    void stage_reset() { stage_used_ = 0; }
+    // Records an event on the stream that closes the bytes staged since the last fence.
+    void stage_fence();
     void release() noexcept;
 
 private:
+    struct fence {
+        size_t begin, end;  // ring bytes [begin, end) written before the event
+        cudaEvent_t done;
+    };
+    cudaEvent_t take_event();
+    // Waits until no copy out of ring bytes [begin, end) is pending.
+    void stage_wait(size_t begin, size_t end);
+    void stage_grow(size_t need);
+
     void* scratch_ = nullptr;
     size_t scratch_cap_ = 0;
     uint8_t* stage_host_ = nullptr;  // pinned
     uint8_t* stage_dev_ = nullptr;
-    size_t stage_cap_ = 0, stage_used_ = 0;
+    size_t stage_cap_ = 0;
+    size_t stage_head_ = 0;  // next byte to write
+    size_t stage_open_ = 0;  // start of the bytes written since the last fence ([open, head))
+    std::deque<fence> fences_;          // oldest first; they complete in this order (one stream)
+    std::vector<cudaEvent_t> idle_events_;
 };
 
 // One launch function per op (ops.def): the op has passed check_op and supported_here.

@@ -1,7 +1,7 @@
 // GET_ROWS: dst (n_embd, n) f32 = rows of src0 (n_embd, n_vocab; any weight dtype) at ids src1 (n, i32).
 // Launch: one block of 256 threads per id; each thread dequantizes elements e = tid, tid + 256, ... (w_at).
-// An id outside [0, n_vocab) leaves its row unwritten and is reported through device_status (run() throws
-// INVALID_ARGUMENT, as the reference does).
+// An id outside [0, n_vocab) leaves its row unwritten and is reported through device_status: the backend's
+// next sync() or download() throws INVALID_ARGUMENT with the reference's message (cuda_backend.cpp).
 #include "cuda_ops.h"
 #include "mul_mat_q.cuh"
 
@@ -12,12 +12,12 @@ namespace {
 template <dtype T>
 __global__ void get_rows_kernel(const uint8_t* __restrict__ w, size_t w_stride, int64_t n_rows, int64_t n_embd,
                                 const int32_t* __restrict__ ids, float* __restrict__ dst, size_t d_stride,
-                                device_status* status, int32_t op_index) {
+                                device_status* status, int32_t slot) {
     const int64_t j = blockIdx.x;
     const int32_t id = ids[j];
     if (id < 0 || id >= n_rows) {
         if (threadIdx.x == 0 && atomicCAS(&status->code, status_ok, status_bad_row_id) == status_ok) {
-            status->op_index = op_index;
+            status->slot = slot;
             status->a = id;
             status->b = j;
         }
@@ -52,7 +52,7 @@ void get_rows(context& ctx, const op& o) {
     case dtype::T:                                                                                            \
         get_rows_kernel<dtype::T><<<unsigned(n), 256, 0, ctx.stream>>>(                                       \
             static_cast<const uint8_t*>(w.data), w.nb[1], w.ne[1], w.ne[0], static_cast<const int32_t*>(ids.data), \
-            static_cast<float*>(d.data), d.nb[1], ctx.status, ctx.op_index);                                  \
+            static_cast<float*>(d.data), d.nb[1], ctx.status, ctx.report_slot);                                \
         break;
         TFU_CUDA_WEIGHT_TYPES(TFU_CASE)
 #undef TFU_CASE
