@@ -1,7 +1,7 @@
 // The CUDA module's own contract beyond the op tests: a clear BACKEND_UNAVAILABLE without a driver, its name,
 // device memory (alloc/upload/download at offsets, memory_info, out-of-memory as a status), bad ids found on
-// the device reported as INVALID_ARGUMENT (and the backend still usable after), and several dependent ops
-// (in place included) in one run() against cpu-ref.
+// the device reported as INVALID_ARGUMENT by the next sync() or download() (run() does not wait; the backend
+// is still usable after), and several dependent ops (in place included) in one run() against cpu-ref.
 #include <cstring>
 
 #include "ops/op_test_util.h"
@@ -84,34 +84,91 @@ struct dev_tensor {
     }
 };
 
-TEST(cuda_backend, get_rows_bad_id_is_invalid_argument) {
+// A GET_ROWS op with one bad id (10 of 10 rows, at position 1) and its device tensors.
+struct bad_get_rows {
+    owned_tensor w{dtype::Q4_0, 64, 10, 1, "tok_embd"}, ids{dtype::I32, 3}, out{dtype::F32, 64, 3};
+    dev_tensor dw, di, dd;
+    op o;
+    bad_get_rows(backend& be, std::mt19937_64& rng) : dw(be, fill(rng)), di(be, ids.t), dd(be, out.t) {
+        o.type = op_type::GET_ROWS;
+        o.dst = &dd.t;
+        o.src[0] = &dw.t;
+        o.src[1] = &di.t;
+    }
+    const tensor& fill(std::mt19937_64& rng) {
+        fill_random(rng, w.t);
+        fill_random(rng, out.t);
+        ids.t.ptr<int32_t>()[0] = 3;
+        ids.t.ptr<int32_t>()[1] = 10;  // one past the last row
+        ids.t.ptr<int32_t>()[2] = 0;
+        return w.t;
+    }
+};
+
+// run() only enqueues: the bad id is seen on the device and reported by the next sync(), with the op and the
+// run() that found it; a free() in between does not lose it; it is reported once; the backend works after.
+TEST(cuda_backend, get_rows_bad_id_is_reported_by_the_next_sync) {
     CUDA_OR_SKIP(be);
     std::mt19937_64 rng(test_seed());
-    owned_tensor w(dtype::Q4_0, 64, 10), ids(dtype::I32, 3), out(dtype::F32, 64, 3);
-    fill_random(rng, w.t);
-    ids.t.ptr<int32_t>()[0] = 3;
-    ids.t.ptr<int32_t>()[1] = 10;  // one past the last row
-    ids.t.ptr<int32_t>()[2] = 0;
-    dev_tensor dw(*be, w.t), di(*be, ids.t), dd(*be, out.t);
-    op o;
-    o.type = op_type::GET_ROWS;
-    o.dst = &dd.t;
-    o.src[0] = &dw.t;
-    o.src[1] = &di.t;
+    bad_get_rows g(*be, rng);
+    EXPECT_NO_THROW(be->run(&g.o, 1)) << "run() is not meant to wait for the device";
+    be->free(be->alloc(4096, "unrelated"));
     try {
-        be->run(&o, 1);
+        be->sync();
         ADD_FAILURE() << "id 10 of 10 rows was accepted";
     } catch (const tfu::error& e) {
-        EXPECT_EQ(e.status(), TFU_STATUS_INVALID_ARGUMENT) << e.what();
-        EXPECT_NE(std::string(e.what()).find("id 10 at 1"), std::string::npos) << e.what();
+        const std::string m = e.what();
+        EXPECT_EQ(e.status(), TFU_STATUS_INVALID_ARGUMENT) << m;
+        EXPECT_NE(m.find("id 10 at 1 is outside 10 rows of tok_embd"), std::string::npos) << m;
+        EXPECT_NE(m.find("op 0 of run()"), std::string::npos) << m;
+        EXPECT_NE(m.find("sync()"), std::string::npos) << m;
     }
-    ids.t.ptr<int32_t>()[1] = 9;
-    be->upload(di.t.data, ids.t.data, ids.t.nbytes());
-    be->run(&o, 1);  // the report was cleared
-    const std::vector<uint8_t> got = dd.read();
-    std::vector<float> want(64);
-    dequantize_row(dtype::Q4_0, w.t.row(9), want.data(), 64);
-    EXPECT_EQ(std::memcmp(got.data() + 64 * 4, want.data(), 64 * 4), 0);
+    EXPECT_NO_THROW(be->sync()) << "the report was cleared";
+    g.ids.t.ptr<int32_t>()[1] = 9;
+    be->upload(g.di.t.data, g.ids.t.data, g.ids.t.nbytes());
+    be->run(&g.o, 1);
+    const std::vector<uint8_t> got = g.dd.read();
+    std::vector<float> want(64 * 3);
+    for (int j = 0; j < 3; ++j)
+        dequantize_row(dtype::Q4_0, g.w.t.row(g.ids.t.ptr<int32_t>()[j]), want.data() + 64 * j, 64);
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * 4), 0);
+}
+
+// A bad id in op 1 of one run(), then two more dependent runs, none waited for: the download() after them
+// (of a tensor the bad op does not touch) writes its bytes, then throws naming op 1 of the first run; the next
+// download() does not report it again.
+TEST(cuda_backend, get_rows_bad_id_is_reported_by_a_later_download) {
+    CUDA_OR_SKIP(be);
+    std::mt19937_64 rng(test_seed() + 3);
+    bad_get_rows g(*be, rng);
+    owned_tensor x(dtype::F32, 64, 4), y(dtype::F32, 64, 4), b(dtype::F32, 64);
+    for (tensor* t : {&x.t, &y.t, &b.t}) fill_random(rng, *t);
+    dev_tensor dx(*be, x.t), dy(*be, y.t), db(*be, b.t);
+    op add_xb;  // y = x + b
+    add_xb.type = op_type::ADD, add_xb.dst = &dy.t, add_xb.src[0] = &dx.t, add_xb.src[1] = &db.t;
+    op add_yy;  // y = y + b, twice: each reads the run before
+    add_yy.type = op_type::ADD, add_yy.dst = &dy.t, add_yy.src[0] = &dy.t, add_yy.src[1] = &db.t;
+    const op first[2] = {add_xb, g.o};
+    be->run(first, 2);
+    be->run(&add_yy, 1);
+    be->run(&add_yy, 1);
+    std::vector<float> want(64 * 4);
+    for (int64_t i = 0; i < 64 * 4; ++i) want[size_t(i)] = ((x.t.ptr<float>()[i] + b.t.ptr<float>()[i % 64]) + b.t.ptr<float>()[i % 64]) + b.t.ptr<float>()[i % 64];
+    std::vector<float> got(64 * 4, -1.0f);
+    try {
+        be->download(got.data(), dy.t.data, got.size() * 4);
+        ADD_FAILURE() << "id 10 of 10 rows was accepted";
+    } catch (const tfu::error& e) {
+        const std::string m = e.what();
+        EXPECT_EQ(e.status(), TFU_STATUS_INVALID_ARGUMENT) << m;
+        EXPECT_NE(m.find("id 10 at 1 is outside 10 rows of tok_embd"), std::string::npos) << m;
+        EXPECT_NE(m.find("op 1 of run()"), std::string::npos) << m;
+        EXPECT_NE(m.find("download()"), std::string::npos) << m;
+    }
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * 4), 0) << "the downloaded bytes were written first";
+    std::fill(got.begin(), got.end(), -1.0f);
+    EXPECT_NO_THROW(be->download(got.data(), dy.t.data, got.size() * 4)) << "reported once";
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * 4), 0);
 }
 
 // rms_norm -> mul_mat (q4_K) -> add in place -> swiglu, all in one run(), against cpu-ref op by op.

@@ -1,7 +1,9 @@
 // CUDA kernel paths that tests/ops/test_ops.cpp's shapes do not reach, against cpu-ref: scalar fallbacks (row
 // lengths not a multiple of 8, rows with padded strides), model-sized MUL_MAT (matrix-vector and GEMM), long
-// contexts for ATTENTION and ATTENTION_PAGED (quantized, GQA), and several paged attentions with their own
-// block tables in one run() (the staging ring). Skips with the reason when no CUDA device is usable.
+// contexts for ATTENTION and ATTENTION_PAGED (quantized, GQA), several paged attentions with their own block
+// tables in one run() (the staging ring), and a chain of run() calls that the host does not wait for, each
+// reading what the one before wrote, whose tables go round the staging ring twice while the GPU lags behind.
+// Skips with the reason when no CUDA device is usable.
 #include <cmath>
 #include <cstring>
 #include <deque>
@@ -74,19 +76,20 @@ public:
         tensors_.push_back(*o.dst);
         tensors_.back().data = to_device(o.dst->data, o.dst->nb[3]);
         d.dst = &tensors_.back();
-        if (o.type == op_type::ATTENTION_PAGED) {
-            const paged_kv_view& v = *static_cast<const paged_kv_view*>(o.ext);
-            const size_t n = size_t(v.n_blocks) * size_t(v.n_head_kv);
-            rows_.emplace_back(v.k, v.k + n);
-            rows_.emplace_back(v.v, v.v + n);
-            for (size_t p = rows_.size() - 2; p < rows_.size(); ++p)
-                for (kv_rows& r : rows_[p]) r.data = static_cast<const uint8_t*>(to_device(r.data, r.layout->bytes));
-            views_.push_back(v);
-            views_.back().k = rows_[rows_.size() - 2].data();
-            views_.back().v = rows_.back().data();
-            d.ext = &views_.back();
-        }
+        if (o.type == op_type::ATTENTION_PAGED) d.ext = device_view(*static_cast<const paged_kv_view*>(o.ext));
         return d;
+    }
+    // A paged view whose head blocks are device copies (the descriptors stay host memory, kept here).
+    const paged_kv_view* device_view(const paged_kv_view& v) {
+        const size_t n = size_t(v.n_blocks) * size_t(v.n_head_kv);
+        rows_.emplace_back(v.k, v.k + n);
+        rows_.emplace_back(v.v, v.v + n);
+        for (size_t p = rows_.size() - 2; p < rows_.size(); ++p)
+            for (kv_rows& r : rows_[p]) r.data = static_cast<const uint8_t*>(to_device(r.data, r.layout->bytes));
+        views_.push_back(v);
+        views_.back().k = rows_[rows_.size() - 2].data();
+        views_.back().v = rows_.back().data();
+        return &views_.back();
     }
     std::vector<float> read_dst(const op& d) {
         const tensor& t = *d.dst;
@@ -260,6 +263,66 @@ TEST(cuda_paths, attention_paged_long_contexts_in_one_run) {
     for (size_t i = 0; i < err.size(); ++i)
         EXPECT_LE(err[i], 1e-5) << "op " << i << ": K " << kv_format_name(shapes[i].kf) << " V "
                                 << kv_format_name(shapes[i].vf) << " n_past " << shapes[i].n_past;
+}
+
+// A chain of run() calls that the host does not wait for: run i adds attention over its own paged cache to x
+// in place (a = attention_paged(x, cache i); x = x + a), so each run reads what the one before wrote. Each
+// stages a ~200 KiB block table, so the ten of them go round the 1 MiB staging ring twice. A large f32
+// MUL_MAT enqueued first (its result is not checked) keeps the GPU busy for about a millisecond, so the host
+// runs ahead and comes round to ring bytes whose copy is still queued: without the ring's fences later runs
+// would read tables the host had overwritten (another cache's blocks, another format), and x would be wrong.
+TEST(cuda_paths, chained_runs_without_waits_wrap_the_staging_ring) {
+    CUDA_OR_SKIP(be);
+    std::mt19937_64 rng(test_seed() + 14);
+    const int32_t hd = 128, n_head = 8, n_head_kv = 8, n = 2, n_past = 5000, block = 16, n_runs = 10;
+    const kv_format formats[][2] = {{kv_format::q4, kv_format::q4},   {kv_format::f16, kv_format::q8},
+                                    {kv_format::q8, kv_format::f16},  {kv_format::bf16, kv_format::q4},
+                                    {kv_format::q4, kv_format::bf16}};
+    std::vector<std::unique_ptr<paged_cache>> caches;
+    for (int32_t i = 0; i < n_runs; ++i) {
+        const kv_format* f = formats[size_t(i) % (sizeof formats / sizeof formats[0])];
+        caches.push_back(std::make_unique<paged_cache>(rng, hd, n_head_kv, block, f[0], f[1], n_past + n));
+    }
+    strided_tensor x(rng, dtype::F32, hd, n_head, n, 0, 1.0f), a(rng, dtype::F32, hd, n_head, n, 0, 1.0f);
+    harness h(*be);
+    tensor dx = x.t, da = a.t;
+    dx.data = h.to_device(x.t.data, x.bytes());
+    da.data = h.to_device(a.t.data, a.bytes());
+    auto layer = [&](tensor& tx, tensor& ta, const paged_kv_view* view) {
+        std::vector<op> ops(2);
+        ops[0].type = op_type::ATTENTION_PAGED, ops[0].dst = &ta, ops[0].src[0] = &tx, ops[0].ext = view;
+        ops[0].i[0] = n_past, ops[0].i[1] = n_head_kv, ops[0].f[0] = float(1.0 / std::sqrt(double(hd)));
+        ops[1].type = op_type::ADD, ops[1].dst = &tx, ops[1].src[0] = &tx, ops[1].src[1] = &ta;
+        return ops;
+    };
+    std::vector<const paged_kv_view*> dviews;
+    for (auto& c : caches) dviews.push_back(h.device_view(c->view));
+
+    // The delay: (4096 x 4096) f32 weights times 1024 columns, f32 GEMM (about 34 GFLOP).
+    strided_tensor w(rng, dtype::F32, 4096, 4096, 1, 0, 0.02f), wx(rng, dtype::F32, 4096, 1024, 1, 0, 1.0f);
+    strided_tensor wy(rng, dtype::F32, 4096, 1024, 1, 0, 1.0f);
+    tensor dw = w.t, dwx = wx.t, dwy = wy.t;
+    dw.data = h.to_device(w.t.data, w.bytes());
+    dwx.data = h.to_device(wx.t.data, wx.bytes());
+    dwy.data = h.to_device(wy.t.data, wy.bytes());
+    op mm;
+    mm.type = op_type::MUL_MAT, mm.dst = &dwy, mm.src[0] = &dw, mm.src[1] = &dwx;
+    be->run(&mm, 1);
+    for (int32_t i = 0; i < n_runs; ++i) {
+        const std::vector<op> ops = layer(dx, da, dviews[size_t(i)]);
+        be->run(ops.data(), ops.size());
+    }
+    std::vector<float> got(size_t(x.t.nelements()));
+    be->download(got.data(), dx.data, got.size() * sizeof(float));
+
+    auto ref = make_cpu_ref_backend();
+    for (int32_t i = 0; i < n_runs; ++i) {
+        std::vector<op> ops = layer(x.t, a.t, &caches[size_t(i)]->view);
+        ref->run(ops.data(), ops.size());
+    }
+    const std::vector<float> want = host_floats(x.t);
+    EXPECT_LE(rel_l2(got.data(), want.data(), int64_t(want.size())), 1e-4)
+        << n_runs << " dependent runs, errors of each attention compound";
 }
 
 }  // namespace
