@@ -1,52 +1,71 @@
-// cpu::attention_paged: cpu::attention's online softmax over the paged, possibly quantized cache: one tile per
-// cache block (B rows), each K/V row dequantized in registers by the kv_format readers (backend/kv_format.h).
+// cpu::attention_paged: cpu::attention over the paged, possibly quantized cache, on the shared frame of
+// attention_split.h: tiles of up to 64 rows inside one cache block, K/V rows dequantized in registers from the
+// kv_format layouts (backend/kv_format.h), never copied; key chunks of the split are whole blocks.
 // dst (hd, n_head, n); q = src0 (hd, n_head, n); ext = paged_kv_view; query j sees positions 0 .. i[0] + j.
-// Work: one task = one query and a group of heads that share a kv head (each K/V row is decoded once per group).
 #include <algorithm>
-#include <cmath>
-#include <limits>
-#include <vector>
 
-#include "backend/cpu/cpu_ops.h"
+#include "backend/cpu/attention_split.h"
 #include "backend/kv_format.h"
 
 namespace tfu::cpu {
 
-void attention_paged(context& ctx, const op& o) {
+namespace {
+
+kv_tile tile_of(const kv_rows& r, int64_t off) {
+    const kv_layout& l = *r.layout;
+    kv_tile x;
+    x.rows = r.data + l.code_offset + size_t(off) * size_t(l.row_code_bytes);
+    x.stride = size_t(l.row_code_bytes);
+    const uint16_t* sc = reinterpret_cast<const uint16_t*>(r.data + l.scale_offset);
+    const uint16_t* mn = reinterpret_cast<const uint16_t*>(r.data + l.min_offset);
+    switch (l.format) {
+        case kv_format::f16: x.kind = tile_kind::f16; break;
+        case kv_format::bf16: x.kind = tile_kind::bf16; break;
+        case kv_format::q8:
+            x.kind = tile_kind::q8;
+            x.scale = sc + off;
+            break;
+        case kv_format::q4:
+            if (l.part == kv_part::k) {
+                x.kind = tile_kind::q4_channel;
+                x.scale = sc;
+                x.min = mn;
+            } else {
+                const int64_t ng = l.head_dim / l.group;
+                x.kind = tile_kind::q4_group;
+                x.scale = sc + off * ng;
+                x.min = mn + off * ng;
+                x.group = l.group;
+            }
+            break;
+    }
+    return x;
+}
+
+}  // namespace
+
+void attention_paged_with(context& ctx, const op& o, const attn_split_options& opt) {
     const tensor& q = *o.src[0];
     const paged_kv_view& kv = *static_cast<const paged_kv_view*>(o.ext);
-    const int64_t hd = q.ne[0], n_head = q.ne[1], n = q.ne[2];
-    const int64_t n_past = o.i[0];
-    const int64_t group = n_head / o.i[1];
-    const float scale = o.f[0];
+    attn_problem p;
+    p.q = &q;
+    p.dst = o.dst;
+    p.hd = q.ne[0];
+    p.n_head = q.ne[1];
+    p.n = q.ne[2];
+    p.n_past = o.i[0];
+    p.n_head_kv = o.i[1];
+    p.scale = o.f[0];
     const int64_t B = kv.block_tokens;
-    // Picked once per op: the readers' own dispatch reads the environment on every call.
-    auto dot = ctx.avx2 ? kv_avx2::dot_row : kv_scalar::dot_row;
-    auto axpy = ctx.avx2 ? kv_avx2::axpy_row : kv_scalar::axpy_row;
-    auto scal = ctx.avx2 ? avx2::scale : scale_scalar;
-
-    const attention_task split(n, n_head, group, ctx.pool.n_threads(), hd, B);
-    ctx.pool.parallel_for(split.n_tasks(), [&](int64_t begin, int64_t end, int) {
-        attention_task t = split;  // per-thread state
-        const int64_t hpt = t.heads();
-        for (int64_t task = begin; task < end; ++task) {
-            t.start(task, n_past);
-            for (int64_t b = 0; b * B < t.n_kv; ++b) {
-                const kv_rows kr = kv.k[b * kv.n_head_kv + t.kvh];
-                const kv_rows vr = kv.v[b * kv.n_head_kv + t.kvh];
-                const int64_t tn = std::min(B, t.n_kv - b * B);
-                for (int64_t tt = 0; tt < tn; ++tt)
-                    for (int64_t hh = 0; hh < hpt; ++hh) {
-                        const float* qr = static_cast<const float*>(q.row(t.j * n_head + t.h0 + hh));
-                        t.scores(hh)[tt] = scale * dot(*kr.layout, kr.data, int32_t(tt), qr);
-                    }
-                t.softmax_tile(tn, scal);
-                for (int64_t tt = 0; tt < tn; ++tt)
-                    for (int64_t hh = 0; hh < hpt; ++hh) axpy(*vr.layout, vr.data, int32_t(tt), t.scores(hh)[tt], t.acc(hh));
-            }
-            t.finish(*o.dst, n_head);
-        }
-    });
+    p.tile = std::min<int64_t>(B, 64);
+    p.align = B;
+    p.tile_at = [&](int part, int64_t h, int64_t row0) {
+        const kv_rows* rows = part == 0 ? kv.k : kv.v;
+        return tile_of(rows[(row0 / B) * kv.n_head_kv + h], row0 % B);
+    };
+    attn_run(ctx, p, opt);
 }
+
+void attention_paged(context& ctx, const op& o) { attention_paged_with(ctx, o, attn_split_options{}); }
 
 }  // namespace tfu::cpu

@@ -1,0 +1,369 @@
+// AVX2/FMA/F16C row kernels of the CPU attention frame (attention_split.h). Each 8-channel slice of a K/V row is
+// decoded once in a register (f16 by F16C, bf16 by a shift, int8 and nibbles widened to f32) and used by all G
+// heads of the sub-group, whose accumulators stay in registers:
+//   scores: rows outer, channels inner; R rows at a time so that R * G independent FMA chains hide the latency;
+//           G row sums reduced together by a horizontal-add tree.
+//   accum:  channels outer, rows inner; acc[hh][c .. c + 7] in registers across the tile.
+// Quantized kinds fold their parameters out of the inner loop: q8 scales the scores / the weights per row; q4 keys
+// (per channel) use q . x = (q * scale) . code + q . min, with q * scale formed once per tile.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "backend/cpu/attention_split.h"
+#include "core/fp16.h"
+
+namespace tfu::cpu {
+
+namespace {
+
+inline float hsum(__m256 a) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// out[i] = sum of the lanes of a[i], i < G (out has 8 slots).
+template <int G>
+inline void reduce(const __m256* a, float* out) {
+    if constexpr (G < 3) {
+        for (int i = 0; i < G; ++i) out[i] = hsum(a[i]);
+    } else {
+        const __m256 z = _mm256_setzero_ps();
+        auto at = [&](int i) { return i < G ? a[i] : z; };
+        const __m256 h01 = _mm256_hadd_ps(at(0), at(1)), h23 = _mm256_hadd_ps(at(2), at(3));
+        const __m256 h45 = _mm256_hadd_ps(at(4), at(5)), h67 = _mm256_hadd_ps(at(6), at(7));
+        const __m256 h03 = _mm256_hadd_ps(h01, h23), h47 = _mm256_hadd_ps(h45, h67);
+        // h03 = [a0 a1 a2 a3 partial sums of lanes 0-3 | the same of lanes 4-7]; h47 likewise for a4 .. a7.
+        const __m256 lo = _mm256_permute2f128_ps(h03, h47, 0x20), hi = _mm256_permute2f128_ps(h03, h47, 0x31);
+        _mm256_storeu_ps(out, _mm256_add_ps(lo, hi));
+    }
+}
+
+inline __m256 nibbles8(const uint8_t* row, int64_t c) {  // channels c .. c + 7 (c even) as f32 codes 0 .. 15
+    uint32_t w;
+    std::memcpy(&w, row + c / 2, 4);
+    const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+    const __m256i v = _mm256_srlv_epi32(_mm256_set1_epi32(int32_t(w)), shifts);
+    return _mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_set1_epi32(0xf)));
+}
+inline float nibble1(const uint8_t* row, int64_t c) { return float((row[c / 2] >> (4 * (c % 2))) & 0xfu); }
+
+// Decoders: load8(t, c) = x_t[c .. c + 7], load1(t, c) = x_t[c].
+struct dec_f32 {
+    const uint8_t* r;
+    size_t st;
+    const float* row(int64_t t) const { return reinterpret_cast<const float*>(r + size_t(t) * st); }
+    __m256 load8(int64_t t, int64_t c) const { return _mm256_loadu_ps(row(t) + c); }
+    float load1(int64_t t, int64_t c) const { return row(t)[c]; }
+};
+struct dec_f16 {
+    const uint8_t* r;
+    size_t st;
+    const uint16_t* row(int64_t t) const { return reinterpret_cast<const uint16_t*>(r + size_t(t) * st); }
+    __m256 load8(int64_t t, int64_t c) const {
+        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row(t) + c)));
+    }
+    float load1(int64_t t, int64_t c) const { return fp16_to_f32(row(t)[c]); }
+};
+struct dec_bf16 {
+    const uint8_t* r;
+    size_t st;
+    const uint16_t* row(int64_t t) const { return reinterpret_cast<const uint16_t*>(r + size_t(t) * st); }
+    __m256 load8(int64_t t, int64_t c) const {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row(t) + c));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+    float load1(int64_t t, int64_t c) const { return bf16_to_f32(row(t)[c]); }
+};
+struct dec_i8 {  // q8 codes (the row scale is applied by the caller)
+    const uint8_t* r;
+    size_t st;
+    const int8_t* row(int64_t t) const { return reinterpret_cast<const int8_t*>(r + size_t(t) * st); }
+    __m256 load8(int64_t t, int64_t c) const {
+        return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row(t) + c))));
+    }
+    float load1(int64_t t, int64_t c) const { return float(row(t)[c]); }
+};
+struct dec_nib {  // q4 codes (parameters applied by the caller)
+    const uint8_t* r;
+    size_t st;
+    __m256 load8(int64_t t, int64_t c) const { return nibbles8(r + size_t(t) * st, c); }
+    float load1(int64_t t, int64_t c) const { return nibble1(r + size_t(t) * st, c); }
+};
+struct dec_q4_channel {  // x = code * scale[c] + min[c]
+    const uint8_t* r;
+    size_t st;
+    const uint16_t* sc;
+    const uint16_t* mn;
+    __m256 load8(int64_t t, int64_t c) const {
+        const __m256 s = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc + c)));
+        const __m256 m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mn + c)));
+        return _mm256_fmadd_ps(nibbles8(r + size_t(t) * st, c), s, m);
+    }
+    float load1(int64_t t, int64_t c) const {
+        return nibble1(r + size_t(t) * st, c) * fp16_to_f32(sc[c]) + fp16_to_f32(mn[c]);
+    }
+};
+struct dec_q4_group8 {  // x = code * sf[t][c / 8] + mf[t][c / 8] (f32 per row and 8-channel slice; g % 8 == 0)
+    const uint8_t* r;
+    size_t st;
+    const float* sf;
+    const float* mf;
+    int64_t n8;  // hd / 8
+    __m256 load8(int64_t t, int64_t c) const {
+        const int64_t i = t * n8 + c / 8;
+        return _mm256_fmadd_ps(nibbles8(r + size_t(t) * st, c), _mm256_broadcast_ss(sf + i), _mm256_broadcast_ss(mf + i));
+    }
+    float load1(int64_t, int64_t) const { return 0.0f; }  // never called: hd is a multiple of g, so of 8
+};
+
+template <int G, int R, class D>
+inline void scores_rows(const D& d, int64_t t, int64_t hd, const float* q, float* s, int64_t ld) {
+    __m256 a[R][G];
+    for (int r = 0; r < R; ++r)
+        for (int hh = 0; hh < G; ++hh) a[r][hh] = _mm256_setzero_ps();
+    int64_t c = 0;
+    for (; c + 8 <= hd; c += 8) {
+        __m256 x[R];
+        for (int r = 0; r < R; ++r) x[r] = d.load8(t + r, c);
+        for (int hh = 0; hh < G; ++hh) {
+            const __m256 qv = _mm256_loadu_ps(q + hh * hd + c);
+            for (int r = 0; r < R; ++r) a[r][hh] = _mm256_fmadd_ps(qv, x[r], a[r][hh]);
+        }
+    }
+    for (int r = 0; r < R; ++r) {
+        float sum[8];
+        reduce<G>(a[r], sum);
+        for (int64_t cc = c; cc < hd; ++cc) {
+            const float v = d.load1(t + r, cc);
+            for (int hh = 0; hh < G; ++hh) sum[hh] += q[hh * hd + cc] * v;
+        }
+        for (int hh = 0; hh < G; ++hh) s[hh * ld + t + r] = sum[hh];
+    }
+}
+
+template <int G, class D>
+void scores_k(const D& d, int64_t tn, int64_t hd, const float* q, float* s, int64_t ld) {
+    constexpr int R = G <= 2 ? 4 : G <= 4 ? 2 : 1;
+    int64_t t = 0;
+    for (; t + R <= tn; t += R) scores_rows<G, R>(d, t, hd, q, s, ld);
+    for (; t < tn; ++t) scores_rows<G, 1>(d, t, hd, q, s, ld);
+}
+
+template <int G, class D>
+void accum_k(const D& d, int64_t tn, int64_t hd, const float* p, int64_t ld, float* acc) {
+    constexpr int U = G <= 2 ? 4 : G <= 4 ? 2 : 1;  // independent accumulator sets over interleaved rows
+    int64_t c = 0;
+    for (; c + 8 <= hd; c += 8) {
+        __m256 a[U][G];
+        for (int hh = 0; hh < G; ++hh) {
+            a[0][hh] = _mm256_loadu_ps(acc + hh * hd + c);
+            for (int u = 1; u < U; ++u) a[u][hh] = _mm256_setzero_ps();
+        }
+        int64_t t = 0;
+        for (; t + U <= tn; t += U)
+            for (int u = 0; u < U; ++u) {
+                const __m256 x = d.load8(t + u, c);
+                for (int hh = 0; hh < G; ++hh)
+                    a[u][hh] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + hh * ld + t + u), x, a[u][hh]);
+            }
+        for (; t < tn; ++t) {
+            const __m256 x = d.load8(t, c);
+            for (int hh = 0; hh < G; ++hh) a[0][hh] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + hh * ld + t), x, a[0][hh]);
+        }
+        for (int hh = 0; hh < G; ++hh) {
+            __m256 v = a[0][hh];
+            for (int u = 1; u < U; ++u) v = _mm256_add_ps(v, a[u][hh]);
+            _mm256_storeu_ps(acc + hh * hd + c, v);
+        }
+    }
+    for (; c < hd; ++c)
+        for (int64_t t = 0; t < tn; ++t) {
+            const float v = d.load1(t, c);
+            for (int hh = 0; hh < G; ++hh) acc[hh * hd + c] += p[hh * ld + t] * v;
+        }
+}
+
+template <class D>
+void scores_g(const D& d, int G, int64_t tn, int64_t hd, const float* q, float* s, int64_t ld) {
+    switch (G) {
+        case 1: scores_k<1>(d, tn, hd, q, s, ld); break;
+        case 2: scores_k<2>(d, tn, hd, q, s, ld); break;
+        case 3: scores_k<3>(d, tn, hd, q, s, ld); break;
+        case 4: scores_k<4>(d, tn, hd, q, s, ld); break;
+        case 5: scores_k<5>(d, tn, hd, q, s, ld); break;
+        case 6: scores_k<6>(d, tn, hd, q, s, ld); break;
+        case 7: scores_k<7>(d, tn, hd, q, s, ld); break;
+        default: scores_k<8>(d, tn, hd, q, s, ld); break;
+    }
+}
+
+template <class D>
+void accum_g(const D& d, int G, int64_t tn, int64_t hd, const float* p, int64_t ld, float* acc) {
+    switch (G) {
+        case 1: accum_k<1>(d, tn, hd, p, ld, acc); break;
+        case 2: accum_k<2>(d, tn, hd, p, ld, acc); break;
+        case 3: accum_k<3>(d, tn, hd, p, ld, acc); break;
+        case 4: accum_k<4>(d, tn, hd, p, ld, acc); break;
+        case 5: accum_k<5>(d, tn, hd, p, ld, acc); break;
+        case 6: accum_k<6>(d, tn, hd, p, ld, acc); break;
+        case 7: accum_k<7>(d, tn, hd, p, ld, acc); break;
+        default: accum_k<8>(d, tn, hd, p, ld, acc); break;
+    }
+}
+
+inline float f16(uint16_t h) { return _cvtsh_ss(h); }
+
+// q4 values: per row and 8-channel slice f32 parameters in work (g % 8 == 0); returns the decoder.
+dec_q4_group8 q4_group_params(const kv_tile& x, int64_t tn, int64_t hd, float* work) {
+    const int64_t n8 = hd / 8, ng = hd / x.group;
+    float* sf = work;
+    float* mf = work + tn * n8;
+    for (int64_t t = 0; t < tn; ++t)
+        for (int64_t i = 0; i < n8; ++i) {
+            const size_t k = size_t(t * ng + (i * 8) / x.group);
+            sf[t * n8 + i] = f16(x.scale[k]);
+            mf[t * n8 + i] = f16(x.min[k]);
+        }
+    return dec_q4_group8{x.rows, x.stride, sf, mf, n8};
+}
+
+// q4 values with a group that is not a multiple of 8 (head sizes like 80 -> g 20): the tile's rows decoded to f32
+// in work (tn * hd floats, at most one tile: the cache itself is never copied).
+dec_f32 q4_group_decoded(const kv_tile& x, int64_t tn, int64_t hd, float* work) {
+    const int64_t ng = hd / x.group;
+    for (int64_t t = 0; t < tn; ++t) {
+        const uint8_t* row = x.rows + size_t(t) * x.stride;
+        for (int64_t j = 0; j < ng; ++j) {
+            const float s = f16(x.scale[t * ng + j]), m = f16(x.min[t * ng + j]);
+            for (int64_t c = j * x.group; c < (j + 1) * x.group; ++c) work[t * hd + c] = nibble1(row, c) * s + m;
+        }
+    }
+    return dec_f32{reinterpret_cast<const uint8_t*>(work), size_t(hd) * sizeof(float)};
+}
+
+void scores(const kv_tile& x, int64_t tn, int64_t hd, int G, const float* q, float* s, int64_t ld, float* work) {
+    switch (x.kind) {
+        case tile_kind::f32: scores_g(dec_f32{x.rows, x.stride}, G, tn, hd, q, s, ld); break;
+        case tile_kind::f16: scores_g(dec_f16{x.rows, x.stride}, G, tn, hd, q, s, ld); break;
+        case tile_kind::bf16: scores_g(dec_bf16{x.rows, x.stride}, G, tn, hd, q, s, ld); break;
+        case tile_kind::q8:  // q . (scale_t code_t) = scale_t (q . code_t)
+            scores_g(dec_i8{x.rows, x.stride}, G, tn, hd, q, s, ld);
+            for (int hh = 0; hh < G; ++hh)
+                for (int64_t t = 0; t < tn; ++t) s[hh * ld + t] *= f16(x.scale[t]);
+            break;
+        case tile_kind::q4_channel: {  // q . x_t = (q * scale) . code_t + q . min
+            float* qs = work;
+            float* bias = work + 8 * hd;
+            for (int hh = 0; hh < G; ++hh) {
+                float b = 0.0f;
+                for (int64_t c = 0; c < hd; ++c) {
+                    const float sc = f16(x.scale[c]);
+                    qs[hh * hd + c] = q[hh * hd + c] * sc;
+                    b += q[hh * hd + c] * f16(x.min[c]);
+                }
+                bias[hh] = b;
+            }
+            scores_g(dec_nib{x.rows, x.stride}, G, tn, hd, qs, s, ld);
+            for (int hh = 0; hh < G; ++hh)
+                for (int64_t t = 0; t < tn; ++t) s[hh * ld + t] += bias[hh];
+            break;
+        }
+        case tile_kind::q4_group:
+            if (x.group % 8 == 0) scores_g(q4_group_params(x, tn, hd, work), G, tn, hd, q, s, ld);
+            else scores_g(q4_group_decoded(x, tn, hd, work), G, tn, hd, q, s, ld);
+            break;
+    }
+}
+
+void accum(const kv_tile& x, int64_t tn, int64_t hd, int G, float* p, int64_t ld, float* acc, float* work) {
+    switch (x.kind) {
+        case tile_kind::f32: accum_g(dec_f32{x.rows, x.stride}, G, tn, hd, p, ld, acc); break;
+        case tile_kind::f16: accum_g(dec_f16{x.rows, x.stride}, G, tn, hd, p, ld, acc); break;
+        case tile_kind::bf16: accum_g(dec_bf16{x.rows, x.stride}, G, tn, hd, p, ld, acc); break;
+        case tile_kind::q8:  // p * (scale_t code_t) = (p * scale_t) code_t
+            for (int hh = 0; hh < G; ++hh)
+                for (int64_t t = 0; t < tn; ++t) p[hh * ld + t] *= f16(x.scale[t]);
+            accum_g(dec_i8{x.rows, x.stride}, G, tn, hd, p, ld, acc);
+            break;
+        case tile_kind::q4_channel:
+            accum_g(dec_q4_channel{x.rows, x.stride, x.scale, x.min}, G, tn, hd, p, ld, acc);
+            break;
+        case tile_kind::q4_group:
+            if (x.group % 8 == 0) accum_g(q4_group_params(x, tn, hd, work), G, tn, hd, p, ld, acc);
+            else accum_g(q4_group_decoded(x, tn, hd, work), G, tn, hd, p, ld, acc);
+            break;
+    }
+}
+
+float max_of(const float* s, int64_t n) {
+    int64_t i = 0;
+    float m = s[0];
+    if (n >= 8) {
+        __m256 v = _mm256_loadu_ps(s);
+        for (i = 8; i + 8 <= n; i += 8) v = _mm256_max_ps(v, _mm256_loadu_ps(s + i));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        m = _mm_cvtss_f32(h);
+    }
+    for (; i < n; ++i) m = std::max(m, s[i]);
+    return m;
+}
+
+// exp(x) for x <= 0 .. 88: x = n ln2 + r, |r| <= ln2 / 2, e^r by the degree-7 polynomial of Cephes' expf
+// (relative error about 1e-7), 2^n put into the exponent bits. Inputs below -87.3 give about 1e-38 (not 0).
+inline __m256 exp8(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
+    x = _mm256_min_ps(x, _mm256_set1_ps(88.3f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);  // ln2 split in two (Cody-Waite)
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+float exp_sum(float* s, int64_t n, float m) {
+    const __m256 vm = _mm256_set1_ps(m);
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + i), vm));
+        _mm256_storeu_ps(s + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float sum = hsum(acc);
+    for (; i < n; ++i) {
+        s[i] = std::exp(s[i] - m);
+        sum += s[i];
+    }
+    return sum;
+}
+
+void scale(float* x, float a, int64_t n) {
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), va));
+    for (; i < n; ++i) x[i] *= a;
+}
+
+}  // namespace
+
+const attn_kernels& attn_kernels_avx2() {
+    static const attn_kernels k{scores, accum, max_of, exp_sum, scale};
+    return k;
+}
+
+}  // namespace tfu::cpu
