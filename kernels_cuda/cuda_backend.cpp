@@ -107,7 +107,7 @@ void context::stage_grow(size_t need) {
     stage_cap_ = cap;
 }
 
-void* context::stage(const void* host, size_t bytes) {
+size_t context::stage_reserve(size_t bytes) {
     const size_t need = (bytes + 255) & ~size_t(255);
     if (need > stage_cap_) stage_grow(need);
     if (stage_head_ + need > stage_cap_) {
@@ -116,12 +116,22 @@ void* context::stage(const void* host, size_t bytes) {
         stage_head_ = stage_open_ = 0;
     }
     stage_wait(stage_head_, stage_head_ + need);
-    uint8_t* h = stage_host_ + stage_head_;
-    uint8_t* d = stage_dev_ + stage_head_;
-    std::memcpy(h, host, bytes);
-    check(cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync (staging)");
+    const size_t at = stage_head_;
     stage_head_ += need;
-    return d;
+    return at;
+}
+
+void* context::stage(const void* host, size_t bytes) {
+    const size_t at = stage_reserve(bytes);
+    std::memcpy(stage_host_ + at, host, bytes);
+    check(cudaMemcpyAsync(stage_dev_ + at, stage_host_ + at, bytes, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync (staging)");
+    return stage_dev_ + at;
+}
+
+void context::stage_copy(void* dst, const void* host, size_t bytes) {
+    const size_t at = stage_reserve(bytes);
+    std::memcpy(stage_host_ + at, host, bytes);
+    check(cudaMemcpyAsync(dst, stage_host_ + at, bytes, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync (staged upload)");
 }
 
 void context::release() noexcept {
@@ -318,10 +328,17 @@ public:
         cudaStreamSynchronize(ctx_.stream);
         cudaFree(p);
     }
-    // On the stream, so after the kernels queued before it (which may read dst) and before those queued after;
-    // waits so that src_host may be reused on return. device_status is not checked here (no copy back).
+    // On the stream, so after the kernels queued before it (which may read dst) and before those queued after.
+    // src_host may be reused on return. Up to k_async_upload bytes (a decode step's token ids and positions) are
+    // copied into the staging ring at once and sent from there without waiting; larger uploads wait for the
+    // stream. device_status is not checked here (no copy back).
     void upload(void* dst, const void* src_host, size_t bytes) override {
         check(cudaSetDevice(ctx_.device), "cudaSetDevice");
+        if (bytes <= k_async_upload) {
+            ctx_.stage_copy(dst, src_host, bytes);
+            ctx_.stage_fence();
+            return;
+        }
         check(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, ctx_.stream), "cudaMemcpyAsync (upload)");
         check(cudaStreamSynchronize(ctx_.stream), "cudaStreamSynchronize (upload)");
     }
@@ -350,6 +367,7 @@ private:
         std::string tensor;
     };
     static constexpr size_t k_max_reporters = 4096;
+    static constexpr size_t k_async_upload = 64 * 1024;
 
     static bool can_report(const op& o) { return o.type == op_type::GET_ROWS; }
 

@@ -55,6 +55,9 @@ public:
     // stretch the host waits for its event. On the device side a later copy into the same bytes is queued
     // after the kernels that read them (one stream), so the device copy stays valid for them.
     void* stage(const void* host, size_t bytes);
+    // The same through the ring's pinned bytes, but the copy goes to `dst` (device memory): upload() of small
+    // buffers without waiting.
+    void stage_copy(void* dst, const void* host, size_t bytes);
     // Records an event on the stream that closes the bytes staged since the last fence.
     void stage_fence();
     void release() noexcept;
@@ -65,6 +68,8 @@ private:
         cudaEvent_t done;
     };
     cudaEvent_t take_event();
+    // Ring offset of `bytes` (rounded up to 256) that no pending copy reads; grows, wraps and waits as needed.
+    size_t stage_reserve(size_t bytes);
     // Waits until no copy out of ring bytes [begin, end) is pending.
     void stage_wait(size_t begin, size_t end);
     void stage_grow(size_t need);

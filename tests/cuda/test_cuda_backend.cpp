@@ -1,7 +1,8 @@
 // The CUDA module's own contract beyond the op tests: a clear BACKEND_UNAVAILABLE without a driver, its name,
 // device memory (alloc/upload/download at offsets, memory_info, out-of-memory as a status), bad ids found on
 // the device reported as INVALID_ARGUMENT by the next sync() or download() (run() does not wait; the backend
-// is still usable after), and several dependent ops (in place included) in one run() against cpu-ref.
+// is still usable after), small uploads that do not wait kept in stream order, and several dependent ops (in
+// place included) in one run() against cpu-ref.
 #include <cstring>
 
 #include "ops/op_test_util.h"
@@ -169,6 +170,31 @@ TEST(cuda_backend, get_rows_bad_id_is_reported_by_a_later_download) {
     std::fill(got.begin(), got.end(), -1.0f);
     EXPECT_NO_THROW(be->download(got.data(), dy.t.data, got.size() * 4)) << "reported once";
     EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * 4), 0);
+}
+
+// Small uploads do not wait for the device (they go through the staging ring): 600 of them into one buffer,
+// each followed by a run() that adds it to an accumulator, from one host vector rewritten after every upload
+// (so upload() must have taken the bytes when it returns), 600 x 4 KiB going round the 1 MiB ring twice. Each
+// run must see its own upload, after the previous run read the one before.
+TEST(cuda_backend, small_uploads_between_runs_keep_stream_order) {
+    CUDA_OR_SKIP(be);
+    std::mt19937_64 rng(test_seed() + 5);
+    const int64_t k = 1024, steps = 600;
+    owned_tensor acc(dtype::F32, k), x(dtype::F32, k);
+    fill_random(rng, acc.t);
+    fill_random(rng, x.t);
+    dev_tensor dacc(*be, acc.t), dx(*be, x.t);
+    op add;  // acc = acc + x
+    add.type = op_type::ADD, add.dst = &dacc.t, add.src[0] = &dacc.t, add.src[1] = &dx.t;
+    std::vector<float> want(acc.t.ptr<float>(), acc.t.ptr<float>() + k), src(size_t(k));
+    for (int64_t s = 0; s < steps; ++s) {
+        for (float& v : src) v = std::uniform_real_distribution<float>(-1.0f, 1.0f)(rng);
+        be->upload(dx.t.data, src.data(), src.size() * sizeof(float));
+        for (int64_t i = 0; i < k; ++i) want[size_t(i)] += src[size_t(i)];
+        be->run(&add, 1);
+    }
+    const std::vector<uint8_t> got = dacc.read();
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * 4), 0) << "f32 adds in the same order are exact";
 }
 
 // rms_norm -> mul_mat (q4_K) -> add in place -> swiglu, all in one run(), against cpu-ref op by op.
