@@ -186,7 +186,8 @@ TEST(cuda_backend, small_uploads_between_runs_keep_stream_order) {
     dev_tensor dacc(*be, acc.t), dx(*be, x.t);
     op add;  // acc = acc + x
     add.type = op_type::ADD, add.dst = &dacc.t, add.src[0] = &dacc.t, add.src[1] = &dx.t;
-    std::vector<float> want(acc.t.ptr<float>(), acc.t.ptr<float>() + k), src(size_t(k));
+    std::vector<float> want(acc.t.ptr<float>(), acc.t.ptr<float>() + k);
+    std::vector<float> src(static_cast<size_t>(k));
     for (int64_t s = 0; s < steps; ++s) {
         for (float& v : src) v = std::uniform_real_distribution<float>(-1.0f, 1.0f)(rng);
         be->upload(dx.t.data, src.data(), src.size() * sizeof(float));
