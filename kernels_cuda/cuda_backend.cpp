@@ -14,9 +14,9 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
-#include <vector>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "backend/backend.h"
 #include "backend/cpu/ref/op_check.h"
@@ -42,7 +42,7 @@ void check_cublas(cublasStatus_t s, const char* what) {
 
 void* context::scratch(size_t bytes) {
     if (bytes <= scratch_cap_) return scratch_;
-    // Earlier ops of this run may still read the old buffer.
+    // Queued ops (of this run() or earlier ones: runs are not waited for) may still use the old buffer.
     check(cudaStreamSynchronize(stream), "cudaStreamSynchronize (scratch growth)");
     if (scratch_) check(cudaFree(scratch_), "cudaFree (scratch)");
     scratch_ = nullptr;
