@@ -38,6 +38,7 @@ kv_block_pool::kv_block_pool(const kv_pool_params& p) : p_(p) {
     if (p.n_layer < 1) bad("n_layer must be >= 1");
     if (p.n_head_kv < 1) bad("n_head_kv must be >= 1");
     if (p.chunk_blocks < 1) bad("chunk_blocks must be >= 1");
+    if (p.residual_blocks < 2 || p.residual_blocks > 64) bad("residual_blocks must be in [2, 64]");
     k_layout_ = kv_layout_make(p.k_format, kv_part::k, p.block_tokens, p.head_dim);
     v_layout_ = kv_layout_make(p.v_format, kv_part::v, p.block_tokens, p.head_dim);
     layer_bytes_ = size_t(p.n_head_kv) * (k_layout_.bytes + v_layout_.bytes);

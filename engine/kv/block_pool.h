@@ -50,6 +50,9 @@ struct kv_pool_params {
     kv_format k_format = kv_format::f16;
     kv_format v_format = kv_format::f16;
     int32_t chunk_blocks = 16;      // blocks per chunk allocation (>= 1)
+    // q4 keys: how many of a session's newest blocks keep their keys in f16 (the newest R-1 full blocks and the
+    // partial one; KIVI keeps about 128 recent tokens in full precision, arXiv 2402.02750 sec. 3.3). >= 2.
+    int32_t residual_blocks = 4;
     size_t max_bytes = 0;           // cap on reserved bytes (whole chunks; the last chunk may be partial); 0 = none
 };
 

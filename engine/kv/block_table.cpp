@@ -10,11 +10,12 @@
 
 namespace tfu {
 
-kv_block_table::kv_block_table(kv_block_pool& pool) : pool_(pool), B_(pool.params().block_tokens) {
+kv_block_table::kv_block_table(kv_block_pool& pool)
+    : pool_(pool), B_(pool.params().block_tokens), R_(pool.params().residual_blocks) {
     if (k_residual()) {
         const kv_pool_params& p = pool.params();
         residual_layout_ = kv_layout_make(kv_format::f16, kv_part::k, B_, p.head_dim);
-        residual_.assign(size_t(p.n_layer) * size_t(p.n_head_kv) * 2 * (residual_layout_.bytes / 2), 0);
+        residual_.assign(size_t(p.n_layer) * size_t(p.n_head_kv) * size_t(R_) * (residual_layout_.bytes / 2), 0);
         written_.assign(size_t(p.n_layer) * size_t(p.n_head_kv), 0);
     }
 }
@@ -25,7 +26,7 @@ kv_block_table::~kv_block_table() {
 
 uint16_t* kv_block_table::residual(int32_t layer, int32_t head, int32_t b) {
     const size_t pair = size_t(layer) * size_t(pool_.params().n_head_kv) + size_t(head);
-    return residual_.data() + (pair * 2 + size_t(b % 2)) * (residual_layout_.bytes / 2);
+    return residual_.data() + (pair * size_t(R_) + size_t(b % R_)) * (residual_layout_.bytes / 2);
 }
 const uint16_t* kv_block_table::residual(int32_t layer, int32_t head, int32_t b) const {
     return const_cast<kv_block_table*>(this)->residual(layer, head, b);
@@ -33,10 +34,10 @@ const uint16_t* kv_block_table::residual(int32_t layer, int32_t head, int32_t b)
 
 int32_t kv_block_table::n_final_blocks() const {
     const int32_t full = n_tokens_ / B_;
-    return k_residual() ? std::max(r_, full - 1) : full;
+    return k_residual() ? std::max(r_, full - (R_ - 1)) : full;
 }
 
-// Table block b (full, its rows in residual slot b % 2) -> per-channel q4 in its pool block (ours alone: a
+// Table block b (full, its rows in residual slot b % R) -> per-channel q4 in its pool block (ours alone: a
 // non-final block is never published, and append() made it writable).
 void kv_block_table::quantize_from_residual(int32_t layer, int32_t head, int32_t b) {
     kv_quantize_block_k(pool_.k_layout(), pool_.k_head(blocks_[size_t(b)], layer, head), residual(layer, head, b),
@@ -56,7 +57,7 @@ void kv_block_table::append(int32_t n) {
     // The previous writes are complete: fix the blocks that are final before this pass's writes.
     if (k_residual()) r_ = n_final_blocks();
     // Blocks that will still be written must be ours alone: the partial tail (rows go in) and, for q4 keys, the
-    // residual blocks (quantized into their pool block later). At most 2 blocks.
+    // residual blocks (quantized into their pool block later). At most R blocks.
     const int32_t first_written = k_residual() ? r_ : (n_tokens_ % B_ != 0 ? n_blocks() - 1 : n_blocks());
     for (int32_t b = first_written; b < n_blocks(); ++b) blocks_[size_t(b)] = pool_.make_writable(blocks_[size_t(b)]);
     const size_t need = size_t((int64_t(n_tokens_) + n + B_ - 1) / B_);
@@ -91,18 +92,18 @@ void kv_block_table::truncate(int32_t n_keep) {
 }
 
 // q4 keys: brings every (layer, head) to the state of a table of n_keep tokens: blocks [0, r) quantized in the
-// pool, blocks [r, kb) (at most 2; kb = blocks kept) in the residual with their f16 rows. Per (layer, head),
-// blocks [0, f) are quantized and [f, ...) in the residual, where f = max(r_, written / B - 1): f differs between
+// pool, blocks [r, kb) (at most R; kb = blocks kept) in the residual with their f16 rows. Per (layer, head),
+// blocks [0, f) are quantized and [f, ...) in the residual, where f = max(r_, written / B - (R - 1)): f differs between
 // (layer, head)s when a pass stopped part-way (cancel, error), which the runtime undoes with truncate(pos0).
 void kv_block_table::truncate_residual(int32_t n_keep) {
     const kv_pool_params& p = pool_.params();
     const int32_t kb = (n_keep + B_ - 1) / B_;
-    auto final_of = [&](int32_t w) { return std::max(r_, std::min(w, n_tokens_) / B_ - 1); };
+    auto final_of = [&](int32_t w) { return std::max(r_, std::min(w, n_tokens_) / B_ - (R_ - 1)); };
     int32_t f_min = n_blocks();
     for (int32_t w : written_) f_min = std::min(f_min, final_of(w));
-    // Blocks final for every (layer, head) stay q4 where they may; the newest full block and a partial one are
-    // kept in (or brought back into) the residual; a partial block is never final (rows still to come).
-    int32_t r = std::max(n_keep / B_ - 1, std::min(f_min, kb));
+    // Blocks final for every (layer, head) stay q4 where they may; the newest R - 1 full blocks and a partial one
+    // are kept in (or brought back into) the residual; a partial block is never final (rows still to come).
+    int32_t r = std::max(n_keep / B_ - (R_ - 1), std::min(f_min, kb));
     if (n_keep % B_ != 0) r = std::min(r, kb - 1);
     r = std::max(r, 0);
     std::vector<float> row(size_t(p.head_dim));
@@ -165,9 +166,9 @@ void kv_block_table::write_k(int32_t layer, int32_t head, int32_t pos0, int32_t 
         const int32_t a = pos % B_;
         const int32_t e = std::min(B_, a + (n - i));
         const float* src = rows + i * stride;
-        // A block whose rows are all in the input, and the next block's too, is final by the end of this call:
-        // quantize it straight from the input (it is never read from the residual).
-        if (a == 0 && e == B_ && int64_t(blk + 2) * B_ <= pos_end) {
+        // A block whose rows are all in the input, and the next R - 1 blocks' too, is final by the end of this
+        // call: quantize it straight from the input (it is never read from the residual).
+        if (a == 0 && e == B_ && int64_t(blk + R_) * B_ <= pos_end) {
             kv_quantize_block_k(kl, pool_.k_head(blocks_[size_t(blk)], layer, head), src, stride);
         } else {  // rows wait in the residual slot of blk
             uint16_t* res = residual(layer, head, blk);
@@ -175,10 +176,11 @@ void kv_block_table::write_k(int32_t layer, int32_t head, int32_t pos0, int32_t 
                 for (int32_t c = 0; c < d; ++c)
                     res[size_t(t) * size_t(d) + size_t(c)] = f32_to_fp16(src[int64_t(t - a) * stride + c]);
         }
-        // Block blk is now full: the previous block leaves the residual, unless it is already final (adopted,
+        // Block blk is now full: block blk - (R - 1) leaves the residual, unless it is already final (adopted,
         // quantized in an earlier pass) or was quantized from the input above (it started inside this call).
-        if (e == B_ && blk >= 1 && blk - 1 >= r_ && int64_t(blk - 1) * B_ < pos0)
-            quantize_from_residual(layer, head, blk - 1);
+        const int32_t leaving = blk - (R_ - 1);
+        if (e == B_ && leaving >= 0 && leaving >= r_ && int64_t(leaving) * B_ < pos0)
+            quantize_from_residual(layer, head, leaving);
         i += e - a;
     }
 }
@@ -242,15 +244,22 @@ void kv_block_table::drop_blocks(int32_t first, int32_t count, const key_rotate_
     hashes_.resize(std::min(hashes_.size(), size_t(first)));
     n_published_ = std::min(n_published_, size_t(first));
 
-    // Residual slots follow the table index (b % 2): an odd count swaps them. Done before the rotation below.
+    // Residual slots follow the table index (b % R): the slots turn by `count`. Done before the rotation below.
     const int32_t n_final = final_before - count;
-    if (k_residual() && count % 2 == 1)
+    if (k_residual() && count % R_ != 0) {
+        const size_t slot = residual_layout_.bytes / 2;
+        std::vector<uint16_t> old(slot * size_t(R_));
         for (int32_t l = 0; l < p.n_layer; ++l)
             for (int32_t h = 0; h < p.n_head_kv; ++h) {
-                uint16_t* a = residual(l, h, 0);
-                uint16_t* b = residual(l, h, 1);
-                std::swap_ranges(a, a + residual_layout_.bytes / 2, b);
+                uint16_t* base = residual(l, h, 0);  // slot 0 of this (layer, head); slots are contiguous
+                std::copy(base, base + old.size(), old.begin());
+                for (int32_t sl = 0; sl < R_; ++sl) {  // old slot sl held table block b with b % R == sl
+                    const int32_t to = ((sl - count) % R_ + R_) % R_;
+                    std::copy(old.begin() + long(size_t(sl) * slot), old.begin() + long(size_t(sl + 1) * slot),
+                              base + size_t(to) * slot);
+                }
             }
+    }
 
     const int32_t d = p.head_dim;
     std::vector<float> rows(size_t(B_) * size_t(d));

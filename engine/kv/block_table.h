@@ -15,22 +15,23 @@
 // (layer, head) (as a forward pass does), because q4 key blocks are quantized from the residual rows written
 // before, as later rows arrive.
 //
-// Residual tail (q4 keys only): K rows of the newest FULL block and of the partial block after it live in an
-// f16 buffer of (n_layer, n_head_kv, 2, B, d) owned by the table: two f16 head blocks per (layer, head), table
-// block b in slot b % 2. k_rows() of those (up to 2) blocks points there (layout f16), so the readers do not
-// change; older blocks are read as q4 from the pool. A full block is quantized per channel into its pool block
-// when the NEXT block's last row is written (so 32..63 recent keys stay f16 at B = 32): KIVI keeps the R most
-// recent tokens in full precision (arXiv 2402.02750, sec. 3.3). Blocks [0, n_final) hold final (quantized) K
-// data; n_final = max(r_, n_tokens / B - 1) where r_ is fixed by append/truncate/adopt. V rows (any format) and
+// Residual tail (q4 keys only): K rows of the newest R - 1 FULL blocks and of the partial block after them live
+// in an f16 buffer of (n_layer, n_head_kv, R, B, d) owned by the table (R = the pool's residual_blocks, default
+// 4): R f16 head blocks per (layer, head), table block b in slot b % R. k_rows() of those (up to R) blocks points
+// there (layout f16), so the readers do not change; older blocks are read as q4 from the pool. A full block is
+// quantized per channel into its pool block when block b + R - 1 fills (so (R-1)B .. RB - 1 recent keys stay
+// f16: 96..127 at B = 32, R = 4): KIVI keeps about 128 recent tokens in full precision (arXiv 2402.02750, sec.
+// 3.3). Blocks [0, n_final) hold final (quantized) K data; n_final = max(r_, n_tokens / B - (R - 1)) where r_ is
+// fixed by append/truncate/adopt. V rows (any format) and
 // non-q4 K rows go straight into the block. truncate() into a residual block keeps its f16 rows; into a
 // quantized block it dequantizes the kept rows back into the residual (lossy: they were q4). The table records
 // how far each (layer, head) was written, so truncate(pos0) also undoes a pass that stopped part-way.
 //
 // Sharing: adopt_prefix() on an empty table takes the pool's blocks for the longest published prefix of the
 // given tokens (full blocks only, which are final); publish_prefix() offers this table's final blocks to the pool
-// (for q4 keys not the newest full block, whose K is still f16 in the residual: its pool data is not final). A
-// shared block is never written: append() makes every block it may still write (the partial tail; for q4 keys
-// also the residual's full block, quantized later) writable (copy if shared) before rows go in.
+// (for q4 keys not the newest R - 1 full blocks, whose K is still f16 in the residual: their pool data is not
+// final). A shared block is never written: append() makes every block it may still write (the partial tail; for
+// q4 keys also the residual's full blocks, quantized later) writable (copy if shared) before rows go in.
 //
 // Thread safety: one table is used by one thread at a time; tables of one pool may run on different threads.
 #pragma once
@@ -124,7 +125,7 @@ public:
     // (q4 keys: n_layer x n_head_kv x 2 x B x d f16).
     size_t bytes() const;
     // Blocks [0, n_final_blocks()) hold final pool data (all of them for per-token K formats); the rest (q4
-    // keys: at most 2) are read from the f16 residual.
+    // keys: at most R) are read from the f16 residual.
     int32_t n_final_blocks() const;
     int32_t n_shared_blocks() const;  // held blocks with refcount > 1
 
@@ -138,6 +139,7 @@ private:
 
     kv_block_pool& pool_;
     int32_t B_;
+    int32_t R_;  // q4 keys: residual slots (pool params residual_blocks)
     int32_t n_tokens_ = 0;
     std::vector<int32_t> blocks_;
     std::vector<uint64_t> hashes_;  // chained prefix hash of full block i (valid for i < hashes_.size())
@@ -145,7 +147,7 @@ private:
     int32_t r_ = 0;                 // q4 keys: blocks [0, r_) were final before the current writes (see above)
     std::vector<int32_t> written_;  // q4 keys: (n_layer, n_head_kv) end of the rows written (for truncate)
     kv_layout residual_layout_{};   // f16 K head block (q4 keys only)
-    std::vector<uint16_t> residual_;  // (n_layer, n_head_kv, 2, B, d) f16, q4 keys only
+    std::vector<uint16_t> residual_;  // (n_layer, n_head_kv, R, B, d) f16, q4 keys only
 };
 
 }  // namespace tfu

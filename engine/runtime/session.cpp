@@ -52,10 +52,11 @@ kv_block_pool& pool_of(model& m, const tfu_session_params& p) {
     return m.kv_pool(to_kv_format(p.kv_type_k, "kv_type_k"), to_kv_format(p.kv_type_v, "kv_type_v"));
 }
 
-// The f16 key tail of q4 keys (kv_block_table's residual): 2 blocks per layer and KV head.
+// The f16 key tail of q4 keys (kv_block_table's residual): residual_blocks f16 blocks per layer and KV head.
 uint64_t residual_bytes(model& m, kv_block_pool& pool) {
     if (pool.k_layout().per_token()) return 0;
-    return uint64_t(m.hp.n_layer) * uint64_t(m.hp.n_embd_kv()) * uint64_t(pool.params().block_tokens) * 2;
+    return uint64_t(m.hp.n_layer) * uint64_t(m.hp.n_embd_kv()) * uint64_t(pool.params().block_tokens) * 2 *
+           uint64_t(pool.params().residual_blocks);
 }
 
 // Tokens the cache may hold: n_ctx, or the whole blocks that fit in kv_cap_bytes.

@@ -242,9 +242,10 @@ TEST(kv_evict_args, refuses_blocks_that_are_not_final) {
     pp.head_dim = 8;
     pp.block_tokens = k_B;
     pp.k_format = kv_format::q4;
+    pp.residual_blocks = 2;
     kv_block_pool pool(pp);
     kv_block_table t(pool);
-    t.append(3 * k_B);  // q4 keys: the newest full block is not final
+    t.append(3 * k_B);  // q4 keys, 2 residual blocks: the newest full block is not final
     std::vector<float> rows(size_t(3 * k_B) * 8, 0.5f);
     t.write_k(0, 0, 0, 3 * k_B, rows.data(), 8);
     t.write_v(0, 0, 0, 3 * k_B, rows.data(), 8);

@@ -25,8 +25,10 @@ namespace {
 
 const uint32_t k_seed = 20250408u;
 
-kv_pool_params small_params(kv_format kf, kv_format vf) {
+// R: the q4 keys' residual blocks; 2 unless a test says otherwise (the hand-computed expectations below use 2).
+kv_pool_params small_params(kv_format kf, kv_format vf, int32_t R = 2) {
     kv_pool_params p;
+    p.residual_blocks = R;
     p.n_layer = 3;
     p.n_head_kv = 2;
     p.head_dim = 16;
@@ -186,9 +188,11 @@ const kv_format k_formats[] = {kv_format::f16, kv_format::bf16, kv_format::q8, k
 // and what is read back is close to what was written.
 TEST(kv_table, piecewise_writes_equal_one_shot) {
     std::printf("seed %u\n", k_seed);
+    for (int32_t R : {2, 3, 4})
     for (kv_format kf : k_formats)
         for (kv_format vf : {kv_format::q8, kv_format::q4}) {
-            kv_block_pool pool(small_params(kf, vf));
+            SCOPED_TRACE("residual blocks " + std::to_string(R));
+            kv_block_pool pool(small_params(kf, vf, R));
             const std::vector<int32_t> tokens = random_tokens(75, k_seed);
             kv_block_table one(pool), piece(pool);
             one.append(75);
@@ -271,7 +275,9 @@ TEST(kv_table, paged_attention_matches_contiguous) {
 // q4 keys: the newest full block stays in the f16 residual (read back exactly) until the next block fills;
 // then it reads as the per-channel q4 of its rows, bit for bit what quantizing the block on its own gives.
 TEST(kv_table, newest_full_block_stays_f16_until_next_fills) {
-    kv_block_pool pool(small_params(kv_format::q4, kv_format::q8));
+  for (int32_t R : {2, 3, 4}) {
+    SCOPED_TRACE("residual blocks " + std::to_string(R));
+    kv_block_pool pool(small_params(kv_format::q4, kv_format::q8, R));
     const int32_t B = 16, d = 16, n_total = 70;
     const std::vector<int32_t> tokens = random_tokens(n_total, k_seed + 7);
     kv_block_table ref(pool);  // the exact (f16-rounded) rows, via a per-token f16 reference read below
@@ -290,7 +296,7 @@ TEST(kv_table, newest_full_block_stays_f16_until_next_fills) {
         t.append(n);
         write_tokens(t, tokens, pos, n);
         pos += n;
-        EXPECT_EQ(t.n_final_blocks(), std::max(0, pos / B - 1)) << "n_tokens " << pos;
+        EXPECT_EQ(t.n_final_blocks(), std::max(0, pos / B - (R - 1))) << "n_tokens " << pos;
         for (int32_t b = 0; b < t.n_blocks(); ++b) {
             kv_rows kr = t.k_rows(b, 2, 1);
             ASSERT_EQ(kr.n_rows, std::min(B, pos - b * B));
@@ -317,8 +323,9 @@ TEST(kv_table, newest_full_block_stays_f16_until_next_fills) {
     read_all(ref, 2, 1, k2, v2);
     EXPECT_EQ(k1, k2);
     EXPECT_EQ(v1, v2);
-    EXPECT_EQ(t.bytes(), 5 * pool.block_bytes() + size_t(3 * 2 * 2 * B * d * 2));  // the tail: 2 blocks of f16
+    EXPECT_EQ(t.bytes(), 5 * pool.block_bytes() + size_t(3 * 2 * R * B * d * 2));  // the tail: R blocks of f16
     check_accounting(pool);
+  }
 }
 
 TEST(kv_table, truncate_and_clear) {
