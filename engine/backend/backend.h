@@ -21,7 +21,10 @@ public:
     // must be memory this backend addresses: host memory when host_memory(), else memory from alloc(). The op
     // structs, the tensor structs and the paged_kv_view with its kv_rows/kv_layout arrays are always host
     // memory (a device backend copies the small descriptors it needs).
-    // Throws tfu::error (TFU_STATUS_UNSUPPORTED for an op it does not support: never silently wrong).
+    // A device backend may return before the device has finished (CUDA and Vulkan do): the work completes, in
+    // order, before the next download() or sync() returns, and an error the device finds (a bad token id) is
+    // thrown by that call. Throws tfu::error (TFU_STATUS_UNSUPPORTED for an op it does not support: never
+    // silently wrong).
     virtual void run(const op* ops, size_t n_ops) = 0;
     // Waits for queued work (a no-op on the CPU).
     virtual void sync() {}
@@ -35,8 +38,9 @@ public:
     // At least `bytes`, 256-byte aligned; throws TFU_STATUS_OUT_OF_MEMORY naming `what`.
     virtual void* alloc(size_t bytes, const char* what);
     virtual void free(void* p) noexcept;
-    // Copies between host memory and backend memory (either address may be inside an allocation). Complete
-    // when they return.
+    // Copies between host memory and backend memory (either address may be inside an allocation). upload() is
+    // ordered before every later run() and download(), and src_host may be reused as soon as it returns;
+    // download() returns when the bytes are in dst_host (after all work queued before it).
     virtual void upload(void* dst, const void* src_host, size_t bytes);
     virtual void download(void* dst_host, const void* src, size_t bytes);
     // Device memory (bytes): total and currently free; host backends report 0, 0 (use the engine budget).
