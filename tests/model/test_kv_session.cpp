@@ -56,6 +56,10 @@ double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
     return std::sqrt(num / den);
 }
 
+// The same f16 K/V values read through blocks or from one contiguous cache. The two kernels tile the online
+// softmax differently (blocks of 32 against tiles of the contiguous rows), so f32 rounding differs a little: both
+// stay as close to the scalar reference as each other (max |logit - ref| 7.9e-3 paged, 1.4e-3 contiguous over these
+// 100 tokens, against 7.9e-3 for both before the split-K kernels), so the bound is on their relative L2 distance.
 TEST_F(kv_fixture, paged_f16_equals_contiguous_f16) {
     // Batches of 7 make positions straddle the 32-token blocks and exercise n_past > 0.
     for (int32_t nb : {45, 7, 1}) {
@@ -63,7 +67,10 @@ TEST_F(kv_fixture, paged_f16_equals_contiguous_f16) {
         std::vector<float> contig = logits(TFU_KV_F16, TFU_KV_F16, tfu::dtype::F16, nb);
         double max_abs = 0;
         for (size_t i = 0; i < paged.size(); ++i) max_abs = std::max(max_abs, double(std::fabs(paged[i] - contig[i])));
-        EXPECT_LT(max_abs, 1e-4) << "n_batch " << nb;
+        const double e = rel_l2(paged, contig);
+        std::printf("n_batch %d: paged vs contiguous f16 rel L2 %.2e, max abs %.2e\n", nb, e, max_abs);
+        EXPECT_LT(e, 1e-4) << "n_batch " << nb;
+        EXPECT_LT(max_abs, 1e-2) << "n_batch " << nb;
     }
 }
 
