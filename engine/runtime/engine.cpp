@@ -4,17 +4,31 @@
 #include <algorithm>
 #include <thread>
 
+#include "core/enum_value.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "runtime/session.h"
 
 namespace tfu {
 
-engine::engine(const tfu_engine_params& p) : offload_policy_(p.offload_policy), budget_(p.memory_budget) {
-    if (p.n_threads < 0) fail(TFU_STATUS_INVALID_ARGUMENT, "engine params: n_threads must be >= 0");
-    if (p.offload_policy < TFU_OFFLOAD_LRU || p.offload_policy > TFU_OFFLOAD_NONE)
-        fail(TFU_STATUS_INVALID_ARGUMENT, "engine params: offload_policy = " + std::to_string(int(p.offload_policy)) +
+namespace {
+
+// Checked as integers (core/enum_value.h) before the constructor reads them as enums.
+const tfu_engine_params& checked(const tfu_engine_params& p) {
+    const int32_t off = enum_value(p.offload_policy), be = enum_value(p.backend);
+    if (off < TFU_OFFLOAD_LRU || off > TFU_OFFLOAD_NONE)
+        fail(TFU_STATUS_INVALID_ARGUMENT, "engine params: offload_policy = " + std::to_string(off) +
                                               " is not a tfu_offload_policy");
+    if (be < TFU_BACKEND_AUTO || be > TFU_BACKEND_VULKAN)
+        fail(TFU_STATUS_INVALID_ARGUMENT, "engine params: backend = " + std::to_string(be) + " is not a tfu_backend_kind");
+    if (p.n_threads < 0) fail(TFU_STATUS_INVALID_ARGUMENT, "engine params: n_threads must be >= 0");
+    return p;
+}
+
+}  // namespace
+
+engine::engine(const tfu_engine_params& p_in) : offload_policy_(checked(p_in).offload_policy), budget_(p_in.memory_budget) {
+    const tfu_engine_params& p = p_in;
     backend_ = create_backend(p.backend, p.n_threads);
     logf(TFU_LOG_INFO, "engine: backend %s, memory budget %s", backend_->name(),
          budget_ ? (std::to_string(budget_ >> 20) + " MiB").c_str() : "unlimited");

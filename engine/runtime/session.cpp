@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "core/enum_value.h"
 #include "core/error.h"
 #include "core/utf8.h"
 
@@ -61,9 +62,6 @@ uint64_t residual_bytes(model& m, kv_block_pool& pool) {
 
 // Tokens the cache may hold: n_ctx, or the whole blocks that fit in kv_cap_bytes.
 int32_t checked_capacity(model& m, const tfu_session_params& p, int32_t n_ctx, std::optional<dtype> contiguous) {
-    if (p.kv_policy < TFU_KV_POLICY_REFUSE || p.kv_policy > TFU_KV_POLICY_CHUNK_SUMMARY)
-        fail(TFU_STATUS_INVALID_ARGUMENT, "session params: kv_policy = " + std::to_string(int(p.kv_policy)) +
-                                              " is not a tfu_kv_policy");
     if (p.kv_cap_bytes == 0 || contiguous) return n_ctx;
     kv_block_pool& pool = pool_of(m, p);
     const uint64_t fixed = residual_bytes(m, pool);
@@ -98,7 +96,19 @@ namespace {
 
 // On a device backend the cache is the contiguous one in device memory (the paged cache is written on the host
 // for now): f16 or bf16 as asked; the quantized formats and the eviction policies need the paged cache.
+// The enum fields a C caller filled, checked as integers before anything reads them as enums (core/enum_value.h).
+void check_enums(const tfu_session_params& p) {
+    const int32_t pol = enum_value(p.kv_policy), tk = enum_value(p.kv_type_k), tv = enum_value(p.kv_type_v);
+    if (pol < TFU_KV_POLICY_REFUSE || pol > TFU_KV_POLICY_CHUNK_SUMMARY)
+        fail(TFU_STATUS_INVALID_ARGUMENT, "session params: kv_policy = " + std::to_string(pol) + " is not a tfu_kv_policy");
+    for (auto [v, what] : {std::pair{tk, "kv_type_k"}, std::pair{tv, "kv_type_v"}})
+        if (v < TFU_KV_F16 || v > TFU_KV_Q4)
+            fail(TFU_STATUS_INVALID_ARGUMENT, std::string("session params: ") + what + " = " + std::to_string(v) +
+                                                  " is not a tfu_kv_type");
+}
+
 std::optional<dtype> device_cache(model& m, const tfu_session_params& p, std::optional<dtype> contiguous) {
+    check_enums(p);  // first: the delegating constructor runs this before any member reads the params
     if (contiguous || m.eng.device().host_memory()) return contiguous;
     const std::string be = m.eng.device().name();
     if (p.kv_policy != TFU_KV_POLICY_REFUSE)

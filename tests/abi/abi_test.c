@@ -464,6 +464,26 @@ static void test_bad_input(tfu_model* model) {
         sp.sampler.top_p = 2.0f;
         CHECK_STATUS(tfu_session_create(model, &sp, &bad), TFU_STATUS_INVALID_ARGUMENT);
         CHECK(bad == NULL && strstr(tfu_last_error(), "top_p") != NULL);
+        /* Enum fields holding values no enumerator has (a C caller can store any int there). */
+        sp = tfu_session_params_default();
+        sp.kv_policy = (tfu_kv_policy)7;
+        CHECK_STATUS(tfu_session_create(model, &sp, &bad), TFU_STATUS_INVALID_ARGUMENT);
+        CHECK(bad == NULL && strstr(tfu_last_error(), "kv_policy") != NULL);
+        sp = tfu_session_params_default();
+        sp.kv_type_v = (tfu_kv_type)-3;
+        CHECK_STATUS(tfu_session_create(model, &sp, &bad), TFU_STATUS_INVALID_ARGUMENT);
+        CHECK(bad == NULL && strstr(tfu_last_error(), "kv_type_v") != NULL);
+    }
+    {
+        tfu_engine_params ep = tfu_engine_params_default();
+        tfu_engine* e = NULL;
+        ep.offload_policy = (tfu_offload_policy)9;
+        CHECK_STATUS(tfu_engine_create(&ep, &e), TFU_STATUS_INVALID_ARGUMENT);
+        CHECK(e == NULL && strstr(tfu_last_error(), "offload_policy") != NULL);
+        ep = tfu_engine_params_default();
+        ep.backend = (tfu_backend_kind)42;
+        CHECK_STATUS(tfu_engine_create(&ep, &e), TFU_STATUS_INVALID_ARGUMENT);
+        CHECK(e == NULL && strstr(tfu_last_error(), "backend") != NULL);
     }
     /* The session is still fine. */
     CHECK_STATUS(tfu_session_add_text(s, PROMPT, true), TFU_STATUS_OK);
