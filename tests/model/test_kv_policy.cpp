@@ -11,22 +11,16 @@
 #include "core/error.h"
 #include "kv/kv_cache.h"
 #include "model/decoder.h"
+#include "model/stories_fixture.h"
 #include "runtime/engine.h"
 #include "runtime/model.h"
 #include "runtime/session.h"
 
 namespace {
 
-const std::string k_model = std::string(TFU_SHARED_DIR) + "/models/stories260K.gguf";
+const std::string& k_model = tfu::test::k_stories;
 
-struct policy_fixture : ::testing::Test {
-    void SetUp() override {
-        tfu_engine_params ep = tfu_engine_params_default();
-        ep.backend = TFU_BACKEND_CPU;
-        ep.n_threads = 2;
-        eng = std::make_unique<tfu::engine>(ep);
-        mdl = std::make_unique<tfu::model>(*eng, k_model, tfu_model_params_default());
-    }
+struct policy_fixture : tfu::test::stories_fixture {
     // A token sequence that is not a repetition: a fixed pseudo-random walk over the vocabulary.
     std::vector<int32_t> tokens(size_t n) const {
         std::vector<int32_t> t{1};
@@ -37,18 +31,9 @@ struct policy_fixture : ::testing::Test {
         }
         return t;
     }
-    std::unique_ptr<tfu::engine> eng;
-    std::unique_ptr<tfu::model> mdl;
 };
 
-double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-        num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-        den += double(b[i]) * b[i];
-    }
-    return std::sqrt(num / den);
-}
+using tfu::test::rel_l2;
 
 // The reference: an exact f32 contiguous cache filled with the first n_fill tokens, then edited by hand the way a
 // policy says: new row q is the mean of old rows groups[q] with each key first rotated from its old position to q

@@ -4,13 +4,14 @@
 
 #include <cmath>
 
+#include "model/stories_fixture.h"
 #include "runtime/engine.h"
 #include "runtime/model.h"
 #include "runtime/session.h"
 
 namespace {
 
-const std::string k_model = std::string(TFU_SHARED_DIR) + "/models/stories260K.gguf";
+const std::string& k_model = tfu::test::k_stories;
 // BOS + "Once upon a time" and the 40 greedy tokens after it (../shared/models/golden).
 const std::vector<int32_t> k_tokens = {1,   403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317,
                                        426, 338, 401, 396, 267, 337, 410, 408, 419, 292, 411, 322, 265, 282, 295,
@@ -25,15 +26,7 @@ std::vector<int32_t> long_tokens() {
     return t;
 }
 
-struct kv_fixture : ::testing::Test {
-    void SetUp() override {
-        tfu_engine_params ep = tfu_engine_params_default();
-        ep.backend = TFU_BACKEND_CPU;
-        ep.n_threads = 2;
-        eng = std::make_unique<tfu::engine>(ep);
-        tfu_model_params mp = tfu_model_params_default();
-        mdl = std::make_unique<tfu::model>(*eng, k_model, mp);
-    }
+struct kv_fixture : tfu::test::stories_fixture {
     std::vector<float> logits(tfu_kv_type k, tfu_kv_type v, std::optional<tfu::dtype> contiguous, int32_t n_batch) {
         tfu_session_params sp = tfu_session_params_default();
         sp.n_ctx = 128;
@@ -43,18 +36,9 @@ struct kv_fixture : ::testing::Test {
         tfu::session s(*mdl, sp, contiguous);
         return s.eval_all_logits(long_tokens());
     }
-    std::unique_ptr<tfu::engine> eng;
-    std::unique_ptr<tfu::model> mdl;
 };
 
-double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-        num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-        den += double(b[i]) * b[i];
-    }
-    return std::sqrt(num / den);
-}
+using tfu::test::rel_l2;
 
 // The same f16 K/V values read through blocks or from one contiguous cache. The two kernels tile the online
 // softmax differently (blocks of 32 against tiles of the contiguous rows), so f32 rounding differs a little: both

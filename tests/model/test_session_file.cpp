@@ -11,13 +11,14 @@
 #include <random>
 
 #include "core/error.h"
+#include "model/stories_fixture.h"
 #include "runtime/engine.h"
 #include "runtime/model.h"
 #include "runtime/session.h"
 
 namespace {
 
-const std::string k_model = std::string(TFU_SHARED_DIR) + "/models/stories260K.gguf";
+const std::string& k_model = tfu::test::k_stories;
 
 std::string temp_path(const std::string& name) {
     return "/tmp/tfu_session_file_" + std::to_string(getpid()) + "_" + name;
@@ -33,14 +34,7 @@ void write_file(const std::string& path, const std::vector<uint8_t>& bytes) {
     out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
 }
 
-struct file_fixture : ::testing::Test {
-    void SetUp() override {
-        tfu_engine_params ep = tfu_engine_params_default();
-        ep.backend = TFU_BACKEND_CPU;
-        ep.n_threads = 2;
-        eng = std::make_unique<tfu::engine>(ep);
-        mdl = std::make_unique<tfu::model>(*eng, k_model, tfu_model_params_default());
-    }
+struct file_fixture : tfu::test::stories_fixture {
     tfu_session_params params(tfu_kv_type k, tfu_kv_type v) const {
         tfu_session_params sp = tfu_session_params_default();
         sp.n_ctx = 256;
@@ -68,8 +62,6 @@ struct file_fixture : ::testing::Test {
         }
         return TFU_STATUS_OK;
     }
-    std::unique_ptr<tfu::engine> eng;
-    std::unique_ptr<tfu::model> mdl;
 };
 
 TEST_F(file_fixture, loaded_session_continues_exactly) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <memory>
 #include <random>
 
 #include "core/error.h"
@@ -38,42 +39,65 @@ double rel_rms(const std::vector<float>& got, const std::vector<float>& want) {
     return std::sqrt(num / den);
 }
 
+
+// A table of n positions for (k_layers, k_heads) of head size d: random keys (raw, before RoPE) written after RoPE
+// at their positions, random values; raw and val keep the exact inputs.
+struct filled_table {
+    filled_table(kv_format kf, kv_format vf, int32_t d_, int32_t n_, uint64_t seed) : d(d_), n(n_) {
+        kv_pool_params pp;
+        pp.n_layer = k_layers;
+        pp.n_head_kv = k_heads;
+        pp.head_dim = d;
+        pp.block_tokens = k_B;
+        pp.k_format = kf;
+        pp.v_format = vf;
+        pool = std::make_unique<kv_block_pool>(pp);
+        t = std::make_unique<kv_block_table>(*pool);
+        std::mt19937_64 rng(seed);
+        std::normal_distribution<float> nd(0.f, 1.f);
+        raw.resize(size_t(k_layers * k_heads) * size_t(n) * size_t(d));
+        val.resize(raw.size());
+        for (float& x : raw) x = nd(rng);
+        for (float& x : val) x = nd(rng);
+        t->append(n);
+        rows.resize(size_t(n) * size_t(d));
+        for (int32_t l = 0; l < k_layers; ++l)
+            for (int32_t h = 0; h < k_heads; ++h) {
+                for (int32_t p = 0; p < n; ++p) {
+                    std::copy(at(raw, l, h, p), at(raw, l, h, p) + d, rows.data() + size_t(p) * size_t(d));
+                    rope_row(rows.data() + size_t(p) * size_t(d), d, p);
+                }
+                t->write_k(l, h, 0, n, rows.data(), d);
+                t->write_v(l, h, 0, n, at(val, l, h, 0), d);
+            }
+    }
+    float* at(std::vector<float>& a, int32_t l, int32_t h, int32_t p) {
+        return a.data() + ((size_t(l) * k_heads + size_t(h)) * size_t(n) + size_t(p)) * size_t(d);
+    }
+    int32_t d, n;
+    std::unique_ptr<kv_block_pool> pool;
+    std::unique_ptr<kv_block_table> t;
+    std::vector<float> raw, val, rows;  // rows: the last (layer, head)'s keys after RoPE
+};
+
+// Two errors add up for moved keys: the first encoding and the re-encoding after the rotation.
+double moved_key_bound(kv_format kf) {
+    return kf == kv_format::f16 ? 1e-3 : kf == kv_format::bf16 ? 8e-3 : kf == kv_format::q8 ? 0.015 : 0.11;
+}
+
 class kv_evict : public testing::TestWithParam<std::tuple<kv_format, int32_t>> {};
 
 TEST_P(kv_evict, dropped_blocks_shift_positions_and_rotate_keys) {
     const auto [kf, d] = GetParam();
-    // Two errors add up for moved keys: the first encoding and the re-encoding after the rotation.
-    const double bound = kf == kv_format::f16 ? 1e-3 : kf == kv_format::bf16 ? 8e-3 : kf == kv_format::q8 ? 0.015 : 0.11;
-    kv_pool_params pp;
-    pp.n_layer = k_layers;
-    pp.n_head_kv = k_heads;
-    pp.head_dim = d;
-    pp.block_tokens = k_B;
-    pp.k_format = kf;
-    pp.v_format = kv_format::q8;
-    kv_block_pool pool(pp);
-    kv_block_table t(pool);
-    const int32_t n = 6 * k_B + 5;  // 6 full blocks and a partial one
-    std::mt19937_64 rng(1234 + uint64_t(kf) * 7 + uint64_t(d));
-    std::normal_distribution<float> nd(0.f, 1.f);
-    // raw[l][h][p]: the key before RoPE; v[l][h][p]: the value.
-    std::vector<float> raw(size_t(k_layers * k_heads) * n * d), val(raw.size());
-    for (float& x : raw) x = nd(rng);
-    for (float& x : val) x = nd(rng);
-    auto at = [&](std::vector<float>& a, int32_t l, int32_t h, int32_t p) {
-        return a.data() + ((size_t(l) * k_heads + size_t(h)) * size_t(n) + size_t(p)) * size_t(d);
-    };
-    t.append(n);
-    std::vector<float> rows(size_t(n) * size_t(d));
-    for (int32_t l = 0; l < k_layers; ++l)
-        for (int32_t h = 0; h < k_heads; ++h) {
-            for (int32_t p = 0; p < n; ++p) {
-                std::copy(at(raw, l, h, p), at(raw, l, h, p) + d, rows.data() + size_t(p) * size_t(d));
-                rope_row(rows.data() + size_t(p) * size_t(d), d, p);
-            }
-            t.write_k(l, h, 0, n, rows.data(), d);
-            t.write_v(l, h, 0, n, at(val, l, h, 0), d);
-        }
+    const double bound = moved_key_bound(kf);
+    filled_table ft(kf, kv_format::q8, d, 6 * k_B + 5, 1234 + uint64_t(kf) * 7 + uint64_t(d));  // 6 full + partial
+    const int32_t n = ft.n;
+    kv_block_pool& pool = *ft.pool;
+    kv_block_table& t = *ft.t;
+    std::vector<float>& raw = ft.raw;
+    std::vector<float>& val = ft.val;
+    std::vector<float>& rows = ft.rows;
+    auto at = [&](std::vector<float>& a, int32_t l, int32_t h, int32_t p) { return ft.at(a, l, h, p); };
     // A second table shares the first 3 blocks (the sink and two that will be dropped or moved).
     std::vector<int32_t> toks(static_cast<size_t>(n));
     for (int32_t i = 0; i < n; ++i) toks[size_t(i)] = i * 7 % 101;
@@ -160,36 +184,14 @@ TEST_P(kv_evict, dropped_blocks_shift_positions_and_rotate_keys) {
 // compact(): kept tokens and mean-pooled groups land at dense new positions with keys rotated there.
 TEST_P(kv_evict, compact_keeps_and_merges_rows) {
     const auto [kf, d] = GetParam();
-    const double bound = kf == kv_format::f16 ? 1e-3 : kf == kv_format::bf16 ? 8e-3 : kf == kv_format::q8 ? 0.015 : 0.11;
-    kv_pool_params pp;
-    pp.n_layer = k_layers;
-    pp.n_head_kv = k_heads;
-    pp.head_dim = d;
-    pp.block_tokens = k_B;
-    pp.k_format = kf;
-    pp.v_format = kf;
-    kv_block_pool pool(pp);
-    kv_block_table t(pool);
-    const int32_t n = 5 * k_B + 3;
-    std::mt19937_64 rng(99 + uint64_t(kf) * 7 + uint64_t(d));
-    std::normal_distribution<float> nd(0.f, 1.f);
-    std::vector<float> raw(size_t(k_layers * k_heads) * n * d), val(raw.size());
-    for (float& x : raw) x = nd(rng);
-    for (float& x : val) x = nd(rng);
-    auto at = [&](std::vector<float>& a, int32_t l, int32_t h, int32_t p) {
-        return a.data() + ((size_t(l) * k_heads + size_t(h)) * size_t(n) + size_t(p)) * size_t(d);
-    };
-    t.append(n);
-    std::vector<float> rows(size_t(n) * size_t(d));
-    for (int32_t l = 0; l < k_layers; ++l)
-        for (int32_t h = 0; h < k_heads; ++h) {
-            for (int32_t p = 0; p < n; ++p) {
-                std::copy(at(raw, l, h, p), at(raw, l, h, p) + d, rows.data() + size_t(p) * size_t(d));
-                rope_row(rows.data() + size_t(p) * size_t(d), d, p);
-            }
-            t.write_k(l, h, 0, n, rows.data(), d);
-            t.write_v(l, h, 0, n, at(val, l, h, 0), d);
-        }
+    const double bound = moved_key_bound(kf);
+    filled_table ft(kf, kf, d, 5 * k_B + 3, 99 + uint64_t(kf) * 7 + uint64_t(d));
+    const int32_t n = ft.n;
+    kv_block_pool& pool = *ft.pool;
+    kv_block_table& t = *ft.t;
+    std::vector<float>& raw = ft.raw;
+    std::vector<float>& val = ft.val;
+    auto at = [&](std::vector<float>& a, int32_t l, int32_t h, int32_t p) { return ft.at(a, l, h, p); };
     // Keep 0..3, pool [4, 12) into one slot, keep every third token of [12, n - 20), keep the last 20.
     std::vector<std::pair<int32_t, int32_t>> groups;
     for (int32_t p = 0; p < 4; ++p) groups.push_back({p, p + 1});
