@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "backend/simd_avx2.h"
 #include "core/fp16.h"
 #include "backend/kv_format.h"
 
@@ -11,12 +12,7 @@ namespace tfu::kv_avx2 {
 
 namespace {
 
-inline float hsum(__m256 a) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
+using avx2_util::hsum;
 
 inline __m256 load_f16x8(const uint16_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));

@@ -12,17 +12,8 @@ void scale_scalar(float* x, float s, int64_t n) {
 }
 
 void attention_with(context& ctx, const op& o, const attn_split_options& opt) {
-    const tensor& q = *o.src[0];
     const tensor* cache[2] = {o.src[1], o.src[2]};
-    attn_problem p;
-    p.q = &q;
-    p.dst = o.dst;
-    p.hd = q.ne[0];
-    p.n_head = q.ne[1];
-    p.n = q.ne[2];
-    p.n_past = o.i[0];
-    p.n_head_kv = o.i[1];
-    p.scale = o.f[0];
+    attn_problem p = attn_problem_of(o);
     p.tile = 64;
     p.align = 64;
     tile_kind kinds[2];

@@ -45,17 +45,8 @@ kv_tile tile_of(const kv_rows& r, int64_t off) {
 }  // namespace
 
 void attention_paged_with(context& ctx, const op& o, const attn_split_options& opt) {
-    const tensor& q = *o.src[0];
     const paged_kv_view& kv = *static_cast<const paged_kv_view*>(o.ext);
-    attn_problem p;
-    p.q = &q;
-    p.dst = o.dst;
-    p.hd = q.ne[0];
-    p.n_head = q.ne[1];
-    p.n = q.ne[2];
-    p.n_past = o.i[0];
-    p.n_head_kv = o.i[1];
-    p.scale = o.f[0];
+    attn_problem p = attn_problem_of(o);
     const int64_t B = kv.block_tokens;
     p.tile = std::min<int64_t>(B, 64);
     p.align = B;

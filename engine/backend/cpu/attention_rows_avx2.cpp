@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "backend/simd_avx2.h"
 #include "backend/cpu/attention_split.h"
 #include "core/fp16.h"
 
@@ -19,12 +20,7 @@ namespace tfu::cpu {
 
 namespace {
 
-inline float hsum(__m256 a) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
+using avx2_util::hsum;
 
 // out[i] = sum of the lanes of a[i], i < G (out has 8 slots).
 template <int G>

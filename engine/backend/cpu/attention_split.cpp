@@ -153,4 +153,18 @@ void attn_run(context& ctx, const attn_problem& p, const attn_split_options& opt
     });
 }
 
+attn_problem attn_problem_of(const op& o) {
+    const tensor& q = *o.src[0];
+    attn_problem p;
+    p.q = &q;
+    p.dst = o.dst;
+    p.hd = q.ne[0];
+    p.n_head = q.ne[1];
+    p.n = q.ne[2];
+    p.n_past = o.i[0];
+    p.n_head_kv = o.i[1];
+    p.scale = o.f[0];
+    return p;
+}
+
 }  // namespace tfu::cpu

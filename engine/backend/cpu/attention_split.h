@@ -67,6 +67,10 @@ struct attn_problem {
     std::function<kv_tile(int part, int64_t h, int64_t row0)> tile_at;
 };
 
+// The shapes and parameters both attention ops share (ops.def: q = src0 (hd, n_head, n), i[0] = position of query 0,
+// i[1] = n_head_kv, f[0] = scale); tile, align and tile_at are the caller's.
+attn_problem attn_problem_of(const op& o);
+
 // When to split the key range: into chunks of at least min_chunk_rows rows, aiming at tasks_per_thread tasks per
 // thread. Tests force the split on short contexts with a small min_chunk_rows and a large tasks_per_thread.
 struct attn_split_options {
