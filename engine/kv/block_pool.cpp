@@ -237,4 +237,10 @@ kv_pool_stats kv_block_pool::stats() const {
     return st_;
 }
 
+size_t kv_block_pool::residual_bytes() const {
+    if (k_layout_.per_token()) return 0;
+    return size_t(p_.n_layer) * size_t(p_.n_head_kv) * size_t(p_.residual_blocks) *
+           kv_bytes_per_block(kv_format::f16, kv_part::k, p_.block_tokens, p_.head_dim);
+}
+
 }  // namespace tfu

@@ -94,6 +94,9 @@ public:
     const kv_layout& k_layout() const { return k_layout_; }
     const kv_layout& v_layout() const { return v_layout_; }
     size_t block_bytes() const { return block_bytes_; }
+    // Bytes of each table's f16 key tail: q4 keys keep residual_blocks f16 head blocks per layer and KV head
+    // (kv/block_table.h); 0 for the other key formats. The session budget and the table both use this.
+    size_t residual_bytes() const;
     // Byte offset of a layer's K part in a block; its V part follows at + n_head_kv * k_layout().bytes.
     size_t layer_offset(int32_t layer) const { return size_t(layer) * layer_bytes_; }
 

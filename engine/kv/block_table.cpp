@@ -15,7 +15,7 @@ kv_block_table::kv_block_table(kv_block_pool& pool)
     if (k_residual()) {
         const kv_pool_params& p = pool.params();
         residual_layout_ = kv_layout_make(kv_format::f16, kv_part::k, B_, p.head_dim);
-        residual_.assign(size_t(p.n_layer) * size_t(p.n_head_kv) * size_t(R_) * (residual_layout_.bytes / 2), 0);
+        residual_.assign(pool.residual_bytes() / 2, 0);
         written_.assign(size_t(p.n_layer) * size_t(p.n_head_kv), 0);
     }
 }

@@ -53,18 +53,12 @@ kv_block_pool& pool_of(model& m, const tfu_session_params& p) {
     return m.kv_pool(to_kv_format(p.kv_type_k, "kv_type_k"), to_kv_format(p.kv_type_v, "kv_type_v"));
 }
 
-// The f16 key tail of q4 keys (kv_block_table's residual): residual_blocks f16 blocks per layer and KV head.
-uint64_t residual_bytes(model& m, kv_block_pool& pool) {
-    if (pool.k_layout().per_token()) return 0;
-    return uint64_t(m.hp.n_layer) * uint64_t(m.hp.n_embd_kv()) * uint64_t(pool.params().block_tokens) * 2 *
-           uint64_t(pool.params().residual_blocks);
-}
 
 // Tokens the cache may hold: n_ctx, or the whole blocks that fit in kv_cap_bytes.
 int32_t checked_capacity(model& m, const tfu_session_params& p, int32_t n_ctx, std::optional<dtype> contiguous) {
     if (p.kv_cap_bytes == 0 || contiguous) return n_ctx;
     kv_block_pool& pool = pool_of(m, p);
-    const uint64_t fixed = residual_bytes(m, pool);
+    const uint64_t fixed = pool.residual_bytes();
     const uint64_t blocks = p.kv_cap_bytes > fixed ? (p.kv_cap_bytes - fixed) / pool.block_bytes() : 0;
     const int64_t B = pool.params().block_tokens;
     if (blocks == 0)
@@ -87,7 +81,7 @@ uint64_t kv_budget_bytes(model& m, const tfu_session_params& p, int32_t n_ctx, s
     if (contiguous) return kv_cache::bytes_needed(m.hp.n_layer, m.hp.n_embd_kv(), n_ctx, *contiguous);
     kv_block_pool& pool = pool_of(m, p);
     const int64_t B = pool.params().block_tokens;
-    return uint64_t((n_ctx + B - 1) / B) * pool.block_bytes() + residual_bytes(m, pool);
+    return uint64_t((n_ctx + B - 1) / B) * pool.block_bytes() + pool.residual_bytes();
 }
 
 }  // namespace
@@ -134,13 +128,13 @@ session::session(model& m, const tfu_session_params& p, std::optional<dtype> con
       policy_(p.kv_policy),
       n_sink_blocks_(sink_blocks(p, 32)),
       n_sink_(p.kv_n_sink),
-      n_recent_(p.kv_n_recent > 0 ? p.kv_n_recent : capacity_ / 4),
+      n_recent_(p.kv_n_recent > 0 ? p.kv_n_recent : evict_quota()),
       chunk_(p.kv_chunk),
       kv_budget_(m.eng, kv_budget_bytes(m, p, capacity_, contiguous),
                  "session KV cache (" + std::to_string(capacity_) + " tokens)"),
       // Sliding window: a batch is at most a quarter of the cache, what one eviction frees.
       dec_(m.hp, m.weights,
-           std::min(n_batch_, policy_ != TFU_KV_POLICY_REFUSE ? std::max(1, capacity_ / 4) : capacity_),
+           std::min(n_batch_, policy_ != TFU_KV_POLICY_REFUSE ? evict_quota() : capacity_),
            &m.eng.device()),
       smp_(to_config(p.sampler), m.hp.n_vocab) {
     if (contiguous) {

@@ -1,6 +1,7 @@
 // tfu::session: one conversation on a model: its tokens, KV cache, activations, sampler and cancel flag.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -77,6 +78,9 @@ private:
     void check_room(size_t n_new) const;
     // The eviction policies (runtime/session_evict.cpp): make room for n more tokens in a full cache.
     void make_room(int32_t n);
+    // What one eviction frees at least, and so the largest prefill batch under a policy: a quarter of the cache
+    // (evictions rewrite part of the cache, so they should be rare).
+    int32_t evict_quota() const { return std::max(1, capacity_ / 4); }
     void drop_window_blocks(int32_t n);                                   // sliding window
     void compact_cache(const std::vector<std::pair<int32_t, int32_t>>& groups);  // H2O, chunk summary
     void forward_batch(const int32_t* tokens, int32_t n, bool all_logits, float* out);

@@ -16,8 +16,7 @@ void session::make_room(int32_t n) {
         drop_window_blocks(over);
         return;
     }
-    // Free at least a quarter of the cache, so that evictions stay rare (each rewrites the cache).
-    const int32_t want = std::max(over, capacity_ / 4);
+    const int32_t want = std::max(over, evict_quota());
     const int32_t n_tok = table_->n_tokens();
     const int32_t lo = std::min(n_sink_, n_tok), hi = std::max(lo, n_tok - n_recent_);  // [lo, hi) may go
     std::vector<std::pair<int32_t, int32_t>> groups;
@@ -56,7 +55,7 @@ void session::drop_window_blocks(int32_t over) {
     const int32_t B = table_->pool().params().block_tokens;
     const int32_t need = (over + B - 1) / B;
     const int32_t avail = table_->n_final_blocks() - n_sink_blocks_;
-    const int32_t drop = std::min(std::max(need, capacity_ / B / 4), avail);
+    const int32_t drop = std::min(std::max(need, evict_quota() / B), avail);
     if (drop < need)
         fail(TFU_STATUS_CONTEXT_FULL, "sliding window: only " + std::to_string(std::max(0, avail)) +
                                           " blocks can be dropped but " + std::to_string(need) + " are needed");
