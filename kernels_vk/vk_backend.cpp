@@ -12,12 +12,30 @@
 namespace tfu::vk {
 
 namespace {
-constexpr uint32_t k_max_sets = 512;                  // descriptor sets per pool (one per dispatch)
-constexpr uint64_t k_arena_bytes = uint64_t(4) << 20;  // per-submission op parameters (RoPE tables, KV tables)
+constexpr size_t k_frames = 4;                         // submissions in flight at most
+constexpr uint32_t k_max_sets = 1024;                  // descriptor sets per frame's pool (cached by bindings)
+constexpr uint64_t k_arena_bytes = uint64_t(4) << 20;  // per-frame op parameters (RoPE tables, KV tables)
 constexpr uint64_t k_staging_bytes = uint64_t(16) << 20;
+constexpr uint64_t k_small_upload = uint64_t(64) << 10;     // uploads up to this size are not waited for
+constexpr uint64_t k_upload_slice = uint64_t(256) << 10;    // per-frame staging of small uploads
+// Cache descriptor sets by their exact bindings (a decode step binds the same weights and activations every
+// step); without it every dispatch allocates and writes a set.
+constexpr bool k_cache_sets = true;
 
 uint64_t address_of(const void* p) { return uint64_t(reinterpret_cast<uintptr_t>(p)); }
+// A non-dispatchable handle's bits (a pointer or a uint64_t, depending on the platform).
+uint64_t handle_bits(VkBuffer h) {
+    uint64_t v = 0;
+    std::memcpy(&v, &h, sizeof h);
+    return v;
+}
 }  // namespace
+
+size_t vk_backend::set_key_hash::operator()(const set_key& k) const noexcept {
+    uint64_t h = 1469598103934665603ull;  // FNV-1a over the words, then a final mix
+    for (uint64_t w : k) h = (h ^ w) * 1099511628211ull;
+    return size_t(h ^ (h >> 29));
+}
 
 vk_backend::vk_backend(const tfu_module_options& options, const logger& log) : log_(log) {
     ctx_ = std::make_unique<context>(options, log_);
@@ -42,15 +60,17 @@ vk_backend::vk_backend(const tfu_module_options& options, const logger& log) : l
     cp.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
     cp.queueFamilyIndex = ctx_->queue_family();
     check(f.vkCreateCommandPool(dev, &cp, nullptr, &cmd_pool_), "vkCreateCommandPool");
+    // The destructor releases whatever of the frames was created when a step below throws.
+    frames_.resize(k_frames);
+    std::vector<VkCommandBuffer> cbs(2 * k_frames);
     VkCommandBufferAllocateInfo ca{};
     ca.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO;
     ca.commandPool = cmd_pool_;
     ca.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
-    ca.commandBufferCount = 1;
-    check(f.vkAllocateCommandBuffers(dev, &ca, &cmd_), "vkAllocateCommandBuffers");
+    ca.commandBufferCount = uint32_t(cbs.size());
+    check(f.vkAllocateCommandBuffers(dev, &ca, cbs.data()), "vkAllocateCommandBuffers");
     VkFenceCreateInfo fi{};
     fi.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
-    check(f.vkCreateFence(dev, &fi, nullptr, &fence_), "vkCreateFence");
     VkDescriptorPoolSize ps{};
     ps.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
     ps.descriptorCount = k_max_sets * k_n_bindings;
@@ -59,8 +79,15 @@ vk_backend::vk_backend(const tfu_module_options& options, const logger& log) : l
     dp.maxSets = k_max_sets;
     dp.poolSizeCount = 1;
     dp.pPoolSizes = &ps;
-    check(f.vkCreateDescriptorPool(dev, &dp, nullptr, &desc_pool_), "vkCreateDescriptorPool");
-    arena_ = mem_->create_host_buffer(std::min(k_arena_bytes, max_binding_), false, "parameter arena");
+    for (size_t i = 0; i < k_frames; ++i) {
+        frame& fr = frames_[i];
+        fr.cmd = cbs[2 * i];
+        fr.xfer = cbs[2 * i + 1];
+        check(f.vkCreateFence(dev, &fi, nullptr, &fr.fence), "vkCreateFence");
+        check(f.vkCreateDescriptorPool(dev, &dp, nullptr, &fr.pool), "vkCreateDescriptorPool");
+        fr.arena = mem_->create_host_buffer(std::min(k_arena_bytes, max_binding_), false, "parameter arena");
+        fr.upload = mem_->create_host_buffer(k_upload_slice, false, "small-upload staging");
+    }
     placeholder_ = mem_->create_device_buffer(256, "placeholder binding");
     log_.logf(TFU_LOG_INFO, "vulkan: backend ready: %s", name_.c_str());
 }
@@ -70,17 +97,25 @@ vk_backend::~vk_backend() {
     VkDevice dev = ctx_->device();
     f.vkDeviceWaitIdle(dev);
     mem_->destroy(staging_);
-    mem_->destroy(arena_);
     mem_->destroy(placeholder_);
-    if (desc_pool_) f.vkDestroyDescriptorPool(dev, desc_pool_, nullptr);
-    if (fence_) f.vkDestroyFence(dev, fence_, nullptr);
-    if (cmd_pool_) f.vkDestroyCommandPool(dev, cmd_pool_, nullptr);
+    for (frame& fr : frames_) {
+        mem_->destroy(fr.arena);
+        mem_->destroy(fr.upload);
+        if (fr.pool) f.vkDestroyDescriptorPool(dev, fr.pool, nullptr);
+        if (fr.fence) f.vkDestroyFence(dev, fr.fence, nullptr);
+    }
+    if (cmd_pool_) f.vkDestroyCommandPool(dev, cmd_pool_, nullptr);  // frees the command buffers
     pipes_.reset();
     mem_.reset();
     ctx_.reset();
 }
 
 // ---- submission -------------------------------------------------------------------------------------------
+//
+// The ring: frames_[cur_] is filled (uploads into xfer, dispatches into cmd) and submitted as one batch with its
+// fence; cur_ then moves on. A frame's arena, upload slice and descriptor pool are reused only after its fence
+// has signalled (open_frame). Submissions on one queue start in order and every command buffer opens with a
+// global barrier over all earlier commands, so no frame needs to wait for the one before it.
 
 void vk_backend::throw_validation_errors() {
     if (!ctx_->validation_enabled()) return;
@@ -88,17 +123,39 @@ void vk_backend::throw_validation_errors() {
     if (!errors.empty()) fail(TFU_STATUS_DEVICE_ERROR, "vulkan: " + errors);
 }
 
-void vk_backend::wait_pending() {
-    if (pending_) {
-        const fns& f = ctx_->vk();
-        pending_ = false;
-        check(f.vkWaitForFences(ctx_->device(), 1, &fence_, VK_TRUE, UINT64_MAX), "vkWaitForFences");
-        check(f.vkResetFences(ctx_->device(), 1, &fence_), "vkResetFences");
-        check(f.vkResetDescriptorPool(ctx_->device(), desc_pool_, 0), "vkResetDescriptorPool");
-        sets_used_ = 0;
-        arena_used_ = 0;
+void vk_backend::wait_frame(frame& fr) {
+    if (!fr.in_flight) return;
+    fr.in_flight = false;  // a failed wait (device lost) is reported once; the frame is not waited for again
+    check(ctx_->vk().vkWaitForFences(ctx_->device(), 1, &fr.fence, VK_TRUE, UINT64_MAX), "vkWaitForFences");
+}
+
+vk_backend::frame& vk_backend::open_frame() {
+    frame& fr = frames_[cur_];
+    if (open_) return fr;
+    wait_frame(fr);
+    fr.arena_used = 0;
+    fr.upload_used = 0;
+    // Keep the cached sets while the pool has room for a step's new ones; else start the pool over.
+    if (fr.sets_used > k_max_sets / 4 * 3) {
+        check(ctx_->vk().vkResetDescriptorPool(ctx_->device(), fr.pool, 0), "vkResetDescriptorPool");
+        fr.sets.clear();
+        fr.sets_used = 0;
     }
-    throw_validation_errors();
+    open_ = true;
+    return fr;
+}
+
+void vk_backend::wait_all() {
+    if (open_ && frames_[cur_].xfer_recording) submit_frame();  // queued small uploads
+    for (frame& fr : frames_) wait_frame(fr);
+}
+
+void vk_backend::drop_set_caches() noexcept {
+    for (frame& fr : frames_) {
+        ctx_->vk().vkResetDescriptorPool(ctx_->device(), fr.pool, 0);  // only VK_SUCCESS is specified
+        fr.sets.clear();
+        fr.sets_used = 0;
+    }
 }
 
 void vk_backend::global_barrier(VkCommandBuffer cb, VkPipelineStageFlags src, VkAccessFlags src_access,
@@ -110,36 +167,62 @@ void vk_backend::global_barrier(VkCommandBuffer cb, VkPipelineStageFlags src, Vk
     ctx_->vk().vkCmdPipelineBarrier(cb, src, dst, 0, 1, &mb, 0, nullptr, 0, nullptr);
 }
 
-void vk_backend::begin_commands() {
-    const fns& f = ctx_->vk();
-    check(f.vkResetCommandBuffer(cmd_, 0), "vkResetCommandBuffer");
+// Resets and begins cb with the leading barrier: earlier submissions' writes (kernels, copies) are visible to
+// this command buffer and their reads are done before it writes. (Host writes to host-coherent memory before
+// vkQueueSubmit are visible to the device without a barrier.)
+static void begin_with_barrier(const fns& f, VkCommandBuffer cb) {
+    check(f.vkResetCommandBuffer(cb, 0), "vkResetCommandBuffer");
     VkCommandBufferBeginInfo bi{};
     bi.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO;
     bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
-    check(f.vkBeginCommandBuffer(cmd_, &bi), "vkBeginCommandBuffer");
-    recording_ = true;
-    // Earlier submissions' writes (kernels, copies) and the host's writes to the arena are visible to this one.
-    // (Host writes before vkQueueSubmit are visible to the device without a barrier.)
-    global_barrier(cmd_, VK_PIPELINE_STAGE_ALL_COMMANDS_BIT, VK_ACCESS_MEMORY_WRITE_BIT,
-                   VK_PIPELINE_STAGE_ALL_COMMANDS_BIT, VK_ACCESS_MEMORY_READ_BIT | VK_ACCESS_MEMORY_WRITE_BIT);
+    check(f.vkBeginCommandBuffer(cb, &bi), "vkBeginCommandBuffer");
+    VkMemoryBarrier mb{};
+    mb.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
+    mb.srcAccessMask = VK_ACCESS_MEMORY_WRITE_BIT;
+    mb.dstAccessMask = VK_ACCESS_MEMORY_READ_BIT | VK_ACCESS_MEMORY_WRITE_BIT;
+    f.vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_ALL_COMMANDS_BIT, VK_PIPELINE_STAGE_ALL_COMMANDS_BIT, 0, 1, &mb, 0,
+                           nullptr, 0, nullptr);
 }
 
-void vk_backend::submit(bool wait) {
+void vk_backend::begin_cmd(frame& fr) {
+    TFU_CHECK(open_ && &fr == &frames_[cur_] && !fr.cmd_recording);
+    begin_with_barrier(ctx_->vk(), fr.cmd);
+    fr.cmd_recording = true;
+}
+
+void vk_backend::submit_frame() {
+    TFU_CHECK(open_);
+    frame& fr = frames_[cur_];
     const fns& f = ctx_->vk();
-    recording_ = false;
-    check(f.vkEndCommandBuffer(cmd_), "vkEndCommandBuffer");
+    VkCommandBuffer cbs[2];
+    uint32_t n = 0;
+    // Both flags are cleared first: after a failure here the frame is still open and empty, its next
+    // begin resets the command buffers (what they held is lost and the call reports DEVICE_ERROR).
+    const bool xfer = fr.xfer_recording, cmd = fr.cmd_recording;
+    fr.xfer_recording = fr.cmd_recording = false;
+    if (xfer) {
+        check(f.vkEndCommandBuffer(fr.xfer), "vkEndCommandBuffer");
+        cbs[n++] = fr.xfer;  // uploads first: the cmd buffer's leading barrier orders them before its work
+    }
+    if (cmd) {
+        check(f.vkEndCommandBuffer(fr.cmd), "vkEndCommandBuffer");
+        cbs[n++] = fr.cmd;
+    }
+    if (n == 0) return;
+    check(f.vkResetFences(ctx_->device(), 1, &fr.fence), "vkResetFences");
     VkSubmitInfo si{};
     si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
-    si.commandBufferCount = 1;
-    si.pCommandBuffers = &cmd_;
-    check(f.vkQueueSubmit(ctx_->queue(), 1, &si, fence_), "vkQueueSubmit");
-    pending_ = true;
-    if (wait) wait_pending();
+    si.commandBufferCount = n;
+    si.pCommandBuffers = cbs;
+    check(f.vkQueueSubmit(ctx_->queue(), 1, &si, fr.fence), "vkQueueSubmit");
+    fr.in_flight = true;
+    open_ = false;
+    cur_ = (cur_ + 1) % frames_.size();
 }
 
 void vk_backend::flush_recording() {
-    submit(true);
-    begin_commands();
+    submit_frame();
+    begin_cmd(open_frame());
 }
 
 // ---- memory -----------------------------------------------------------------------------------------------
@@ -152,10 +235,22 @@ void* vk_backend::alloc(size_t bytes, const char* what) {
 void vk_backend::free(void* p) noexcept {
     if (!p) return;
     std::lock_guard<std::mutex> lock(mutex_);
-    // A chunk may be destroyed when it empties: let in-flight work finish first (errors surface at the next call).
-    if (pending_) ctx_->vk().vkWaitForFences(ctx_->device(), 1, &fence_, VK_TRUE, UINT64_MAX);
-    if (!mem_->release(address_of(p)))
+    // A chunk may be destroyed when it empties: submit queued uploads (they may target it) and let all in-flight
+    // work finish first (errors surface at the next call).
+    try {
+        wait_all();
+    } catch (const std::exception& e) {
+        log_.logf(TFU_LOG_ERROR, "vulkan: free(%p): waiting for queued work: %s", p, e.what());
+    }
+    location loc;
+    const bool known = mem_->resolve(address_of(p), 1, &loc);
+    const VkBuffer before = known ? mem_->chunk_buffer(loc.chunk) : VK_NULL_HANDLE;
+    if (!mem_->release(address_of(p))) {
         log_.logf(TFU_LOG_ERROR, "vulkan: free(%p): not an address from alloc (ignored)", p);
+        return;
+    }
+    // A destroyed chunk's VkBuffer handle may be handed out again: no cached set may keep naming it.
+    if (mem_->chunk_buffer(loc.chunk) != before) drop_set_caches();
 }
 
 void vk_backend::memory_info(uint64_t* total, uint64_t* free_bytes) const {
@@ -167,31 +262,59 @@ void vk_backend::ensure_staging() {
     if (!staging_.buffer) staging_ = mem_->create_host_buffer(k_staging_bytes, true, "staging buffer");
 }
 
+// Copies the bytes into the open frame's upload slice now (the caller may reuse src_host at once) and records the
+// copy into the frame's xfer buffer, which is submitted ahead of the next run (or by download/sync/free).
+void vk_backend::upload_small(const location& loc, const void* src_host, size_t bytes) {
+    frame* fr = &open_frame();
+    const uint64_t need = align_up(bytes, 16);
+    if (fr->upload_used + need > fr->upload.size) {
+        submit_frame();
+        fr = &open_frame();
+    }
+    const fns& f = ctx_->vk();
+    std::memcpy(static_cast<uint8_t*>(fr->upload.mapped) + fr->upload_used, src_host, bytes);
+    if (!fr->xfer_recording) {
+        begin_with_barrier(f, fr->xfer);
+        fr->xfer_recording = true;
+    }
+    VkBufferCopy c{fr->upload_used, loc.offset, bytes};
+    f.vkCmdCopyBuffer(fr->xfer, fr->upload.buffer, mem_->chunk_buffer(loc.chunk), 1, &c);
+    // A later copy in this buffer may write the same bytes.
+    global_barrier(fr->xfer, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
+                   VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT);
+    fr->upload_used += need;
+}
+
 void vk_backend::upload(void* dst, const void* src_host, size_t bytes) {
     std::lock_guard<std::mutex> lock(mutex_);
-    wait_pending();
+    throw_validation_errors();
     if (bytes == 0) return;
     location loc;
     if (!mem_->resolve(address_of(dst), bytes, &loc))
         fail(TFU_STATUS_INVALID_ARGUMENT, "vulkan upload: [" + std::to_string(address_of(dst)) + ", +" +
                                               std::to_string(bytes) + ") is not inside one allocation of this backend");
+    if (bytes <= k_small_upload) return upload_small(loc, src_host, bytes);
+    // Large (weights): through the shared staging buffer, each piece waited for before the buffer is refilled.
     ensure_staging();
     const fns& f = ctx_->vk();
     for (size_t done = 0; done < bytes;) {
         const size_t n = std::min<size_t>(bytes - done, staging_.size);
         std::memcpy(staging_.mapped, static_cast<const uint8_t*>(src_host) + done, n);
-        begin_commands();
+        frame& fr = open_frame();
+        begin_cmd(fr);
         VkBufferCopy c{0, loc.offset + done, n};
-        f.vkCmdCopyBuffer(cmd_, staging_.buffer, mem_->chunk_buffer(loc.chunk), 1, &c);
-        submit(true);
+        f.vkCmdCopyBuffer(fr.cmd, staging_.buffer, mem_->chunk_buffer(loc.chunk), 1, &c);
+        submit_frame();
+        wait_frame(fr);
         done += n;
     }
+    throw_validation_errors();
 }
 
 void vk_backend::download(void* dst_host, const void* src, size_t bytes) {
     std::lock_guard<std::mutex> lock(mutex_);
-    wait_pending();
-    if (bytes == 0) return;
+    throw_validation_errors();
+    if (bytes == 0) return wait_all();
     location loc;
     if (!mem_->resolve(address_of(src), bytes, &loc))
         fail(TFU_STATUS_INVALID_ARGUMENT, "vulkan download: [" + std::to_string(address_of(src)) + ", +" +
@@ -200,15 +323,18 @@ void vk_backend::download(void* dst_host, const void* src, size_t bytes) {
     const fns& f = ctx_->vk();
     for (size_t done = 0; done < bytes;) {
         const size_t n = std::min<size_t>(bytes - done, staging_.size);
-        begin_commands();
+        frame& fr = open_frame();
+        begin_cmd(fr);
         VkBufferCopy c{loc.offset + done, 0, n};
-        f.vkCmdCopyBuffer(cmd_, mem_->chunk_buffer(loc.chunk), staging_.buffer, 1, &c);
-        global_barrier(cmd_, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT, VK_PIPELINE_STAGE_HOST_BIT,
+        f.vkCmdCopyBuffer(fr.cmd, mem_->chunk_buffer(loc.chunk), staging_.buffer, 1, &c);
+        global_barrier(fr.cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT, VK_PIPELINE_STAGE_HOST_BIT,
                        VK_ACCESS_HOST_READ_BIT);
-        submit(true);
+        submit_frame();
+        wait_all();  // this frame's fence covers the earlier submissions too; wait_all also frees their frames
         std::memcpy(static_cast<uint8_t*>(dst_host) + done, staging_.mapped, n);
         done += n;
     }
+    throw_validation_errors();
 }
 
 // ---- ops --------------------------------------------------------------------------------------------------
@@ -220,30 +346,33 @@ bool vk_backend::supports(const op& o, std::string* why) const {
 
 void vk_backend::run(const op* ops, size_t n_ops) {
     std::lock_guard<std::mutex> lock(mutex_);
-    wait_pending();
+    throw_validation_errors();
     if (n_ops == 0) return;
     for (size_t i = 0; i < n_ops; ++i) {  // refuse the whole call before recording any of it
         std::string why;
         if (!supports(ops[i], &why)) fail(TFU_STATUS_UNSUPPORTED, name_ + ": " + why);
     }
-    begin_commands();
+    begin_cmd(open_frame());
     try {
         for (size_t i = 0; i < n_ops; ++i) record_op(*this, ops[i]);
     } catch (...) {
-        // Leave the command buffer in a state the next call can reset.
-        if (recording_) {
-            recording_ = false;
-            ctx_->vk().vkEndCommandBuffer(cmd_);
+        // Drop what this call recorded (the frame's queued uploads stay for the next submission); the next
+        // begin resets the command buffer. Pieces already submitted by flush_recording() run.
+        frame& fr = frames_[cur_];
+        if (fr.cmd_recording) {
+            fr.cmd_recording = false;
+            ctx_->vk().vkEndCommandBuffer(fr.cmd);
         }
         throw;
     }
-    submit(false);
+    submit_frame();
     throw_validation_errors();
 }
 
 void vk_backend::sync() {
     std::lock_guard<std::mutex> lock(mutex_);
-    wait_pending();
+    wait_all();
+    throw_validation_errors();
 }
 
 location vk_backend::locate(const void* address, uint64_t bytes, const char* what) const {
@@ -275,42 +404,38 @@ binding vk_backend::bind_chunk(uint32_t chunk, uint64_t offset, uint64_t bytes, 
     return b;
 }
 
-void vk_backend::dispatch(const char* shader, const std::vector<uint32_t>& spec, const binding* b, size_t n_b,
-                          std::vector<uint32_t> push, uint64_t groups, const std::vector<uint32_t>* params,
-                          size_t param_slot) {
-    TFU_CHECK(recording_ && n_b <= 8 && push.size() * 4 <= k_push_bytes);
-    if (groups == 0) return;
-    const fns& f = ctx_->vk();
-    const uint64_t param_bytes = params ? align_up(params->size() * 4, 16) : 0;
-    if (param_bytes > arena_.size)
-        fail(TFU_STATUS_UNSUPPORTED, name_ + ": " + shader + " needs " + std::to_string(param_bytes) +
-                                         " bytes of parameters, more than the arena's " + std::to_string(arena_.size));
-    if (sets_used_ == k_max_sets || arena_used_ + param_bytes > arena_.size) flush_recording();
-    if (params) {
-        std::memcpy(static_cast<uint8_t*>(arena_.mapped) + arena_used_, params->data(), params->size() * 4);
-        TFU_CHECK(param_slot < push.size());
-        push[param_slot] = uint32_t(arena_used_ / 4);
-        arena_used_ += param_bytes;
+VkDescriptorSet vk_backend::descriptor_set(frame& fr, const binding* b, size_t n_b) {
+    VkDescriptorBufferInfo infos[k_n_bindings];
+    set_key key;
+    for (uint32_t i = 0, k = 0; i < k_n_bindings; ++i) {
+        // slots 0..3 are b[0..3], slot 4 the arena, slots 5..8 are b[4..7]
+        const size_t bi = i < 4 ? i : i - 1;
+        if (i == 4) {
+            infos[i] = {fr.arena.buffer, 0, fr.arena.size};
+            continue;
+        }
+        if (bi < n_b && b[bi].buffer) infos[i] = {b[bi].buffer, b[bi].offset, b[bi].range};
+        else infos[i] = {placeholder_.buffer, 0, placeholder_.size};
+        key[k++] = handle_bits(infos[i].buffer);
+        key[k++] = infos[i].offset;
+        key[k++] = infos[i].range;
     }
-    VkPipeline pipeline = pipes_->get(shader, spec);
-
+    if (k_cache_sets) {
+        const auto it = fr.sets.find(key);
+        if (it != fr.sets.end()) return it->second;
+    }
+    const fns& f = ctx_->vk();
     VkDescriptorSetLayout sl = pipes_->set_layout();
     VkDescriptorSetAllocateInfo ai{};
     ai.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO;
-    ai.descriptorPool = desc_pool_;
+    ai.descriptorPool = fr.pool;
     ai.descriptorSetCount = 1;
     ai.pSetLayouts = &sl;
     VkDescriptorSet set = VK_NULL_HANDLE;
     check(f.vkAllocateDescriptorSets(ctx_->device(), &ai, &set), "vkAllocateDescriptorSets");
-    ++sets_used_;
-    VkDescriptorBufferInfo infos[k_n_bindings];
+    ++fr.sets_used;
     VkWriteDescriptorSet writes[k_n_bindings]{};
     for (uint32_t i = 0; i < k_n_bindings; ++i) {
-        // slots 0..3 are b[0..3], slot 4 the arena, slots 5..8 are b[4..7]
-        const size_t bi = i < 4 ? i : i - 1;
-        if (i == 4) infos[i] = {arena_.buffer, 0, arena_.size};
-        else if (bi < n_b && b[bi].buffer) infos[i] = {b[bi].buffer, b[bi].offset, b[bi].range};
-        else infos[i] = {placeholder_.buffer, 0, placeholder_.size};
         writes[i].sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET;
         writes[i].dstSet = set;
         writes[i].dstBinding = i;
@@ -319,17 +444,45 @@ void vk_backend::dispatch(const char* shader, const std::vector<uint32_t>& spec,
         writes[i].pBufferInfo = &infos[i];
     }
     f.vkUpdateDescriptorSets(ctx_->device(), k_n_bindings, writes, 0, nullptr);
-    f.vkCmdBindPipeline(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline);
-    f.vkCmdBindDescriptorSets(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, pipes_->layout(), 0, 1, &set, 0, nullptr);
+    // Never written again: a cached set may be bound by this frame's later submissions only after this one's
+    // fence (the pool is reset only in open_frame, or after wait_all when a chunk is destroyed).
+    if (k_cache_sets) fr.sets.emplace(key, set);
+    return set;
+}
+
+void vk_backend::dispatch(const char* shader, const std::vector<uint32_t>& spec, const binding* b, size_t n_b,
+                          std::vector<uint32_t> push, uint64_t groups, const std::vector<uint32_t>* params,
+                          size_t param_slot) {
+    TFU_CHECK(open_ && frames_[cur_].cmd_recording && n_b <= 8 && push.size() * 4 <= k_push_bytes);
+    if (groups == 0) return;
+    const fns& f = ctx_->vk();
+    const uint64_t param_bytes = params ? align_up(params->size() * 4, 16) : 0;
+    if (param_bytes > frames_[cur_].arena.size)
+        fail(TFU_STATUS_UNSUPPORTED, name_ + ": " + shader + " needs " + std::to_string(param_bytes) +
+                                         " bytes of parameters, more than the arena's " +
+                                         std::to_string(frames_[cur_].arena.size));
+    if (frames_[cur_].sets_used == k_max_sets || frames_[cur_].arena_used + param_bytes > frames_[cur_].arena.size)
+        flush_recording();
+    frame& fr = frames_[cur_];
+    if (params) {
+        std::memcpy(static_cast<uint8_t*>(fr.arena.mapped) + fr.arena_used, params->data(), params->size() * 4);
+        TFU_CHECK(param_slot < push.size());
+        push[param_slot] = uint32_t(fr.arena_used / 4);
+        fr.arena_used += param_bytes;
+    }
+    VkPipeline pipeline = pipes_->get(shader, spec);
+    const VkDescriptorSet set = descriptor_set(fr, b, n_b);
+    f.vkCmdBindPipeline(fr.cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline);
+    f.vkCmdBindDescriptorSets(fr.cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipes_->layout(), 0, 1, &set, 0, nullptr);
     push.resize(k_push_bytes / 4, 0);
-    f.vkCmdPushConstants(cmd_, pipes_->layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, k_push_bytes, push.data());
+    f.vkCmdPushConstants(fr.cmd, pipes_->layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, k_push_bytes, push.data());
     const uint64_t max_x = ctx_->caps().max_group_count[0], max_y = ctx_->caps().max_group_count[1];
     const uint64_t gx = std::min(groups, max_x), gy = (groups + gx - 1) / gx;
     if (gy > max_y)
         fail(TFU_STATUS_UNSUPPORTED, name_ + ": " + shader + " needs " + std::to_string(groups) + " workgroups");
-    f.vkCmdDispatch(cmd_, uint32_t(gx), uint32_t(gy), 1);
+    f.vkCmdDispatch(fr.cmd, uint32_t(gx), uint32_t(gy), 1);
     // The next op may read what this one wrote (and write what it read).
-    global_barrier(cmd_, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_SHADER_READ_BIT,
+    global_barrier(fr.cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_SHADER_READ_BIT,
                    VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
 }
 

@@ -1,14 +1,18 @@
 // The Vulkan backend (tfu::backend over one device): memory (alloc/free/upload/download through the
-// sub-allocator and a staging buffer), and run(): all ops of one call recorded into one command buffer, a
-// compute barrier after each dispatch, submitted once with a fence that the next call (or sync) waits for.
-// The per-op recording (which shader, push constants, how a large weight is split) is in vk_ops.cpp; this file
-// offers it bind()/dispatch().
+// sub-allocator and staging buffers), and run(): all ops of one call recorded into one command buffer of a ring
+// of k_frames frames, a compute barrier after each dispatch, submitted with the frame's fence and not waited for.
+// A frame is waited for only when the ring comes back to it, or by download/sync/free. Small uploads are copies
+// from the frame's staging slice, submitted with the next run. Descriptor sets are cached per frame by their
+// bindings. The per-op recording (which shader, push constants, how a large weight is split) is in vk_ops.cpp;
+// this file offers it bind()/dispatch().
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <array>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "backend/backend.h"
@@ -66,14 +70,42 @@ public:
                   size_t param_slot = 0);
 
 private:
-    void wait_pending();                 // waits for the last submission; checks validation
+    // The exact bindings of a dispatch's descriptor set: (buffer, offset, range) of slots 0..3 and 5..8 (slot 4,
+    // the frame's parameter arena, is the same for every set of a frame).
+    using set_key = std::array<uint64_t, 3 * (k_n_bindings - 1)>;
+    struct set_key_hash {
+        size_t operator()(const set_key& k) const noexcept;
+    };
+    // One slot of the submission ring: what one submission owns until its fence signals.
+    struct frame {
+        VkCommandBuffer cmd = VK_NULL_HANDLE;   // dispatches (and download copies)
+        VkCommandBuffer xfer = VK_NULL_HANDLE;  // small uploads, submitted ahead of cmd in the same batch
+        VkFence fence = VK_NULL_HANDLE;
+        bool in_flight = false;                 // submitted, fence not yet waited for
+        bool cmd_recording = false;
+        bool xfer_recording = false;            // xfer begun: holds copies not yet submitted
+        VkDescriptorPool pool = VK_NULL_HANDLE;
+        uint32_t sets_used = 0;
+        std::unordered_map<set_key, VkDescriptorSet, set_key_hash> sets;  // from pool, by bindings
+        gpu_buffer arena;                       // parameter arena (host-visible), binding 4
+        uint64_t arena_used = 0;
+        gpu_buffer upload;                      // staging of small uploads (host-visible)
+        uint64_t upload_used = 0;
+    };
+
     void throw_validation_errors();      // DEVICE_ERROR when the validation layer reported errors
-    void begin_commands();
-    void submit(bool wait);              // ends, submits with the fence; waits if asked
+    frame& open_frame();                 // the frame being filled; waits for its last submission if needed
+    void wait_frame(frame& fr);          // waits for fr's submission (if any)
+    void wait_all();                     // submits the open frame's pending uploads, waits for every frame
+    void begin_cmd(frame& fr);
+    void submit_frame();                 // ends and submits the open frame's command buffers, moves the ring on
+    void drop_set_caches() noexcept;     // after wait_all: forget every cached descriptor set
     void global_barrier(VkCommandBuffer cb, VkPipelineStageFlags src, VkAccessFlags src_access, VkPipelineStageFlags dst,
                         VkAccessFlags dst_access);
-    void flush_recording();              // mid-run: submit what is recorded, wait, reset the pools, start again
+    void flush_recording();              // mid-run: submit what is recorded, continue in the next frame
     void ensure_staging();
+    VkDescriptorSet descriptor_set(frame& fr, const binding* b, size_t n_b);
+    void upload_small(const location& loc, const void* src_host, size_t bytes);
 
     logger log_;
     std::unique_ptr<context> ctx_;
@@ -84,15 +116,10 @@ private:
     mutable std::mutex mutex_;
 
     VkCommandPool cmd_pool_ = VK_NULL_HANDLE;
-    VkCommandBuffer cmd_ = VK_NULL_HANDLE;
-    VkFence fence_ = VK_NULL_HANDLE;
-    bool pending_ = false;     // a submission not yet waited for
-    bool recording_ = false;
-    VkDescriptorPool desc_pool_ = VK_NULL_HANDLE;
-    uint32_t sets_used_ = 0;
-    gpu_buffer arena_;         // parameter arena (host-visible), binding 4
-    uint64_t arena_used_ = 0;
-    gpu_buffer staging_;       // upload/download staging (host-visible, cached)
+    std::vector<frame> frames_;
+    size_t cur_ = 0;           // index of the frame being filled (or the next to fill)
+    bool open_ = false;        // frames_[cur_] has been waited for and is being filled
+    gpu_buffer staging_;       // large upload/download staging (host-visible, cached), used with a wait
     gpu_buffer placeholder_;   // bound to unused descriptor slots
 };
 
