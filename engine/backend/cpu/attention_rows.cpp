@@ -97,9 +97,16 @@ const attn_kernels& attn_kernels_scalar() {
 }
 
 int64_t attn_work_floats(int64_t tile, int64_t hd) {
-    // AVX2: q * scale (8, hd) + bias (8) for q4 keys; per-chunk q4 value parameters 2 * (tile, hd / 8); a decoded
-    // tile (tile, hd) for q4 values whose group is not a multiple of 8.
-    return 8 * hd + 8 + 2 * tile * (hd / 8 + 1) + tile * hd + 16;
+    // The largest of the AVX2 kernels' needs (attention_rows_avx2.cpp): q4 keys: q * scale (8, hd) + bias (8);
+    // q4 values (accum, g % 8 == 0): raw parameters (tile, ng) + by group (2, ng, tile8) + weights (ng, 8, tile8) +
+    // biases (ng, 8) + even/odd accumulators (8, hd), with ng <= hd / 8 and tile8 = tile rounded up to 8;
+    // q4 values read as keys: 2 * (tile, hd / 8); q4 values with g % 8 != 0: a decoded tile (tile, hd).
+    const int64_t ng = hd / 8 + 1, tile8 = (tile + 7) / 8 * 8;
+    const int64_t q4_keys = 8 * hd + 8;
+    const int64_t q4_values = tile * ng + 2 * ng * tile8 + ng * 8 * tile8 + ng * 8 + 8 * hd;
+    const int64_t q4_values_scored = 2 * tile * ng;
+    const int64_t decoded = tile * hd;
+    return std::max(std::max(q4_keys, q4_values), std::max(q4_values_scored, decoded)) + 16;
 }
 
 }  // namespace tfu::cpu

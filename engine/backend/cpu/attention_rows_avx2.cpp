@@ -47,6 +47,26 @@ inline __m256 nibbles8(const uint8_t* row, int64_t c) {  // channels c .. c + 7 
     return _mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_set1_epi32(0xf)));
 }
 inline float nibble1(const uint8_t* row, int64_t c) { return float((row[c / 2] >> (4 * (c % 2))) & 0xfu); }
+// The 16 channels c0 .. c0 + 15 (c0 a multiple of 16) of a nibble row are its 8 bytes c0 / 2 ...: widened to 8
+// lanes, byte & 0xf is channels c0, c0 + 2, .., c0 + 14 and byte >> 4 channels c0 + 1, .., c0 + 15. One load and
+// one ALU op per 8 channels (nibbles8 needs a broadcast from a GPR and a variable shift as well), at the price of
+// "even/odd" channel order inside each 16-channel block: q (scores) is stored in that order, and accumulators
+// are restored to channel order by interleave16 (accum).
+inline __m256 nibbles16_half(const uint8_t* row, int64_t c) {  // c % 16 == 0: even channels; 8: odd channels
+    const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + (c & ~int64_t(15)) / 2)));
+    return _mm256_cvtepi32_ps((c & 8) ? _mm256_srli_epi32(b, 4) : _mm256_and_si256(b, _mm256_set1_epi32(0xf)));
+}
+// Channel order <-> even/odd order of a 16-channel block a = x[0 .. 7], b = x[8 .. 15].
+inline void deinterleave16(__m256 a, __m256 b, __m256& even, __m256& odd) {
+    // shuffle_ps per 128-bit lane: [a0 a2 b0 b2 | a4 a6 b4 b6]; the 64-bit permute puts the pairs in order.
+    even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xd8));
+    odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xdd)), 0xd8));
+}
+inline void interleave16(__m256 even, __m256 odd, __m256& a, __m256& b) {
+    const __m256 lo = _mm256_unpacklo_ps(even, odd), hi = _mm256_unpackhi_ps(even, odd);  // [e0 o0 e1 o1 | e4 ..]
+    a = _mm256_permute2f128_ps(lo, hi, 0x20);
+    b = _mm256_permute2f128_ps(lo, hi, 0x31);
+}
 
 // Decoders: load8(t, c) = x_t[c .. c + 7], load1(t, c) = x_t[c].
 struct dec_f32 {
@@ -89,6 +109,16 @@ struct dec_nib {  // q4 codes (parameters applied by the caller)
     size_t st;
     __m256 load8(int64_t t, int64_t c) const { return nibbles8(r + size_t(t) * st, c); }
     float load1(int64_t t, int64_t c) const { return nibble1(r + size_t(t) * st, c); }
+};
+struct dec_nib16 {  // q4 codes; channels below n16 (a multiple of 16) in even/odd order, the rest in order
+    const uint8_t* r;
+    size_t st;
+    int64_t n16;
+    __m256 load8(int64_t t, int64_t c) const {
+        const uint8_t* row = r + size_t(t) * st;
+        return c < n16 ? nibbles16_half(row, c) : nibbles8(row, c);
+    }
+    float load1(int64_t t, int64_t c) const { return nibble1(r + size_t(t) * st, c); }  // c >= n16
 };
 struct dec_q4_channel {  // x = code * scale[c] + min[c]
     const uint8_t* r;
@@ -150,11 +180,23 @@ void scores_k(const D& d, int64_t tn, int64_t hd, const float* q, float* s, int6
     for (; t < tn; ++t) scores_rows<G, 1>(d, t, hd, q, s, ld);
 }
 
-template <int G, class D>
-void accum_k(const D& d, int64_t tn, int64_t hd, const float* p, int64_t ld, float* acc) {
+// The weights of channel slice c: p itself (w_same), or per q4 value group (w_group: the group's scale folded in).
+struct w_same {
+    const float* p;
+    const float* operator()(int64_t) const { return p; }
+};
+struct w_group {
+    const float* w;  // (ng, G, ld): the weights of group j at w + j * stride
+    int64_t stride, group;
+    const float* operator()(int64_t c) const { return w + (c / group) * stride; }
+};
+
+template <int G, class D, class W>
+void accum_k(const D& d, int64_t tn, int64_t hd, const W& wt, int64_t ld, float* acc) {
     constexpr int U = G <= 2 ? 4 : G <= 4 ? 2 : 1;  // independent accumulator sets over interleaved rows
     int64_t c = 0;
     for (; c + 8 <= hd; c += 8) {
+        const float* p = wt(c);
         __m256 a[U][G];
         for (int hh = 0; hh < G; ++hh) {
             a[0][hh] = _mm256_loadu_ps(acc + hh * hd + c);
@@ -177,11 +219,13 @@ void accum_k(const D& d, int64_t tn, int64_t hd, const float* p, int64_t ld, flo
             _mm256_storeu_ps(acc + hh * hd + c, v);
         }
     }
-    for (; c < hd; ++c)
+    for (; c < hd; ++c) {
+        const float* p = wt(c);
         for (int64_t t = 0; t < tn; ++t) {
             const float v = d.load1(t, c);
             for (int hh = 0; hh < G; ++hh) acc[hh * hd + c] += p[hh * ld + t] * v;
         }
+    }
 }
 
 template <class D>
@@ -198,8 +242,8 @@ void scores_g(const D& d, int G, int64_t tn, int64_t hd, const float* q, float* 
     }
 }
 
-template <class D>
-void accum_g(const D& d, int G, int64_t tn, int64_t hd, const float* p, int64_t ld, float* acc) {
+template <class D, class W>
+void accum_g(const D& d, int G, int64_t tn, int64_t hd, const W& p, int64_t ld, float* acc) {
     switch (G) {
         case 1: accum_k<1>(d, tn, hd, p, ld, acc); break;
         case 2: accum_k<2>(d, tn, hd, p, ld, acc); break;
@@ -214,7 +258,29 @@ void accum_g(const D& d, int G, int64_t tn, int64_t hd, const float* p, int64_t 
 
 inline float f16(uint16_t h) { return _cvtsh_ss(h); }
 
-// q4 values: per row and 8-channel slice f32 parameters in work (g % 8 == 0); returns the decoder.
+// dst[i] = h[i] as f32, i < n (F16C, 8 at a time).
+void f16_to_f32(const uint16_t* h, int64_t n, float* dst) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i))));
+    for (; i < n; ++i) dst[i] = f16(h[i]);
+}
+
+// x[hh * ld + t] *= sc[t] (f16) for hh < G, t < tn: the q8 row scales, on the scores or on the weights.
+void scale_rows(float* x, int64_t ld, int G, int64_t tn, const uint16_t* sc) {
+    int64_t t = 0;
+    for (; t + 8 <= tn; t += 8) {
+        const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc + t)));
+        for (int hh = 0; hh < G; ++hh) _mm256_storeu_ps(x + hh * ld + t, _mm256_mul_ps(_mm256_loadu_ps(x + hh * ld + t), v));
+    }
+    for (; t < tn; ++t) {
+        const float v = f16(sc[t]);
+        for (int hh = 0; hh < G; ++hh) x[hh * ld + t] *= v;
+    }
+}
+
+// q4 values: per row and 8-channel slice f32 parameters in work (g % 8 == 0); returns the decoder. Only for
+// scores over a per-token q4 tile (the cache never stores keys that way; accum folds the parameters instead).
 dec_q4_group8 q4_group_params(const kv_tile& x, int64_t tn, int64_t hd, float* work) {
     const int64_t n8 = hd / 8, ng = hd / x.group;
     float* sf = work;
@@ -242,6 +308,119 @@ dec_f32 q4_group_decoded(const kv_tile& x, int64_t tn, int64_t hd, float* work) 
     return dec_f32{reinterpret_cast<const uint8_t*>(work), size_t(hd) * sizeof(float)};
 }
 
+// q4 keys (per channel): q . x_t = (q * scale) . code_t + q . min. qs = q * scale is formed once per tile, its
+// channels below hd & ~15 in the even/odd order of dec_nib16; bias[hh] = q[hh] . min is added to the scores.
+void scores_q4_channel(const kv_tile& x, int64_t tn, int64_t hd, int G, const float* q, float* s, int64_t ld,
+                       float* work) {
+    const int64_t n16 = hd & ~int64_t(15);
+    float* qs = work;              // (G, hd)
+    float* bias = work + 8 * hd;   // (8)
+    __m256 bv[8];
+    for (int hh = 0; hh < G; ++hh) bv[hh] = _mm256_setzero_ps();
+    auto half = [](const uint16_t* h) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h))); };
+    int64_t c = 0;
+    for (; c < n16; c += 16) {
+        const __m256 s0 = half(x.scale + c), s1 = half(x.scale + c + 8);
+        const __m256 m0 = half(x.min + c), m1 = half(x.min + c + 8);
+        for (int hh = 0; hh < G; ++hh) {
+            const __m256 q0 = _mm256_loadu_ps(q + hh * hd + c), q1 = _mm256_loadu_ps(q + hh * hd + c + 8);
+            bv[hh] = _mm256_fmadd_ps(q1, m1, _mm256_fmadd_ps(q0, m0, bv[hh]));
+            __m256 even, odd;
+            deinterleave16(_mm256_mul_ps(q0, s0), _mm256_mul_ps(q1, s1), even, odd);
+            _mm256_storeu_ps(qs + hh * hd + c, even);
+            _mm256_storeu_ps(qs + hh * hd + c + 8, odd);
+        }
+    }
+    for (; c + 8 <= hd; c += 8) {
+        const __m256 s0 = half(x.scale + c), m0 = half(x.min + c);
+        for (int hh = 0; hh < G; ++hh) {
+            const __m256 q0 = _mm256_loadu_ps(q + hh * hd + c);
+            bv[hh] = _mm256_fmadd_ps(q0, m0, bv[hh]);
+            _mm256_storeu_ps(qs + hh * hd + c, _mm256_mul_ps(q0, s0));
+        }
+    }
+    for (int hh = 0; hh < G; ++hh) bias[hh] = hsum(bv[hh]);
+    for (; c < hd; ++c) {
+        const float sc = f16(x.scale[c]), mn = f16(x.min[c]);
+        for (int hh = 0; hh < G; ++hh) {
+            qs[hh * hd + c] = q[hh * hd + c] * sc;
+            bias[hh] += q[hh * hd + c] * mn;
+        }
+    }
+    scores_g(dec_nib16{x.rows, x.stride, n16}, G, tn, hd, qs, s, ld);
+    for (int hh = 0; hh < G; ++hh) {
+        const __m256 b = _mm256_set1_ps(bias[hh]);
+        float* sh = s + hh * ld;
+        int64_t t = 0;
+        for (; t + 8 <= tn; t += 8) _mm256_storeu_ps(sh + t, _mm256_add_ps(_mm256_loadu_ps(sh + t), b));
+        for (; t < tn; ++t) sh[t] += bias[hh];
+    }
+}
+
+// q4 values (per token, groups of g channels, g % 8 == 0): for c in group j,
+//   acc[hh][c] += sum_t p[hh][t] (code_t[c] s_t[j] + m_t[j]) = sum_t w[j][hh][t] code_t[c] + b[hh][j],
+// w[j][hh][t] = p[hh][t] s_t[j], b[hh][j] = sum_t p[hh][t] m_t[j]: the scale is folded into the weights, so the
+// inner loop is the plain code accumulation of the other kinds. With g % 16 == 0 the codes are decoded 16 channels
+// at a time (dec_nib16) into accumulators in even/odd order (work), put back in channel order at the end.
+void accum_q4_group(const kv_tile& x, int64_t tn, int64_t hd, int G, const float* p, int64_t ld, float* acc,
+                    float* work) {
+    const int64_t g = x.group, ng = hd / g, lw = (tn + 7) & ~int64_t(7);
+    float* tmp = work;            // (tn, ng) f32 scales, then mins, as stored
+    float* sf = tmp + tn * ng;    // (ng, lw) scales by group, then row
+    float* mf = sf + ng * lw;     // (ng, lw) mins
+    float* w = mf + ng * lw;      // (ng, G, lw)
+    float* b = w + ng * G * lw;   // (ng, 8)
+    float* ap = b + ng * 8;       // (G, hd) accumulators in even/odd order (g % 16 == 0)
+    for (int part = 0; part < 2; ++part) {
+        float* dst = part == 0 ? sf : mf;
+        f16_to_f32(part == 0 ? x.scale : x.min, tn * ng, tmp);
+        for (int64_t t = 0; t < tn; ++t)
+            for (int64_t j = 0; j < ng; ++j) dst[j * lw + t] = tmp[t * ng + j];
+    }
+    for (int hh = 0; hh < G; ++hh) {
+        const float* ph = p + hh * ld;
+        for (int64_t j = 0; j < ng; ++j) {
+            const float* sj = sf + j * lw;
+            const float* mj = mf + j * lw;
+            float* wj = w + (j * G + hh) * lw;
+            __m256 bacc = _mm256_setzero_ps();
+            int64_t t = 0;
+            for (; t + 8 <= tn; t += 8) {
+                const __m256 pv = _mm256_loadu_ps(ph + t);
+                _mm256_storeu_ps(wj + t, _mm256_mul_ps(pv, _mm256_loadu_ps(sj + t)));
+                bacc = _mm256_fmadd_ps(pv, _mm256_loadu_ps(mj + t), bacc);
+            }
+            float bs = hsum(bacc);
+            for (; t < tn; ++t) {
+                wj[t] = ph[t] * sj[t];
+                bs += ph[t] * mj[t];
+            }
+            b[j * 8 + hh] = bs;
+        }
+    }
+    const w_group wg{w, G * lw, g};
+    if (g % 16 == 0) {
+        std::fill(ap, ap + G * hd, 0.0f);
+        accum_g(dec_nib16{x.rows, x.stride, hd}, G, tn, hd, wg, lw, ap);
+        for (int hh = 0; hh < G; ++hh)
+            for (int64_t c = 0; c < hd; c += 16) {
+                const __m256 bj = _mm256_set1_ps(b[(c / g) * 8 + hh]);
+                __m256 a0, a1;
+                interleave16(_mm256_loadu_ps(ap + hh * hd + c), _mm256_loadu_ps(ap + hh * hd + c + 8), a0, a1);
+                float* y = acc + hh * hd + c;
+                _mm256_storeu_ps(y, _mm256_add_ps(_mm256_loadu_ps(y), _mm256_add_ps(a0, bj)));
+                _mm256_storeu_ps(y + 8, _mm256_add_ps(_mm256_loadu_ps(y + 8), _mm256_add_ps(a1, bj)));
+            }
+    } else {
+        accum_g(dec_nib{x.rows, x.stride}, G, tn, hd, wg, lw, acc);
+        for (int hh = 0; hh < G; ++hh)
+            for (int64_t c = 0; c < hd; c += 8) {
+                float* y = acc + hh * hd + c;
+                _mm256_storeu_ps(y, _mm256_add_ps(_mm256_loadu_ps(y), _mm256_set1_ps(b[(c / g) * 8 + hh])));
+            }
+    }
+}
+
 void scores(const kv_tile& x, int64_t tn, int64_t hd, int G, const float* q, float* s, int64_t ld, float* work) {
     switch (x.kind) {
         case tile_kind::f32: scores_g(dec_f32{x.rows, x.stride}, G, tn, hd, q, s, ld); break;
@@ -249,26 +428,9 @@ void scores(const kv_tile& x, int64_t tn, int64_t hd, int G, const float* q, flo
         case tile_kind::bf16: scores_g(dec_bf16{x.rows, x.stride}, G, tn, hd, q, s, ld); break;
         case tile_kind::q8:  // q . (scale_t code_t) = scale_t (q . code_t)
             scores_g(dec_i8{x.rows, x.stride}, G, tn, hd, q, s, ld);
-            for (int hh = 0; hh < G; ++hh)
-                for (int64_t t = 0; t < tn; ++t) s[hh * ld + t] *= f16(x.scale[t]);
+            scale_rows(s, ld, G, tn, x.scale);
             break;
-        case tile_kind::q4_channel: {  // q . x_t = (q * scale) . code_t + q . min
-            float* qs = work;
-            float* bias = work + 8 * hd;
-            for (int hh = 0; hh < G; ++hh) {
-                float b = 0.0f;
-                for (int64_t c = 0; c < hd; ++c) {
-                    const float sc = f16(x.scale[c]);
-                    qs[hh * hd + c] = q[hh * hd + c] * sc;
-                    b += q[hh * hd + c] * f16(x.min[c]);
-                }
-                bias[hh] = b;
-            }
-            scores_g(dec_nib{x.rows, x.stride}, G, tn, hd, qs, s, ld);
-            for (int hh = 0; hh < G; ++hh)
-                for (int64_t t = 0; t < tn; ++t) s[hh * ld + t] += bias[hh];
-            break;
-        }
+        case tile_kind::q4_channel: scores_q4_channel(x, tn, hd, G, q, s, ld, work); break;
         case tile_kind::q4_group:
             if (x.group % 8 == 0) scores_g(q4_group_params(x, tn, hd, work), G, tn, hd, q, s, ld);
             else scores_g(q4_group_decoded(x, tn, hd, work), G, tn, hd, q, s, ld);
@@ -277,21 +439,21 @@ void scores(const kv_tile& x, int64_t tn, int64_t hd, int G, const float* q, flo
 }
 
 void accum(const kv_tile& x, int64_t tn, int64_t hd, int G, float* p, int64_t ld, float* acc, float* work) {
+    const w_same ps{p};
     switch (x.kind) {
-        case tile_kind::f32: accum_g(dec_f32{x.rows, x.stride}, G, tn, hd, p, ld, acc); break;
-        case tile_kind::f16: accum_g(dec_f16{x.rows, x.stride}, G, tn, hd, p, ld, acc); break;
-        case tile_kind::bf16: accum_g(dec_bf16{x.rows, x.stride}, G, tn, hd, p, ld, acc); break;
+        case tile_kind::f32: accum_g(dec_f32{x.rows, x.stride}, G, tn, hd, ps, ld, acc); break;
+        case tile_kind::f16: accum_g(dec_f16{x.rows, x.stride}, G, tn, hd, ps, ld, acc); break;
+        case tile_kind::bf16: accum_g(dec_bf16{x.rows, x.stride}, G, tn, hd, ps, ld, acc); break;
         case tile_kind::q8:  // p * (scale_t code_t) = (p * scale_t) code_t
-            for (int hh = 0; hh < G; ++hh)
-                for (int64_t t = 0; t < tn; ++t) p[hh * ld + t] *= f16(x.scale[t]);
-            accum_g(dec_i8{x.rows, x.stride}, G, tn, hd, p, ld, acc);
+            scale_rows(p, ld, G, tn, x.scale);
+            accum_g(dec_i8{x.rows, x.stride}, G, tn, hd, ps, ld, acc);
             break;
         case tile_kind::q4_channel:
-            accum_g(dec_q4_channel{x.rows, x.stride, x.scale, x.min}, G, tn, hd, p, ld, acc);
+            accum_g(dec_q4_channel{x.rows, x.stride, x.scale, x.min}, G, tn, hd, ps, ld, acc);
             break;
         case tile_kind::q4_group:
-            if (x.group % 8 == 0) accum_g(q4_group_params(x, tn, hd, work), G, tn, hd, p, ld, acc);
-            else accum_g(q4_group_decoded(x, tn, hd, work), G, tn, hd, p, ld, acc);
+            if (x.group % 8 == 0) accum_q4_group(x, tn, hd, G, p, ld, acc, work);
+            else accum_g(q4_group_decoded(x, tn, hd, work), G, tn, hd, ps, ld, acc);
             break;
     }
 }
