@@ -249,6 +249,31 @@ TEST(vk_submission, free_while_work_is_queued) {
     }
 }
 
+// One run() with more dispatches of distinct bindings than a frame's descriptor pool holds (1024 sets): it is
+// submitted in pieces over several frames; run three times, so later calls meet cached sets and pools reset at
+// a frame's start. Row r of x gains b[r] per call (f32 adds, the same on both sides: exact comparison).
+TEST(vk_submission, one_run_larger_than_a_frame) {
+    REQUIRE_VK(be, "");
+    std::mt19937_64 rng(k_seed + 4);
+    const int64_t n = 64, rows = 1300;
+    twin x(*be, n, rows), b(*be, n, rows);
+    x.set(randn(rng, x.host.size()));
+    b.set(randn(rng, b.host.size()));
+    std::vector<tensor> xr, br;
+    for (int64_t r = 0; r < rows; ++r) xr.push_back(x.row(true, r)), br.push_back(b.row(true, r));
+    std::vector<op> ops(static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) {
+        op& o = ops[size_t(r)];
+        o.type = op_type::ADD, o.src[0] = &xr[size_t(r)], o.src[1] = &br[size_t(r)], o.dst = &xr[size_t(r)];
+    }
+    std::vector<float> want = x.host;
+    for (int call = 0; call < 3; ++call) {
+        be->run(ops.data(), ops.size());
+        for (size_t i = 0; i < want.size(); ++i) want[i] += b.host[i];
+    }
+    EXPECT_TRUE(x.pull() == want);
+}
+
 double thread_seconds() {
     timespec ts{};
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
