@@ -208,7 +208,11 @@ void vk_backend::submit_frame() {
         check(f.vkEndCommandBuffer(fr.cmd), "vkEndCommandBuffer");
         cbs[n++] = fr.cmd;
     }
-    if (n == 0) return;
+    if (n == 0) {  // nothing recorded (or a failed submission dropped it): nothing uses the slices
+        fr.arena_used = 0;
+        fr.upload_used = 0;
+        return;
+    }
     check(f.vkResetFences(ctx_->device(), 1, &fr.fence), "vkResetFences");
     VkSubmitInfo si{};
     si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
