@@ -238,7 +238,10 @@ TEST(attention_split, contiguous_long_contexts_every_dtype) {
 TEST(attention_split, short_contexts_forced_split) {
     std::mt19937_64 rng(test_seed() * 7919u + 3);
     std::unique_ptr<backend> ref = make_cpu_ref_backend();
-    const shape shapes[] = {{8, 8, 4, 1, 0}, {8, 8, 4, 7, 40}, {64, 14, 2, 3, 70}, {64, 8, 1, 5, 100}};
+    // hd 96: q4 value groups of 32, 3 per row (the AVX2 weights' scalar path); 40: keys' 16-channel blocks and an
+    // 8-channel tail, value groups of 20; 48: value groups of 24 (channel order, 2 per row).
+    const shape shapes[] = {{8, 8, 4, 1, 0},    {8, 8, 4, 7, 40},   {64, 14, 2, 3, 70}, {64, 8, 1, 5, 100},
+                            {96, 4, 2, 3, 70},  {40, 4, 1, 2, 50},  {48, 6, 3, 1, 90}};
     for (const shape& s : shapes)
         for (kv_format f : {kv_format::f16, kv_format::q8, kv_format::q4}) {
             const std::string desc = describe(s) + " K/V " + kv_format_name(f);
@@ -253,7 +256,9 @@ TEST(attention_split, short_contexts_forced_split) {
 }
 
 // TFU_ATTN_BENCH=1: ms per paged decode op (one layer of a Qwen2.5-0.5B-shaped model: 14 heads on 2 kv heads of
-// 64, B = 32) at 4K and 16K, split-K on (default) and off, 2 threads (set TFU_ATTN_BENCH_THREADS).
+// 64, B = 32) at 4K and 16K, split-K on (default) and off, 2 threads (set TFU_ATTN_BENCH_THREADS). K and V in the
+// same format; TFU_ATTN_BENCH_MIXED=1 adds K q4 / V f16, K f16 / V q4 and K q8 / V q4 (labelled K/V), to time the
+// score and the value kernels of a format apart.
 TEST(attention_split, bench_decode) {
     const char* on = std::getenv("TFU_ATTN_BENCH");
     if (!on || std::string(on) != "1") GTEST_SKIP() << "set TFU_ATTN_BENCH=1 to time the decode op";
@@ -263,9 +268,18 @@ TEST(attention_split, bench_decode) {
     std::mt19937_64 rng(test_seed());
     attn_split_options no_split;
     no_split.min_chunk_rows = int64_t(1) << 40;
+    struct formats { kv_format k, v; };
+    std::vector<formats> fmts = {{kv_format::f16, kv_format::f16}, {kv_format::q8, kv_format::q8},
+                                 {kv_format::q4, kv_format::q4}};
+    const char* mixed = std::getenv("TFU_ATTN_BENCH_MIXED");
+    if (mixed && std::string(mixed) == "1")
+        fmts.insert(fmts.end(), {{kv_format::q4, kv_format::f16}, {kv_format::f16, kv_format::q4},
+                                 {kv_format::q8, kv_format::q4}});
     for (int32_t ctx_len : {4096, 16384})
-        for (kv_format f : {kv_format::f16, kv_format::q8, kv_format::q4}) {
-            auto c = make_paged(rng, shape{64, 14, 2, 1, ctx_len - 1}, 32, f, f);
+        for (const formats& f : fmts) {
+            const std::string label = f.k == f.v ? std::string(kv_format_name(f.k))
+                                                 : std::string(kv_format_name(f.k)) + "/" + kv_format_name(f.v);
+            auto c = make_paged(rng, shape{64, 14, 2, 1, ctx_len - 1}, 32, f.k, f.v);
             for (int way = 0; way < 2; ++way) {
                 cpu::context ctx{pool, cpu::cpu_has_avx2(), scratch};
                 const attn_split_options opt = way == 0 ? attn_split_options{} : no_split;
@@ -279,7 +293,7 @@ TEST(attention_split, bench_decode) {
                 }
                 std::sort(ms.begin(), ms.end());
                 std::printf("attention_paged ctx %5d %-3s %-9s threads %d: median %.3f ms, min %.3f, max %.3f\n",
-                            ctx_len, kv_format_name(f), way == 0 ? "split" : "no split", pool.n_threads(),
+                            ctx_len, label.c_str(), way == 0 ? "split" : "no split", pool.n_threads(),
                             ms[ms.size() / 2], ms.front(), ms.back());
             }
         }

@@ -78,6 +78,8 @@ void accum(const kv_tile& x, int64_t tn, int64_t hd, int G, float* p, int64_t ld
     }
 }
 
+void finish(const kv_tile&, int64_t, int, float*) {}  // acc is always in channel order here
+
 float max_of(const float* s, int64_t n) { return *std::max_element(s, s + n); }
 
 float exp_sum(float* s, int64_t n, float m) {
@@ -92,18 +94,18 @@ float exp_sum(float* s, int64_t n, float m) {
 }  // namespace
 
 const attn_kernels& attn_kernels_scalar() {
-    static const attn_kernels k{scores, accum, max_of, exp_sum, scale_scalar};
+    static const attn_kernels k{scores, accum, finish, max_of, exp_sum, scale_scalar};
     return k;
 }
 
 int64_t attn_work_floats(int64_t tile, int64_t hd) {
     // The largest of the AVX2 kernels' needs (attention_rows_avx2.cpp): q4 keys: q * scale (8, hd) + bias (8);
-    // q4 values (accum, g % 8 == 0): raw parameters (tile, ng) + by group (2, ng, tile8) + weights (ng, 8, tile8) +
-    // biases (ng, 8) + even/odd accumulators (8, hd), with ng <= hd / 8 and tile8 = tile rounded up to 8;
-    // q4 values read as keys: 2 * (tile, hd / 8); q4 values with g % 8 != 0: a decoded tile (tile, hd).
-    const int64_t ng = hd / 8 + 1, tile8 = (tile + 7) / 8 * 8;
+    // q4 values (accum, g % 8 == 0): scales and mins (2, n8) + weights (8, n8) + biases (ng, 8), with
+    // n8 = tile * ng rounded up to 8 and ng <= hd / 8; q4 values read as keys: 2 * (tile, hd / 8); q4 values with
+    // g % 8 != 0: a decoded tile (tile, hd).
+    const int64_t ng = hd / 8 + 1, n8 = (tile * ng + 7) / 8 * 8;
     const int64_t q4_keys = 8 * hd + 8;
-    const int64_t q4_values = tile * ng + 2 * ng * tile8 + ng * 8 * tile8 + ng * 8 + 8 * hd;
+    const int64_t q4_values = 10 * n8 + 8 * ng;
     const int64_t q4_values_scored = 2 * tile * ng;
     const int64_t decoded = tile * hd;
     return std::max(std::max(q4_keys, q4_values), std::max(q4_values_scored, decoded)) + 16;

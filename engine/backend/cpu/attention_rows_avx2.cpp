@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "backend/simd_avx2.h"
 #include "backend/cpu/attention_split.h"
@@ -48,14 +49,10 @@ inline __m256 nibbles8(const uint8_t* row, int64_t c) {  // channels c .. c + 7 
 }
 inline float nibble1(const uint8_t* row, int64_t c) { return float((row[c / 2] >> (4 * (c % 2))) & 0xfu); }
 // The 16 channels c0 .. c0 + 15 (c0 a multiple of 16) of a nibble row are its 8 bytes c0 / 2 ...: widened to 8
-// lanes, byte & 0xf is channels c0, c0 + 2, .., c0 + 14 and byte >> 4 channels c0 + 1, .., c0 + 15. One load and
-// one ALU op per 8 channels (nibbles8 needs a broadcast from a GPR and a variable shift as well), at the price of
-// "even/odd" channel order inside each 16-channel block: q (scores) is stored in that order, and accumulators
-// are restored to channel order by interleave16 (accum).
-inline __m256 nibbles16_half(const uint8_t* row, int64_t c) {  // c % 16 == 0: even channels; 8: odd channels
-    const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + (c & ~int64_t(15)) / 2)));
-    return _mm256_cvtepi32_ps((c & 8) ? _mm256_srli_epi32(b, 4) : _mm256_and_si256(b, _mm256_set1_epi32(0xf)));
-}
+// lanes, byte & 0xf is channels c0, c0 + 2, .., c0 + 14 and byte >> 4 channels c0 + 1, .., c0 + 15 (dec_nib16).
+// One load and one ALU op per 8 channels, with no broadcast and variable shift as in nibbles8, at the price of an
+// "even/odd" channel order inside each 16-channel block: q (scores) is stored in that order, and accumulators are
+// put back in channel order by interleave16 (accum).
 // Channel order <-> even/odd order of a 16-channel block a = x[0 .. 7], b = x[8 .. 15].
 inline void deinterleave16(__m256 a, __m256 b, __m256& even, __m256& odd) {
     // shuffle_ps per 128-bit lane: [a0 a2 b0 b2 | a4 a6 b4 b6]; the 64-bit permute puts the pairs in order.
@@ -110,16 +107,32 @@ struct dec_nib {  // q4 codes (parameters applied by the caller)
     __m256 load8(int64_t t, int64_t c) const { return nibbles8(r + size_t(t) * st, c); }
     float load1(int64_t t, int64_t c) const { return nibble1(r + size_t(t) * st, c); }
 };
-struct dec_nib16 {  // q4 codes; channels below n16 (a multiple of 16) in even/odd order, the rest in order
+struct dec_nib16 {  // q4 codes: load16 / half in the even/odd order of a 16-channel block, load8 in channel order
+    static constexpr bool pairs = true;
     const uint8_t* r;
     size_t st;
-    int64_t n16;
-    __m256 load8(int64_t t, int64_t c) const {
-        const uint8_t* row = r + size_t(t) * st;
-        return c < n16 ? nibbles16_half(row, c) : nibbles8(row, c);
+    void load16(int64_t t, int64_t c, __m256& even, __m256& odd) const {  // c % 16 == 0
+        const uint8_t* row = r + size_t(t) * st + c / 2;
+        const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row)));
+        even = _mm256_cvtepi32_ps(_mm256_and_si256(b, _mm256_set1_epi32(0xf)));
+        odd = _mm256_cvtepi32_ps(_mm256_srli_epi32(b, 4));
     }
-    float load1(int64_t t, int64_t c) const { return nibble1(r + size_t(t) * st, c); }  // c >= n16
+    template <bool Odd>
+    __m256 half(int64_t t, int64_t c) const {  // c % 16 == 0
+        const uint8_t* row = r + size_t(t) * st + c / 2;
+        const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row)));
+        return _mm256_cvtepi32_ps(Odd ? _mm256_srli_epi32(b, 4) : _mm256_and_si256(b, _mm256_set1_epi32(0xf)));
+    }
+    __m256 load8(int64_t t, int64_t c) const { return nibbles8(r + size_t(t) * st, c); }
+    float load1(int64_t t, int64_t c) const { return nibble1(r + size_t(t) * st, c); }
 };
+// Decoders with pairs = true hand out 16-channel blocks in even/odd order (scores_rows / accum_k then take
+// 16 channels a step up to hd & ~15, and 8 at a time after).
+template <class D, class = void>
+struct has_pairs { static constexpr bool value = false; };
+template <class D>
+struct has_pairs<D, std::void_t<decltype(D::pairs)>> { static constexpr bool value = D::pairs; };
+
 struct dec_q4_channel {  // x = code * scale[c] + min[c]
     const uint8_t* r;
     size_t st;
@@ -153,6 +166,15 @@ inline void scores_rows(const D& d, int64_t t, int64_t hd, const float* q, float
     for (int r = 0; r < R; ++r)
         for (int hh = 0; hh < G; ++hh) a[r][hh] = _mm256_setzero_ps();
     int64_t c = 0;
+    if constexpr (has_pairs<D>::value)
+        for (; c + 16 <= hd; c += 16) {  // q is in even/odd order here
+            __m256 x0[R], x1[R];
+            for (int r = 0; r < R; ++r) d.load16(t + r, c, x0[r], x1[r]);
+            for (int hh = 0; hh < G; ++hh) {
+                const __m256 q0 = _mm256_loadu_ps(q + hh * hd + c), q1 = _mm256_loadu_ps(q + hh * hd + c + 8);
+                for (int r = 0; r < R; ++r) a[r][hh] = _mm256_fmadd_ps(q1, x1[r], _mm256_fmadd_ps(q0, x0[r], a[r][hh]));
+            }
+        }
     for (; c + 8 <= hd; c += 8) {
         __m256 x[R];
         for (int r = 0; r < R; ++r) x[r] = d.load8(t + r, c);
@@ -180,51 +202,74 @@ void scores_k(const D& d, int64_t tn, int64_t hd, const float* q, float* s, int6
     for (; t < tn; ++t) scores_rows<G, 1>(d, t, hd, q, s, ld);
 }
 
-// The weights of channel slice c: p itself (w_same), or per q4 value group (w_group: the group's scale folded in).
+// The weights of channel c: p itself (w_same: head hh, row t at p[hh * ld + t]), or per q4 value group (w_group:
+// the group's scale folded in; head hh, row t, group j at w[hh * ld + t * ng + j], and a bias per group and head).
 struct w_same {
+    static constexpr int64_t ts = 1;
     const float* p;
     const float* operator()(int64_t) const { return p; }
+    const float* bias(int64_t) const { return nullptr; }
 };
 struct w_group {
-    const float* w;  // (ng, G, ld): the weights of group j at w + j * stride
-    int64_t stride, group;
-    const float* operator()(int64_t c) const { return w + (c / group) * stride; }
+    const float* w;
+    const float* b;  // (ng, 8): b[j * 8 + hh]
+    int64_t group, ts;  // g, ng
+    const float* operator()(int64_t c) const { return w + c / group; }
+    const float* bias(int64_t c) const { return b + (c / group) * 8; }
 };
 
+// acc[hh][0 .. 7] (hh stride hd) += bias[hh] + sum_t p[hh * ld + t * ts] * load(t), t < tn (bias may be null).
+template <int G, class L>
+inline void accum_slice(const L& load, int64_t tn, const float* p, int64_t ld, int64_t ts, const float* bias,
+                        float* acc, int64_t hd) {
+    constexpr int U = G <= 2 ? 4 : G <= 4 ? 2 : 1;  // independent accumulator sets over interleaved rows
+    __m256 a[U][G];
+    for (int hh = 0; hh < G; ++hh) {
+        a[0][hh] = _mm256_loadu_ps(acc + hh * hd);
+        if (bias) a[0][hh] = _mm256_add_ps(a[0][hh], _mm256_set1_ps(bias[hh]));
+        for (int u = 1; u < U; ++u) a[u][hh] = _mm256_setzero_ps();
+    }
+    int64_t t = 0;
+    for (; t + U <= tn; t += U)
+        for (int u = 0; u < U; ++u) {
+            const __m256 x = load(t + u);
+            for (int hh = 0; hh < G; ++hh)
+                a[u][hh] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + hh * ld + (t + u) * ts), x, a[u][hh]);
+        }
+    for (; t < tn; ++t) {
+        const __m256 x = load(t);
+        for (int hh = 0; hh < G; ++hh)
+            a[0][hh] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + hh * ld + t * ts), x, a[0][hh]);
+    }
+    for (int hh = 0; hh < G; ++hh) {
+        __m256 v = a[0][hh];
+        for (int u = 1; u < U; ++u) v = _mm256_add_ps(v, a[u][hh]);
+        _mm256_storeu_ps(acc + hh * hd, v);
+    }
+}
+
+// acc in channel order, or (pairs decoders) in even/odd order per 16-channel block below hd & ~15.
 template <int G, class D, class W>
 void accum_k(const D& d, int64_t tn, int64_t hd, const W& wt, int64_t ld, float* acc) {
-    constexpr int U = G <= 2 ? 4 : G <= 4 ? 2 : 1;  // independent accumulator sets over interleaved rows
     int64_t c = 0;
-    for (; c + 8 <= hd; c += 8) {
-        const float* p = wt(c);
-        __m256 a[U][G];
-        for (int hh = 0; hh < G; ++hh) {
-            a[0][hh] = _mm256_loadu_ps(acc + hh * hd + c);
-            for (int u = 1; u < U; ++u) a[u][hh] = _mm256_setzero_ps();
+    if constexpr (has_pairs<D>::value)
+        for (; c + 16 <= hd; c += 16) {
+            accum_slice<G>([&](int64_t t) { return d.template half<false>(t, c); }, tn, wt(c), ld, wt.ts, wt.bias(c),
+                           acc + c, hd);
+            accum_slice<G>([&](int64_t t) { return d.template half<true>(t, c); }, tn, wt(c + 8), ld, wt.ts,
+                           wt.bias(c + 8), acc + c + 8, hd);
         }
-        int64_t t = 0;
-        for (; t + U <= tn; t += U)
-            for (int u = 0; u < U; ++u) {
-                const __m256 x = d.load8(t + u, c);
-                for (int hh = 0; hh < G; ++hh)
-                    a[u][hh] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + hh * ld + t + u), x, a[u][hh]);
-            }
-        for (; t < tn; ++t) {
-            const __m256 x = d.load8(t, c);
-            for (int hh = 0; hh < G; ++hh) a[0][hh] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + hh * ld + t), x, a[0][hh]);
-        }
-        for (int hh = 0; hh < G; ++hh) {
-            __m256 v = a[0][hh];
-            for (int u = 1; u < U; ++u) v = _mm256_add_ps(v, a[u][hh]);
-            _mm256_storeu_ps(acc + hh * hd + c, v);
-        }
-    }
+    for (; c + 8 <= hd; c += 8)
+        accum_slice<G>([&](int64_t t) { return d.load8(t, c); }, tn, wt(c), ld, wt.ts, wt.bias(c), acc + c, hd);
     for (; c < hd; ++c) {
         const float* p = wt(c);
+        const float* b = wt.bias(c);
         for (int64_t t = 0; t < tn; ++t) {
             const float v = d.load1(t, c);
-            for (int hh = 0; hh < G; ++hh) acc[hh * hd + c] += p[hh * ld + t] * v;
+            for (int hh = 0; hh < G; ++hh) acc[hh * hd + c] += p[hh * ld + t * wt.ts] * v;
         }
+        if (b)
+            for (int hh = 0; hh < G; ++hh) acc[hh * hd + c] += b[hh];
     }
 }
 
@@ -347,7 +392,7 @@ void scores_q4_channel(const kv_tile& x, int64_t tn, int64_t hd, int G, const fl
             bias[hh] += q[hh * hd + c] * mn;
         }
     }
-    scores_g(dec_nib16{x.rows, x.stride, n16}, G, tn, hd, qs, s, ld);
+    scores_g(dec_nib16{x.rows, x.stride}, G, tn, hd, qs, s, ld);
     for (int hh = 0; hh < G; ++hh) {
         const __m256 b = _mm256_set1_ps(bias[hh]);
         float* sh = s + hh * ld;
@@ -358,67 +403,74 @@ void scores_q4_channel(const kv_tile& x, int64_t tn, int64_t hd, int G, const fl
 }
 
 // q4 values (per token, groups of g channels, g % 8 == 0): for c in group j,
-//   acc[hh][c] += sum_t p[hh][t] (code_t[c] s_t[j] + m_t[j]) = sum_t w[j][hh][t] code_t[c] + b[hh][j],
-// w[j][hh][t] = p[hh][t] s_t[j], b[hh][j] = sum_t p[hh][t] m_t[j]: the scale is folded into the weights, so the
-// inner loop is the plain code accumulation of the other kinds. With g % 16 == 0 the codes are decoded 16 channels
-// at a time (dec_nib16) into accumulators in even/odd order (work), put back in channel order at the end.
+//   acc[hh][c] += sum_t p[hh][t] (code_t[c] s_t[j] + m_t[j]) = sum_t w[hh][t][j] code_t[c] + b[hh][j],
+// w[hh][t][j] = p[hh][t] s_t[j], b[hh][j] = sum_t p[hh][t] m_t[j]: the scale is folded into the weights, so the
+// inner loop is the plain code accumulation of the other kinds. The parameters are stored (t, j), so w is built in
+// that order, 8 (t, j) pairs a vector when ng divides 8 (p expanded by a lane permute). With g % 16 == 0 the codes
+// are decoded 16 channels a load (dec_nib16) and acc stays in even/odd order until finish().
 void accum_q4_group(const kv_tile& x, int64_t tn, int64_t hd, int G, const float* p, int64_t ld, float* acc,
                     float* work) {
-    const int64_t g = x.group, ng = hd / g, lw = (tn + 7) & ~int64_t(7);
-    float* tmp = work;            // (tn, ng) f32 scales, then mins, as stored
-    float* sf = tmp + tn * ng;    // (ng, lw) scales by group, then row
-    float* mf = sf + ng * lw;     // (ng, lw) mins
-    float* w = mf + ng * lw;      // (ng, G, lw)
-    float* b = w + ng * G * lw;   // (ng, 8)
-    float* ap = b + ng * 8;       // (G, hd) accumulators in even/odd order (g % 16 == 0)
-    for (int part = 0; part < 2; ++part) {
-        float* dst = part == 0 ? sf : mf;
-        f16_to_f32(part == 0 ? x.scale : x.min, tn * ng, tmp);
-        for (int64_t t = 0; t < tn; ++t)
-            for (int64_t j = 0; j < ng; ++j) dst[j * lw + t] = tmp[t * ng + j];
-    }
-    for (int hh = 0; hh < G; ++hh) {
-        const float* ph = p + hh * ld;
-        for (int64_t j = 0; j < ng; ++j) {
-            const float* sj = sf + j * lw;
-            const float* mj = mf + j * lw;
-            float* wj = w + (j * G + hh) * lw;
-            __m256 bacc = _mm256_setzero_ps();
-            int64_t t = 0;
-            for (; t + 8 <= tn; t += 8) {
-                const __m256 pv = _mm256_loadu_ps(ph + t);
-                _mm256_storeu_ps(wj + t, _mm256_mul_ps(pv, _mm256_loadu_ps(sj + t)));
-                bacc = _mm256_fmadd_ps(pv, _mm256_loadu_ps(mj + t), bacc);
-            }
-            float bs = hsum(bacc);
-            for (; t < tn; ++t) {
-                wj[t] = ph[t] * sj[t];
-                bs += ph[t] * mj[t];
-            }
-            b[j * 8 + hh] = bs;
+    const int64_t g = x.group, ng = hd / g, n = tn * ng, lw = (n + 7) & ~int64_t(7);
+    float* sf = work;       // (tn, ng) scales as f32
+    float* mf = sf + lw;    // (tn, ng) mins
+    float* w = mf + lw;     // (G, lw)
+    float* b = w + G * lw;  // (ng, 8)
+    f16_to_f32(x.scale, n, sf);
+    f16_to_f32(x.min, n, mf);
+    int64_t i0 = 0;  // the (t, j) pairs below i0 are done by vectors
+    if (8 % ng == 0) {
+        const int64_t rpv = 8 / ng;  // rows per vector
+        alignas(32) int32_t idx[8], mask[8];
+        for (int l = 0; l < 8; ++l) {
+            idx[l] = int32_t(l / ng);
+            mask[l] = l < rpv ? -1 : 0;
         }
-    }
-    const w_group wg{w, G * lw, g};
-    if (g % 16 == 0) {
-        std::fill(ap, ap + G * hd, 0.0f);
-        accum_g(dec_nib16{x.rows, x.stride, hd}, G, tn, hd, wg, lw, ap);
-        for (int hh = 0; hh < G; ++hh)
-            for (int64_t c = 0; c < hd; c += 16) {
-                const __m256 bj = _mm256_set1_ps(b[(c / g) * 8 + hh]);
-                __m256 a0, a1;
-                interleave16(_mm256_loadu_ps(ap + hh * hd + c), _mm256_loadu_ps(ap + hh * hd + c + 8), a0, a1);
-                float* y = acc + hh * hd + c;
-                _mm256_storeu_ps(y, _mm256_add_ps(_mm256_loadu_ps(y), _mm256_add_ps(a0, bj)));
-                _mm256_storeu_ps(y + 8, _mm256_add_ps(_mm256_loadu_ps(y + 8), _mm256_add_ps(a1, bj)));
+        const __m256i vidx = _mm256_load_si256(reinterpret_cast<const __m256i*>(idx));
+        const __m256i vmask = _mm256_load_si256(reinterpret_cast<const __m256i*>(mask));
+        i0 = n & ~int64_t(7);
+        for (int hh = 0; hh < G; ++hh) {
+            const float* ph = p + hh * ld;
+            __m256 bacc = _mm256_setzero_ps();
+            for (int64_t i = 0; i < i0; i += 8) {
+                // lane l: row i / ng + l / ng, group l % ng (the masked load reads only the rpv rows it needs)
+                const __m256 pe = _mm256_permutevar8x32_ps(_mm256_maskload_ps(ph + i / ng, vmask), vidx);
+                _mm256_storeu_ps(w + hh * lw + i, _mm256_mul_ps(pe, _mm256_loadu_ps(sf + i)));
+                bacc = _mm256_fmadd_ps(pe, _mm256_loadu_ps(mf + i), bacc);
             }
+            alignas(32) float bl[8];
+            _mm256_store_ps(bl, bacc);
+            for (int64_t j = 0; j < ng; ++j) {
+                float sum = 0.0f;
+                for (int64_t l = j; l < 8; l += ng) sum += bl[l];
+                b[j * 8 + hh] = sum;
+            }
+        }
     } else {
-        accum_g(dec_nib{x.rows, x.stride}, G, tn, hd, wg, lw, acc);
-        for (int hh = 0; hh < G; ++hh)
-            for (int64_t c = 0; c < hd; c += 8) {
-                float* y = acc + hh * hd + c;
-                _mm256_storeu_ps(y, _mm256_add_ps(_mm256_loadu_ps(y), _mm256_set1_ps(b[(c / g) * 8 + hh])));
-            }
+        for (int64_t j = 0; j < ng; ++j)
+            for (int hh = 0; hh < G; ++hh) b[j * 8 + hh] = 0.0f;
     }
+    for (int hh = 0; hh < G; ++hh)
+        for (int64_t i = i0; i < n; ++i) {
+            const float pt = p[hh * ld + i / ng];
+            w[hh * lw + i] = pt * sf[i];
+            b[(i % ng) * 8 + hh] += pt * mf[i];
+        }
+    const w_group wg{w, b, g, ng};
+    if (g % 16 == 0) accum_g(dec_nib16{x.rows, x.stride}, G, tn, hd, wg, lw, acc);
+    else accum_g(dec_nib{x.rows, x.stride}, G, tn, hd, wg, lw, acc);  // channel order
+}
+
+// After the accum calls of a task: q4 values with g % 16 == 0 left acc in even/odd order (accum_q4_group).
+void finish(const kv_tile& v, int64_t hd, int G, float* acc) {
+    if (v.kind != tile_kind::q4_group || v.group % 16 != 0) return;
+    for (int hh = 0; hh < G; ++hh)
+        for (int64_t c = 0; c + 16 <= hd; c += 16) {
+            float* y = acc + hh * hd + c;
+            __m256 a0, a1;
+            interleave16(_mm256_loadu_ps(y), _mm256_loadu_ps(y + 8), a0, a1);
+            _mm256_storeu_ps(y, a0);
+            _mm256_storeu_ps(y + 8, a1);
+        }
 }
 
 void scores(const kv_tile& x, int64_t tn, int64_t hd, int G, const float* q, float* s, int64_t ld, float* work) {
@@ -520,7 +572,7 @@ void scale(float* x, float a, int64_t n) {
 }  // namespace
 
 const attn_kernels& attn_kernels_avx2() {
-    static const attn_kernels k{scores, accum, max_of, exp_sum, scale};
+    static const attn_kernels k{scores, accum, finish, max_of, exp_sum, scale};
     return k;
 }
 

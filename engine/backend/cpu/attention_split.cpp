@@ -105,6 +105,7 @@ void attn_run(context& ctx, const attn_problem& p, const attn_split_options& opt
                     }
                     kr.accum(p.tile_at(1, kvh, t0), tn, hd, int(G), s, tile, acc, work);
                 }
+                kr.finish(p.tile_at(1, kvh, r0), hd, int(G), acc);
             }
             if (pl.n_chunks == 1) {
                 for (int64_t hh = 0; hh < G; ++hh) {

@@ -43,8 +43,12 @@ struct attn_kernels {
     // s[hh * ld + t] = q[hh] . x_t for hh < G, t < tn; q: G rows of hd floats (the softmax scale folded in).
     void (*scores)(const kv_tile& x, int64_t tn, int64_t hd, int G, const float* q, float* s, int64_t ld,
                    float* work);
-    // acc[hh * hd + c] += sum_t p[hh * ld + t] * x_t[c]; p is scratch and may be changed.
+    // acc[hh * hd + c] += sum_t p[hh * ld + t] * x_t[c]; p is scratch and may be changed. Between the calls of a
+    // task (tiles of one kind) acc may be kept in another channel order; finish puts it back.
     void (*accum)(const kv_tile& x, int64_t tn, int64_t hd, int G, float* p, int64_t ld, float* acc, float* work);
+    // Puts acc (G, hd) back in channel order after a task's accum calls over tiles like v (AVX2 q4 values keep
+    // each 16-channel block in even/odd order while they accumulate). Scaling acc in between is order-free.
+    void (*finish)(const kv_tile& v, int64_t hd, int G, float* acc);
     float (*max)(const float* s, int64_t n);             // max of s[0 .. n)
     float (*exp_sum)(float* s, int64_t n, float m);      // s[i] = exp(s[i] - m); returns the sum
     void (*scale)(float* x, float a, int64_t n);         // x *= a
