@@ -428,17 +428,20 @@ void accum_q4_group(const kv_tile& x, int64_t tn, int64_t hd, int G, const float
         const __m256i vidx = _mm256_load_si256(reinterpret_cast<const __m256i*>(idx));
         const __m256i vmask = _mm256_load_si256(reinterpret_cast<const __m256i*>(mask));
         i0 = n & ~int64_t(7);
-        for (int hh = 0; hh < G; ++hh) {
-            const float* ph = p + hh * ld;
-            __m256 bacc = _mm256_setzero_ps();
-            for (int64_t i = 0; i < i0; i += 8) {
+        __m256 bacc[8];
+        for (int hh = 0; hh < G; ++hh) bacc[hh] = _mm256_setzero_ps();
+        for (int64_t i = 0; i < i0; i += 8) {  // the parameters loaded once for the G heads
+            const __m256 sv = _mm256_loadu_ps(sf + i), mv = _mm256_loadu_ps(mf + i);
+            for (int hh = 0; hh < G; ++hh) {
                 // lane l: row i / ng + l / ng, group l % ng (the masked load reads only the rpv rows it needs)
-                const __m256 pe = _mm256_permutevar8x32_ps(_mm256_maskload_ps(ph + i / ng, vmask), vidx);
-                _mm256_storeu_ps(w + hh * lw + i, _mm256_mul_ps(pe, _mm256_loadu_ps(sf + i)));
-                bacc = _mm256_fmadd_ps(pe, _mm256_loadu_ps(mf + i), bacc);
+                const __m256 pe = _mm256_permutevar8x32_ps(_mm256_maskload_ps(p + hh * ld + i / ng, vmask), vidx);
+                _mm256_storeu_ps(w + hh * lw + i, _mm256_mul_ps(pe, sv));
+                bacc[hh] = _mm256_fmadd_ps(pe, mv, bacc[hh]);
             }
+        }
+        for (int hh = 0; hh < G; ++hh) {
             alignas(32) float bl[8];
-            _mm256_store_ps(bl, bacc);
+            _mm256_store_ps(bl, bacc[hh]);
             for (int64_t j = 0; j < ng; ++j) {
                 float sum = 0.0f;
                 for (int64_t l = j; l < 8; l += ng) sum += bl[l];
