@@ -4,8 +4,13 @@
 //   scores: rows outer, channels inner; R rows at a time so that R * G independent FMA chains hide the latency;
 //           G row sums reduced together by a horizontal-add tree.
 //   accum:  channels outer, rows inner; acc[hh][c .. c + 7] in registers across the tile.
-// Quantized kinds fold their parameters out of the inner loop: q8 scales the scores / the weights per row; q4 keys
-// (per channel) use q . x = (q * scale) . code + q . min, with q * scale formed once per tile.
+// Quantized kinds fold their parameters out of the inner loop, so that it is the f16 loop with another decode:
+//   q8:        the scores / the weights times the row scales (8 rows a vector multiply, scales by F16C).
+//   q4 keys:   q . x = (q * scale) . code + q . min (per channel), q * scale formed once per tile.
+//   q4 values: acc += sum_t (p_t * scale_t,j) code_t + sum_t p_t * min_t,j for channels of group j: the weights
+//              p * scale are formed once per tile, the min term is a bias added once per tile.
+// Nibbles are decoded 16 channels per 8-byte load (even channels in one register, odd in the other), so q4 keys
+// take q * scale in that order and q4 values keep the accumulators in it until finish().
 #include <immintrin.h>
 
 #include <algorithm>
