@@ -10,7 +10,9 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <chrono>
 #include <cstdarg>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -23,6 +25,8 @@
 #include "backend/module.h"
 #include "core/error.h"
 #include "cuda_ops.h"
+#include "graph_cache.h"
+#include "mul_mat_vec.h"
 
 namespace tfu::cuda {
 
@@ -78,6 +82,16 @@ void context::stage_fence() {
 }
 
 void context::stage_wait(size_t begin, size_t end) {
+    // Fences whose copies have run are retired first without waiting (cudaEventQuery), so the list stays as short
+    // as the work in flight: a decode step adds one or two fences, and scanning thousands of them per upload cost
+    // ~100 us each before this.
+    while (!fences_.empty()) {
+        const cudaError_t q = cudaEventQuery(fences_.front().done);
+        if (q == cudaErrorNotReady) break;
+        check(q, "cudaEventQuery (staging ring)");
+        idle_events_.push_back(fences_.front().done);
+        fences_.pop_front();
+    }
     // The newest fence over these bytes; the older ones have completed when it has (one stream, in order).
     size_t last = fences_.size();
     for (size_t i = 0; i < fences_.size(); ++i)
@@ -212,7 +226,11 @@ int choose_device(const tfu_module_options& opt, int count) {
 
 class cuda_backend final : public backend {
 public:
-    explicit cuda_backend(const tfu_module_options& opt) {
+    explicit cuda_backend(const tfu_module_options& opt) : opt_(opt) {
+        const char* prof = std::getenv("TFU_CUDA_PROFILE");
+        profile_ = prof && prof[0] == '1';
+        const char* graphs = std::getenv("TFU_CUDA_GRAPHS");
+        graphs_on_ = !(graphs && graphs[0] == '0');
         int count = 0;
         const cudaError_t e = cudaGetDeviceCount(&count);
         if (e != cudaSuccess)
@@ -258,6 +276,20 @@ public:
               double(total_b) / double(1ull << 30));
     }
     ~cuda_backend() override {
+        if (profile_ && prof_.n_runs)
+            vlogf(opt_, TFU_LOG_INFO,
+                  "%s: host time: run() %.1f ms for %llu calls, %llu ops (%.2f us per op); upload() %.1f ms for %llu; "
+                  "download() %.1f ms for %llu, of which waiting for the device %.1f ms",
+                  name_.c_str(), prof_.run_s * 1e3, (unsigned long long)prof_.n_runs, (unsigned long long)prof_.n_ops,
+                  prof_.run_s * 1e6 / double(prof_.n_ops ? prof_.n_ops : 1), prof_.upload_s * 1e3,
+                  (unsigned long long)prof_.n_uploads, prof_.download_s * 1e3, (unsigned long long)prof_.n_downloads,
+                  prof_.wait_s * 1e3);
+        if (profile_)
+            vlogf(opt_, TFU_LOG_INFO,
+                  "%s: CUDA graphs %s: %llu launches, %llu updates, %llu instantiations, %llu runs redone op by op",
+                  name_.c_str(), graphs_on_ ? "on" : "off", (unsigned long long)graphs_.stats().launches,
+                  (unsigned long long)graphs_.stats().updates, (unsigned long long)graphs_.stats().instantiations,
+                  (unsigned long long)capture_fallbacks_);
         cudaSetDevice(ctx_.device);
         if (ctx_.stream) cudaStreamSynchronize(ctx_.stream);
         ctx_.release();
@@ -271,6 +303,9 @@ public:
     bool supports(const op& o, std::string* why) const override { return check_op(o, why) && supported_here(o, why); }
 
     void run(const op* ops, size_t n_ops) override {
+        const host_timer timer(profile_, &prof_.run_s);
+        ++prof_.n_runs;
+        prof_.n_ops += n_ops;
         check(cudaSetDevice(ctx_.device), "cudaSetDevice");
         size_t n_reporters = 0;
         for (size_t i = 0; i < n_ops; ++i) {
@@ -282,21 +317,11 @@ public:
         // far first, which waits for the stream (rare: a decode step adds one entry and ends in download()).
         if (n_reporters && reporters_.size() + n_reporters > k_max_reporters) wait_and_check_status("run()");
         ++n_runs_;
-        for (size_t i = 0; i < n_ops; ++i) {
-            const op& o = ops[i];
-            ctx_.report_slot = -1;
-            if (can_report(o)) {
-                ctx_.report_slot = int32_t(reporters_.size());
-                reporters_.push_back({n_runs_, i, o.src[0]->ne[1], o.src[0]->name});
-            }
-            switch (o.type) {
-#define TFU_OP(NAME, name, n_src) \
-    case op_type::NAME: cuda::name(ctx_, o); break;
-#include "backend/ops.def"
-#undef TFU_OP
-                case op_type::COUNT: fail(TFU_STATUS_INTERNAL, "cuda: op type COUNT");
-            }
+        if (graphs_on_ && n_runs_ > k_graph_warmup_runs && n_ops >= 2 && graph_safe(ops, n_ops)) {
+            run_captured(ops, n_ops);
+            return;
         }
+        enqueue(ops, n_ops);
         ctx_.stage_fence();
     }
 
@@ -333,6 +358,8 @@ public:
     // copied into the staging ring at once and sent from there without waiting; larger uploads wait for the
     // stream. device_status is not checked here (no copy back).
     void upload(void* dst, const void* src_host, size_t bytes) override {
+        const host_timer timer(profile_, &prof_.upload_s);
+        ++prof_.n_uploads;
         check(cudaSetDevice(ctx_.device), "cudaSetDevice");
         if (bytes <= k_async_upload) {
             ctx_.stage_copy(dst, src_host, bytes);
@@ -345,6 +372,8 @@ public:
     // On the stream after every queued kernel, then waits; then reports what the kernels found (device_status),
     // after dst_host has been written.
     void download(void* dst_host, const void* src, size_t bytes) override {
+        const host_timer timer(profile_, &prof_.download_s);
+        ++prof_.n_downloads;
         check(cudaSetDevice(ctx_.device), "cudaSetDevice");
         check(cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, ctx_.stream), "cudaMemcpyAsync (download)");
         wait_and_check_status("download()");
@@ -358,6 +387,89 @@ public:
     }
 
 private:
+    // Enqueues the (checked) ops on the stream: fused launches where mul_mat_vec_fused finds them, else one op's
+    // kernels at a time.
+    void enqueue(const op* ops, size_t n_ops) {
+        for (size_t i = 0; i < n_ops; ++i) {
+            const op& o = ops[i];
+            ctx_.report_slot = -1;
+            if (can_report(o)) {
+                ctx_.report_slot = int32_t(reporters_.size());
+                reporters_.push_back({n_runs_, i, o.src[0]->ne[1], o.src[0]->name});
+            }
+            if (o.type == op_type::MUL_MAT) {  // with the MUL_MATs and SWIGLU after it that share its launch
+                const size_t used = mul_mat_vec_fused(ctx_, ops + i, n_ops - i);
+                if (used) {
+                    i += used - 1;
+                    continue;
+                }
+            }
+            switch (o.type) {
+#define TFU_OP(NAME, name, n_src) \
+    case op_type::NAME: cuda::name(ctx_, o); break;
+#include "backend/ops.def"
+#undef TFU_OP
+                case op_type::COUNT: fail(TFU_STATUS_INTERNAL, "cuda: op type COUNT");
+            }
+        }
+    }
+
+    // Ops whose enqueueing never waits on the host nor stages tables (both illegal while the stream is captured):
+    // everything but ATTENTION_PAGED (staged block tables) and MUL_MAT with more than 8 columns (cuBLAS with a
+    // scratch buffer that may grow).
+    static bool graph_safe(const op* ops, size_t n_ops) {
+        for (size_t i = 0; i < n_ops; ++i) {
+            if (ops[i].type == op_type::ATTENTION_PAGED) return false;
+            if (ops[i].type == op_type::MUL_MAT && ops[i].src[1]->nrows() > k_mmv_fast_max_cols) return false;
+        }
+        return true;
+    }
+
+    // The run's launches captured into a graph and launched through graph_cache (graph_cache.h). A capture that
+    // fails turns graphs off for this backend (logged) and the run is enqueued op by op instead.
+    void run_captured(const op* ops, size_t n_ops) {
+        const size_t reporters_before = reporters_.size();
+        check(cudaStreamBeginCapture(ctx_.stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+        cudaGraph_t g = nullptr;
+        try {
+            enqueue(ops, n_ops);
+        } catch (const tfu::error&) {
+            // Something in the run needed a call that a capture does not allow (a host wait): end the capture,
+            // forget what it recorded and enqueue the run op by op; a real error is thrown again from there.
+            cudaStreamEndCapture(ctx_.stream, &g);
+            if (g) cudaGraphDestroy(g);
+            cudaGetLastError();
+            reporters_.resize(reporters_before);
+            ++capture_fallbacks_;
+            enqueue(ops, n_ops);
+            ctx_.stage_fence();
+            return;
+        } catch (...) {
+            cudaStreamEndCapture(ctx_.stream, &g);
+            if (g) cudaGraphDestroy(g);
+            cudaGetLastError();
+            throw;
+        }
+        const cudaError_t e = cudaStreamEndCapture(ctx_.stream, &g);
+        if (e != cudaSuccess || !g) {
+            cudaGetLastError();
+            if (g) cudaGraphDestroy(g);
+            graphs_on_ = false;
+            vlogf(opt_, TFU_LOG_WARN, "%s: stream capture failed (%s); CUDA graphs are off for this backend",
+                  name_.c_str(), cudaGetErrorName(e));
+            reporters_.resize(reporters_before);
+            enqueue(ops, n_ops);
+            return;
+        }
+        try {
+            graphs_.launch(g, ctx_.stream);
+        } catch (...) {
+            cudaGraphDestroy(g);
+            throw;
+        }
+        cudaGraphDestroy(g);
+    }
+
     // An enqueued op whose kernels may write device_status, with what its message needs (the op structs are
     // the caller's and may be gone by the time the status is read).
     struct reporter {
@@ -367,6 +479,27 @@ private:
         std::string tensor;
     };
     static constexpr size_t k_max_reporters = 4096;
+
+    // TFU_CUDA_PROFILE=1: host seconds spent in the backend's calls, logged (INFO) when the backend is destroyed.
+    // Beside a tool's wall time per token it tells host-bound steps (run() time close to the step) from
+    // device-bound ones (download() mostly waiting).
+    struct host_profile {
+        double run_s = 0, upload_s = 0, download_s = 0, wait_s = 0;
+        uint64_t n_runs = 0, n_ops = 0, n_uploads = 0, n_downloads = 0;
+    };
+    struct host_timer {
+        bool on;
+        double* sum;
+        std::chrono::steady_clock::time_point t0;
+        host_timer(bool enabled, double* s) : on(enabled), sum(s) {
+            if (on) t0 = std::chrono::steady_clock::now();
+        }
+        ~host_timer() {
+            if (on) *sum += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        }
+        host_timer(const host_timer&) = delete;
+        host_timer& operator=(const host_timer&) = delete;
+    };
     static constexpr size_t k_async_upload = 64 * 1024;
 
     static bool can_report(const op& o) { return o.type == op_type::GET_ROWS; }
@@ -378,7 +511,10 @@ private:
         if (copy)
             check(cudaMemcpyAsync(status_host_, ctx_.status, sizeof(device_status), cudaMemcpyDeviceToHost, ctx_.stream),
                   "cudaMemcpyAsync (status)");
-        check(cudaStreamSynchronize(ctx_.stream), (std::string("cudaStreamSynchronize (") + where + ")").c_str());
+        {
+            const host_timer timer(profile_, &prof_.wait_s);
+            check(cudaStreamSynchronize(ctx_.stream), (std::string("cudaStreamSynchronize (") + where + ")").c_str());
+        }
         if (!copy) return;
         if (status_host_->code == status_ok) {
             reporters_.clear();
@@ -402,6 +538,15 @@ private:
                                       std::to_string(s.slot) + "), reported by " + where);
     }
 
+    tfu_module_options opt_;  // the log callback (profile summary)
+    bool profile_ = false;
+    // CUDA graphs for decode-sized runs (TFU_CUDA_GRAPHS=0 turns them off); only after the first runs, so that
+    // every kernel has been loaded (lazy module loading may synchronise, which a capture does not allow).
+    static constexpr uint64_t k_graph_warmup_runs = 32;
+    bool graphs_on_ = true;
+    uint64_t capture_fallbacks_ = 0;  // captured runs redone op by op
+    graph_cache graphs_;
+    host_profile prof_;
     context ctx_;
     device_status* status_host_ = nullptr;  // pinned
     std::vector<reporter> reporters_;       // enqueued since the last status check; index = device_status::slot

@@ -1,7 +1,8 @@
 // MUL_MAT: dst (m, n) f32 = src0 (k, m; any weight dtype) . src1 (k, n) f32: dst[j][i] = w_i . x_j.
 //
 // Two paths:
-//  - n <= k_mmv_max_cols (decode, small batches): mul_mat_vec_kernel, one warp per weight row i, 4 rows per
+//  - n <= k_mmv_max_cols (decode, small batches): mul_mat_vec.cu's fast kernels for the common weight types and
+//    aligned tensors; else mul_mat_vec_kernel, one warp per weight row i, 4 rows per
 //    block of 128 threads. Lane l decodes 8-element chunks c = l, l + 32, ... of row i in registers (w_chunk8:
 //    16-byte loads for aligned f16/bf16/f32 rows, block-wise dequantization for the quantized types) and
 //    multiplies them with the same chunk of every x_j (two float4 loads); the partial sums of the n columns
@@ -16,6 +17,7 @@
 
 #include "cuda_ops.h"
 #include "mul_mat_q.cuh"
+#include "mul_mat_vec.h"
 
 namespace tfu::cuda {
 
@@ -182,7 +184,10 @@ void mul_mat(context& ctx, const op& o) {
     switch (w.type) {
 #define TFU_CASE(T)                                     \
     case dtype::T:                                      \
-        if (vec) mul_mat_vec<dtype::T>(ctx, w, x, d);   \
+        if (vec) {                                      \
+            if (!mul_mat_vec_fused(ctx, &o, 1))         \
+                mul_mat_vec<dtype::T>(ctx, w, x, d);    \
+        }                                               \
         else mul_mat_gemm<dtype::T>(ctx, w, x, d);      \
         break;
         TFU_CUDA_WEIGHT_TYPES(TFU_CASE)

@@ -309,6 +309,9 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "(tfusion-bench --help for usage)\n");
         return 2;
     }
+    if (o.verbose)
+        tfu_set_log_callback([](tfu_log_level, const char* msg, void*) { std::fprintf(stderr, "tfusion: %s\n", msg); },
+                             TFU_LOG_INFO, nullptr);
     if (tfu_version() != TFU_VERSION_NUMBER)
         std::fprintf(stderr, "tfusion-bench: warning: header %s, library %s\n", TFU_VERSION_STRING,
                      tfu_version_string());

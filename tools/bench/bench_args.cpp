@@ -84,6 +84,7 @@ void usage(FILE* f) {
                  "  --kv-window N    with a policy: the cache holds N tokens (default: what the longest test needs),\n"
                  "                   so tests past N measure decoding with evictions\n"
                  "  --no-warmup      skip the untimed run before each test\n"
+                 "  -v, --verbose    the library's log lines (backend, device, timings) on stderr\n"
                  "  --json FILE|-    also write JSON (one object per test, with every sample); '-' = stdout,\n"
                  "                   the table then goes to stderr\n"
                  "  --seed S         seed of the random prompt tokens (default 1234)\n");
@@ -118,6 +119,10 @@ int parse_args(int argc, char** argv, options& o) {
         if (a == "-h" || a == "--help") return -1;
         if (a == "--no-warmup") {
             o.warmup = false;
+            continue;
+        }
+        if (a == "-v" || a == "--verbose") {
+            o.verbose = true;
             continue;
         }
         const bool known = a == "-m" || a == "--model" || a == "-p" || a == "-n" || a == "-d" || a == "-t" ||

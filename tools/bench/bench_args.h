@@ -23,6 +23,7 @@ struct options {
     int32_t n_batch = 512;                      // -b: prompt tokens per prefill step
     int32_t reps = 5;                           // -r
     bool warmup = true;                         // --no-warmup turns the untimed run before each test off
+    bool verbose = false;                       // -v: library log lines to stderr
     std::string json;                           // --json FILE, "-" = stdout (the table then goes to stderr)
     uint32_t seed = 1234;
 };

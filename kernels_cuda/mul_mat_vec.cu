@@ -1,0 +1,320 @@
+// MUL_MAT for decode and small batches (n <= 8 columns), the fast path: dst (m, n) f32 = W (k, m) . X (k, n) f32,
+// for the weight types a decode step spends its time in (F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q6_K). The other types
+// and unaligned tensors take mul_mat.cu's generic kernel.
+//
+// Why a second kernel: the generic one (one warp per row, w_elem per element) issues a byte load per element and
+// two float4 loads of x per 8 weights, and on an H100 it moved a 1B Q4_0 model's weights at ~370 GB/s (ncu,
+// scripts/gpu-profile.sh), an eighth of the card's bandwidth. Here:
+//  - A "unit" is 8 weights of one row that come from a few wide loads: two u16 pairs (Q4_0: 4 bytes of nibbles =
+//    elements 4s..4s+3 and 16+4s..16+4s+3 of a block), four u16 (Q8_0: 8 bytes), one u32 (Q4_K), 2 + 2 u16
+//    (Q6_K: ql and qh), one uint4 (F16/BF16), two float4 (F32). The 8 weights pair with two float4 of x at
+//    element offsets e0 and e1 (each a multiple of 4; e1 = e0 + 4 for the plain types).
+//  - Consecutive threads take consecutive units, so a warp's loads of a block are contiguous; the 4 warps of a
+//    block split the units of its R rows (split-K inside the block, so small matrices such as the 512-row K/V
+//    projections still fill the GPU), and x is loaded once per unit for all R rows (R = 4 for one column).
+//  - Integers become floats without I2F (a quarter-rate instruction): a code c in 0..255 put into the mantissa of
+//    2^23 (0x4B0000cc, one byte permute) is 2^23 + c, and one subtraction leaves c minus the type's offset.
+//  - Partial sums: warp shuffles, then the 4 warps through shared memory. f32 accumulation throughout, the same
+//    values as the generic kernel up to summation order.
+#include <cstdlib>
+#include <cstring>
+
+#include "cuda_ops.h"
+#include "mul_mat_vec.h"
+#include "mul_mat_vec_units.cuh"
+
+namespace tfu::cuda {
+
+namespace {
+
+constexpr int k_warps = 4;
+constexpr int k_threads = k_warps * k_warp;
+
+// What one launch computes: up to 3 matrices that share x (the Q, K and V projections of one normed input), or with
+// GLU the gate and up projections in lockstep, one block holding R rows of each, so that the block can write
+// silu(gate) * up itself (the SWIGLU op that follows them, fused: the intermediate never leaves the chip before it
+// is final). Every matrix has the same weight type and k.
+struct mmv_matrix {
+    const uint8_t* w;
+    size_t w_stride;
+    int64_t m;
+    uint8_t* d;
+    size_t d_stride;
+};
+struct mmv_args {
+    mmv_matrix mat[3];
+    int64_t first_block[4];  // matrix s owns blocks first_block[s] .. first_block[s + 1] - 1 (plain launches)
+    const uint8_t* x;
+    size_t x_stride;
+    int64_t n_units, row_bytes;
+    uint8_t* glu_d;  // GLU: where silu(gate) * up goes
+    size_t glu_stride;
+};
+
+// silu(g) * u as the reference computes it (double arithmetic), as the SWIGLU kernel does.
+__device__ __forceinline__ float silu_mul(float g, float u) { return float(double(g) / (1.0 + exp(-double(g))) * u); }
+
+// One block: RR rows (R of one matrix; with GLU R of the gate then the same R of up), NC columns of x. Rows past m
+// repeat row m - 1 and are not stored.
+// STAGED: the rows (row_bytes each, a multiple of 16, 16-byte aligned) are first copied whole into shared memory
+// with 16-byte loads, so that global memory sees only full, coalesced vectors whatever the block layout (18- and
+// 34-byte blocks are only 2-byte aligned: direct unit loads of 2 bytes measured 1.4x slower in total), and the
+// units then read the rows from shared memory.
+template <dtype T, int R, int NC, bool STAGED, bool GLU>
+__global__ void __launch_bounds__(k_threads) mmv_fast_kernel(const mmv_args a) {
+    constexpr int RR = GLU ? 2 * R : R;
+    int s = 0;
+    int64_t blk = blockIdx.x;
+    if constexpr (!GLU) {
+        s = blk >= a.first_block[1] ? (blk >= a.first_block[2] ? 2 : 1) : 0;
+        blk -= a.first_block[s];
+    }
+    const int64_t m = a.mat[s].m, i0 = blk * R;
+    const uint8_t* rows[RR];
+#pragma unroll
+    for (int r = 0; r < RR; ++r) {
+        const mmv_matrix& mt = a.mat[GLU ? r / R : s];
+        const int64_t i = i0 + r % R;
+        rows[r] = mt.w + size_t(i < m ? i : m - 1) * mt.w_stride;
+    }
+    if constexpr (STAGED) {
+        extern __shared__ uint4 stage[];
+        const int64_t vecs = a.row_bytes / 16;
+#pragma unroll
+        for (int r = 0; r < RR; ++r) {
+            const uint4* src = reinterpret_cast<const uint4*>(rows[r]);
+#pragma unroll 4
+            for (int64_t c = threadIdx.x; c < vecs; c += k_threads) stage[r * vecs + c] = src[c];
+        }
+        __syncthreads();
+#pragma unroll
+        for (int r = 0; r < RR; ++r) rows[r] = reinterpret_cast<const uint8_t*>(stage + r * vecs);
+    }
+    float acc[RR][NC];
+#pragma unroll
+    for (int r = 0; r < RR; ++r)
+#pragma unroll
+        for (int j = 0; j < NC; ++j) acc[r][j] = 0.0f;
+#pragma unroll 2
+    for (int64_t u = threadIdx.x; u < a.n_units; u += k_threads) {
+        int64_t e0, e1;
+        unit<T>::x_at(u, e0, e1);
+        float4 xa[NC], xb[NC];
+#pragma unroll
+        for (int j = 0; j < NC; ++j) {
+            const float* xj = reinterpret_cast<const float*>(a.x + size_t(j) * a.x_stride);
+            xa[j] = *reinterpret_cast<const float4*>(xj + e0);
+            xb[j] = *reinterpret_cast<const float4*>(xj + e1);
+        }
+        float sx0[NC], sx1[NC];  // the groups' sums of x, for has_min
+        if constexpr (unit<T>::has_min) {
+#pragma unroll
+            for (int j = 0; j < NC; ++j) {
+                sx0[j] = (xa[j].x + xa[j].y) + (xa[j].z + xa[j].w);
+                sx1[j] = (xb[j].x + xb[j].y) + (xb[j].z + xb[j].w);
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < RR; ++r) {
+            float c[8], sc[4];
+            unit<T>::w(rows[r], u, c, sc);
+#pragma unroll
+            for (int j = 0; j < NC; ++j) {
+                float p0 = c[0] * xa[j].x;
+                p0 = fmaf(c[1], xa[j].y, p0), p0 = fmaf(c[2], xa[j].z, p0), p0 = fmaf(c[3], xa[j].w, p0);
+                float p1 = c[4] * xb[j].x;
+                p1 = fmaf(c[5], xb[j].y, p1), p1 = fmaf(c[6], xb[j].z, p1), p1 = fmaf(c[7], xb[j].w, p1);
+                float v = acc[r][j];
+                if constexpr (unit<T>::scaled) {
+                    v = fmaf(sc[0], p0, v), v = fmaf(sc[1], p1, v);
+                    if constexpr (unit<T>::has_min) v = fmaf(-sc[2], sx0[j], v), v = fmaf(-sc[3], sx1[j], v);
+                } else {
+                    v += p0 + p1;
+                }
+                acc[r][j] = v;
+            }
+        }
+    }
+    __shared__ float part[k_warps][RR * NC];
+    const int lane = threadIdx.x % k_warp, warp = threadIdx.x / k_warp;
+#pragma unroll
+    for (int r = 0; r < RR; ++r)
+#pragma unroll
+        for (int j = 0; j < NC; ++j) {
+            const float v = warp_sum(acc[r][j]);
+            if (lane == 0) part[warp][r * NC + j] = v;
+        }
+    __syncthreads();
+    if (threadIdx.x < RR * NC) {
+        const int r = threadIdx.x / NC, j = threadIdx.x % NC;
+        const int64_t i = i0 + r % R;
+        if (i < m) {
+            float v = 0.0f;
+#pragma unroll
+            for (int q = 0; q < k_warps; ++q) v += part[q][threadIdx.x];
+            const mmv_matrix& mt = a.mat[GLU ? r / R : s];
+            reinterpret_cast<float*>(mt.d + size_t(j) * mt.d_stride)[i] = v;
+            if constexpr (GLU) {
+                part[0][threadIdx.x] = v;  // the block's results, for the gate x up pass below
+            }
+        }
+    }
+    if constexpr (GLU) {
+        __syncthreads();
+        if (threadIdx.x < R * NC) {
+            const int r = threadIdx.x / NC, j = threadIdx.x % NC;
+            const int64_t i = i0 + r;
+            if (i < m)
+                reinterpret_cast<float*>(a.glu_d + size_t(j) * a.glu_stride)[i] =
+                    silu_mul(part[0][threadIdx.x], part[0][R * NC + threadIdx.x]);
+        }
+    }
+}
+
+constexpr size_t k_max_stage_bytes = 48 * 1024;  // the dynamic shared memory a launch gets without opting in
+
+// TFU_CUDA_MMV=direct turns the staged kernels off (for measuring one against the other).
+bool staging_allowed() {
+    static const bool allowed = [] {
+        const char* e = std::getenv("TFU_CUDA_MMV");
+        return !(e && std::strcmp(e, "direct") == 0);
+    }();
+    return allowed;
+}
+
+bool aligned(const void* p, size_t stride, size_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0 && stride % a == 0; }
+
+// Rows per block: more rows share each load of x; fewer keep the accumulators in registers.
+constexpr int rows_per_block(int nc, bool glu) { return glu ? (nc == 1 ? 2 : 1) : nc == 1 ? 4 : nc <= 4 ? 2 : 1; }
+
+template <dtype T, int NC, bool GLU>
+void launch_nc(context& ctx, mmv_args a, int n_mat) {
+    constexpr int R = rows_per_block(NC, GLU), RR = GLU ? 2 * R : R;
+    int64_t blocks = 0;
+    for (int s = 0; s < (GLU ? 1 : n_mat); ++s) {
+        a.first_block[s] = blocks;
+        blocks += ceil_div(a.mat[s].m, R);
+    }
+    for (int s = GLU ? 1 : n_mat; s < 4; ++s) a.first_block[s] = blocks;
+    const size_t stage_bytes = size_t(RR * a.row_bytes);
+    bool staged = traits(T).quantized && staging_allowed() && a.row_bytes % 16 == 0 && stage_bytes <= k_max_stage_bytes;
+    for (int s = 0; s < n_mat; ++s) staged = staged && aligned(a.mat[s].w, a.mat[s].w_stride, 16);
+    if (staged)
+        mmv_fast_kernel<T, R, NC, true, GLU><<<unsigned(blocks), k_threads, stage_bytes, ctx.stream>>>(a);
+    else
+        mmv_fast_kernel<T, R, NC, false, GLU><<<unsigned(blocks), k_threads, 0, ctx.stream>>>(a);
+    check_launch("mmv_fast_kernel");
+}
+
+template <dtype T, bool GLU>
+void launch_t(context& ctx, const mmv_args& a, int n_mat, int64_t n) {
+    switch (n) {
+        case 1: launch_nc<T, 1, GLU>(ctx, a, n_mat); break;
+        case 2: launch_nc<T, 2, GLU>(ctx, a, n_mat); break;
+        case 3: launch_nc<T, 3, GLU>(ctx, a, n_mat); break;
+        case 4: launch_nc<T, 4, GLU>(ctx, a, n_mat); break;
+        case 5: launch_nc<T, 5, GLU>(ctx, a, n_mat); break;
+        case 6: launch_nc<T, 6, GLU>(ctx, a, n_mat); break;
+        case 7: launch_nc<T, 7, GLU>(ctx, a, n_mat); break;
+        default: launch_nc<T, 8, GLU>(ctx, a, n_mat); break;
+    }
+}
+
+// Whether w (with x) has a fast kernel: the type, k and the alignments its unit loads need.
+bool eligible(const tensor& w, const tensor& x) {
+    const int64_t k = w.ne[0], n = x.nrows();
+    if (n < 1 || n > k_mmv_fast_max_cols || !aligned(x.data, x.nb[1], 16)) return false;
+    switch (w.type) {
+        case dtype::F32:
+        case dtype::F16:
+        case dtype::BF16: return k % 8 == 0 && aligned(w.data, w.nb[1], 16);
+        case dtype::Q4_0:
+        case dtype::Q8_0:
+        case dtype::Q6_K: return true;  // whole blocks; 2-byte loads
+        case dtype::Q4_K: return aligned(w.data, w.nb[1], 4);
+        default: return false;
+    }
+}
+
+template <bool GLU>
+void dispatch(context& ctx, dtype type, const mmv_args& a, int n_mat, int64_t n) {
+    switch (type) {
+        case dtype::F32: launch_t<dtype::F32, GLU>(ctx, a, n_mat, n); break;
+        case dtype::F16: launch_t<dtype::F16, GLU>(ctx, a, n_mat, n); break;
+        case dtype::BF16: launch_t<dtype::BF16, GLU>(ctx, a, n_mat, n); break;
+        case dtype::Q4_0: launch_t<dtype::Q4_0, GLU>(ctx, a, n_mat, n); break;
+        case dtype::Q8_0: launch_t<dtype::Q8_0, GLU>(ctx, a, n_mat, n); break;
+        case dtype::Q4_K: launch_t<dtype::Q4_K, GLU>(ctx, a, n_mat, n); break;
+        case dtype::Q6_K: launch_t<dtype::Q6_K, GLU>(ctx, a, n_mat, n); break;
+        default: fail(TFU_STATUS_INTERNAL, "mul_mat_vec_fast: no kernel for this dtype");
+    }
+}
+
+mmv_matrix matrix_of(const op& o) {
+    return {static_cast<const uint8_t*>(o.src[0]->data), o.src[0]->nb[1], o.src[0]->ne[1],
+            static_cast<uint8_t*>(o.dst->data), o.dst->nb[1]};
+}
+
+bool overlaps(const tensor& a, const tensor& b) {
+    const auto* a0 = static_cast<const uint8_t*>(a.data);
+    const auto* b0 = static_cast<const uint8_t*>(b.data);
+    return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
+}
+
+// ops[i] is a MUL_MAT that can join ops[0]'s launch: the same x (same memory and shape), the same weight type and
+// k, and a result that overlaps neither x nor an earlier result of the launch (so running them together is the
+// same as running them in order).
+bool joins(const op* ops, size_t i) {
+    const op& a = ops[0];
+    const op& b = ops[i];
+    if (b.type != op_type::MUL_MAT) return false;
+    const tensor& x = *a.src[1];
+    const tensor& y = *b.src[1];
+    if (y.data != x.data || y.nb[1] != x.nb[1] || y.ne[0] != x.ne[0] || y.nrows() != x.nrows()) return false;
+    if (b.src[0]->type != a.src[0]->type || b.src[0]->ne[0] != a.src[0]->ne[0] || !eligible(*b.src[0], y)) return false;
+    if (overlaps(*b.dst, x)) return false;
+    for (size_t j = 0; j < i; ++j)
+        if (overlaps(*b.dst, *ops[j].dst)) return false;
+    return true;
+}
+
+}  // namespace
+
+size_t mul_mat_vec_fused(context& ctx, const op* ops, size_t n_ops) {
+    if (n_ops == 0 || ops[0].type != op_type::MUL_MAT) return 0;
+    const tensor& w = *ops[0].src[0];
+    const tensor& x = *ops[0].src[1];
+    if (!eligible(w, x) || overlaps(*ops[0].dst, x)) return 0;
+    mmv_args a{};
+    a.x = static_cast<const uint8_t*>(x.data);
+    a.x_stride = x.nb[1];
+    a.row_bytes = w.ne[0] / int64_t(traits(w.type).block_size) * int64_t(traits(w.type).type_size);
+    a.n_units = w.ne[0] / 8;
+    a.mat[0] = matrix_of(ops[0]);
+    // gate, up, SWIGLU(gate, gate, up): dst = silu(gate) * up, written by the launch (up is written too).
+    if (n_ops >= 3 && joins(ops, 1) && ops[1].src[0]->ne[1] == w.ne[1] && ops[2].type == op_type::SWIGLU) {
+        const op& g = ops[2];
+        const tensor& gd = *ops[0].dst;
+        const tensor& ud = *ops[1].dst;
+        const bool same_shape = g.src[0]->data == gd.data && g.src[1]->data == ud.data && g.src[0]->nb[1] == gd.nb[1] &&
+                                g.src[1]->nb[1] == ud.nb[1] && g.src[0]->ne[0] == gd.ne[0] &&
+                                g.src[0]->nrows() == gd.nrows() && g.src[1]->nrows() == gd.nrows();
+        // dst of SWIGLU: in place over gate, or elsewhere as long as it does not touch x or up.
+        if (same_shape && !overlaps(*g.dst, x) && !overlaps(*g.dst, ud)) {
+            a.mat[1] = matrix_of(ops[1]);
+            a.glu_d = static_cast<uint8_t*>(g.dst->data);
+            a.glu_stride = g.dst->nb[1];
+            dispatch<true>(ctx, w.type, a, 2, x.nrows());
+            return 3;
+        }
+    }
+    int n_mat = 1;
+    while (n_mat < 3 && size_t(n_mat) < n_ops && joins(ops, size_t(n_mat))) {
+        a.mat[n_mat] = matrix_of(ops[n_mat]);
+        ++n_mat;
+    }
+    dispatch<false>(ctx, w.type, a, n_mat, x.nrows());
+    return size_t(n_mat);
+}
+
+}  // namespace tfu::cuda
