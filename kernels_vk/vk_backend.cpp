@@ -50,6 +50,11 @@ vk_backend::vk_backend(const tfu_module_options& options, const logger& log) : l
                       (unsigned long long)max_binding_);
         }
     }
+    if (const char* env = std::getenv("TFU_VK_PROFILE"); env && std::strcmp(env, "1") == 0) profile_ = true;
+    if (const char* env = std::getenv("TFU_VK_FUSION"); env && std::strcmp(env, "0") == 0) {
+        fuse_ = false;
+        log_.logf(TFU_LOG_INFO, "vulkan: fused launches off (TFU_VK_FUSION=0)");
+    }
     mem_ = std::make_unique<device_memory>(*ctx_);
     pipes_ = std::make_unique<pipelines>(*ctx_);
     const fns& f = ctx_->vk();
@@ -93,6 +98,11 @@ vk_backend::vk_backend(const tfu_module_options& options, const logger& log) : l
 }
 
 vk_backend::~vk_backend() {
+    if (profile_)
+        log_.logf(TFU_LOG_INFO,
+                  "vulkan: profile: %llu run() calls, %llu ops, %llu dispatches; %llu fused launches computed %llu ops",
+                  (unsigned long long)prof_.runs, (unsigned long long)prof_.ops, (unsigned long long)prof_.dispatches,
+                  (unsigned long long)prof_.fused, (unsigned long long)prof_.fused_ops);
     const fns& f = ctx_->vk();
     VkDevice dev = ctx_->device();
     f.vkDeviceWaitIdle(dev);
@@ -358,7 +368,20 @@ void vk_backend::run(const op* ops, size_t n_ops) {
     }
     begin_cmd(open_frame());
     try {
-        for (size_t i = 0; i < n_ops; ++i) record_op(*this, ops[i]);
+        // Fused launches where record_fused finds them (Q/K/V, gate/up + SWIGLU), else one op at a time.
+        for (size_t i = 0; i < n_ops;) {
+            size_t used = fuse_ ? record_fused(*this, ops + i, n_ops - i) : 0;
+            if (used > 0) {
+                ++prof_.fused;
+                prof_.fused_ops += used;
+            } else {
+                record_op(*this, ops[i]);
+                used = 1;
+            }
+            i += used;
+        }
+        ++prof_.runs;
+        prof_.ops += n_ops;
     } catch (...) {
         // Drop what this call recorded (the frame's queued uploads stay for the next submission); the next
         // begin resets the command buffer. Pieces already submitted by flush_recording() run.
@@ -485,6 +508,7 @@ void vk_backend::dispatch(const char* shader, const std::vector<uint32_t>& spec,
     if (gy > max_y)
         fail(TFU_STATUS_UNSUPPORTED, name_ + ": " + shader + " needs " + std::to_string(groups) + " workgroups");
     f.vkCmdDispatch(fr.cmd, uint32_t(gx), uint32_t(gy), 1);
+    ++prof_.dispatches;
     // The next op may read what this one wrote (and write what it read).
     global_barrier(fr.cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_SHADER_READ_BIT,
                    VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);

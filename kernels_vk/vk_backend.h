@@ -107,7 +107,16 @@ private:
     VkDescriptorSet descriptor_set(frame& fr, const binding* b, size_t n_b);
     void upload_small(const location& loc, const void* src_host, size_t bytes);
 
+    // Counters of recorded work, logged at INFO on destruction when env TFU_VK_PROFILE=1.
+    struct profile_counts {
+        uint64_t runs = 0, ops = 0, dispatches = 0;
+        uint64_t fused = 0, fused_ops = 0;  // launches of record_fused and the ops they computed
+    };
+
     logger log_;
+    bool profile_ = false;  // env TFU_VK_PROFILE=1
+    bool fuse_ = true;      // env TFU_VK_FUSION=0 records every op alone (for comparing)
+    profile_counts prof_;
     std::unique_ptr<context> ctx_;
     std::unique_ptr<device_memory> mem_;
     std::unique_ptr<pipelines> pipes_;

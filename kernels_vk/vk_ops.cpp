@@ -139,25 +139,194 @@ void record_rope(vk_backend& be, const op& o) {
                 ceil_div(slots, 64), &table, 12);
 }
 
-// n == 1: matrix-vector, one workgroup (64) per output row (subgroupAdd when the device has it). n > 1: 32 x 32
-// output tiles, k in steps of 32 through shared memory. Weights larger than one binding: row pieces.
+// ---- MUL_MAT -------------------------------------------------------------------------------------------
+//
+// x of 1 .. k_mmv_max_cols columns: mul_mat_vec.comp, R rows of a matrix per workgroup sharing each load of x;
+// one launch may hold up to 3 matrices of one x (Q/K/V) or gate/up with their SWIGLU (record_fused). More
+// columns: mul_mat.comp, 32 x 32 output tiles, k in steps of 32 through shared memory. A weight larger than one
+// binding runs alone, one dispatch per row piece.
+
+constexpr int64_t k_mmv_max_cols = 8;
+
+// Rows of each matrix per workgroup: more rows share each load of x; the shader keeps (GLU ? 2 : 1) * R * n <= 16
+// partial sums per thread.
+uint32_t mmv_rows(int64_t n, bool glu) { return glu ? (n == 1 ? 2 : 1) : n == 1 ? 4 : n <= 4 ? 2 : 1; }
+
+// One matrix of a mul_mat_vec launch: offsets into the launch's weight window (bytes) and result window (words).
+struct mmv_matrix {
+    uint32_t w_off, w_nb1, m, d_off, d_s;
+};
+
+// Records one mul_mat_vec dispatch of n_mat matrices (GLU: gate and up, n_mat = 2), their weights bound in bw and
+// results in bd; glu_off/glu_s: where silu(gate) * up goes (words into bd).
+void dispatch_mmv(vk_backend& be, dtype type, int64_t k, const tensor& x, const binding& bw, const binding& bd,
+                  const binding& bx, const mmv_matrix* mats, int n_mat, bool glu, uint32_t glu_off = 0,
+                  uint32_t glu_s = 0) {
+    const int64_t n = x.nrows();
+    const uint32_t R = mmv_rows(n, glu);
+    std::vector<uint32_t> push = {uint32_t(k), uint32_t(n_mat), bx.word, words(x.nb[1])};
+    push.resize(4 + 6 * 3 + 2, 0);
+    uint64_t groups = 0;
+    for (int s = 0; s < 3; ++s) {
+        if (s < n_mat) {
+            push[size_t(4 + s)] = mats[s].w_off;
+            push[size_t(7 + s)] = mats[s].w_nb1;
+            push[size_t(10 + s)] = mats[s].m;
+            push[size_t(13 + s)] = mats[s].d_off;
+            push[size_t(16 + s)] = mats[s].d_s;
+            if (!glu || s == 0) groups += ceil_div(mats[s].m, R);
+        }
+        push[size_t(19 + s)] = uint32_t(groups);
+    }
+    push[22] = glu_off;
+    push[23] = glu_s;
+    const binding b[3] = {bd, bw, bx};
+    be.dispatch(be.caps().subgroup_arithmetic ? "mul_mat_vec_subgroup" : "mul_mat_vec",
+                {uint32_t(type), uint32_t(n), R, glu ? 1u : 0u}, b, 3, std::move(push), groups);
+}
+
 void record_mul_mat(vk_backend& be, const op& o) {
     const tensor& w = *o.src[0];
     const tensor& x = *o.src[1];
     const tensor& d = *o.dst;
     const uint64_t n = uint64_t(x.nrows());
-    binding b[3] = {bind_whole(be, &d, "dst"), {}, bind_whole(be, &x, "src1")};
-    const char* shader = n == 1 ? (be.caps().subgroup_arithmetic ? "mul_mat_vec_subgroup" : "mul_mat_vec") : "mul_mat";
+    const binding bd = bind_whole(be, &d, "dst"), bx = bind_whole(be, &x, "src1");
     for (row_piece p : split_rows(w, be.max_binding(), be.caps().storage_offset_align)) {
-        b[1] = bind_rows(be, w, p);
+        const binding bw = bind_rows(be, w, p);
         const uint64_t m = uint64_t(p.hi - p.lo);
-        const uint64_t groups = n == 1 ? m : ceil_div(m, 32) * ceil_div(n, 32);
-        be.dispatch(shader, {uint32_t(w.type)}, b, 3,
-                    {uint32_t(w.ne[0]), uint32_t(m), uint32_t(n), b[1].byte, uint32_t(w.nb[1]), b[2].word,
-                     words(x.nb[1]), b[0].word + uint32_t(p.lo), words(d.nb[1])},
-                    groups);
+        if (n <= uint64_t(k_mmv_max_cols)) {
+            const mmv_matrix mat = {bw.byte, uint32_t(w.nb[1]), uint32_t(m), bd.word + uint32_t(p.lo), words(d.nb[1])};
+            dispatch_mmv(be, w.type, w.ne[0], x, bw, bd, bx, &mat, 1, false);
+            continue;
+        }
+        const binding b[3] = {bd, bw, bx};
+        be.dispatch("mul_mat", {uint32_t(w.type)}, b, 3,
+                    {uint32_t(w.ne[0]), uint32_t(m), uint32_t(n), bw.byte, uint32_t(w.nb[1]), bx.word,
+                     words(x.nb[1]), bd.word + uint32_t(p.lo), words(d.nb[1])},
+                    ceil_div(m, 32) * ceil_div(n, 32));
     }
 }
+
+// ---- fused matrix-vector launches -------------------------------------------------------------------------
+
+bool overlaps(const tensor& a, const tensor& b) {
+    const uint64_t a0 = uint64_t(reinterpret_cast<uintptr_t>(a.data));
+    const uint64_t b0 = uint64_t(reinterpret_cast<uintptr_t>(b.data));
+    return a0 < b0 + extent(b) && b0 < a0 + extent(a);
+}
+
+// Whether w is bound whole by one window (a weight that needs row pieces is never fused).
+bool weight_whole(const vk_backend& be, const tensor& w) {
+    return extent(w) + be.caps().storage_offset_align + 4 <= be.max_binding();
+}
+
+// ops[i] is a MUL_MAT that can join ops[0]'s launch: the same x (same memory and shape), the same weight type and
+// k, a weight bound whole, and a result that overlaps neither x, nor an earlier result, nor a weight of the launch
+// (so that running them together is the same as running them in order).
+bool joins(const vk_backend& be, const op* ops, size_t i) {
+    const op& a = ops[0];
+    const op& b = ops[i];
+    if (b.type != op_type::MUL_MAT) return false;
+    const tensor& x = *a.src[1];
+    const tensor& y = *b.src[1];
+    if (y.data != x.data || y.nb[1] != x.nb[1] || y.ne[0] != x.ne[0] || y.nrows() != x.nrows()) return false;
+    if (b.src[0]->type != a.src[0]->type || b.src[0]->ne[0] != a.src[0]->ne[0] || !weight_whole(be, *b.src[0]))
+        return false;
+    if (overlaps(*b.dst, x)) return false;
+    for (size_t j = 0; j <= i; ++j) {
+        if (j < i && overlaps(*b.dst, *ops[j].dst)) return false;
+        if (overlaps(*b.dst, *ops[j].src[0]) || overlaps(*ops[j].dst, *b.src[0])) return false;
+    }
+    return true;
+}
+
+// One window over tensors of one chunk: the bytes [lo, hi) they span must fit one binding. Returns false (and
+// binds nothing) when they lie in different chunks or span too much; byte_of[i] is tensor i's byte offset in it.
+bool bind_together(vk_backend& be, const tensor* const* ts, size_t n, const char* what, binding* out,
+                   uint32_t* byte_of) {
+    location loc[4];
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (size_t i = 0; i < n; ++i) {
+        loc[i] = be.locate(ts[i]->data, extent(*ts[i]), what);
+        if (loc[i].chunk != loc[0].chunk) return false;
+        lo = std::min(lo, loc[i].offset);
+        hi = std::max(hi, loc[i].offset + extent(*ts[i]));
+    }
+    const uint64_t align = be.caps().storage_offset_align;
+    if ((hi + 3) / 4 * 4 - lo / align * align > be.max_binding()) return false;
+    *out = be.bind_chunk(loc[0].chunk, lo, hi - lo, what);
+    for (size_t i = 0; i < n; ++i) byte_of[i] = uint32_t(loc[i].offset - out->offset);
+    return true;
+}
+
+// GLU: ops[0..2] are MUL_MAT gate, MUL_MAT up (same x and shape) and SWIGLU(dst, gate, up) over their results;
+// its dst is gate's (in place) or memory that touches no operand of the launch.
+bool glu_pattern(const vk_backend& be, const op* ops, size_t n_ops) {
+    if (n_ops < 3 || !joins(be, ops, 1) || ops[1].src[0]->ne[1] != ops[0].src[0]->ne[1]) return false;
+    const op& g = ops[2];
+    if (g.type != op_type::SWIGLU) return false;
+    const tensor& gd = *ops[0].dst;
+    const tensor& ud = *ops[1].dst;
+    const tensor& x = *ops[0].src[1];
+    const bool same_shape = g.src[0]->data == gd.data && g.src[1]->data == ud.data && g.src[0]->nb[1] == gd.nb[1] &&
+                            g.src[1]->nb[1] == ud.nb[1] && g.src[0]->ne[0] == gd.ne[0] &&
+                            g.src[0]->nrows() == gd.nrows() && g.src[1]->nrows() == gd.nrows();
+    if (!same_shape) return false;
+    const tensor& od = *g.dst;
+    const bool in_place = od.data == gd.data && od.nb[1] == gd.nb[1];
+    return !overlaps(od, x) && !overlaps(od, ud) && (in_place || !overlaps(od, gd)) && !overlaps(od, *ops[0].src[0]) &&
+           !overlaps(od, *ops[1].src[0]);
+}
+
+}  // namespace
+
+size_t record_fused(vk_backend& be, const op* ops, size_t n_ops) {
+    if (n_ops < 2 || ops[0].type != op_type::MUL_MAT) return 0;
+    const tensor& w = *ops[0].src[0];
+    const tensor& x = *ops[0].src[1];
+    if (x.nrows() > k_mmv_max_cols || !weight_whole(be, w) || overlaps(*ops[0].dst, x) || overlaps(*ops[0].dst, w))
+        return 0;
+    const binding bx = bind_whole(be, &x, "src1");
+    const tensor* ws[3] = {&w};
+    const tensor* ds[4] = {ops[0].dst};
+    uint32_t w_byte[3], d_byte[4];
+    binding bw, bd;
+    mmv_matrix mats[3];
+    auto matrix = [&](int s) {
+        const op& o = ops[s];
+        return mmv_matrix{w_byte[s], uint32_t(o.src[0]->nb[1]), uint32_t(o.src[0]->ne[1]), d_byte[s] / 4,
+                          words(o.dst->nb[1])};
+    };
+    if (glu_pattern(be, ops, n_ops)) {
+        ws[1] = ops[1].src[0];
+        ds[1] = ops[1].dst;
+        ds[2] = ops[2].dst;
+        if (bind_together(be, ws, 2, "gate/up weights", &bw, w_byte) &&
+            bind_together(be, ds, 3, "gate/up/swiglu results", &bd, d_byte)) {
+            mats[0] = matrix(0);
+            mats[1] = matrix(1);
+            dispatch_mmv(be, w.type, w.ne[0], x, bw, bd, bx, mats, 2, true, d_byte[2] / 4, words(ops[2].dst->nb[1]));
+            return 3;
+        }
+    }
+    size_t n_mat = 1;
+    while (n_mat < 3 && n_mat < n_ops && joins(be, ops, n_mat)) {
+        ws[n_mat] = ops[n_mat].src[0];
+        ds[n_mat] = ops[n_mat].dst;
+        ++n_mat;
+    }
+    // Fewer matrices when their memory does not fit shared windows (weights in different chunks).
+    for (; n_mat >= 2; --n_mat)
+        if (bind_together(be, ws, n_mat, "weights sharing x", &bw, w_byte) &&
+            bind_together(be, ds, n_mat, "results sharing x", &bd, d_byte))
+            break;
+    if (n_mat < 2) return 0;
+    for (size_t s = 0; s < n_mat; ++s) mats[s] = matrix(int(s));
+    dispatch_mmv(be, w.type, w.ne[0], x, bw, bd, bx, mats, int(n_mat), false);
+    return n_mat;
+}
+
+namespace {
 
 // One thread per word of the stored byte range (vk kv_store.comp); f32 caches one per element.
 void record_kv_store(vk_backend& be, const op& o) {

@@ -2,6 +2,7 @@
 // its push constants, and how tensors larger than one storage-buffer binding are split (vk_ops.cpp).
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 #include "backend/op.h"
@@ -16,5 +17,14 @@ class vk_backend;
 bool op_supported(const op& o, const device_caps& caps, uint64_t max_binding, std::string* why);
 // Records the dispatches of one op (op_supported(o) is true).
 void record_op(vk_backend& be, const op& o);
+// ops[0 .. n_ops) are the next ops of a run() (all supported). When ops[0] is a MUL_MAT of x with 1..8 columns
+// that shares one mul_mat_vec launch with the ops after it, records that launch and returns how many ops it
+// computes; else records nothing and returns 0 (the caller records ops[0] alone):
+//   3: MUL_MAT gate, MUL_MAT up (same x, weight type and shape), SWIGLU(gate, gate, up) (or into memory that
+//      touches no operand): silu(gate) * up, gate and up written by one launch;
+//   2 or 3: MUL_MATs of the same x (memory and shape), weight type and k (the Q, K and V projections).
+// Each result must overlap no x, weight or other result of the launch; every weight must fit one binding (no row
+// pieces), and the weights (results) of the launch must lie in one memory chunk within one binding's range.
+size_t record_fused(vk_backend& be, const op* ops, size_t n_ops);
 
 }  // namespace tfu::vk
