@@ -51,6 +51,11 @@ vk_backend::vk_backend(const tfu_module_options& options, const logger& log) : l
         }
     }
     if (const char* env = std::getenv("TFU_VK_PROFILE"); env && std::strcmp(env, "1") == 0) profile_ = true;
+    subgroup_ops_ = caps.subgroup_arithmetic;
+    if (const char* env = std::getenv("TFU_VK_SUBGROUP"); env && std::strcmp(env, "0") == 0 && subgroup_ops_) {
+        subgroup_ops_ = false;
+        log_.logf(TFU_LOG_INFO, "vulkan: subgroup arithmetic not used (TFU_VK_SUBGROUP=0)");
+    }
     if (const char* env = std::getenv("TFU_VK_FUSION"); env && std::strcmp(env, "0") == 0) {
         fuse_ = false;
         log_.logf(TFU_LOG_INFO, "vulkan: fused launches off (TFU_VK_FUSION=0)");

@@ -51,6 +51,9 @@ public:
 
     // ---- for the op recorders (vk_ops.cpp), valid while run() records -------------------------------------
     const device_caps& caps() const { return ctx_->caps(); }
+    // Whether kernels may use subgroup arithmetic: the device has it in compute and env TFU_VK_SUBGROUP is not 0
+    // (tests run the shared-memory fallbacks with it).
+    bool subgroup_ops() const { return subgroup_ops_; }
     // The largest window one descriptor may bind: maxStorageBufferRange, or env TFU_VK_MAX_BINDING_BYTES when
     // smaller (tests force the large-tensor paths with it).
     uint64_t max_binding() const { return max_binding_; }
@@ -115,6 +118,7 @@ private:
 
     logger log_;
     bool profile_ = false;  // env TFU_VK_PROFILE=1
+    bool subgroup_ops_ = false;
     bool fuse_ = true;      // env TFU_VK_FUSION=0 records every op alone (for comparing)
     profile_counts prof_;
     std::unique_ptr<context> ctx_;

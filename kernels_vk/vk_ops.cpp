@@ -181,7 +181,7 @@ void dispatch_mmv(vk_backend& be, dtype type, int64_t k, const tensor& x, const 
     push[22] = glu_off;
     push[23] = glu_s;
     const binding b[3] = {bd, bw, bx};
-    be.dispatch(be.caps().subgroup_arithmetic ? "mul_mat_vec_subgroup" : "mul_mat_vec",
+    be.dispatch(be.subgroup_ops() ? "mul_mat_vec_subgroup" : "mul_mat_vec",
                 {uint32_t(type), uint32_t(n), R, glu ? 1u : 0u}, b, 3, std::move(push), groups);
 }
 

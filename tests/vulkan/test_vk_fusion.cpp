@@ -215,6 +215,17 @@ TEST(vk_fusion, gate_up_swiglu_one_dispatch) {
         }
 }
 
+// The shared-memory reduction (TFU_VK_SUBGROUP=0: the kernel for devices without subgroup arithmetic).
+TEST(vk_fusion, gate_up_swiglu_without_subgroups) {
+    std::string why;
+    if (!make_vk(&why)) GTEST_SKIP() << why;
+    std::mt19937_64 rng(test_seed() + 26);
+    for (dtype t : {dtype::F32, dtype::Q4_0, dtype::Q5_K})
+        for (int64_t n : {1, 3, 8}) {
+            EXPECT_EQ(gate_up_case(rng, t, n, 512, 301, {{"TFU_VK_SUBGROUP", "0"}}), 1u) << dtype_name(t) << " n=" << n;
+        }
+}
+
 // The SWIGLU product is written elsewhere (not in place over gate): still one dispatch, gate kept.
 TEST(vk_fusion, gate_up_swiglu_into_other_memory) {
     std::string why;
