@@ -60,9 +60,13 @@ __device__ __forceinline__ float silu_mul(float g, float u) { return float(doubl
 // with 16-byte loads, so that global memory sees only full, coalesced vectors whatever the block layout (18- and
 // 34-byte blocks are only 2-byte aligned: direct unit loads of 2 bytes measured 1.4x slower in total), and the
 // units then read the rows from shared memory.
-template <dtype T, int R, int NC, bool STAGED, bool GLU>
+// I8 (with STAGED; Q4_0 and Q8_0): x is quantized to int8 per block of 32 into shared memory (after the rows,
+// NC * k codes then NC * k / 32 f32 scales, as the CPU backend's q8_0 activations) and each unit is two __dp4a:
+// about a third of the float path's instructions, which ncu showed near the SM's limit on large matrices.
+template <dtype T, int R, int NC, bool STAGED, bool GLU, bool I8>
 __global__ void __launch_bounds__(k_threads) mmv_fast_kernel(const mmv_args a) {
     constexpr int RR = GLU ? 2 * R : R;
+    static_assert(!I8 || STAGED, "the int8 path keeps x in the staging memory");
     int s = 0;
     int64_t blk = blockIdx.x;
     if constexpr (!GLU) {
@@ -77,14 +81,32 @@ __global__ void __launch_bounds__(k_threads) mmv_fast_kernel(const mmv_args a) {
         const int64_t i = i0 + r % R;
         rows[r] = mt.w + size_t(i < m ? i : m - 1) * mt.w_stride;
     }
+    extern __shared__ uint4 stage[];
+    const int64_t k = a.n_units * 8, n_b32 = k / 32;
+    int8_t* xq = nullptr;  // I8: NC * k codes, then NC * n_b32 scales
+    float* xd = nullptr;
     if constexpr (STAGED) {
-        extern __shared__ uint4 stage[];
         const int64_t vecs = a.row_bytes / 16;
 #pragma unroll
         for (int r = 0; r < RR; ++r) {
             const uint4* src = reinterpret_cast<const uint4*>(rows[r]);
 #pragma unroll 4
             for (int64_t c = threadIdx.x; c < vecs; c += k_threads) stage[r * vecs + c] = src[c];
+        }
+        if constexpr (I8) {
+            xq = reinterpret_cast<int8_t*>(stage + RR * vecs);
+            xd = reinterpret_cast<float*>(xq + NC * k);
+            const int lane = threadIdx.x % k_warp;
+#pragma unroll
+            for (int j = 0; j < NC; ++j) {
+                const float* xj = reinterpret_cast<const float*>(a.x + size_t(j) * a.x_stride);
+                for (int64_t b = threadIdx.x / k_warp; b < n_b32; b += k_warps) {
+                    const float v = xj[32 * b + lane];
+                    const float dv = warp_max(fabsf(v)) / 127.0f;
+                    xq[j * k + 32 * b + lane] = int8_t(__float2int_rn(dv > 0.0f ? v / dv : 0.0f));
+                    if (lane == 0) xd[j * n_b32 + b] = dv;
+                }
+            }
         }
         __syncthreads();
 #pragma unroll
@@ -95,43 +117,72 @@ __global__ void __launch_bounds__(k_threads) mmv_fast_kernel(const mmv_args a) {
     for (int r = 0; r < RR; ++r)
 #pragma unroll
         for (int j = 0; j < NC; ++j) acc[r][j] = 0.0f;
+    if constexpr (I8) {
 #pragma unroll 2
-    for (int64_t u = threadIdx.x; u < a.n_units; u += k_threads) {
-        int64_t e0, e1;
-        unit<T>::x_at(u, e0, e1);
-        float4 xa[NC], xb[NC];
-#pragma unroll
-        for (int j = 0; j < NC; ++j) {
-            const float* xj = reinterpret_cast<const float*>(a.x + size_t(j) * a.x_stride);
-            xa[j] = *reinterpret_cast<const float4*>(xj + e0);
-            xb[j] = *reinterpret_cast<const float4*>(xj + e1);
-        }
-        float sx0[NC], sx1[NC];  // the groups' sums of x, for has_min
-        if constexpr (unit<T>::has_min) {
+        for (int64_t u = threadIdx.x; u < a.n_units; u += k_threads) {
+            int64_t e0, e1;
+            unit<T>::x_at(u, e0, e1);
+            uint32_t xa[NC], xb[NC];
+            int sx[NC];
+            float dx[NC];
 #pragma unroll
             for (int j = 0; j < NC; ++j) {
-                sx0[j] = (xa[j].x + xa[j].y) + (xa[j].z + xa[j].w);
-                sx1[j] = (xb[j].x + xb[j].y) + (xb[j].z + xb[j].w);
+                xa[j] = *reinterpret_cast<const uint32_t*>(xq + j * k + e0);
+                xb[j] = *reinterpret_cast<const uint32_t*>(xq + j * k + e1);
+                sx[j] = __dp4a(int(xa[j]), 0x01010101, __dp4a(int(xb[j]), 0x01010101, 0));
+                dx[j] = xd[j * n_b32 + e0 / 32];
+            }
+#pragma unroll
+            for (int r = 0; r < RR; ++r) {
+                uint32_t q0, q1;
+                float dw;
+                unit_i8<T>::w(rows[r], u, q0, q1, dw);
+#pragma unroll
+                for (int j = 0; j < NC; ++j) {
+                    const int si = __dp4a(int(q0), int(xa[j]), __dp4a(int(q1), int(xb[j]), -unit_i8<T>::offset * sx[j]));
+                    acc[r][j] = fmaf(dw * dx[j], float(si), acc[r][j]);
+                }
             }
         }
-#pragma unroll
-        for (int r = 0; r < RR; ++r) {
-            float c[8], sc[4];
-            unit<T>::w(rows[r], u, c, sc);
+    } else {
+#pragma unroll 2
+        for (int64_t u = threadIdx.x; u < a.n_units; u += k_threads) {
+            int64_t e0, e1;
+            unit<T>::x_at(u, e0, e1);
+            float4 xa[NC], xb[NC];
 #pragma unroll
             for (int j = 0; j < NC; ++j) {
-                float p0 = c[0] * xa[j].x;
-                p0 = fmaf(c[1], xa[j].y, p0), p0 = fmaf(c[2], xa[j].z, p0), p0 = fmaf(c[3], xa[j].w, p0);
-                float p1 = c[4] * xb[j].x;
-                p1 = fmaf(c[5], xb[j].y, p1), p1 = fmaf(c[6], xb[j].z, p1), p1 = fmaf(c[7], xb[j].w, p1);
-                float v = acc[r][j];
-                if constexpr (unit<T>::scaled) {
-                    v = fmaf(sc[0], p0, v), v = fmaf(sc[1], p1, v);
-                    if constexpr (unit<T>::has_min) v = fmaf(-sc[2], sx0[j], v), v = fmaf(-sc[3], sx1[j], v);
-                } else {
-                    v += p0 + p1;
+                const float* xj = reinterpret_cast<const float*>(a.x + size_t(j) * a.x_stride);
+                xa[j] = *reinterpret_cast<const float4*>(xj + e0);
+                xb[j] = *reinterpret_cast<const float4*>(xj + e1);
+            }
+            float sx0[NC], sx1[NC];  // the groups' sums of x, for has_min
+            if constexpr (unit<T>::has_min) {
+#pragma unroll
+                for (int j = 0; j < NC; ++j) {
+                    sx0[j] = (xa[j].x + xa[j].y) + (xa[j].z + xa[j].w);
+                    sx1[j] = (xb[j].x + xb[j].y) + (xb[j].z + xb[j].w);
                 }
-                acc[r][j] = v;
+            }
+#pragma unroll
+            for (int r = 0; r < RR; ++r) {
+                float c[8], sc[4];
+                unit<T>::w(rows[r], u, c, sc);
+#pragma unroll
+                for (int j = 0; j < NC; ++j) {
+                    float p0 = c[0] * xa[j].x;
+                    p0 = fmaf(c[1], xa[j].y, p0), p0 = fmaf(c[2], xa[j].z, p0), p0 = fmaf(c[3], xa[j].w, p0);
+                    float p1 = c[4] * xb[j].x;
+                    p1 = fmaf(c[5], xb[j].y, p1), p1 = fmaf(c[6], xb[j].z, p1), p1 = fmaf(c[7], xb[j].w, p1);
+                    float v = acc[r][j];
+                    if constexpr (unit<T>::scaled) {
+                        v = fmaf(sc[0], p0, v), v = fmaf(sc[1], p1, v);
+                        if constexpr (unit<T>::has_min) v = fmaf(-sc[2], sx0[j], v), v = fmaf(-sc[3], sx1[j], v);
+                    } else {
+                        v += p0 + p1;
+                    }
+                    acc[r][j] = v;
+                }
             }
         }
     }
@@ -173,13 +224,18 @@ __global__ void __launch_bounds__(k_threads) mmv_fast_kernel(const mmv_args a) {
 
 constexpr size_t k_max_stage_bytes = 48 * 1024;  // the dynamic shared memory a launch gets without opting in
 
-// TFU_CUDA_MMV=direct turns the staged kernels off (for measuring one against the other).
-bool staging_allowed() {
-    static const bool allowed = [] {
+// Which kernels the quantized types use: i8 (the default: Q4_0 / Q8_0 with int8 x where it fits, the rest
+// staged), staged (float arithmetic on staged rows) or direct (unit loads from global memory). TFU_CUDA_MMV=staged
+// or direct picks the slower ones, for measuring one against the other.
+enum class mmv_path { i8, staged, direct };
+mmv_path mmv_mode() {
+    static const mmv_path mode = [] {
         const char* e = std::getenv("TFU_CUDA_MMV");
-        return !(e && std::strcmp(e, "direct") == 0);
+        if (e && std::strcmp(e, "direct") == 0) return mmv_path::direct;
+        if (e && std::strcmp(e, "staged") == 0) return mmv_path::staged;
+        return mmv_path::i8;
     }();
-    return allowed;
+    return mode;
 }
 
 bool aligned(const void* p, size_t stride, size_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0 && stride % a == 0; }
@@ -197,12 +253,23 @@ void launch_nc(context& ctx, mmv_args a, int n_mat) {
     }
     for (int s = GLU ? 1 : n_mat; s < 4; ++s) a.first_block[s] = blocks;
     const size_t stage_bytes = size_t(RR * a.row_bytes);
-    bool staged = traits(T).quantized && staging_allowed() && a.row_bytes % 16 == 0 && stage_bytes <= k_max_stage_bytes;
+    bool staged = traits(T).quantized && mmv_mode() != mmv_path::direct && a.row_bytes % 16 == 0 &&
+                  stage_bytes <= k_max_stage_bytes;
     for (int s = 0; s < n_mat; ++s) staged = staged && aligned(a.mat[s].w, a.mat[s].w_stride, 16);
+    constexpr bool has_i8 = (T == dtype::Q4_0 || T == dtype::Q8_0) && NC <= 2;
+    const int64_t k = a.n_units * 8;
+    const size_t i8_bytes = stage_bytes + size_t(NC * k) + size_t(NC * (k / 32)) * sizeof(float);
+    if constexpr (has_i8) {
+        if (staged && mmv_mode() == mmv_path::i8 && i8_bytes <= k_max_stage_bytes) {
+            mmv_fast_kernel<T, R, NC, true, GLU, true><<<unsigned(blocks), k_threads, i8_bytes, ctx.stream>>>(a);
+            check_launch("mmv_fast_kernel");
+            return;
+        }
+    }
     if (staged)
-        mmv_fast_kernel<T, R, NC, true, GLU><<<unsigned(blocks), k_threads, stage_bytes, ctx.stream>>>(a);
+        mmv_fast_kernel<T, R, NC, true, GLU, false><<<unsigned(blocks), k_threads, stage_bytes, ctx.stream>>>(a);
     else
-        mmv_fast_kernel<T, R, NC, false, GLU><<<unsigned(blocks), k_threads, 0, ctx.stream>>>(a);
+        mmv_fast_kernel<T, R, NC, false, GLU, false><<<unsigned(blocks), k_threads, 0, ctx.stream>>>(a);
     check_launch("mmv_fast_kernel");
 }
 
@@ -299,8 +366,12 @@ size_t mul_mat_vec_fused(context& ctx, const op* ops, size_t n_ops) {
         const bool same_shape = g.src[0]->data == gd.data && g.src[1]->data == ud.data && g.src[0]->nb[1] == gd.nb[1] &&
                                 g.src[1]->nb[1] == ud.nb[1] && g.src[0]->ne[0] == gd.ne[0] &&
                                 g.src[0]->nrows() == gd.nrows() && g.src[1]->nrows() == gd.nrows();
-        // dst of SWIGLU: in place over gate, or elsewhere as long as it does not touch x or up.
-        if (same_shape && !overlaps(*g.dst, x) && !overlaps(*g.dst, ud)) {
+        // dst of SWIGLU: exactly gate's memory (each block overwrites only its own rows of gate), or memory that
+        // touches none of x, gate and up (a partial overlap with gate would let one block's product land on
+        // another block's gate rows).
+        const bool in_place = g.dst->data == gd.data && g.dst->nb[1] == gd.nb[1];
+        const bool apart = !overlaps(*g.dst, gd);
+        if (same_shape && !overlaps(*g.dst, x) && !overlaps(*g.dst, ud) && (in_place || apart)) {
             a.mat[1] = matrix_of(ops[1]);
             a.glu_d = static_cast<uint8_t*>(g.dst->data);
             a.glu_stride = g.dst->nb[1];

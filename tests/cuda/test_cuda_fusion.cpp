@@ -3,7 +3,7 @@
 //  - Q/K/V: three MUL_MATs of one x with different row counts (and two, and a chain that must not be joined);
 //  - cases that must not fuse (SWIGLU written over up; a MUL_MAT whose x is the previous result) and give the same
 //    values through the op-by-op path.
-// Every fast weight type and a type without a fast kernel (Q5_0), 1, 3 and 8 columns, row counts that are not a
+// Every fast weight type and a type without a fast kernel (Q5_0), 1, 2 (the int8 path), 3 and 8 columns, row counts that are not a
 // multiple of the rows per block. Bounds: test_ops' MUL_MAT bounds per type (the SWIGLU of the fused launch is
 // the reference's double arithmetic on those values). Skips with the reason when no CUDA device is usable.
 #include <cmath>
@@ -114,7 +114,7 @@ TEST(cuda_fusion, gate_up_swiglu) {
     if (!dev) GTEST_SKIP() << why;
     std::mt19937_64 rng(test_seed() + 11);
     for (dtype t : k_types)
-        for (int64_t n : {1, 3, 8}) {
+        for (int64_t n : {1, 2, 3, 8}) {
             const int64_t k = 512, m = 301;
             bench_case c(*dev);
             tensor* x = c.add(rng, dtype::F32, k, n, true);
@@ -136,7 +136,7 @@ TEST(cuda_fusion, qkv_share_one_launch) {
     if (!dev) GTEST_SKIP() << why;
     std::mt19937_64 rng(test_seed() + 12);
     for (dtype t : k_types)
-        for (int64_t n : {1, 3, 8}) {
+        for (int64_t n : {1, 2, 3, 8}) {
             const int64_t k = 256;
             bench_case c(*dev);
             tensor* x = c.add(rng, dtype::F32, k, n, true);
