@@ -258,7 +258,7 @@ TEST(attention_split, short_contexts_forced_split) {
 // TFU_ATTN_BENCH=1: ms per paged decode op (one layer of a Qwen2.5-0.5B-shaped model: 14 heads on 2 kv heads of
 // 64, B = 32) at 4K and 16K, split-K on (default) and off, 2 threads (set TFU_ATTN_BENCH_THREADS). K and V in the
 // same format; TFU_ATTN_BENCH_MIXED=1 adds K q4 / V f16, K f16 / V q4 and K q8 / V q4 (labelled K/V), to time the
-// score and the value kernels of a format apart.
+// score and the value kernels of a format apart; TFU_ATTN_BENCH_ONLY=<label> times that one only (profiling).
 TEST(attention_split, bench_decode) {
     const char* on = std::getenv("TFU_ATTN_BENCH");
     if (!on || std::string(on) != "1") GTEST_SKIP() << "set TFU_ATTN_BENCH=1 to time the decode op";
@@ -279,6 +279,8 @@ TEST(attention_split, bench_decode) {
         for (const formats& f : fmts) {
             const std::string label = f.k == f.v ? std::string(kv_format_name(f.k))
                                                  : std::string(kv_format_name(f.k)) + "/" + kv_format_name(f.v);
+            const char* only = std::getenv("TFU_ATTN_BENCH_ONLY");  // one label (e.g. q4/f16), for profiling
+            if (only && label != only) continue;
             auto c = make_paged(rng, shape{64, 14, 2, 1, ctx_len - 1}, 32, f.k, f.v);
             for (int way = 0; way < 2; ++way) {
                 cpu::context ctx{pool, cpu::cpu_has_avx2(), scratch};

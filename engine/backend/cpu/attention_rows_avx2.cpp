@@ -28,11 +28,11 @@ namespace {
 
 using avx2_util::hsum;
 
-// out[i] = sum of the lanes of a[i], i < G (out has 8 slots).
+// out[i] = sum of the lanes of a[i] (+ bias[i] where bias is not null), i < G (out and bias have 8 slots).
 template <int G>
-inline void reduce(const __m256* a, float* out) {
+inline void reduce(const __m256* a, const float* bias, float* out) {
     if constexpr (G < 3) {
-        for (int i = 0; i < G; ++i) out[i] = hsum(a[i]);
+        for (int i = 0; i < G; ++i) out[i] = bias ? hsum(a[i]) + bias[i] : hsum(a[i]);
     } else {
         const __m256 z = _mm256_setzero_ps();
         auto at = [&](int i) { return i < G ? a[i] : z; };
@@ -41,7 +41,8 @@ inline void reduce(const __m256* a, float* out) {
         const __m256 h03 = _mm256_hadd_ps(h01, h23), h47 = _mm256_hadd_ps(h45, h67);
         // h03 = [a0 a1 a2 a3 partial sums of lanes 0-3 | the same of lanes 4-7]; h47 likewise for a4 .. a7.
         const __m256 lo = _mm256_permute2f128_ps(h03, h47, 0x20), hi = _mm256_permute2f128_ps(h03, h47, 0x31);
-        _mm256_storeu_ps(out, _mm256_add_ps(lo, hi));
+        const __m256 sum = _mm256_add_ps(lo, hi);
+        _mm256_storeu_ps(out, bias ? _mm256_add_ps(sum, _mm256_loadu_ps(bias)) : sum);
     }
 }
 
@@ -166,7 +167,7 @@ struct dec_q4_group8 {  // x = code * sf[t][c / 8] + mf[t][c / 8] (f32 per row a
 };
 
 template <int G, int R, class D>
-inline void scores_rows(const D& d, int64_t t, int64_t hd, const float* q, float* s, int64_t ld) {
+inline void scores_rows(const D& d, int64_t t, int64_t hd, const float* q, const float* bias, float* s, int64_t ld) {
     __m256 a[R][G];
     for (int r = 0; r < R; ++r)
         for (int hh = 0; hh < G; ++hh) a[r][hh] = _mm256_setzero_ps();
@@ -190,7 +191,7 @@ inline void scores_rows(const D& d, int64_t t, int64_t hd, const float* q, float
     }
     for (int r = 0; r < R; ++r) {
         float sum[8];
-        reduce<G>(a[r], sum);
+        reduce<G>(a[r], bias, sum);
         for (int64_t cc = c; cc < hd; ++cc) {
             const float v = d.load1(t + r, cc);
             for (int hh = 0; hh < G; ++hh) sum[hh] += q[hh * hd + cc] * v;
@@ -200,11 +201,11 @@ inline void scores_rows(const D& d, int64_t t, int64_t hd, const float* q, float
 }
 
 template <int G, class D>
-void scores_k(const D& d, int64_t tn, int64_t hd, const float* q, float* s, int64_t ld) {
+void scores_k(const D& d, int64_t tn, int64_t hd, const float* q, const float* bias, float* s, int64_t ld) {
     constexpr int R = G <= 2 ? 4 : G <= 4 ? 2 : 1;
     int64_t t = 0;
-    for (; t + R <= tn; t += R) scores_rows<G, R>(d, t, hd, q, s, ld);
-    for (; t < tn; ++t) scores_rows<G, 1>(d, t, hd, q, s, ld);
+    for (; t + R <= tn; t += R) scores_rows<G, R>(d, t, hd, q, bias, s, ld);
+    for (; t < tn; ++t) scores_rows<G, 1>(d, t, hd, q, bias, s, ld);
 }
 
 // The weights of channel c: p itself (w_same: head hh, row t at p[hh * ld + t]), or per q4 value group (w_group:
@@ -279,16 +280,17 @@ void accum_k(const D& d, int64_t tn, int64_t hd, const W& wt, int64_t ld, float*
 }
 
 template <class D>
-void scores_g(const D& d, int G, int64_t tn, int64_t hd, const float* q, float* s, int64_t ld) {
+void scores_g(const D& d, int G, int64_t tn, int64_t hd, const float* q, float* s, int64_t ld,
+              const float* bias = nullptr) {
     switch (G) {
-        case 1: scores_k<1>(d, tn, hd, q, s, ld); break;
-        case 2: scores_k<2>(d, tn, hd, q, s, ld); break;
-        case 3: scores_k<3>(d, tn, hd, q, s, ld); break;
-        case 4: scores_k<4>(d, tn, hd, q, s, ld); break;
-        case 5: scores_k<5>(d, tn, hd, q, s, ld); break;
-        case 6: scores_k<6>(d, tn, hd, q, s, ld); break;
-        case 7: scores_k<7>(d, tn, hd, q, s, ld); break;
-        default: scores_k<8>(d, tn, hd, q, s, ld); break;
+        case 1: scores_k<1>(d, tn, hd, q, bias, s, ld); break;
+        case 2: scores_k<2>(d, tn, hd, q, bias, s, ld); break;
+        case 3: scores_k<3>(d, tn, hd, q, bias, s, ld); break;
+        case 4: scores_k<4>(d, tn, hd, q, bias, s, ld); break;
+        case 5: scores_k<5>(d, tn, hd, q, bias, s, ld); break;
+        case 6: scores_k<6>(d, tn, hd, q, bias, s, ld); break;
+        case 7: scores_k<7>(d, tn, hd, q, bias, s, ld); break;
+        default: scores_k<8>(d, tn, hd, q, bias, s, ld); break;
     }
 }
 
@@ -366,7 +368,7 @@ void scores_q4_channel(const kv_tile& x, int64_t tn, int64_t hd, int G, const fl
     float* qs = work;              // (G, hd)
     float* bias = work + 8 * hd;   // (8)
     __m256 bv[8];
-    for (int hh = 0; hh < G; ++hh) bv[hh] = _mm256_setzero_ps();
+    for (int hh = 0; hh < 8; ++hh) bv[hh] = _mm256_setzero_ps();
     auto half = [](const uint16_t* h) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h))); };
     int64_t c = 0;
     for (; c < n16; c += 16) {
@@ -389,7 +391,7 @@ void scores_q4_channel(const kv_tile& x, int64_t tn, int64_t hd, int G, const fl
             _mm256_storeu_ps(qs + hh * hd + c, _mm256_mul_ps(q0, s0));
         }
     }
-    for (int hh = 0; hh < G; ++hh) bias[hh] = hsum(bv[hh]);
+    reduce<8>(bv, nullptr, bias);  // lanes hh >= G are 0
     for (; c < hd; ++c) {
         const float sc = f16(x.scale[c]), mn = f16(x.min[c]);
         for (int hh = 0; hh < G; ++hh) {
@@ -397,14 +399,7 @@ void scores_q4_channel(const kv_tile& x, int64_t tn, int64_t hd, int G, const fl
             bias[hh] += q[hh * hd + c] * mn;
         }
     }
-    scores_g(dec_nib16{x.rows, x.stride}, G, tn, hd, qs, s, ld);
-    for (int hh = 0; hh < G; ++hh) {
-        const __m256 b = _mm256_set1_ps(bias[hh]);
-        float* sh = s + hh * ld;
-        int64_t t = 0;
-        for (; t + 8 <= tn; t += 8) _mm256_storeu_ps(sh + t, _mm256_add_ps(_mm256_loadu_ps(sh + t), b));
-        for (; t < tn; ++t) sh[t] += bias[hh];
-    }
+    scores_g(dec_nib16{x.rows, x.stride}, G, tn, hd, qs, s, ld, bias);  // the bias added in each row's reduce
 }
 
 // q4 values (per token, groups of g channels, g % 8 == 0): for c in group j,
@@ -413,45 +408,45 @@ void scores_q4_channel(const kv_tile& x, int64_t tn, int64_t hd, int G, const fl
 // inner loop is the plain code accumulation of the other kinds. The parameters are stored (t, j), so w is built in
 // that order, 8 (t, j) pairs a vector when ng divides 8 (p expanded by a lane permute). With g % 16 == 0 the codes
 // are decoded 16 channels a load (dec_nib16) and acc stays in even/odd order until finish().
-void accum_q4_group(const kv_tile& x, int64_t tn, int64_t hd, int G, const float* p, int64_t ld, float* acc,
-                    float* work) {
-    const int64_t g = x.group, ng = hd / g, n = tn * ng, lw = (n + 7) & ~int64_t(7);
-    float* sf = work;       // (tn, ng) scales as f32
-    float* mf = sf + lw;    // (tn, ng) mins
-    float* w = mf + lw;     // (G, lw)
-    float* b = w + G * lw;  // (ng, 8)
-    f16_to_f32(x.scale, n, sf);
-    f16_to_f32(x.min, n, mf);
+// The folded weights and biases of accum_q4_group for G heads (a template, so that the G bias accumulators and
+// the head loop live in registers): w[hh * lw + i] = p[hh][i / ng] * sf[i], b[j * 8 + hh] = sum_t p[hh][t] mf[t, j]
+// over the n = tn * ng (row, group) pairs i = t * ng + j.
+template <int G>
+void q4_group_weights(const float* p, int64_t ld, const float* sf, const float* mf, int64_t n, int64_t ng,
+                      int64_t lw, float* w, float* b) {
     int64_t i0 = 0;  // the (t, j) pairs below i0 are done by vectors
     if (8 % ng == 0) {
-        const int64_t rpv = 8 / ng;  // rows per vector
-        alignas(32) int32_t idx[8], mask[8];
-        for (int l = 0; l < 8; ++l) {
-            idx[l] = int32_t(l / ng);
-            mask[l] = l < rpv ? -1 : 0;
-        }
-        const __m256i vidx = _mm256_load_si256(reinterpret_cast<const __m256i*>(idx));
-        const __m256i vmask = _mm256_load_si256(reinterpret_cast<const __m256i*>(mask));
+        const __m256i lane_row = _mm256_setr_epi32(0, int32_t(1 / ng), int32_t(2 / ng), int32_t(3 / ng),
+                                                   int32_t(4 / ng), int32_t(5 / ng), int32_t(6 / ng), int32_t(7 / ng));
         i0 = n & ~int64_t(7);
-        __m256 bacc[8];
+        __m256 bacc[G];
         for (int hh = 0; hh < G; ++hh) bacc[hh] = _mm256_setzero_ps();
+        // Vector i holds the pairs of rows i / ng .. i / ng + 8 / ng - 1, which lie in the 8 rows from
+        // r8 = (i / ng) & ~7: p[hh][r8 .. r8 + 7] is loaded whole (as exp_sum stored it: a store-forwarded load)
+        // and expanded by a lane permute, lane l taking row (i / ng - r8) + l / ng. Rows up to r8 + 7 < ld are
+        // read (ld, the tile, is a multiple of 8); lanes of rows >= tn are never used (vector i is below i0).
         for (int64_t i = 0; i < i0; i += 8) {  // the parameters loaded once for the G heads
             const __m256 sv = _mm256_loadu_ps(sf + i), mv = _mm256_loadu_ps(mf + i);
+            const int64_t r = i / ng, r8 = r & ~int64_t(7);
+            const __m256i vidx = _mm256_add_epi32(_mm256_set1_epi32(int32_t(r - r8)), lane_row);
             for (int hh = 0; hh < G; ++hh) {
-                // lane l: row i / ng + l / ng, group l % ng (the masked load reads only the rpv rows it needs)
-                const __m256 pe = _mm256_permutevar8x32_ps(_mm256_maskload_ps(p + hh * ld + i / ng, vmask), vidx);
+                const __m256 pe = _mm256_permutevar8x32_ps(_mm256_loadu_ps(p + hh * ld + r8), vidx);
                 _mm256_storeu_ps(w + hh * lw + i, _mm256_mul_ps(pe, sv));
                 bacc[hh] = _mm256_fmadd_ps(pe, mv, bacc[hh]);
             }
         }
+        // Lane l of bacc[hh] sums group l % ng: fold the lanes of a group together (ng divides 8), so that lanes
+        // 0 .. ng - 1 hold the groups' sums.
         for (int hh = 0; hh < G; ++hh) {
+            __m256 v = bacc[hh];
+            if (ng <= 4) v = _mm256_add_ps(v, _mm256_permute2f128_ps(v, v, 0x01));  // lanes l, l + 4
+            __m128 h = _mm256_castps256_ps128(v);
+            if (ng <= 2) h = _mm_add_ps(h, _mm_movehl_ps(h, h));  // l, l + 2
+            if (ng <= 1) h = _mm_add_ss(h, _mm_movehdup_ps(h));   // l, l + 1
             alignas(32) float bl[8];
-            _mm256_store_ps(bl, bacc[hh]);
-            for (int64_t j = 0; j < ng; ++j) {
-                float sum = 0.0f;
-                for (int64_t l = j; l < 8; l += ng) sum += bl[l];
-                b[j * 8 + hh] = sum;
-            }
+            if (ng <= 4) _mm_store_ps(bl, h);
+            else _mm256_store_ps(bl, v);
+            for (int64_t j = 0; j < ng; ++j) b[j * 8 + hh] = bl[j];
         }
     } else {
         for (int64_t j = 0; j < ng; ++j)
@@ -463,6 +458,27 @@ void accum_q4_group(const kv_tile& x, int64_t tn, int64_t hd, int G, const float
             w[hh * lw + i] = pt * sf[i];
             b[(i % ng) * 8 + hh] += pt * mf[i];
         }
+}
+
+void accum_q4_group(const kv_tile& x, int64_t tn, int64_t hd, int G, const float* p, int64_t ld, float* acc,
+                    float* work) {
+    const int64_t g = x.group, ng = hd / g, n = tn * ng, lw = (n + 7) & ~int64_t(7);
+    float* sf = work;       // (tn, ng) scales as f32
+    float* mf = sf + lw;    // (tn, ng) mins
+    float* w = mf + lw;     // (G, lw)
+    float* b = w + G * lw;  // (ng, 8)
+    f16_to_f32(x.scale, n, sf);
+    f16_to_f32(x.min, n, mf);
+    switch (G) {
+        case 1: q4_group_weights<1>(p, ld, sf, mf, n, ng, lw, w, b); break;
+        case 2: q4_group_weights<2>(p, ld, sf, mf, n, ng, lw, w, b); break;
+        case 3: q4_group_weights<3>(p, ld, sf, mf, n, ng, lw, w, b); break;
+        case 4: q4_group_weights<4>(p, ld, sf, mf, n, ng, lw, w, b); break;
+        case 5: q4_group_weights<5>(p, ld, sf, mf, n, ng, lw, w, b); break;
+        case 6: q4_group_weights<6>(p, ld, sf, mf, n, ng, lw, w, b); break;
+        case 7: q4_group_weights<7>(p, ld, sf, mf, n, ng, lw, w, b); break;
+        default: q4_group_weights<8>(p, ld, sf, mf, n, ng, lw, w, b); break;
+    }
     const w_group wg{w, b, g, ng};
     if (g % 16 == 0) accum_g(dec_nib16{x.rows, x.stride}, G, tn, hd, wg, lw, acc);
     else accum_g(dec_nib{x.rows, x.stride}, G, tn, hd, wg, lw, acc);  // channel order
