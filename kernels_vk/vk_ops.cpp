@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 
@@ -148,9 +149,19 @@ void record_rope(vk_backend& be, const op& o) {
 
 constexpr int64_t k_mmv_max_cols = 8;
 
-// Rows of each matrix per workgroup: more rows share each load of x; the shader keeps (GLU ? 2 : 1) * R * n <= 16
-// partial sums per thread.
-uint32_t mmv_rows(int64_t n, bool glu) { return glu ? (n == 1 ? 2 : 1) : n == 1 ? 4 : n <= 4 ? 2 : 1; }
+// Rows of each matrix per workgroup. More rows share each load of x, fewer give more workgroups in flight; on
+// the H100 (NVIDIA's driver) 4 rows per workgroup for one column made decode of a 1B F16 model 26% slower than
+// the earlier shader's one row per workgroup (234 vs 316 t/s, 2026-11-24), so one row it is (the shader keeps
+// (GLU ? 2 : 1) * R * n <= 16 partial sums per thread; TFU_VK_MMV_ROWS=4 tries more for one column).
+uint32_t mmv_rows(int64_t n, bool glu) {
+    static const uint32_t one_col = [] {
+        const char* e = std::getenv("TFU_VK_MMV_ROWS");
+        const int v = e ? std::atoi(e) : 1;
+        return uint32_t(v == 2 || v == 4 ? v : 1);
+    }();
+    if (n == 1) return glu ? std::min<uint32_t>(one_col, 2) : one_col;
+    return 1;
+}
 
 // One matrix of a mul_mat_vec launch: offsets into the launch's weight window (bytes) and result window (words).
 struct mmv_matrix {

@@ -53,6 +53,7 @@ summary() { sed -n '/^===== /h;/^===== /!H;${x;p}' "$OUT/tests.log" | grep -E "^
 step "test_cuda_backend" tests.log $T/test_cuda_backend; summary
 step "test_cuda_paths" tests.log $T/test_cuda_paths; summary
 step "test_cuda_fusion" tests.log $T/test_cuda_fusion; summary
+step "test_cuda_fusion (TFU_CUDA_MMV=i8)" tests.log env TFU_CUDA_MMV=i8 $T/test_cuda_fusion; summary
 step "test_cuda_graphs" tests.log $T/test_cuda_graphs; summary
 step "test_ops (cuda)" tests.log $T/test_ops --gtest_filter='*cuda*'; summary
 step "test_stories260k (cuda)" tests.log $T/test_stories260k --gtest_filter='*cuda*'; summary
