@@ -1,6 +1,7 @@
 // MUL_MAT, matrix-vector form (x of NC = 1..8 columns), for up to 3 weight matrices that share x in one launch:
-// dst_s[j][i] = w_s,i . x_j for each matrix s, row i, column j (weights of dtype TYPE, dequantized element by
-// element by dequant.glsl's dq()). With GLU the launch takes a gate (s = 0) and an up (s = 1) matrix of the same
+// dst_s[j][i] = w_s,i . x_j for each matrix s, row i, column j (weights of dtype TYPE: F32, F16, BF16, Q4_0,
+// Q8_0, Q4_K and Q6_K decoded 8 at a time from wide loads by mmv_units.glsl, the others element by element by
+// dequant.glsl's dq()). With GLU the launch takes a gate (s = 0) and an up (s = 1) matrix of the same
 // shape and also writes glu[j][i] = silu(gate[j][i]) * up[j][i] (silu(g) = g / (1 + exp(-g)), as swiglu.comp):
 // the MUL_MAT gate, MUL_MAT up, SWIGLU(gate, gate, up) of a feed-forward block in one dispatch.
 //
@@ -9,13 +10,15 @@
 // (vk_ops.cpp); a matrix larger than one binding runs alone, one launch per row piece.
 //
 // Launch: one workgroup of 64 per R rows of one matrix (with GLU: R rows of gate and the same R rows of up).
-// Matrix s owns workgroups g_end[s-1] .. g_end[s] - 1. The 64 threads split k (thread t takes elements t, t + 64,
-// ...); each load of x[., e] serves the workgroup's R (2R) rows. Partial sums (R * NC, or 2R * NC with GLU, at
+// Matrix s owns workgroups g_end[s-1] .. g_end[s] - 1. The 64 threads split k: thread t takes units t, t + 64, ...
+// of 8 weights (unit types; then elements past the last whole unit) or elements t, t + 64, ... (dq() types); each
+// load of x serves the workgroup's R (2R) rows. Partial sums (R * NC, or 2R * NC with GLU, at
 // most 16) are reduced with subgroupAdd then across subgroups in shared memory (USE_SUBGROUP), or in shared
 // memory alone. Rows past m repeat row m - 1 and are not stored.
 #version 450
 #include "common.glsl"
 #include "dequant.glsl"
+#include "mmv_units.glsl"
 #ifdef USE_SUBGROUP
 #extension GL_KHR_shader_subgroup_basic : enable
 #extension GL_KHR_shader_subgroup_arithmetic : enable
@@ -45,6 +48,36 @@ shared float total[MAX_ACC];
 
 float silu_mul(float g, float u) { return g / (1.0 + exp(-g)) * u; }
 
+uint rows[2 * 4];     // byte offset of each row the workgroup holds (MATS * R <= 8)
+float acc[MAX_ACC];   // partial sums: row rr, column j at rr * NC + j
+
+// The unit path (mmv_units.glsl): thread t takes units t, t + 64, ... of 8 weights of every row it holds; each
+// column's two vec4 of x serve all rows. w16 / x4: 128-bit loads of weights / x (see main).
+void accumulate_units(uint t, bool w16, bool x4) {
+    const uint n_units = pc.k / 8u;
+    for (uint u = t; u < n_units; u += THREADS) {
+        uint e0, e1;
+        unit_x(u, e0, e1);
+        vec4 xa[8], xb[8];
+        [[unroll]] for (uint j = 0u; j < NC; ++j) {
+            uint xj = pc.x_off + j * pc.x_s;
+            xa[j] = x_vec4(xj + e0, x4);
+            xb[j] = x_vec4(xj + e1, x4);
+        }
+        [[unroll]] for (uint rr = 0u; rr < MATS * R; ++rr) {
+            vec4 wa, wb, sc;
+            unit_w(rows[rr], u, w16, wa, wb, sc);
+            [[unroll]] for (uint j = 0u; j < NC; ++j) {
+                float v;
+                if (UNIT_SCALED) v = sc.x * dot(wa, xa[j]) + sc.y * dot(wb, xb[j]);
+                else v = dot(wa, xa[j]) + dot(wb, xb[j]);
+                if (UNIT_MIN) v -= sc.z * dot(xa[j], vec4(1.0)) + sc.w * dot(xb[j], vec4(1.0));
+                acc[rr * NC + j] += v;
+            }
+        }
+    }
+}
+
 void main() {
     uint g = group_index();
     uint n_groups = GLU != 0u ? pc.g_end[0] : pc.g_end[pc.n_mat - 1u];
@@ -53,15 +86,24 @@ void main() {
     uint i0 = (g - (s == 0u ? 0u : pc.g_end[s - 1u])) * R;
     uint t = gl_LocalInvocationID.x;
 
-    uint rows[2 * 4];  // byte offset of each row the workgroup holds (MATS * R <= 8)
     [[unroll]] for (uint rr = 0u; rr < MATS * R; ++rr) {
         uint sm = GLU != 0u ? rr / R : s;
         uint i = min(i0 + rr % R, pc.m[sm] - 1u);
         rows[rr] = pc.w_off[sm] + i * pc.w_nb1[sm];
     }
-    float acc[MAX_ACC];
     [[unroll]] for (uint a = 0u; a < MAX_ACC; ++a) acc[a] = 0.0;
-    for (uint e = t; e < pc.k; e += THREADS) {
+    if (UNIT_TYPE) {
+        // 128-bit loads where every row of the workgroup (and x) sits at a multiple of 16 bytes; the branch is
+        // uniform, and each call is specialised on its constant flags.
+        bool w16 = true;
+        [[unroll]] for (uint rr = 0u; rr < MATS * R; ++rr) w16 = w16 && (rows[rr] & 15u) == 0u;
+        bool x4 = (pc.x_off & 3u) == 0u && (NC == 1u || (pc.x_s & 3u) == 0u);
+        if (x4 && w16) accumulate_units(t, true, true);
+        else if (x4) accumulate_units(t, false, true);
+        else accumulate_units(t, false, false);
+    }
+    // Elements not in units: all of them for the other types, k % 8 for the float types.
+    for (uint e = (UNIT_TYPE ? pc.k & ~7u : 0u) + t; e < pc.k; e += THREADS) {
         float xv[8];
         [[unroll]] for (uint j = 0u; j < NC; ++j) xv[j] = src1_f(pc.x_off + j * pc.x_s + e);
         [[unroll]] for (uint rr = 0u; rr < MATS * R; ++rr) {
