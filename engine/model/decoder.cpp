@@ -146,18 +146,22 @@ void decoder::forward(backend& be, const kv_target& kv, const int32_t* tokens, i
     tensor g = act(g_, F, n), u = act(u_, F, n);
     const tensor* factors = rope_factors_.data ? &rope_factors_ : nullptr;
 
+    // One run() per layer: from the layer's attention norm to the next layer's attention norm (the residual ADD
+    // and the norm after it in one run, so that a backend can fuse them), the embedding lookup in the first and
+    // the output norm and projection in the last.
+    auto attn_norm = [&](int32_t il) {
+        op norm = make_op(op_type::RMS_NORM, &xn, &x, &w_.layers[size_t(il)].attn_norm);
+        norm.f[0] = hp_.rms_eps;
+        return norm;
+    };
     std::vector<op> ops;
-    ops.reserve(24);
+    ops.reserve(28);
     ops.push_back(make_op(op_type::GET_ROWS, &x, &w_.tok_embd, &ids));
-    be.run(ops.data(), ops.size());
+    ops.push_back(attn_norm(0));
 
     for (int32_t il = 0; il < hp_.n_layer; ++il) {
         if (cancel && cancel->load(std::memory_order_relaxed)) fail(TFU_STATUS_CANCELLED, "cancelled");
         const layer_weights& L = w_.layers[size_t(il)];
-        ops.clear();
-        op norm = make_op(op_type::RMS_NORM, &xn, &x, &L.attn_norm);
-        norm.f[0] = hp_.rms_eps;
-        ops.push_back(norm);
         ops.push_back(make_op(op_type::MUL_MAT, &q, &L.wq, &xn));
         ops.push_back(make_op(op_type::MUL_MAT, &k, &L.wk, &xn));
         ops.push_back(make_op(op_type::MUL_MAT, &v, &L.wv, &xn));
@@ -205,7 +209,11 @@ void decoder::forward(backend& be, const kv_target& kv, const int32_t* tokens, i
         ops.push_back(make_op(op_type::SWIGLU, &g, &g, &u));
         ops.push_back(make_op(op_type::MUL_MAT, &o, &L.ffn_down, &g));
         ops.push_back(make_op(op_type::ADD, &x, &x, &o));
-        be.run(ops.data(), ops.size());
+        if (il + 1 < hp_.n_layer) {
+            ops.push_back(attn_norm(il + 1));
+            be.run(ops.data(), ops.size());
+            ops.clear();
+        }
     }
 
     // Final norm and output projection: all positions (perplexity) or only the last (generation).
@@ -214,7 +222,6 @@ void decoder::forward(backend& be, const kv_target& kv, const int32_t* tokens, i
     tensor xn_last = make_tensor(dtype::F32, E, n_out, 1, 1, xn_.data);
     const size_t n_logits = size_t(hp_.n_vocab) * size_t(n_out);
     tensor lg = make_tensor(dtype::F32, hp_.n_vocab, n_out, 1, 1, dev_ ? logits_buffer(n_logits) : logits, "logits");
-    ops.clear();
     op fn = make_op(op_type::RMS_NORM, &xn_last, &x_last, &w_.output_norm);
     fn.f[0] = hp_.rms_eps;
     ops.push_back(fn);
