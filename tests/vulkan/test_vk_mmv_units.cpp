@@ -1,0 +1,244 @@
+// The Vulkan decode matrix-vector kernel's unit path (kernels_vk/shaders/mmv_units.glsl: F32, F16, BF16, Q4_0, Q8_0,
+// Q4_K, Q6_K decoded 8 weights at a time) on odd shapes, against cpu-ref:
+//  - k not a multiple of 256 (Q4_0/Q8_0: whole 32-blocks; float types: also k % 8 != 0, a tail of single elements,
+//    and k < 8, no unit at all);
+//  - weight rows with padded strides (nb[1] = row bytes + 2, 4 or 16: blocks straddle 32-bit words differently
+//    per row; 16-byte aligned rows take the 128-bit loads, others not), weights starting 4 bytes into their
+//    allocation;
+//  - x with padded column strides (not a multiple of 4 floats: scalar x loads) and x starting 4 bytes in;
+//  - m of 1, 7, 37; 1..8 columns; one MUL_MAT, gate/up + SWIGLU (GLU launch) and three matrices of one x (Q/K/V
+//    launch) with padded weights.
+// Bounds: test_ops' MUL_MAT rel-L2 bounds per type (the fused SWIGLU's product 2x). Weights random (seeded, printed
+// by test_seed()). Skipped where no Vulkan device (or module) is present (lavapipe: TFU_VK_ALLOW_CPU=1).
+#include <cmath>
+#include <cstdio>
+#include <map>
+
+#include "ops/op_test_util.h"
+
+namespace tfu::test {
+namespace {
+
+std::unique_ptr<backend> make_vk(std::string* why) {
+    try {
+        return create_backend(TFU_BACKEND_VULKAN, 0);
+    } catch (const tfu::error& err) {
+        if (err.status() != TFU_STATUS_BACKEND_UNAVAILABLE) throw;
+        *why = err.what();
+        return nullptr;
+    }
+}
+
+double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+        if (!std::isfinite(got[i])) return INFINITY;
+        num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+        den += double(want[i]) * want[i];
+    }
+    return std::sqrt(num / den);
+}
+
+double bound_of(dtype t) {  // test_ops' rel L2 bounds for MUL_MAT
+    switch (t) {
+        case dtype::F32: return 1e-5;
+        case dtype::F16: return 2e-3;
+        case dtype::BF16: return 1.5e-2;
+        case dtype::Q4_K: case dtype::Q6_K: return 2.5e-2;
+        default: return 2e-2;
+    }
+}
+
+// A 2-D tensor (ne0, ne1) with row stride nb1 (>= its row bytes) whose data starts `lead` bytes into host memory
+// it owns, and into its device copy (lead a multiple of 4: the backend binds 4-byte aligned addresses).
+struct strided {
+    tensor host;
+    std::vector<uint8_t> mem;
+    size_t lead = 0, bytes = 0;
+    strided(dtype type, int64_t ne0, int64_t ne1, size_t nb1, size_t lead_bytes) : lead(lead_bytes) {
+        host = make_tensor(type, ne0, ne1);
+        host.nb[1] = nb1;
+        host.nb[2] = host.nb[3] = nb1 * size_t(ne1);
+        bytes = lead + size_t(ne1 - 1) * nb1 + host.row_bytes();
+        mem.assign(bytes, 0xA5);  // padding bytes stay garbage: the kernel must not read them
+        host.data = mem.data() + lead;
+    }
+};
+
+// The tensors of one case, on the host (run by cpu-ref) and on the device (same layout, same lead).
+class mmv_case {
+public:
+    explicit mmv_case(backend& dev) : dev_(dev) {}
+    ~mmv_case() {
+        for (void* p : allocs_) dev_.free(p);
+    }
+    tensor* weight(std::mt19937_64& rng, dtype type, int64_t k, int64_t m, size_t pad, size_t lead) {
+        ts_.push_back(std::make_unique<strided>(type, k, m, row_size(type, k) + pad, lead));
+        fill_random(rng, ts_.back()->host, 0.05f);
+        return &ts_.back()->host;
+    }
+    tensor* x(std::mt19937_64& rng, int64_t k, int64_t n, size_t pad_floats, size_t lead) {
+        ts_.push_back(std::make_unique<strided>(dtype::F32, k, n, sizeof(float) * size_t(k + int64_t(pad_floats)),
+                                                lead));
+        fill_random(rng, ts_.back()->host, 1.0f);
+        return &ts_.back()->host;
+    }
+    tensor* result(int64_t m, int64_t n) {
+        ts_.push_back(std::make_unique<strided>(dtype::F32, m, n, sizeof(float) * size_t(m), 0));
+        std::memset(ts_.back()->mem.data(), 0, ts_.back()->bytes);
+        return &ts_.back()->host;
+    }
+    void run(const std::vector<op>& ops) {
+        std::map<const tensor*, tensor*> map;
+        for (auto& s : ts_) {
+            dev_t_.push_back(std::make_unique<tensor>(s->host));
+            void* d = dev_.alloc(s->bytes, "mmv units test");
+            allocs_.push_back(d);
+            dev_.upload(d, s->mem.data(), s->bytes);
+            dev_t_.back()->data = static_cast<uint8_t*>(d) + s->lead;
+            map[&s->host] = dev_t_.back().get();
+        }
+        std::vector<op> dops = ops;
+        for (op& o : dops) {
+            o.dst = map.at(o.dst);
+            for (auto& s : o.src)
+                if (s) s = map.at(s);
+        }
+        make_cpu_ref_backend()->run(ops.data(), ops.size());
+        dev_.run(dops.data(), dops.size());
+        dev_.sync();
+        map_ = map;
+    }
+    std::vector<float> device_values(const tensor* host_t) {
+        std::vector<float> v(size_t(host_t->nelements()));
+        dev_.download(v.data(), map_.at(host_t)->data, v.size() * sizeof(float));
+        return v;
+    }
+
+private:
+    backend& dev_;
+    std::vector<std::unique_ptr<strided>> ts_;
+    std::vector<std::unique_ptr<tensor>> dev_t_;
+    std::vector<void*> allocs_;
+    std::map<const tensor*, tensor*> map_;
+};
+
+op make_op(op_type type, tensor* dst, const tensor* a, const tensor* b) {
+    op o;
+    o.type = type;
+    o.dst = dst;
+    o.src[0] = a;
+    o.src[1] = b;
+    return o;
+}
+
+// The unit types and row lengths that exercise them (none a multiple of 256 where the type allows).
+struct type_shapes {
+    dtype t;
+    std::vector<int64_t> ks;
+};
+const type_shapes k_unit_types[] = {
+    {dtype::F32, {5, 13, 264, 1003}},   {dtype::F16, {7, 8, 13, 264, 1003}}, {dtype::BF16, {3, 13, 264, 1003}},
+    {dtype::Q4_0, {32, 96, 1056}},      {dtype::Q8_0, {32, 96, 1056}},      {dtype::Q4_K, {256, 768}},
+    {dtype::Q6_K, {256, 768}},
+};
+
+// Row padding in bytes: 2 shifts 2-byte aligned blocks across word boundaries row by row; F32 rows are read as
+// whole words (the backend accepts 2-byte strided weights, but the F32 dequantizer needs 4), so not for F32.
+std::vector<size_t> pads_of(dtype t) {
+    if (t == dtype::F32) return {0, 4, 16};
+    return {0, 2, 4, 16};
+}
+
+TEST(vk_mmv_units, single_matrix_odd_shapes) {
+    std::string why;
+    std::unique_ptr<backend> dev = make_vk(&why);
+    if (!dev) GTEST_SKIP() << why;
+    std::mt19937_64 rng(test_seed());
+    int cases = 0;
+    for (const type_shapes& ts : k_unit_types)
+        for (int64_t k : ts.ks)
+            for (size_t pad : pads_of(ts.t)) {
+                // Columns 1..8 spread over the cases (every count for every type), m of 1, 7, 37; x and weights
+                // 4 bytes into their allocations and x padded by one float on alternate cases.
+                const int64_t n = 1 + (cases % 8);
+                const int64_t m = (cases % 3 == 0) ? 1 : (cases % 3 == 1 ? 7 : 37);
+                const size_t w_lead = (cases % 2) * 4, x_lead = ((cases / 2) % 2) * 4, x_pad = (cases / 4) % 2;
+                ++cases;
+                mmv_case c(*dev);
+                tensor* w = c.weight(rng, ts.t, k, m, pad, w_lead);
+                tensor* x = c.x(rng, k, n, x_pad, x_lead);
+                tensor* d = c.result(m, n);
+                c.run({make_op(op_type::MUL_MAT, d, w, x)});
+                EXPECT_LE(rel_l2(c.device_values(d), to_floats(*d)), bound_of(ts.t))
+                    << dtype_name(ts.t) << " k=" << k << " m=" << m << " n=" << n << " pad=" << pad
+                    << " w_lead=" << w_lead << " x_lead=" << x_lead << " x_pad=" << x_pad;
+            }
+    std::printf("%d single-matrix cases\n", cases);
+}
+
+// Every column count for F16 and Q4_0 on one padded shape (each count is its own pipeline: NC is a specialization
+// constant).
+TEST(vk_mmv_units, every_column_count) {
+    std::string why;
+    std::unique_ptr<backend> dev = make_vk(&why);
+    if (!dev) GTEST_SKIP() << why;
+    std::mt19937_64 rng(test_seed() + 1);
+    for (dtype t : {dtype::F16, dtype::Q4_0, dtype::Q8_0})
+        for (int64_t n = 1; n <= 8; ++n) {
+            const int64_t k = 160, m = 9;
+            mmv_case c(*dev);
+            tensor* w = c.weight(rng, t, k, m, 2, 0);
+            tensor* x = c.x(rng, k, n, 0, 0);
+            tensor* d = c.result(m, n);
+            c.run({make_op(op_type::MUL_MAT, d, w, x)});
+            EXPECT_LE(rel_l2(c.device_values(d), to_floats(*d)), bound_of(t)) << dtype_name(t) << " n=" << n;
+        }
+}
+
+// gate/up + SWIGLU (one GLU launch) and Q/K/V (three matrices of one x) with padded weights: the unit path inside
+// the fused launches, with rows of different matrices at different word alignments.
+TEST(vk_mmv_units, fused_launches_padded) {
+    std::string why;
+    std::unique_ptr<backend> dev = make_vk(&why);
+    if (!dev) GTEST_SKIP() << why;
+    std::mt19937_64 rng(test_seed() + 2);
+    for (const type_shapes& ts : k_unit_types)
+        for (int64_t n : {1, 3}) {
+            const int64_t k = ts.ks.back();
+            const std::string what = std::string(dtype_name(ts.t)) + " k=" + std::to_string(k) +
+                                     " n=" + std::to_string(n);
+            const size_t pad_a = ts.t == dtype::F32 ? 4 : 2;
+            {
+                mmv_case c(*dev);
+                const int64_t m = 37;
+                tensor* x = c.x(rng, k, n, 0, 0);
+                tensor* wg = c.weight(rng, ts.t, k, m, pad_a, 0);
+                tensor* wu = c.weight(rng, ts.t, k, m, 16, 4);
+                tensor* g = c.result(m, n);
+                tensor* u = c.result(m, n);
+                c.run({make_op(op_type::MUL_MAT, g, wg, x), make_op(op_type::MUL_MAT, u, wu, x),
+                       make_op(op_type::SWIGLU, g, g, u)});
+                EXPECT_LE(rel_l2(c.device_values(u), to_floats(*u)), bound_of(ts.t)) << what << " up";
+                EXPECT_LE(rel_l2(c.device_values(g), to_floats(*g)), 2 * bound_of(ts.t)) << what << " glu";
+            }
+            {
+                mmv_case c(*dev);
+                tensor* x = c.x(rng, k, n, 1, 4);
+                tensor* wq = c.weight(rng, ts.t, k, 37, 0, 0);
+                tensor* wk = c.weight(rng, ts.t, k, 7, pad_a, 4);
+                tensor* wv = c.weight(rng, ts.t, k, 1, 4, 0);
+                tensor* q = c.result(37, n);
+                tensor* kk = c.result(7, n);
+                tensor* v = c.result(1, n);
+                c.run({make_op(op_type::MUL_MAT, q, wq, x), make_op(op_type::MUL_MAT, kk, wk, x),
+                       make_op(op_type::MUL_MAT, v, wv, x)});
+                EXPECT_LE(rel_l2(c.device_values(q), to_floats(*q)), bound_of(ts.t)) << what << " q";
+                EXPECT_LE(rel_l2(c.device_values(kk), to_floats(*kk)), bound_of(ts.t)) << what << " k";
+                EXPECT_LE(rel_l2(c.device_values(v), to_floats(*v)), bound_of(ts.t)) << what << " v";
+            }
+        }
+}
+
+}  // namespace
+}  // namespace tfu::test
