@@ -25,6 +25,7 @@
 #include "backend/module.h"
 #include "core/error.h"
 #include "cuda_ops.h"
+#include "fused_rows.h"
 #include "graph_cache.h"
 #include "mul_mat_vec.h"
 
@@ -399,6 +400,13 @@ private:
             }
             if (o.type == op_type::MUL_MAT) {  // with the MUL_MATs and SWIGLU after it that share its launch
                 const size_t used = mul_mat_vec_fused(ctx_, ops + i, n_ops - i);
+                if (used) {
+                    i += used - 1;
+                    continue;
+                }
+            }
+            {  // ADD + RMS_NORM, ROPE q + ROPE k, KV_STORE k + KV_STORE v in one launch each (fused_rows.h)
+                const size_t used = fused_rows(ctx_, ops + i, n_ops - i);
                 if (used) {
                     i += used - 1;
                     continue;

@@ -1,0 +1,270 @@
+// Fused launches of a decoder layer's small row-wise ops (fused_rows.h): ADD + RMS_NORM, ROPE q + ROPE k,
+// KV_STORE k + KV_STORE v. Each kernel repeats the arithmetic of the ops' own kernels (elementwise.cu,
+// rms_norm.cu, rope.cu, kv_store.cu) expression for expression, so results are bit-identical; what goes away is
+// a launch (2-5 us of a decode step each on an H100) and, for ADD + RMS_NORM, a round trip of the residual.
+// Launch shapes:
+//   add_rms_norm_kernel: one block of 256 threads per row (rms_norm.cu's shape: the same per-thread partial sums
+//     and the same reduction order). Thread t adds elements t, t + 256, ... (f32, as ADD), stores them to y and
+//     sums their squares in double; after the block reduction it writes xn = y * scale * w from the y values it
+//     stored itself.
+//   rope_pair_kernel: one block of 64 threads per (token, head) row; blocks [0, rows_q) take q's rows, the rest
+//     k's (rope.cu's per-row body, double-precision angles).
+//   kv_store_pair_kernel: a grid-stride loop over k's elements then v's (kv_store.cu's conversion per element).
+#include <algorithm>
+
+#include "cuda_common.cuh"
+#include "fused_rows.h"
+
+namespace tfu::cuda {
+
+namespace {
+
+// ---- aliasing --------------------------------------------------------------------------------------------
+// Bytes [lo, hi) a tensor's rows occupy (padded row strides: the last row ends at its own length).
+struct byte_range {
+    const uint8_t* lo;
+    const uint8_t* hi;
+};
+
+byte_range rows_of(const tensor& t, int64_t first, int64_t n) {
+    const auto* base = static_cast<const uint8_t*>(t.data) + size_t(first) * t.nb[1];
+    return {base, base + size_t(n - 1) * t.nb[1] + t.row_bytes()};
+}
+byte_range span_of(const tensor& t) { return rows_of(t, 0, t.nrows()); }
+
+bool overlaps(byte_range a, byte_range b) { return a.lo < b.hi && b.lo < a.hi; }
+bool overlaps(const tensor& a, const tensor& b) { return overlaps(span_of(a), span_of(b)); }
+
+// The same rows of the same memory: element (r, i) of one is element (r, i) of the other.
+bool same_rows(const tensor& a, const tensor& b) {
+    return a.data == b.data && a.type == b.type && a.ne[0] == b.ne[0] && a.nrows() == b.nrows() &&
+           (a.nrows() == 1 || a.nb[1] == b.nb[1]);
+}
+
+// A tensor written by a fused kernel next to another tensor of the pair: apart, or the very same rows (each
+// element is then read and written by one thread, in the order of the ops).
+bool apart_or_same(const tensor& w, const tensor& t) { return !overlaps(w, t) || same_rows(w, t); }
+
+// ---- ADD + RMS_NORM --------------------------------------------------------------------------------------
+constexpr int k_norm_threads = 256;  // rms_norm.cu's block size: the reduction order depends on it
+
+__global__ void add_rms_norm_kernel(const uint8_t* a, size_t a_stride, const uint8_t* b, size_t b_stride,
+                                    uint8_t* y, size_t y_stride, const float* __restrict__ g, uint8_t* xn,
+                                    size_t xn_stride, int64_t k, float eps) {
+    const float* ar = reinterpret_cast<const float*>(a + blockIdx.x * a_stride);
+    const float* br = reinterpret_cast<const float*>(b + blockIdx.x * b_stride);  // b_stride 0: broadcast
+    float* yr = reinterpret_cast<float*>(y + blockIdx.x * y_stride);
+    float* nr = reinterpret_cast<float*>(xn + blockIdx.x * xn_stride);
+    double ss = 0;
+    for (int64_t i = threadIdx.x; i < k; i += k_norm_threads) {
+        const float v = ar[i] + br[i];  // elementwise.cu's ADD
+        yr[i] = v;
+        ss += double(v) * v;  // rms_norm.cu's sum of squares of the row it reads (y)
+    }
+    ss = warp_sum(ss);
+    __shared__ double part[k_norm_threads / k_warp];
+    if (threadIdx.x % k_warp == 0) part[threadIdx.x / k_warp] = ss;
+    __syncthreads();
+    double total = 0;
+#pragma unroll
+    for (int w = 0; w < k_norm_threads / k_warp; ++w) total += part[w];
+    const double scale = 1.0 / sqrt(total / double(k) + double(eps));
+    // yr[i] is this thread's own store above (xn == y in place: read, then overwritten by the same thread).
+    for (int64_t i = threadIdx.x; i < k; i += k_norm_threads) nr[i] = float(yr[i] * scale * g[i]);
+}
+
+// ADD(y, a, b) then RMS_NORM(xn, y, w).
+bool add_rms_norm_fusable(const op& add, const op& norm) {
+    if (add.type != op_type::ADD || norm.type != op_type::RMS_NORM) return false;
+    const tensor& y = *add.dst;
+    const tensor& a = *add.src[0];
+    const tensor& b = *add.src[1];
+    const tensor& x = *norm.src[0];
+    const tensor& w = *norm.src[1];
+    const tensor& xn = *norm.dst;
+    if (!same_rows(x, y)) return false;
+    // Each block owns one row: whatever it writes (y, xn) must not be what another block reads or writes.
+    if (!apart_or_same(y, a) || !apart_or_same(y, b)) return false;
+    if (!apart_or_same(xn, a) || !apart_or_same(xn, b) || !apart_or_same(xn, y)) return false;
+    return !overlaps(w, y) && !overlaps(w, xn);  // the norm weight is read by every block
+}
+
+void add_rms_norm(context& ctx, const op& add, const op& norm) {
+    const tensor& a = *add.src[0];
+    const tensor& b = *add.src[1];
+    const size_t b_stride = b.nrows() == 1 ? 0 : b.nb[1];
+    add_rms_norm_kernel<<<unsigned(a.nrows()), k_norm_threads, 0, ctx.stream>>>(
+        static_cast<const uint8_t*>(a.data), a.nb[1], static_cast<const uint8_t*>(b.data), b_stride,
+        static_cast<uint8_t*>(add.dst->data), add.dst->nb[1], static_cast<const float*>(norm.src[1]->data),
+        static_cast<uint8_t*>(norm.dst->data), norm.dst->nb[1], a.ne[0], norm.f[0]);
+    check_launch("add_rms_norm_kernel");
+}
+
+// ---- ROPE q + ROPE k -------------------------------------------------------------------------------------
+struct rope_rows {
+    const uint8_t* x;
+    size_t x_stride;
+    uint8_t* y;
+    size_t y_stride;
+    int64_t hd, n_head;
+};
+
+__global__ void rope_pair_kernel(rope_rows q, rope_rows kk, unsigned q_blocks, const int32_t* __restrict__ pos,
+                                 const float* __restrict__ factors, int n_rot, bool neox, double base,
+                                 double freq_scale) {
+    const bool second = blockIdx.x >= q_blocks;
+    const rope_rows s = second ? kk : q;
+    const int64_t r = second ? blockIdx.x - q_blocks : blockIdx.x;  // row = t * n_head + h
+    // From here on rope.cu's rope_kernel with s's tensors.
+    const int64_t hd = s.hd;
+    const int64_t t = r / s.n_head;
+    const float* xr = reinterpret_cast<const float*>(s.x + size_t(r) * s.x_stride);
+    float* yr = reinterpret_cast<float*>(s.y + size_t(r) * s.y_stride);
+    const int half = n_rot / 2;
+    const int64_t n_items = half + (hd - n_rot);
+    for (int64_t i = threadIdx.x; i < n_items; i += blockDim.x) {
+        if (i < half) {
+            const int j = int(i);
+            double theta = double(pos[t]) * freq_scale * pow(base, -2.0 * j / n_rot);
+            if (factors) theta /= double(factors[j]);
+            double sn, c;
+            sincos(theta, &sn, &c);
+            const int i0 = neox ? j : 2 * j;
+            const int i1 = neox ? j + half : 2 * j + 1;
+            const double a = xr[i0], b = xr[i1];
+            yr[i0] = float(a * c - b * sn);
+            yr[i1] = float(a * sn + b * c);
+        } else {
+            const int64_t e = n_rot + (i - half);
+            yr[e] = xr[e];
+        }
+    }
+}
+
+// ROPE(dq, q, pos, ff) then ROPE(dk, k, pos, ff) with the same parameters.
+bool rope_pair_fusable(const op& p, const op& o) {
+    if (p.type != op_type::ROPE || o.type != op_type::ROPE) return false;
+    if (p.i[0] != o.i[0] || p.i[1] != o.i[1] || p.f[0] != o.f[0] || p.f[1] != o.f[1]) return false;
+    const tensor& pos = *p.src[1];
+    if (o.src[1]->data != pos.data || o.src[1]->nelements() != pos.nelements()) return false;
+    if ((p.src[2] == nullptr) != (o.src[2] == nullptr)) return false;
+    if (p.src[2] && (p.src[2]->data != o.src[2]->data || p.src[2]->nelements() != o.src[2]->nelements())) return false;
+    const tensor& dq = *p.dst;
+    const tensor& q = *p.src[0];
+    const tensor& dk = *o.dst;
+    const tensor& k = *o.src[0];
+    // In place or apart from its own source (as rope.cu allows); nothing else of the pair is touched: the second
+    // op must not read what the first writes (they run at the same time now), nor write what the first reads.
+    if (!apart_or_same(dq, q) || !apart_or_same(dk, k)) return false;
+    if (overlaps(dq, k) || overlaps(dq, dk) || overlaps(dk, q)) return false;
+    for (const tensor* d : {&dq, &dk}) {
+        if (overlaps(*d, pos)) return false;
+        if (p.src[2] && overlaps(*d, *p.src[2])) return false;
+    }
+    return true;
+}
+
+rope_rows rope_rows_of(const op& o) {
+    const tensor& x = *o.src[0];
+    return {static_cast<const uint8_t*>(x.data), x.nb[1], static_cast<uint8_t*>(o.dst->data), o.dst->nb[1], x.ne[0],
+            x.ne[1]};
+}
+
+void rope_pair(context& ctx, const op& p, const op& o) {
+    const unsigned q_blocks = unsigned(p.src[0]->nrows());
+    const unsigned blocks = q_blocks + unsigned(o.src[0]->nrows());
+    const float* factors = p.src[2] ? static_cast<const float*>(p.src[2]->data) : nullptr;
+    rope_pair_kernel<<<blocks, 64, 0, ctx.stream>>>(rope_rows_of(p), rope_rows_of(o), q_blocks,
+                                                    static_cast<const int32_t*>(p.src[1]->data), factors, p.i[0],
+                                                    p.i[1] == 2, double(p.f[0]), double(p.f[1]));
+    check_launch("rope_pair_kernel");
+}
+
+// ---- KV_STORE k + KV_STORE v -----------------------------------------------------------------------------
+struct kv_rows {
+    const uint8_t* x;
+    size_t x_stride;
+    uint8_t* c;
+    size_t c_stride;
+    int64_t k;      // elements per row
+    int64_t total;  // elements of x
+};
+
+template <dtype T>
+__global__ void kv_store_pair_kernel(kv_rows ka, kv_rows va, int64_t first, int64_t total) {
+    for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
+         idx += int64_t(gridDim.x) * blockDim.x) {
+        const bool second = idx >= ka.total;
+        const kv_rows s = second ? va : ka;
+        const int64_t e = second ? idx - ka.total : idx;
+        const int64_t j = e / s.k, i = e % s.k;
+        const float v = reinterpret_cast<const float*>(s.x + size_t(j) * s.x_stride)[i];
+        uint8_t* row = s.c + size_t(first + j) * s.c_stride;
+        if constexpr (T == dtype::F32) reinterpret_cast<float*>(row)[i] = v;
+        else if constexpr (T == dtype::F16) reinterpret_cast<uint16_t*>(row)[i] = f2h(v);
+        else reinterpret_cast<uint16_t*>(row)[i] = f2bf(v);
+    }
+}
+
+// KV_STORE(ck, xk) then KV_STORE(cv, xv) at the same rows of caches of one dtype.
+bool kv_store_pair_fusable(const op& p, const op& o) {
+    if (p.type != op_type::KV_STORE || o.type != op_type::KV_STORE) return false;
+    if (p.i[0] != o.i[0] || p.dst->type != o.dst->type) return false;
+    switch (p.dst->type) {
+        case dtype::F32:
+        case dtype::F16:
+        case dtype::BF16: break;
+        default: return false;  // kv_store() reports it
+    }
+    const byte_range wk = rows_of(*p.dst, p.i[0], p.src[0]->nrows());
+    const byte_range wv = rows_of(*o.dst, o.i[0], o.src[0]->nrows());
+    for (const tensor* x : {p.src[0], o.src[0]})
+        if (overlaps(wk, span_of(*x)) || overlaps(wv, span_of(*x))) return false;
+    return !overlaps(wk, wv);
+}
+
+kv_rows kv_rows_of(const op& o) {
+    const tensor& x = *o.src[0];
+    return {static_cast<const uint8_t*>(x.data), x.nb[1], static_cast<uint8_t*>(o.dst->data), o.dst->nb[1], x.ne[0],
+            x.nelements()};
+}
+
+void kv_store_pair(context& ctx, const op& p, const op& o) {
+    const kv_rows ka = kv_rows_of(p), va = kv_rows_of(o);
+    const int64_t total = ka.total + va.total;
+    const unsigned blocks = unsigned(std::min<int64_t>(ceil_div(total, 256), int64_t(ctx.sm_count) * 16));
+    auto go = [&](auto kernel) {
+        kernel<<<blocks, 256, 0, ctx.stream>>>(ka, va, int64_t(p.i[0]), total);
+    };
+    switch (p.dst->type) {
+        case dtype::F32: go(kv_store_pair_kernel<dtype::F32>); break;
+        case dtype::F16: go(kv_store_pair_kernel<dtype::F16>); break;
+        default: go(kv_store_pair_kernel<dtype::BF16>); break;  // kv_store_pair_fusable admits only these three
+    }
+    check_launch("kv_store_pair_kernel");
+}
+
+}  // namespace
+
+size_t fused_rows(context& ctx, const op* ops, size_t n_ops) {
+    if (n_ops < 2) return 0;
+    const op& a = ops[0];
+    const op& b = ops[1];
+    switch (a.type) {
+        case op_type::ADD:
+            if (!add_rms_norm_fusable(a, b)) return 0;
+            add_rms_norm(ctx, a, b);
+            return 2;
+        case op_type::ROPE:
+            if (!rope_pair_fusable(a, b)) return 0;
+            rope_pair(ctx, a, b);
+            return 2;
+        case op_type::KV_STORE:
+            if (!kv_store_pair_fusable(a, b)) return 0;
+            kv_store_pair(ctx, a, b);
+            return 2;
+        default: return 0;
+    }
+}
+
+}  // namespace tfu::cuda
