@@ -6,7 +6,7 @@
 //   add_rms_norm_kernel: one block of 256 threads per row (rms_norm.cu's shape: the same per-thread partial sums
 //     and the same reduction order). Thread t adds elements t, t + 256, ... (f32, as ADD), stores them to y and
 //     sums their squares in double; after the block reduction it writes xn = y * scale * w from the y values it
-//     stored itself.
+//     stored itself. Loads are issued 8 elements at a time ahead of the stores (see the kernel).
 //   rope_pair_kernel: one block of 64 threads per (token, head) row; blocks [0, rows_q) take q's rows, the rest
 //     k's (rope.cu's per-row body, double-precision angles).
 //   kv_store_pair_kernel: a grid-stride loop over k's elements then v's (kv_store.cu's conversion per element).
@@ -47,6 +47,7 @@ bool apart_or_same(const tensor& w, const tensor& t) { return !overlaps(w, t) ||
 
 // ---- ADD + RMS_NORM --------------------------------------------------------------------------------------
 constexpr int k_norm_threads = 256;  // rms_norm.cu's block size: the reduction order depends on it
+constexpr int k_norm_unroll = 8;     // elements per thread loaded together (a 2048-wide row: all of them)
 
 __global__ void add_rms_norm_kernel(const uint8_t* a, size_t a_stride, const uint8_t* b, size_t b_stride,
                                     uint8_t* y, size_t y_stride, const float* __restrict__ g, uint8_t* xn,
@@ -55,11 +56,26 @@ __global__ void add_rms_norm_kernel(const uint8_t* a, size_t a_stride, const uin
     const float* br = reinterpret_cast<const float*>(b + blockIdx.x * b_stride);  // b_stride 0: broadcast
     float* yr = reinterpret_cast<float*>(y + blockIdx.x * y_stride);
     float* nr = reinterpret_cast<float*>(xn + blockIdx.x * xn_stride);
+    // Each thread visits i = t, t + 256, ... in increasing order, as rms_norm.cu does, k_norm_unroll elements at a
+    // time: all their loads are issued before the stores (y may be a's memory, so the compiler would otherwise
+    // wait for every store before the next load; fused_rows admits only y == a exactly or apart, so loading a
+    // later element before storing an earlier one reads the same values).
     double ss = 0;
-    for (int64_t i = threadIdx.x; i < k; i += k_norm_threads) {
-        const float v = ar[i] + br[i];  // elementwise.cu's ADD
-        yr[i] = v;
-        ss += double(v) * v;  // rms_norm.cu's sum of squares of the row it reads (y)
+    for (int64_t i0 = threadIdx.x; i0 < k; i0 += int64_t(k_norm_threads) * k_norm_unroll) {
+        float v[k_norm_unroll];
+#pragma unroll
+        for (int u = 0; u < k_norm_unroll; ++u) {
+            const int64_t i = i0 + int64_t(u) * k_norm_threads;
+            v[u] = i < k ? ar[i] + br[i] : 0.0f;  // elementwise.cu's ADD
+        }
+#pragma unroll
+        for (int u = 0; u < k_norm_unroll; ++u) {
+            const int64_t i = i0 + int64_t(u) * k_norm_threads;
+            if (i < k) {
+                yr[i] = v[u];
+                ss += double(v[u]) * v[u];  // rms_norm.cu's sum of squares of the row it reads (y)
+            }
+        }
     }
     ss = warp_sum(ss);
     __shared__ double part[k_norm_threads / k_warp];
@@ -69,8 +85,21 @@ __global__ void add_rms_norm_kernel(const uint8_t* a, size_t a_stride, const uin
 #pragma unroll
     for (int w = 0; w < k_norm_threads / k_warp; ++w) total += part[w];
     const double scale = 1.0 / sqrt(total / double(k) + double(eps));
-    // yr[i] is this thread's own store above (xn == y in place: read, then overwritten by the same thread).
-    for (int64_t i = threadIdx.x; i < k; i += k_norm_threads) nr[i] = float(yr[i] * scale * g[i]);
+    // yr[i] is this thread's own store above (xn == y in place: read, then overwritten by the same thread); loads
+    // first again (xn may be y's memory).
+    for (int64_t i0 = threadIdx.x; i0 < k; i0 += int64_t(k_norm_threads) * k_norm_unroll) {
+        float v[k_norm_unroll];
+#pragma unroll
+        for (int u = 0; u < k_norm_unroll; ++u) {
+            const int64_t i = i0 + int64_t(u) * k_norm_threads;
+            v[u] = i < k ? yr[i] : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < k_norm_unroll; ++u) {
+            const int64_t i = i0 + int64_t(u) * k_norm_threads;
+            if (i < k) nr[i] = float(v[u] * scale * g[i]);
+        }
+    }
 }
 
 // ADD(y, a, b) then RMS_NORM(xn, y, w).
