@@ -469,6 +469,8 @@ bool op_supported(const op& o, const device_caps& caps, uint64_t max_binding, st
             if (!weight_dtype_ok(w.type))
                 return refuse(why, o, std::string("weight dtype ") + dtype_name(w.type) + " has no Vulkan dequantizer");
             if (w.nb[1] % 2 != 0) return refuse(why, o, "src0 rows are not 2-byte strided");
+            if (w.type == dtype::F32 && w.nb[1] % 4 != 0)  // f32 rows are read as whole words
+                return refuse(why, o, "f32 src0 rows are not 4-byte strided");
             if (w.nb[1] + 256 > mb) return refuse(why, o, "one weight row exceeds a storage-buffer binding");
             if (w.ne[0] > int64_t(UINT32_MAX / 4) || w.ne[1] > int64_t(INT32_MAX))
                 return refuse(why, o, "src0 is too large for 32-bit indices");
