@@ -85,6 +85,16 @@ private:
     std::vector<cudaEvent_t> idle_events_;
 };
 
+// Whether the bytes two tensors' rows occupy intersect (rows strided by nb[1]; the last row ends at its own
+// length): the aliasing test of the fused launches.
+inline bool tensors_overlap(const tensor& a, const tensor& b) {
+    const auto* a0 = static_cast<const uint8_t*>(a.data);
+    const auto* b0 = static_cast<const uint8_t*>(b.data);
+    const uint8_t* a1 = a0 + size_t(a.nrows() - 1) * a.nb[1] + a.row_bytes();
+    const uint8_t* b1 = b0 + size_t(b.nrows() - 1) * b.nb[1] + b.row_bytes();
+    return a0 < b1 && b0 < a1;
+}
+
 // One launch function per op (ops.def): the op has passed check_op and supported_here.
 #define TFU_OP(NAME, name, n_src) void name(context& ctx, const op& o);
 #include "backend/ops.def"

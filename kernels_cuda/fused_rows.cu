@@ -33,7 +33,7 @@ byte_range rows_of(const tensor& t, int64_t first, int64_t n) {
 byte_range span_of(const tensor& t) { return rows_of(t, 0, t.nrows()); }
 
 bool overlaps(byte_range a, byte_range b) { return a.lo < b.hi && b.lo < a.hi; }
-bool overlaps(const tensor& a, const tensor& b) { return overlaps(span_of(a), span_of(b)); }
+bool overlaps(const tensor& a, const tensor& b) { return tensors_overlap(a, b); }
 
 // The same rows of the same memory: element (r, i) of one is element (r, i) of the other.
 bool same_rows(const tensor& a, const tensor& b) {

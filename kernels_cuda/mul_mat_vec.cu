@@ -325,11 +325,7 @@ mmv_matrix matrix_of(const op& o) {
             static_cast<uint8_t*>(o.dst->data), o.dst->nb[1]};
 }
 
-bool overlaps(const tensor& a, const tensor& b) {
-    const auto* a0 = static_cast<const uint8_t*>(a.data);
-    const auto* b0 = static_cast<const uint8_t*>(b.data);
-    return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
-}
+bool overlaps(const tensor& a, const tensor& b) { return tensors_overlap(a, b); }
 
 // ops[i] is a MUL_MAT that can join ops[0]'s launch: the same x (same memory and shape), the same weight type and
 // k, and a result that overlaps neither x nor an earlier result of the launch (so running them together is the

@@ -44,7 +44,7 @@ t0=$SECONDS
 step "configure (preset cuda)" build.log cmake --preset cuda -DCMAKE_CUDA_COMPILER="$NVCC" "${prefix_args[@]}" || {
   tail -30 "$OUT/build.log"; exit 1; }
 step "build" build.log cmake --build build/cuda -j "$JOBS" --target tfusion-cuda test_ops test_ops_contract \
-  test_cuda_backend test_cuda_paths test_cuda_fusion test_cuda_graphs test_stories260k || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
+  test_cuda_backend test_cuda_paths test_cuda_fusion test_cuda_fused_rows test_cuda_graphs test_stories260k || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
 note "build time: $((SECONDS - t0)) s"
 
 T=build/cuda/tests
@@ -54,6 +54,7 @@ step "test_cuda_backend" tests.log $T/test_cuda_backend; summary
 step "test_cuda_paths" tests.log $T/test_cuda_paths; summary
 step "test_cuda_fusion" tests.log $T/test_cuda_fusion; summary
 step "test_cuda_fusion (TFU_CUDA_MMV=i8)" tests.log env TFU_CUDA_MMV=i8 $T/test_cuda_fusion; summary
+step "test_cuda_fused_rows" tests.log $T/test_cuda_fused_rows; summary
 step "test_cuda_graphs" tests.log $T/test_cuda_graphs; summary
 step "test_ops (cuda)" tests.log $T/test_ops --gtest_filter='*cuda*'; summary
 step "test_stories260k (cuda)" tests.log $T/test_stories260k --gtest_filter='*cuda*'; summary
@@ -68,7 +69,7 @@ done
 # The module tests, without the one that provokes a cudaMalloc failure on purpose (memcheck reports the
 # failed API call as an error).
 step "compute-sanitizer memcheck (test_cuda_paths, test_cuda_backend)" sanitizer.log bash -c \
-  "'$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_paths && '$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_fusion && '$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_graphs && '$SAN' --tool memcheck --error-exitcode 99 \
+  "'$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_paths && '$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_fusion && '$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_graphs && '$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_fused_rows && '$SAN' --tool memcheck --error-exitcode 99 \
    $T/test_cuda_backend --gtest_filter=-*huge_alloc*"
 grep -E "ERROR SUMMARY" "$OUT/sanitizer.log" | tail -2 | tee -a "$report"
 if [ "$status" = 0 ]; then note "RESULT: all steps passed"; else note "RESULT: some steps failed"; fi
