@@ -12,20 +12,10 @@
 #include <deque>
 #include <stdexcept>
 
-#include "ops/op_test_util.h"
+#include "ops/device_test_util.h"
 
 namespace tfu::test {
 namespace {
-
-std::unique_ptr<backend> cuda_or_null(std::string* why) {
-    try {
-        return create_backend(TFU_BACKEND_CUDA, 0);
-    } catch (const tfu::error& e) {
-        if (e.status() != TFU_STATUS_BACKEND_UNAVAILABLE) throw;
-        *why = e.what();
-        return nullptr;
-    }
-}
 
 struct bound {
     double rel_l2, max_rms;
@@ -191,15 +181,6 @@ private:
     std::deque<view_rec> views_;
 };
 
-op make_op(op_type type, tensor* dst, const tensor* a, const tensor* b = nullptr, const tensor* c = nullptr) {
-    op o;
-    o.type = type;
-    o.dst = dst;
-    o.src[0] = a;
-    o.src[1] = b;
-    o.src[2] = c;
-    return o;
-}
 op rope_op(tensor* dst, const tensor* x, const tensor* pos, const tensor* factors, int n_rot, int mode, float base,
            float scale) {
     op o = make_op(op_type::ROPE, dst, x, pos, factors);
@@ -229,7 +210,7 @@ std::vector<int32_t> positions(int32_t first, int64_t n) {
 
 TEST(cuda_fused_rows, add_rms_norm) {
     std::string why;
-    std::unique_ptr<backend> dev = cuda_or_null(&why);
+    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_CUDA, &why);
     if (!dev) GTEST_SKIP() << why;
     std::mt19937_64 rng(test_seed() + 51);
     enum class form { decoder, apart, norm_in_place, padded };
@@ -263,7 +244,7 @@ TEST(cuda_fused_rows, add_rms_norm) {
 
 TEST(cuda_fused_rows, rope_q_k) {
     std::string why;
-    std::unique_ptr<backend> dev = cuda_or_null(&why);
+    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_CUDA, &why);
     if (!dev) GTEST_SKIP() << why;
     std::mt19937_64 rng(test_seed() + 52);
     struct shape {
@@ -312,7 +293,7 @@ TEST(cuda_fused_rows, rope_q_k) {
 
 TEST(cuda_fused_rows, kv_store_k_v) {
     std::string why;
-    std::unique_ptr<backend> dev = cuda_or_null(&why);
+    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_CUDA, &why);
     if (!dev) GTEST_SKIP() << why;
     std::mt19937_64 rng(test_seed() + 53);
     for (dtype t : {dtype::F16, dtype::BF16, dtype::F32})
@@ -344,7 +325,7 @@ TEST(cuda_fused_rows, kv_store_k_v) {
 // residual ADD and the RMS_NORM of the result; the pairs feed each other through the stream order.
 TEST(cuda_fused_rows, decoder_layer_chain) {
     std::string why;
-    std::unique_ptr<backend> dev = cuda_or_null(&why);
+    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_CUDA, &why);
     if (!dev) GTEST_SKIP() << why;
     std::mt19937_64 rng(test_seed() + 54);
     for (int64_t n : {1, 3}) {
@@ -395,7 +376,7 @@ TEST(cuda_fused_rows, decoder_layer_chain) {
 // has written (or read) it.
 TEST(cuda_fused_rows, lookalikes_run_op_by_op) {
     std::string why;
-    std::unique_ptr<backend> dev = cuda_or_null(&why);
+    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_CUDA, &why);
     if (!dev) GTEST_SKIP() << why;
     std::mt19937_64 rng(test_seed() + 55);
     const int64_t hd = 64, nh = 32, n = 3, e = hd * nh;

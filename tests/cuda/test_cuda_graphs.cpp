@@ -7,39 +7,10 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "ops/op_test_util.h"
+#include "ops/device_test_util.h"
 
 namespace tfu::test {
 namespace {
-
-std::unique_ptr<backend> cuda_or_null(std::string* why) {
-    try {
-        return create_backend(TFU_BACKEND_CUDA, 0);
-    } catch (const tfu::error& e) {
-        if (e.status() != TFU_STATUS_BACKEND_UNAVAILABLE) throw;
-        *why = e.what();
-        return nullptr;
-    }
-}
-
-op make_op(op_type type, tensor* dst, const tensor* a, const tensor* b) {
-    op o;
-    o.type = type;
-    o.dst = dst;
-    o.src[0] = a;
-    o.src[1] = b;
-    return o;
-}
-
-double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < want.size(); ++i) {
-        if (!std::isfinite(got[i])) return INFINITY;
-        num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-        den += double(want[i]) * want[i];
-    }
-    return std::sqrt(num / den);
-}
 
 // One device copy of a host tensor.
 struct dev_tensor {
@@ -101,7 +72,7 @@ void replay_many(backend& dev, const char* what) {
 
 TEST(cuda_graphs, replays_follow_new_inputs_and_weights) {
     std::string why;
-    std::unique_ptr<backend> dev = cuda_or_null(&why);
+    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_CUDA, &why);
     if (!dev) GTEST_SKIP() << why;
     replay_many(*dev, "graphs on");
 }
@@ -109,7 +80,7 @@ TEST(cuda_graphs, replays_follow_new_inputs_and_weights) {
 TEST(cuda_graphs, off_by_environment_gives_the_same_values) {
     setenv("TFU_CUDA_GRAPHS", "0", 1);
     std::string why;
-    std::unique_ptr<backend> dev = cuda_or_null(&why);
+    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_CUDA, &why);
     unsetenv("TFU_CUDA_GRAPHS");
     if (!dev) GTEST_SKIP() << why;
     replay_many(*dev, "graphs off");

@@ -9,20 +9,10 @@
 #include <deque>
 
 #include "kv/block_table.h"
-#include "ops/op_test_util.h"
+#include "ops/device_test_util.h"
 
 namespace tfu::test {
 namespace {
-
-std::unique_ptr<backend> cuda_or_null(std::string* why) {
-    try {
-        return create_backend(TFU_BACKEND_CUDA, 0);
-    } catch (const tfu::error& e) {
-        if (e.status() != TFU_STATUS_BACKEND_UNAVAILABLE) throw;
-        *why = e.what();
-        return nullptr;
-    }
-}
 
 // A host tensor whose rows are `pad` bytes longer than their data (nb[1] > row_bytes), filled at random.
 struct strided_tensor {
@@ -136,9 +126,9 @@ std::vector<double> compare_ops(backend& be, std::vector<op> ops) {
     return err;
 }
 
-#define CUDA_OR_SKIP(be)              \
-    std::string skip_why;             \
-    auto be = cuda_or_null(&skip_why); \
+#define CUDA_OR_SKIP(be)                                    \
+    std::string skip_why;                                   \
+    auto be = backend_or_null(TFU_BACKEND_CUDA, &skip_why); \
     if (!be) GTEST_SKIP() << skip_why;
 
 struct mm_case { dtype t; int64_t k, m, n; size_t pad; double bound; };

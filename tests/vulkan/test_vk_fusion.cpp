@@ -16,7 +16,7 @@
 #include <mutex>
 
 #include "core/log.h"
-#include "ops/op_test_util.h"
+#include "ops/device_test_util.h"
 #include "runtime/engine.h"
 #include "runtime/model.h"
 #include "runtime/session.h"
@@ -86,91 +86,7 @@ std::unique_ptr<backend> make_vk(std::string* why, const std::vector<std::pair<c
     scoped_env e;
     e.set("TFU_VK_PROFILE", "1");
     for (auto [name, value] : env) e.set(name, value);
-    try {
-        return create_backend(TFU_BACKEND_VULKAN, 0);
-    } catch (const tfu::error& err) {
-        if (err.status() != TFU_STATUS_BACKEND_UNAVAILABLE) throw;
-        *why = err.what();
-        return nullptr;
-    }
-}
-
-double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < want.size(); ++i) {
-        if (!std::isfinite(got[i])) return INFINITY;
-        num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-        den += double(want[i]) * want[i];
-    }
-    return std::sqrt(num / den);
-}
-
-double bound_of(dtype t) {  // test_ops' rel L2 bounds for MUL_MAT
-    switch (t) {
-        case dtype::F32: return 1e-5;
-        case dtype::F16: return 2e-3;
-        case dtype::BF16: return 1.5e-2;
-        case dtype::Q2_K: case dtype::Q3_K: case dtype::Q4_K: case dtype::Q5_K: case dtype::Q6_K: return 2.5e-2;
-        default: return 2e-2;
-    }
-}
-
-// Host tensors of one case and their device copies; ops are written against host tensors, run on cpu-ref as they
-// are and on the device (one run()) mapped to the copies.
-class fusion_case {
-public:
-    explicit fusion_case(backend& dev) : dev_(dev) {}
-    ~fusion_case() {
-        for (void* p : allocs_) dev_.free(p);
-    }
-    tensor* add(std::mt19937_64& rng, dtype type, int64_t ne0, int64_t ne1, bool random, float sd = 1.0f) {
-        host_.push_back(std::make_unique<owned_tensor>(type, ne0, ne1));
-        tensor& t = host_.back()->t;
-        if (random) fill_random(rng, t, sd);
-        else std::memset(t.data, 0, t.nbytes());
-        return &t;
-    }
-    void run(const std::vector<op>& ops) {
-        std::unique_ptr<backend> ref = make_cpu_ref_backend();
-        for (auto& h : host_) {
-            dev_t_.push_back(std::make_unique<tensor>(h->t));
-            void* d = dev_.alloc(h->t.nbytes(), "fusion test");
-            allocs_.push_back(d);
-            dev_.upload(d, h->t.data, h->t.nbytes());
-            dev_t_.back()->data = d;
-            map_[&h->t] = dev_t_.back().get();
-        }
-        std::vector<op> dops = ops;
-        for (op& o : dops) {
-            o.dst = map_.at(o.dst);
-            for (auto& s : o.src)
-                if (s) s = map_.at(s);
-        }
-        ref->run(ops.data(), ops.size());
-        dev_.run(dops.data(), dops.size());
-        dev_.sync();
-    }
-    std::vector<float> device_values(const tensor* host_t) {
-        std::vector<float> v(size_t(host_t->nelements()));
-        dev_.download(v.data(), map_.at(host_t)->data, v.size() * sizeof(float));
-        return v;
-    }
-
-private:
-    backend& dev_;
-    std::vector<std::unique_ptr<owned_tensor>> host_;
-    std::vector<std::unique_ptr<tensor>> dev_t_;
-    std::vector<void*> allocs_;
-    std::map<const tensor*, tensor*> map_;
-};
-
-op make_op(op_type type, tensor* dst, const tensor* a, const tensor* b) {
-    op o;
-    o.type = type;
-    o.dst = dst;
-    o.src[0] = a;
-    o.src[1] = b;
-    return o;
+    return backend_or_null(TFU_BACKEND_VULKAN, why);
 }
 
 // Every weight type the Vulkan backend dequantizes (kernels_vk/shaders/dequant.glsl).
@@ -186,7 +102,7 @@ unsigned long long gate_up_case(std::mt19937_64& rng, dtype t, int64_t n, int64_
     std::unique_ptr<backend> dev = make_vk(&why, env);
     if (!dev) return 0;
     {
-        fusion_case c(*dev);
+        device_case c(*dev);
         tensor* x = c.add(rng, dtype::F32, k, n, true);
         tensor* wg = c.add(rng, t, k, m, true, 0.05f);
         tensor* wu = c.add(rng, t, k, m, true, 0.05f);
@@ -195,8 +111,8 @@ unsigned long long gate_up_case(std::mt19937_64& rng, dtype t, int64_t n, int64_
         c.run({make_op(op_type::MUL_MAT, g, wg, x), make_op(op_type::MUL_MAT, u, wu, x),
                make_op(op_type::SWIGLU, g, g, u)});
         const std::string what = std::string(dtype_name(t)) + " n=" + std::to_string(n);
-        EXPECT_LE(rel_l2(c.device_values(u), to_floats(*u)), bound_of(t)) << what << " up";
-        EXPECT_LE(rel_l2(c.device_values(g), to_floats(*g)), 2 * bound_of(t)) << what << " silu(gate) * up";
+        EXPECT_LE(rel_l2(c.device_values(u), to_floats(*u)), mul_mat_bound(t)) << what << " up";
+        EXPECT_LE(rel_l2(c.device_values(g), to_floats(*g)), 2 * mul_mat_bound(t)) << what << " silu(gate) * up";
     }
     dev.reset();
     const profile_counts p = cap.profile();
@@ -237,7 +153,7 @@ TEST(vk_fusion, gate_up_swiglu_into_other_memory) {
             std::unique_ptr<backend> dev = make_vk(&why);
             {
                 const int64_t k = 256, m = 77;
-                fusion_case c(*dev);
+                device_case c(*dev);
                 tensor* x = c.add(rng, dtype::F32, k, n, true);
                 tensor* wg = c.add(rng, t, k, m, true, 0.05f);
                 tensor* wu = c.add(rng, t, k, m, true, 0.05f);
@@ -247,9 +163,9 @@ TEST(vk_fusion, gate_up_swiglu_into_other_memory) {
                 c.run({make_op(op_type::MUL_MAT, g, wg, x), make_op(op_type::MUL_MAT, u, wu, x),
                        make_op(op_type::SWIGLU, h, g, u)});
                 const std::string what = std::string(dtype_name(t)) + " n=" + std::to_string(n);
-                EXPECT_LE(rel_l2(c.device_values(g), to_floats(*g)), bound_of(t)) << what << " gate";
-                EXPECT_LE(rel_l2(c.device_values(u), to_floats(*u)), bound_of(t)) << what << " up";
-                EXPECT_LE(rel_l2(c.device_values(h), to_floats(*h)), 2 * bound_of(t)) << what << " product";
+                EXPECT_LE(rel_l2(c.device_values(g), to_floats(*g)), mul_mat_bound(t)) << what << " gate";
+                EXPECT_LE(rel_l2(c.device_values(u), to_floats(*u)), mul_mat_bound(t)) << what << " up";
+                EXPECT_LE(rel_l2(c.device_values(h), to_floats(*h)), 2 * mul_mat_bound(t)) << what << " product";
             }
             dev.reset();
             EXPECT_EQ(cap.profile().dispatches, 1u) << dtype_name(t) << " n=" << n;
@@ -266,7 +182,7 @@ TEST(vk_fusion, qkv_one_dispatch) {
             std::unique_ptr<backend> dev = make_vk(&why);
             {
                 const int64_t k = 256;
-                fusion_case c(*dev);
+                device_case c(*dev);
                 tensor* x = c.add(rng, dtype::F32, k, n, true);
                 tensor* wq = c.add(rng, t, k, 96, true, 0.05f);
                 tensor* wk = c.add(rng, t, k, 33, true, 0.05f);
@@ -277,9 +193,9 @@ TEST(vk_fusion, qkv_one_dispatch) {
                 c.run({make_op(op_type::MUL_MAT, q, wq, x), make_op(op_type::MUL_MAT, kk, wk, x),
                        make_op(op_type::MUL_MAT, v, wv, x)});
                 const std::string what = std::string(dtype_name(t)) + " n=" + std::to_string(n);
-                EXPECT_LE(rel_l2(c.device_values(q), to_floats(*q)), bound_of(t)) << what << " q";
-                EXPECT_LE(rel_l2(c.device_values(kk), to_floats(*kk)), bound_of(t)) << what << " k";
-                EXPECT_LE(rel_l2(c.device_values(v), to_floats(*v)), bound_of(t)) << what << " v";
+                EXPECT_LE(rel_l2(c.device_values(q), to_floats(*q)), mul_mat_bound(t)) << what << " q";
+                EXPECT_LE(rel_l2(c.device_values(kk), to_floats(*kk)), mul_mat_bound(t)) << what << " k";
+                EXPECT_LE(rel_l2(c.device_values(v), to_floats(*v)), mul_mat_bound(t)) << what << " v";
             }
             dev.reset();
             EXPECT_EQ(cap.profile().dispatches, 1u) << dtype_name(t) << " n=" << n;
@@ -299,7 +215,7 @@ TEST(vk_fusion, lookalikes_run_op_by_op) {
             log_capture cap;
             std::unique_ptr<backend> dev = make_vk(&why);
             {
-                fusion_case c(*dev);
+                device_case c(*dev);
                 tensor* x = c.add(rng, dtype::F32, k, 1, true);
                 tensor* wg = c.add(rng, t, k, m, true, 0.05f);
                 tensor* wu = c.add(rng, t, k, m, true, 0.05f);
@@ -311,10 +227,10 @@ TEST(vk_fusion, lookalikes_run_op_by_op) {
                 c.run({make_op(op_type::MUL_MAT, g, wg, x), make_op(op_type::MUL_MAT, u, wu, x),
                        make_op(op_type::SWIGLU, u, g, u), make_op(op_type::MUL_MAT, y, w2, u),
                        make_op(op_type::MUL_MAT, z, w2, y)});
-                EXPECT_LE(rel_l2(c.device_values(g), to_floats(*g)), bound_of(t)) << what << " gate";
-                EXPECT_LE(rel_l2(c.device_values(u), to_floats(*u)), 2 * bound_of(t)) << what << " swiglu into up";
-                EXPECT_LE(rel_l2(c.device_values(y), to_floats(*y)), 3 * bound_of(t)) << what << " chain 1";
-                EXPECT_LE(rel_l2(c.device_values(z), to_floats(*z)), 4 * bound_of(t)) << what << " chain 2";
+                EXPECT_LE(rel_l2(c.device_values(g), to_floats(*g)), mul_mat_bound(t)) << what << " gate";
+                EXPECT_LE(rel_l2(c.device_values(u), to_floats(*u)), 2 * mul_mat_bound(t)) << what << " swiglu into up";
+                EXPECT_LE(rel_l2(c.device_values(y), to_floats(*y)), 3 * mul_mat_bound(t)) << what << " chain 1";
+                EXPECT_LE(rel_l2(c.device_values(z), to_floats(*z)), 4 * mul_mat_bound(t)) << what << " chain 2";
             }
             dev.reset();
             EXPECT_EQ(cap.profile().dispatches, 4u) << what << ": {g, u}, swiglu, y, z";
@@ -325,7 +241,7 @@ TEST(vk_fusion, lookalikes_run_op_by_op) {
             log_capture cap;
             std::unique_ptr<backend> dev = make_vk(&why);
             {
-                fusion_case c(*dev);
+                device_case c(*dev);
                 tensor* x = c.add(rng, dtype::F32, k, 1, true);
                 tensor* x9 = c.add(rng, dtype::F32, k, 9, true);
                 tensor* x2 = c.add(rng, dtype::F32, 2 * k, 1, true);
@@ -343,12 +259,12 @@ TEST(vk_fusion, lookalikes_run_op_by_op) {
                        make_op(op_type::MUL_MAT, a, wg, x), make_op(op_type::MUL_MAT, a, wu, x),  // 2: alone each
                        make_op(op_type::MUL_MAT, b, wk2, x2),                                   // 1
                        make_op(op_type::MUL_MAT, c9, wg, x9), make_op(op_type::MUL_MAT, d9, wu, x9)});  // 2
-                EXPECT_LE(rel_l2(c.device_values(u), to_floats(*u)), bound_of(t)) << what << " up";
-                EXPECT_LE(rel_l2(c.device_values(g), to_floats(*g)), 2 * bound_of(t)) << what << " silu(up) * gate";
-                EXPECT_LE(rel_l2(c.device_values(a), to_floats(*a)), bound_of(t)) << what << " a written twice";
-                EXPECT_LE(rel_l2(c.device_values(b), to_floats(*b)), bound_of(t)) << what << " other k";
-                EXPECT_LE(rel_l2(c.device_values(c9), to_floats(*c9)), bound_of(t)) << what << " 9 columns";
-                EXPECT_LE(rel_l2(c.device_values(d9), to_floats(*d9)), bound_of(t)) << what << " 9 columns";
+                EXPECT_LE(rel_l2(c.device_values(u), to_floats(*u)), mul_mat_bound(t)) << what << " up";
+                EXPECT_LE(rel_l2(c.device_values(g), to_floats(*g)), 2 * mul_mat_bound(t)) << what << " silu(up) * gate";
+                EXPECT_LE(rel_l2(c.device_values(a), to_floats(*a)), mul_mat_bound(t)) << what << " a written twice";
+                EXPECT_LE(rel_l2(c.device_values(b), to_floats(*b)), mul_mat_bound(t)) << what << " other k";
+                EXPECT_LE(rel_l2(c.device_values(c9), to_floats(*c9)), mul_mat_bound(t)) << what << " 9 columns";
+                EXPECT_LE(rel_l2(c.device_values(d9), to_floats(*d9)), mul_mat_bound(t)) << what << " 9 columns";
             }
             dev.reset();
             EXPECT_EQ(cap.profile().dispatches, 7u) << what;

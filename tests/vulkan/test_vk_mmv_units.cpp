@@ -14,40 +14,10 @@
 #include <cstdio>
 #include <map>
 
-#include "ops/op_test_util.h"
+#include "ops/device_test_util.h"
 
 namespace tfu::test {
 namespace {
-
-std::unique_ptr<backend> make_vk(std::string* why) {
-    try {
-        return create_backend(TFU_BACKEND_VULKAN, 0);
-    } catch (const tfu::error& err) {
-        if (err.status() != TFU_STATUS_BACKEND_UNAVAILABLE) throw;
-        *why = err.what();
-        return nullptr;
-    }
-}
-
-double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < want.size(); ++i) {
-        if (!std::isfinite(got[i])) return INFINITY;
-        num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-        den += double(want[i]) * want[i];
-    }
-    return std::sqrt(num / den);
-}
-
-double bound_of(dtype t) {  // test_ops' rel L2 bounds for MUL_MAT
-    switch (t) {
-        case dtype::F32: return 1e-5;
-        case dtype::F16: return 2e-3;
-        case dtype::BF16: return 1.5e-2;
-        case dtype::Q4_K: case dtype::Q6_K: return 2.5e-2;
-        default: return 2e-2;
-    }
-}
 
 // A 2-D tensor (ne0, ne1) with row stride nb1 (>= its row bytes) whose data starts `lead` bytes into host memory
 // it owns, and into its device copy (lead a multiple of 4: the backend binds 4-byte aligned addresses).
@@ -123,15 +93,6 @@ private:
     std::map<const tensor*, tensor*> map_;
 };
 
-op make_op(op_type type, tensor* dst, const tensor* a, const tensor* b) {
-    op o;
-    o.type = type;
-    o.dst = dst;
-    o.src[0] = a;
-    o.src[1] = b;
-    return o;
-}
-
 // The unit types and row lengths that exercise them (none a multiple of 256 where the type allows).
 struct type_shapes {
     dtype t;
@@ -152,7 +113,7 @@ std::vector<size_t> pads_of(dtype t) {
 
 TEST(vk_mmv_units, single_matrix_odd_shapes) {
     std::string why;
-    std::unique_ptr<backend> dev = make_vk(&why);
+    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
     if (!dev) GTEST_SKIP() << why;
     std::mt19937_64 rng(test_seed());
     int cases = 0;
@@ -170,7 +131,7 @@ TEST(vk_mmv_units, single_matrix_odd_shapes) {
                 tensor* x = c.x(rng, k, n, x_pad, x_lead);
                 tensor* d = c.result(m, n);
                 c.run({make_op(op_type::MUL_MAT, d, w, x)});
-                EXPECT_LE(rel_l2(c.device_values(d), to_floats(*d)), bound_of(ts.t))
+                EXPECT_LE(rel_l2(c.device_values(d), to_floats(*d)), mul_mat_bound(ts.t))
                     << dtype_name(ts.t) << " k=" << k << " m=" << m << " n=" << n << " pad=" << pad
                     << " w_lead=" << w_lead << " x_lead=" << x_lead << " x_pad=" << x_pad;
             }
@@ -181,7 +142,7 @@ TEST(vk_mmv_units, single_matrix_odd_shapes) {
 // constant).
 TEST(vk_mmv_units, every_column_count) {
     std::string why;
-    std::unique_ptr<backend> dev = make_vk(&why);
+    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
     if (!dev) GTEST_SKIP() << why;
     std::mt19937_64 rng(test_seed() + 1);
     for (dtype t : {dtype::F16, dtype::Q4_0, dtype::Q8_0})
@@ -192,7 +153,7 @@ TEST(vk_mmv_units, every_column_count) {
             tensor* x = c.x(rng, k, n, 0, 0);
             tensor* d = c.result(m, n);
             c.run({make_op(op_type::MUL_MAT, d, w, x)});
-            EXPECT_LE(rel_l2(c.device_values(d), to_floats(*d)), bound_of(t)) << dtype_name(t) << " n=" << n;
+            EXPECT_LE(rel_l2(c.device_values(d), to_floats(*d)), mul_mat_bound(t)) << dtype_name(t) << " n=" << n;
         }
 }
 
@@ -200,7 +161,7 @@ TEST(vk_mmv_units, every_column_count) {
 // the fused launches, with rows of different matrices at different word alignments.
 TEST(vk_mmv_units, fused_launches_padded) {
     std::string why;
-    std::unique_ptr<backend> dev = make_vk(&why);
+    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
     if (!dev) GTEST_SKIP() << why;
     std::mt19937_64 rng(test_seed() + 2);
     for (const type_shapes& ts : k_unit_types)
@@ -219,8 +180,8 @@ TEST(vk_mmv_units, fused_launches_padded) {
                 tensor* u = c.result(m, n);
                 c.run({make_op(op_type::MUL_MAT, g, wg, x), make_op(op_type::MUL_MAT, u, wu, x),
                        make_op(op_type::SWIGLU, g, g, u)});
-                EXPECT_LE(rel_l2(c.device_values(u), to_floats(*u)), bound_of(ts.t)) << what << " up";
-                EXPECT_LE(rel_l2(c.device_values(g), to_floats(*g)), 2 * bound_of(ts.t)) << what << " glu";
+                EXPECT_LE(rel_l2(c.device_values(u), to_floats(*u)), mul_mat_bound(ts.t)) << what << " up";
+                EXPECT_LE(rel_l2(c.device_values(g), to_floats(*g)), 2 * mul_mat_bound(ts.t)) << what << " glu";
             }
             {
                 mmv_case c(*dev);
@@ -233,9 +194,9 @@ TEST(vk_mmv_units, fused_launches_padded) {
                 tensor* v = c.result(1, n);
                 c.run({make_op(op_type::MUL_MAT, q, wq, x), make_op(op_type::MUL_MAT, kk, wk, x),
                        make_op(op_type::MUL_MAT, v, wv, x)});
-                EXPECT_LE(rel_l2(c.device_values(q), to_floats(*q)), bound_of(ts.t)) << what << " q";
-                EXPECT_LE(rel_l2(c.device_values(kk), to_floats(*kk)), bound_of(ts.t)) << what << " k";
-                EXPECT_LE(rel_l2(c.device_values(v), to_floats(*v)), bound_of(ts.t)) << what << " v";
+                EXPECT_LE(rel_l2(c.device_values(q), to_floats(*q)), mul_mat_bound(ts.t)) << what << " q";
+                EXPECT_LE(rel_l2(c.device_values(kk), to_floats(*kk)), mul_mat_bound(ts.t)) << what << " k";
+                EXPECT_LE(rel_l2(c.device_values(v), to_floats(*v)), mul_mat_bound(ts.t)) << what << " v";
             }
         }
 }

@@ -1,0 +1,114 @@
+// Helpers of the GPU backend tests (tests/cuda, tests/vulkan): the backend or the reason it is absent, relative
+// L2 error, op construction, test_ops' MUL_MAT bounds, and a case that runs the same ops on cpu-ref and, through
+// device copies of every tensor, on a device backend in one run().
+#pragma once
+
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ops/op_test_util.h"
+
+namespace tfu::test {
+
+// The backend of `kind`, or nullptr with *why set when this machine has none (BACKEND_UNAVAILABLE): the caller
+// skips with *why. Other errors are thrown.
+inline std::unique_ptr<backend> backend_or_null(tfu_backend_kind kind, std::string* why) {
+    try {
+        return create_backend(kind, 0);
+    } catch (const tfu::error& e) {
+        if (e.status() != TFU_STATUS_BACKEND_UNAVAILABLE) throw;
+        *why = e.what();
+        return nullptr;
+    }
+}
+
+// ||got - want|| / ||want||; infinite when got holds a non-finite value.
+inline double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+        if (!std::isfinite(got[i])) return INFINITY;
+        num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+        den += double(want[i]) * want[i];
+    }
+    return std::sqrt(num / den);
+}
+
+inline op make_op(op_type type, tensor* dst, const tensor* a, const tensor* b = nullptr, const tensor* c = nullptr) {
+    op o;
+    o.type = type;
+    o.dst = dst;
+    o.src[0] = a;
+    o.src[1] = b;
+    o.src[2] = c;
+    return o;
+}
+
+// test_ops' relative L2 bounds for MUL_MAT per weight type (q8 activations on the CPU path, f16/bf16 for GEMMs).
+inline double mul_mat_bound(dtype t) {
+    switch (t) {
+        case dtype::F32: return 1e-5;
+        case dtype::F16: return 2e-3;
+        case dtype::BF16: return 1.5e-2;
+        case dtype::Q2_K: case dtype::Q3_K: case dtype::Q4_K: case dtype::Q5_K: case dtype::Q6_K: return 2.5e-2;
+        default: return 2e-2;
+    }
+}
+
+// Host tensors of one case and their device copies: ops are written against the host tensors, run() runs them
+// on cpu-ref as they are and on the device (one run(), then sync()) mapped to the copies; device_values reads a
+// result back.
+class device_case {
+public:
+    explicit device_case(backend& dev) : dev_(dev) {}
+    ~device_case() {
+        for (void* p : allocs_) dev_.free(p);
+    }
+    device_case(const device_case&) = delete;
+    device_case& operator=(const device_case&) = delete;
+    tensor* add(std::mt19937_64& rng, dtype type, int64_t ne0, int64_t ne1, bool random, float sd = 1.0f) {
+        host_.push_back(std::make_unique<owned_tensor>(type, ne0, ne1));
+        tensor& t = host_.back()->t;
+        if (random) fill_random(rng, t, sd);
+        else std::memset(t.data, 0, t.nbytes());
+        return &t;
+    }
+    void run(const std::vector<op>& ops) {
+        std::unique_ptr<backend> ref = make_cpu_ref_backend();
+        for (auto& h : host_) {
+            if (map_.count(&h->t)) continue;
+            dev_t_.push_back(std::make_unique<tensor>(h->t));
+            void* d = dev_.alloc(h->t.nbytes(), "device test");
+            allocs_.push_back(d);
+            dev_.upload(d, h->t.data, h->t.nbytes());
+            dev_t_.back()->data = d;
+            map_[&h->t] = dev_t_.back().get();
+        }
+        std::vector<op> dops = ops;
+        for (op& o : dops) {
+            o.dst = map_.at(o.dst);
+            for (auto& s : o.src)
+                if (s) s = map_.at(s);
+        }
+        ref->run(ops.data(), ops.size());
+        dev_.run(dops.data(), dops.size());
+        dev_.sync();
+    }
+    std::vector<float> device_values(const tensor* host_t) {
+        std::vector<float> v(size_t(host_t->nelements()));
+        dev_.download(v.data(), map_.at(host_t)->data, v.size() * sizeof(float));
+        return v;
+    }
+
+private:
+    backend& dev_;
+    std::vector<std::unique_ptr<owned_tensor>> host_;
+    std::vector<std::unique_ptr<tensor>> dev_t_;
+    std::vector<void*> allocs_;
+    std::map<const tensor*, tensor*> map_;
+};
+
+}  // namespace tfu::test
