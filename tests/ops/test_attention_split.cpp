@@ -3,7 +3,7 @@
 // the contiguous one, block sizes 16 and 32, against cpu-ref with test_ops' bounds (rel L2 1e-5, max 1e-4 of the
 // rms). Each case runs with the AVX2 and the scalar row kernels, with the default plan and with the split forced
 // on (chunks of one tile/block, so short contexts take the merge path too). Random data from a printed seed.
-// TFU_ATTN_BENCH=1 also prints the op's time at 4K and 16K context (no assertion on time).
+// TFU_ATTN_BENCH=1 also prints the op's time at 1K, 4K and 16K context (no assertion on time).
 #include <chrono>
 #include <cstdio>
 
@@ -256,7 +256,7 @@ TEST(attention_split, short_contexts_forced_split) {
 }
 
 // TFU_ATTN_BENCH=1: ms per paged decode op (one layer of a Qwen2.5-0.5B-shaped model: 14 heads on 2 kv heads of
-// 64, B = 32) at 4K and 16K, split-K on (default) and off, 2 threads (set TFU_ATTN_BENCH_THREADS). K and V in the
+// 64, B = 32) at 1K, 4K and 16K, split-K on (default) and off, 2 threads (set TFU_ATTN_BENCH_THREADS). K and V in the
 // same format; TFU_ATTN_BENCH_MIXED=1 adds K q4 / V f16, K f16 / V q4 and K q8 / V q4 (labelled K/V), to time the
 // score and the value kernels of a format apart; TFU_ATTN_BENCH_ONLY=<label> times that one only (profiling).
 TEST(attention_split, bench_decode) {
@@ -275,7 +275,7 @@ TEST(attention_split, bench_decode) {
     if (mixed && std::string(mixed) == "1")
         fmts.insert(fmts.end(), {{kv_format::q4, kv_format::f16}, {kv_format::f16, kv_format::q4},
                                  {kv_format::q8, kv_format::q4}});
-    for (int32_t ctx_len : {4096, 16384})
+    for (int32_t ctx_len : {1024, 4096, 16384})
         for (const formats& f : fmts) {
             const std::string label = f.k == f.v ? std::string(kv_format_name(f.k))
                                                  : std::string(kv_format_name(f.k)) + "/" + kv_format_name(f.v);
