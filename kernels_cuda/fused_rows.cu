@@ -14,6 +14,7 @@
 
 #include "cuda_common.cuh"
 #include "fused_rows.h"
+#include "rope_row.cuh"
 
 namespace tfu::cuda {
 
@@ -144,30 +145,10 @@ __global__ void rope_pair_kernel(rope_rows q, rope_rows kk, unsigned q_blocks, c
     const bool second = blockIdx.x >= q_blocks;
     const rope_rows s = second ? kk : q;
     const int64_t r = second ? blockIdx.x - q_blocks : blockIdx.x;  // row = t * n_head + h
-    // From here on rope.cu's rope_kernel with s's tensors.
-    const int64_t hd = s.hd;
     const int64_t t = r / s.n_head;
     const float* xr = reinterpret_cast<const float*>(s.x + size_t(r) * s.x_stride);
     float* yr = reinterpret_cast<float*>(s.y + size_t(r) * s.y_stride);
-    const int half = n_rot / 2;
-    const int64_t n_items = half + (hd - n_rot);
-    for (int64_t i = threadIdx.x; i < n_items; i += blockDim.x) {
-        if (i < half) {
-            const int j = int(i);
-            double theta = double(pos[t]) * freq_scale * pow(base, -2.0 * j / n_rot);
-            if (factors) theta /= double(factors[j]);
-            double sn, c;
-            sincos(theta, &sn, &c);
-            const int i0 = neox ? j : 2 * j;
-            const int i1 = neox ? j + half : 2 * j + 1;
-            const double a = xr[i0], b = xr[i1];
-            yr[i0] = float(a * c - b * sn);
-            yr[i1] = float(a * sn + b * c);
-        } else {
-            const int64_t e = n_rot + (i - half);
-            yr[e] = xr[e];
-        }
-    }
+    rope_row(xr, yr, pos[t], factors, s.hd, n_rot, neox, base, freq_scale);
 }
 
 // ROPE(dq, q, pos, ff) then ROPE(dk, k, pos, ff) with the same parameters.

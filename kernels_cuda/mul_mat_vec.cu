@@ -139,7 +139,8 @@ __global__ void __launch_bounds__(k_threads) mmv_fast_kernel(const mmv_args a) {
                 unit_i8<T>::w(rows[r], u, q0, q1, dw);
 #pragma unroll
                 for (int j = 0; j < NC; ++j) {
-                    const int si = __dp4a(int(q0), int(xa[j]), __dp4a(int(q1), int(xb[j]), -unit_i8<T>::offset * sx[j]));
+                    const int si =
+                        __dp4a(int(q0), int(xa[j]), __dp4a(int(q1), int(xb[j]), -unit_i8<T>::offset * sx[j]));
                     acc[r][j] = fmaf(dw * dx[j], float(si), acc[r][j]);
                 }
             }
@@ -241,7 +242,9 @@ mmv_path mmv_mode() {
     return mode;
 }
 
-bool aligned(const void* p, size_t stride, size_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0 && stride % a == 0; }
+bool aligned(const void* p, size_t stride, size_t a) {
+    return reinterpret_cast<uintptr_t>(p) % a == 0 && stride % a == 0;
+}
 
 // Rows per block: more rows share each load of x; fewer keep the accumulators in registers.
 constexpr int rows_per_block(int nc, bool glu) { return glu ? (nc == 1 ? 2 : 1) : nc == 1 ? 4 : nc <= 4 ? 2 : 1; }
