@@ -157,7 +157,7 @@ void decoder::forward(backend& be, const kv_target& kv, const int32_t* tokens, i
     std::vector<op> ops;
     ops.reserve(28);
     ops.push_back(make_op(op_type::GET_ROWS, &x, &w_.tok_embd, &ids));
-    ops.push_back(attn_norm(0));
+    if (hp_.n_layer > 0) ops.push_back(attn_norm(0));
 
     for (int32_t il = 0; il < hp_.n_layer; ++il) {
         if (cancel && cancel->load(std::memory_order_relaxed)) fail(TFU_STATUS_CANCELLED, "cancelled");
