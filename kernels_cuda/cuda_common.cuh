@@ -39,6 +39,21 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+// The sum of every thread's v over a block of THREADS threads (a multiple of 32), in a fixed order (warp
+// shuffles, then the warps' sums in warp order), returned to every thread: the RMS norms' sum of squares, which
+// fused and unfused kernels must form identically. Synchronises the block.
+template <int THREADS>
+__device__ __forceinline__ double block_sum(double v) {
+    v = warp_sum(v);
+    __shared__ double part[THREADS / k_warp];
+    if (threadIdx.x % k_warp == 0) part[threadIdx.x / k_warp] = v;
+    __syncthreads();
+    double total = 0;
+#pragma unroll
+    for (int w = 0; w < THREADS / k_warp; ++w) total += part[w];
+    return total;
+}
+
 // Loads at a byte address (the tensors' strides are in bytes).
 template <typename T>
 __device__ __forceinline__ T ld(const void* base, size_t byte_off) {

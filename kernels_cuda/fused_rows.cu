@@ -78,13 +78,7 @@ __global__ void add_rms_norm_kernel(const uint8_t* a, size_t a_stride, const uin
             }
         }
     }
-    ss = warp_sum(ss);
-    __shared__ double part[k_norm_threads / k_warp];
-    if (threadIdx.x % k_warp == 0) part[threadIdx.x / k_warp] = ss;
-    __syncthreads();
-    double total = 0;
-#pragma unroll
-    for (int w = 0; w < k_norm_threads / k_warp; ++w) total += part[w];
+    const double total = block_sum<k_norm_threads>(ss);
     const double scale = 1.0 / sqrt(total / double(k) + double(eps));
     // yr[i] is this thread's own store above (xn == y in place: read, then overwritten by the same thread); loads
     // first again (xn may be y's memory).

@@ -16,13 +16,7 @@ __global__ void rms_norm_kernel(const float* __restrict__ x, size_t x_stride, co
     float* yr = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(y) + blockIdx.x * y_stride);
     double ss = 0;
     for (int64_t i = threadIdx.x; i < k; i += k_threads) ss += double(xr[i]) * xr[i];
-    ss = warp_sum(ss);
-    __shared__ double part[k_threads / k_warp];
-    if (threadIdx.x % k_warp == 0) part[threadIdx.x / k_warp] = ss;
-    __syncthreads();
-    double total = 0;
-#pragma unroll
-    for (int w = 0; w < k_threads / k_warp; ++w) total += part[w];
+    const double total = block_sum<k_threads>(ss);
     const double scale = 1.0 / sqrt(total / double(k) + double(eps));
     for (int64_t i = threadIdx.x; i < k; i += k_threads) yr[i] = float(xr[i] * scale * g[i]);
 }

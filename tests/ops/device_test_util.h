@@ -60,7 +60,8 @@ inline double mul_mat_bound(dtype t) {
 
 // Host tensors of one case and their device copies: ops are written against the host tensors, run() runs them
 // on cpu-ref as they are and on the device (one run(), then sync()) mapped to the copies; device_values reads a
-// result back.
+// result back. A tensor may have padded rows and start `lead` bytes into its memory (the device copy has the
+// same layout; lead a multiple of 4 for backends that bind 4-byte aligned addresses); padding keeps `fill`.
 class device_case {
 public:
     explicit device_case(backend& dev) : dev_(dev) {}
@@ -69,22 +70,33 @@ public:
     }
     device_case(const device_case&) = delete;
     device_case& operator=(const device_case&) = delete;
+    // A contiguous (ne0, ne1) tensor, random (sd) or zero.
     tensor* add(std::mt19937_64& rng, dtype type, int64_t ne0, int64_t ne1, bool random, float sd = 1.0f) {
-        host_.push_back(std::make_unique<owned_tensor>(type, ne0, ne1));
-        tensor& t = host_.back()->t;
-        if (random) fill_random(rng, t, sd);
-        else std::memset(t.data, 0, t.nbytes());
-        return &t;
+        tensor* t = add_strided(type, ne0, ne1, row_size(type, ne0), 0, 0);
+        if (random) fill_random(rng, *t, sd);
+        return t;
+    }
+    // An (ne0, ne1) tensor with row stride nb1 (>= its row bytes), data `lead` bytes in, every byte `fill`.
+    tensor* add_strided(dtype type, int64_t ne0, int64_t ne1, size_t nb1, size_t lead, uint8_t fill) {
+        host_.push_back(std::make_unique<host_tensor>());
+        host_tensor& h = *host_.back();
+        h.t = make_tensor(type, ne0, ne1);
+        h.t.nb[1] = nb1;
+        h.t.nb[2] = h.t.nb[3] = nb1 * size_t(ne1);
+        h.lead = lead;
+        h.mem.assign(lead + size_t(ne1 - 1) * nb1 + h.t.row_bytes(), fill);
+        h.t.data = h.mem.data() + lead;
+        return &h.t;
     }
     void run(const std::vector<op>& ops) {
         std::unique_ptr<backend> ref = make_cpu_ref_backend();
         for (auto& h : host_) {
             if (map_.count(&h->t)) continue;
             dev_t_.push_back(std::make_unique<tensor>(h->t));
-            void* d = dev_.alloc(h->t.nbytes(), "device test");
+            void* d = dev_.alloc(h->mem.size(), "device test");
             allocs_.push_back(d);
-            dev_.upload(d, h->t.data, h->t.nbytes());
-            dev_t_.back()->data = d;
+            dev_.upload(d, h->mem.data(), h->mem.size());
+            dev_t_.back()->data = static_cast<uint8_t*>(d) + h->lead;
             map_[&h->t] = dev_t_.back().get();
         }
         std::vector<op> dops = ops;
@@ -97,6 +109,7 @@ public:
         dev_.run(dops.data(), dops.size());
         dev_.sync();
     }
+    // A contiguous f32 result of the device run.
     std::vector<float> device_values(const tensor* host_t) {
         std::vector<float> v(size_t(host_t->nelements()));
         dev_.download(v.data(), map_.at(host_t)->data, v.size() * sizeof(float));
@@ -104,8 +117,13 @@ public:
     }
 
 private:
+    struct host_tensor {
+        tensor t;
+        std::vector<uint8_t> mem;
+        size_t lead = 0;
+    };
     backend& dev_;
-    std::vector<std::unique_ptr<owned_tensor>> host_;
+    std::vector<std::unique_ptr<host_tensor>> host_;
     std::vector<std::unique_ptr<tensor>> dev_t_;
     std::vector<void*> allocs_;
     std::map<const tensor*, tensor*> map_;

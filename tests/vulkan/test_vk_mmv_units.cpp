@@ -19,78 +19,27 @@
 namespace tfu::test {
 namespace {
 
-// A 2-D tensor (ne0, ne1) with row stride nb1 (>= its row bytes) whose data starts `lead` bytes into host memory
-// it owns, and into its device copy (lead a multiple of 4: the backend binds 4-byte aligned addresses).
-struct strided {
-    tensor host;
-    std::vector<uint8_t> mem;
-    size_t lead = 0, bytes = 0;
-    strided(dtype type, int64_t ne0, int64_t ne1, size_t nb1, size_t lead_bytes) : lead(lead_bytes) {
-        host = make_tensor(type, ne0, ne1);
-        host.nb[1] = nb1;
-        host.nb[2] = host.nb[3] = nb1 * size_t(ne1);
-        bytes = lead + size_t(ne1 - 1) * nb1 + host.row_bytes();
-        mem.assign(bytes, 0xA5);  // padding bytes stay garbage: the kernel must not read them
-        host.data = mem.data() + lead;
-    }
-};
-
-// The tensors of one case, on the host (run by cpu-ref) and on the device (same layout, same lead).
+// The tensors of one case, on the host (run by cpu-ref) and on the device (same layout, same lead): padded
+// weights and x whose padding bytes stay garbage (the kernel must not read them).
 class mmv_case {
 public:
-    explicit mmv_case(backend& dev) : dev_(dev) {}
-    ~mmv_case() {
-        for (void* p : allocs_) dev_.free(p);
-    }
+    explicit mmv_case(backend& dev) : c_(dev) {}
     tensor* weight(std::mt19937_64& rng, dtype type, int64_t k, int64_t m, size_t pad, size_t lead) {
-        ts_.push_back(std::make_unique<strided>(type, k, m, row_size(type, k) + pad, lead));
-        fill_random(rng, ts_.back()->host, 0.05f);
-        return &ts_.back()->host;
+        tensor* t = c_.add_strided(type, k, m, row_size(type, k) + pad, lead, 0xA5);
+        fill_random(rng, *t, 0.05f);
+        return t;
     }
     tensor* x(std::mt19937_64& rng, int64_t k, int64_t n, size_t pad_floats, size_t lead) {
-        ts_.push_back(std::make_unique<strided>(dtype::F32, k, n, sizeof(float) * size_t(k + int64_t(pad_floats)),
-                                                lead));
-        fill_random(rng, ts_.back()->host, 1.0f);
-        return &ts_.back()->host;
+        tensor* t = c_.add_strided(dtype::F32, k, n, sizeof(float) * size_t(k + int64_t(pad_floats)), lead, 0xA5);
+        fill_random(rng, *t, 1.0f);
+        return t;
     }
-    tensor* result(int64_t m, int64_t n) {
-        ts_.push_back(std::make_unique<strided>(dtype::F32, m, n, sizeof(float) * size_t(m), 0));
-        std::memset(ts_.back()->mem.data(), 0, ts_.back()->bytes);
-        return &ts_.back()->host;
-    }
-    void run(const std::vector<op>& ops) {
-        std::map<const tensor*, tensor*> map;
-        for (auto& s : ts_) {
-            dev_t_.push_back(std::make_unique<tensor>(s->host));
-            void* d = dev_.alloc(s->bytes, "mmv units test");
-            allocs_.push_back(d);
-            dev_.upload(d, s->mem.data(), s->bytes);
-            dev_t_.back()->data = static_cast<uint8_t*>(d) + s->lead;
-            map[&s->host] = dev_t_.back().get();
-        }
-        std::vector<op> dops = ops;
-        for (op& o : dops) {
-            o.dst = map.at(o.dst);
-            for (auto& s : o.src)
-                if (s) s = map.at(s);
-        }
-        make_cpu_ref_backend()->run(ops.data(), ops.size());
-        dev_.run(dops.data(), dops.size());
-        dev_.sync();
-        map_ = map;
-    }
-    std::vector<float> device_values(const tensor* host_t) {
-        std::vector<float> v(size_t(host_t->nelements()));
-        dev_.download(v.data(), map_.at(host_t)->data, v.size() * sizeof(float));
-        return v;
-    }
+    tensor* result(int64_t m, int64_t n) { return c_.add_strided(dtype::F32, m, n, sizeof(float) * size_t(m), 0, 0); }
+    void run(const std::vector<op>& ops) { c_.run(ops); }
+    std::vector<float> device_values(const tensor* host_t) { return c_.device_values(host_t); }
 
 private:
-    backend& dev_;
-    std::vector<std::unique_ptr<strided>> ts_;
-    std::vector<std::unique_ptr<tensor>> dev_t_;
-    std::vector<void*> allocs_;
-    std::map<const tensor*, tensor*> map_;
+    device_case c_;
 };
 
 // The unit types and row lengths that exercise them (none a multiple of 256 where the type allows).

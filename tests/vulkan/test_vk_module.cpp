@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/quant.h"
 #include "core/tensor.h"
+#include "ops/device_test_util.h"
 
 namespace tfu {
 namespace {
@@ -34,22 +35,7 @@ std::unique_ptr<backend> make_vk() {
     std::unique_ptr<backend> be = make_vk();                                \
     if (!be) GTEST_SKIP() << "no Vulkan backend here (module or device missing)";
 
-std::vector<float> randn(std::mt19937_64& rng, size_t n, float sd = 1.0f) {
-    std::normal_distribution<float> d(0.0f, sd);
-    std::vector<float> v(n);
-    for (float& x : v) x = d(rng);
-    return v;
-}
-
-double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < want.size(); ++i) {
-        if (!std::isfinite(got[i])) return INFINITY;
-        num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-        den += double(want[i]) * want[i];
-    }
-    return std::sqrt(num / den);
-}
+using test::rel_l2;
 
 // A tensor with host bytes and (for a device backend) a device copy; t_host / t_dev view the two.
 struct pair_tensor {
@@ -68,7 +54,7 @@ struct pair_tensor {
     ~pair_tensor() { be.free(mem); }
     void fill(std::mt19937_64& rng, float sd = 1.0f) {
         for (int64_t r = 0; r < t_host.nrows(); ++r) {
-            std::vector<float> row = randn(rng, size_t(t_host.ne[0]), sd);
+            std::vector<float> row = test::random_floats(rng, size_t(t_host.ne[0]), sd);
             quantize_row(t_host.type, row.data(), t_host.row(r), t_host.ne[0]);
         }
         push();

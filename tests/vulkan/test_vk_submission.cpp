@@ -22,6 +22,7 @@
 #include "backend/backend.h"
 #include "core/error.h"
 #include "core/tensor.h"
+#include "ops/device_test_util.h"
 
 namespace tfu {
 namespace {
@@ -50,22 +51,7 @@ std::unique_ptr<backend> make_vk(const char* validation = "") {
     std::unique_ptr<backend> be = make_vk(validation);                                               \
     if (!be) GTEST_SKIP() << "no Vulkan backend here (module, device or validation layer missing)";
 
-std::vector<float> randn(std::mt19937_64& rng, size_t n, float sd = 1.0f) {
-    std::normal_distribution<float> d(0.0f, sd);
-    std::vector<float> v(n);
-    for (float& x : v) x = d(rng);
-    return v;
-}
-
-double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < want.size(); ++i) {
-        if (!std::isfinite(got[i])) return INFINITY;
-        num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-        den += double(want[i]) * want[i];
-    }
-    return std::sqrt(num / den);
-}
+using test::rel_l2;
 
 // An f32 tensor with a host copy (the reference's operand) and a device copy at `mem` (owned unless given).
 struct twin {
@@ -127,13 +113,13 @@ void chained_runs(backend& be) {
     const int64_t k = 512, m = 64, n_steps = 23;
     twin x(be, k), a(be, k), t(be, k), g(be, k), w(be, k, m), z(be, m, n_steps);
     ASSERT_GT(w.host.size() * 4, size_t(64) << 10) << "the weight upload takes the large (waited) path";
-    x.set(randn(rng, size_t(k)));
-    g.set(randn(rng, size_t(k)));
-    w.set(randn(rng, w.host.size(), 0.05f));
+    x.set(test::random_floats(rng, size_t(k)));
+    g.set(test::random_floats(rng, size_t(k)));
+    w.set(test::random_floats(rng, w.host.size(), 0.05f));
     std::unique_ptr<backend> ref = make_cpu_ref_backend();
     for (int64_t s = 0; s < n_steps; ++s) {
-        if (s == n_steps / 2) w.set(randn(rng, w.host.size(), 0.05f));
-        a.set(randn(rng, size_t(k)));
+        if (s == n_steps / 2) w.set(test::random_floats(rng, w.host.size(), 0.05f));
+        a.set(test::random_floats(rng, size_t(k)));
         tensor z_dev = z.row(true, s), z_host = z.row(false, s);
         std::vector<op> dev = step_ops(true, x, a, t, g, w, z_dev), host = step_ops(false, x, a, t, g, w, z_host);
         be.run(dev.data(), dev.size());
@@ -161,7 +147,7 @@ TEST(vk_submission, chained_runs_under_synchronization_validation) {
 // hazards between copies recorded into one command buffer).
 void queued_uploads(backend& be) {
     std::mt19937_64 rng(k_seed + 1);
-    std::vector<float> v1 = randn(rng, 300), v2 = randn(rng, 300), v3 = randn(rng, 100);
+    std::vector<float> v1 = test::random_floats(rng, 300), v2 = test::random_floats(rng, 300), v3 = test::random_floats(rng, 100);
     float* mem = static_cast<float*>(be.alloc(300 * 4, "dst"));
     float* other = static_cast<float*>(be.alloc(300 * 4, "other"));
     std::vector<float> src = v1;
@@ -204,7 +190,7 @@ TEST(vk_submission, many_small_uploads_without_runs) {
     std::vector<float> want(n * 12);
     for (int rep = 0; rep < 3; ++rep)
         for (size_t i = 0; i < 12; ++i) {
-            std::vector<float> v = randn(rng, n);
+            std::vector<float> v = test::random_floats(rng, n);
             std::copy(v.begin(), v.end(), want.begin() + long(i * n));
             be->upload(mem + i * n, v.data(), n * 4);
         }
@@ -223,7 +209,7 @@ TEST(vk_submission, free_while_work_is_queued) {
     const int64_t k = 256, m = 32;
     std::unique_ptr<backend> ref = make_cpu_ref_backend();
     twin x(*be, k), out1(*be, m), out2(*be, m);
-    x.set(randn(rng, size_t(k)));
+    x.set(test::random_floats(rng, size_t(k)));
     auto mul = [&](bool dev, twin& w, twin& d) {
         op o;
         o.type = op_type::MUL_MAT;
@@ -235,7 +221,7 @@ TEST(vk_submission, free_while_work_is_queued) {
         for (int round = 0; round < 2; ++round) {
             void* mem = be->alloc(big ? big : size_t(k * m * 4), "weight");
             twin w(*be, k, m, mem);
-            w.set(randn(rng, w.host.size(), 0.1f));
+            w.set(test::random_floats(rng, w.host.size(), 0.1f));
             twin& d = round == 0 ? out1 : out2;
             for (int rep = 0; rep < 9; ++rep) {  // more runs than frames, all queued
                 op o = mul(true, w, d), oh = mul(false, w, d);
@@ -257,8 +243,8 @@ TEST(vk_submission, one_run_larger_than_a_frame) {
     std::mt19937_64 rng(k_seed + 4);
     const int64_t n = 64, rows = 1300;
     twin x(*be, n, rows), b(*be, n, rows);
-    x.set(randn(rng, x.host.size()));
-    b.set(randn(rng, b.host.size()));
+    x.set(test::random_floats(rng, x.host.size()));
+    b.set(test::random_floats(rng, b.host.size()));
     std::vector<tensor> xr, br;
     for (int64_t r = 0; r < rows; ++r) xr.push_back(x.row(true, r)), br.push_back(b.row(true, r));
     std::vector<op> ops(static_cast<size_t>(rows));
