@@ -1,7 +1,8 @@
 // The CPU attention frame (backend/cpu/attention_split.h) at long contexts: split-K decode and small batches
 // (n 1 and 3), GQA groups 7:1, 4:1, 16:1 and 1:1, every K x V cache format of the paged kernel and every dtype of
 // the contiguous one, block sizes 16 and 32, against cpu-ref with test_ops' bounds (rel L2 1e-5, max 1e-4 of the
-// rms). Each case runs with the AVX2 and the scalar row kernels, with the default plan and with the split forced
+// rms). Each case runs with the AVX-512, AVX2 and scalar row kernels (those the CPU has), with the default plan
+// and with the split forced
 // on (chunks of one tile/block, so short contexts take the merge path too). Random data from a printed seed.
 // TFU_ATTN_BENCH=1 also prints the op's time at 1K, 4K and 16K context (no assertion on time).
 #include <chrono>
@@ -134,6 +135,19 @@ std::unique_ptr<dense_case> make_dense(std::mt19937_64& rng, const shape& s, dty
     return c;
 }
 
+// The row kernel levels this CPU can run (whatever TFU_CPU_SIMD says): AVX-512, AVX2, scalar.
+struct level {
+    const char* name;
+    const cpu::attn_kernels* kernels;
+};
+std::vector<level> levels() {
+    std::vector<level> l;
+    if (cpu::cpu_has_avx512_hw()) l.push_back({"avx512", &cpu::attn_kernels_avx512()});
+    if (cpu::cpu_has_avx2()) l.push_back({"avx2", &cpu::attn_kernels_avx2()});
+    l.push_back({"scalar", &cpu::attn_kernels_scalar()});
+    return l;
+}
+
 // Runs o (dst = o.dst) with the fast kernels under each ISA and plan and compares with want.
 void check_all_ways(const op& o, const tensor& want, const std::string& desc) {
     thread_pool pool(4);
@@ -142,16 +156,16 @@ void check_all_ways(const op& o, const tensor& want, const std::string& desc) {
     attn_split_options forced;  // split every (query, head group) into one-tile chunks, even for short contexts
     forced.min_chunk_rows = 1;
     forced.tasks_per_thread = 1 << 20;
-    for (bool avx2 : {true, false}) {
-        if (avx2 && !cpu::cpu_has_avx2()) continue;
+    for (const level& lv : levels()) {
         for (int way = 0; way < 2; ++way) {
-            const attn_split_options& opt = way == 0 ? dflt : forced;
-            cpu::context ctx{pool, avx2, scratch};
+            attn_split_options opt = way == 0 ? dflt : forced;
+            opt.kernels = lv.kernels;
+            cpu::context ctx{pool, lv.kernels != &cpu::attn_kernels_scalar(), scratch};
             std::memset(o.dst->data, 0xff, o.dst->nbytes());  // NaN: an unwritten output is caught
             if (o.type == op_type::ATTENTION) cpu::attention_with(ctx, o, opt);
             else cpu::attention_paged_with(ctx, o, opt);
             const errors e = compare(*o.dst, want);
-            const std::string what = desc + (avx2 ? " avx2" : " scalar") + (way == 0 ? " default" : " forced split");
+            const std::string what = desc + " " + lv.name + (way == 0 ? " default" : " forced split");
             EXPECT_EQ(e.non_finite, 0) << what;
             EXPECT_LE(e.rel_l2, k_rel_l2) << what;
             EXPECT_LE(e.max_rms, k_max_rms) << what;
@@ -255,7 +269,7 @@ TEST(attention_split, short_contexts_forced_split) {
         }
 }
 
-// TFU_ATTN_BENCH=1: ms per paged decode op (one layer of a Qwen2.5-0.5B-shaped model: 14 heads on 2 kv heads of
+// TFU_ATTN_BENCH=1: ms per paged decode op (the row kernels of the highest level TFU_CPU_SIMD allows) (one layer of a Qwen2.5-0.5B-shaped model: 14 heads on 2 kv heads of
 // 64, B = 32) at 1K, 4K and 16K, split-K on (default) and off, 2 threads (set TFU_ATTN_BENCH_THREADS). K and V in the
 // same format; TFU_ATTN_BENCH_MIXED=1 adds K q4 / V f16, K f16 / V q4 and K q8 / V q4 (labelled K/V), to time the
 // score and the value kernels of a format apart; TFU_ATTN_BENCH_ONLY=<label> times that one only (profiling).
@@ -294,8 +308,11 @@ TEST(attention_split, bench_decode) {
                     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
                 }
                 std::sort(ms.begin(), ms.end());
-                std::printf("attention_paged ctx %5d %-3s %-9s threads %d: median %.3f ms, min %.3f, max %.3f\n",
-                            ctx_len, label.c_str(), way == 0 ? "split" : "no split", pool.n_threads(),
+                const cpu::attn_kernels& kr = cpu::attn_kernels_for(ctx);
+                const char* lv = &kr == &cpu::attn_kernels_avx512() ? "avx512"
+                                 : &kr == &cpu::attn_kernels_scalar() ? "scalar" : "avx2";
+                std::printf("attention_paged ctx %5d %-3s %-9s %-6s threads %d: median %.3f ms, min %.3f, max %.3f\n",
+                            ctx_len, label.c_str(), way == 0 ? "split" : "no split", lv, pool.n_threads(),
                             ms[ms.size() / 2], ms.front(), ms.back());
             }
         }

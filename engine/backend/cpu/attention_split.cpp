@@ -46,8 +46,13 @@ attn_plan attn_make_plan(const attn_problem& p, int n_threads, const attn_split_
     return pl;
 }
 
+const attn_kernels& attn_kernels_for(const context& ctx) {
+    if (!ctx.avx2) return attn_kernels_scalar();
+    return cpu_has_avx512() ? attn_kernels_avx512() : attn_kernels_avx2();
+}
+
 void attn_run(context& ctx, const attn_problem& p, const attn_split_options& opt) {
-    const attn_kernels& kr = ctx.avx2 ? attn_kernels_avx2() : attn_kernels_scalar();
+    const attn_kernels& kr = opt.kernels ? *opt.kernels : attn_kernels_for(ctx);
     const int n_threads = ctx.pool.n_threads();
     const attn_plan pl = attn_make_plan(p, n_threads, opt);
     const int64_t hd = p.hd, hpt = pl.hpt, tile = p.tile;

@@ -54,7 +54,16 @@ struct attn_kernels {
     void (*scale)(float* x, float a, int64_t n);         // x *= a
 };
 const attn_kernels& attn_kernels_scalar();
-const attn_kernels& attn_kernels_avx2();  // only when ctx.avx2
+const attn_kernels& attn_kernels_avx2();    // only when ctx.avx2
+const attn_kernels& attn_kernels_avx512();  // only when cpu_has_avx512() (kinds it lacks go to the AVX2 ones)
+// AVX-512 F + BW + VL + DQ + VNNI (CPUID leaf 7) with the OS saving the zmm and mask state (XGETBV bits 1-2 and
+// 5-7) and not turned off by TFU_CPU_SIMD=avx2 or scalar (read at each call, like cpu_has_avx2()). Defined in
+// simd.cpp; the attention frame's level is AVX-512 when this holds and ctx.avx2, else AVX2 or scalar by ctx.avx2.
+bool cpu_has_avx512();
+// The same without TFU_CPU_SIMD (what the CPU and OS allow), for tests that run every level the CPU has.
+bool cpu_has_avx512_hw();
+// The kernels attn_run uses for ctx when attn_split_options::kernels is null.
+const attn_kernels& attn_kernels_for(const context& ctx);
 // Floats of `work` the kernels need for tiles of up to `tile` rows.
 int64_t attn_work_floats(int64_t tile, int64_t hd);
 
@@ -80,6 +89,7 @@ attn_problem attn_problem_of(const op& o);
 struct attn_split_options {
     int64_t min_chunk_rows = 512;
     int64_t tasks_per_thread = 4;
+    const attn_kernels* kernels = nullptr;  // a level forced (tests, benchmarks); null: attn_kernels_for(ctx)
 };
 
 struct attn_plan {
