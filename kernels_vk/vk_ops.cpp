@@ -63,9 +63,16 @@ std::vector<row_piece> split_rows(const tensor& w, uint64_t max_binding, uint64_
         out.push_back({lo, std::min<int64_t>(w.ne[1], lo + int64_t(rows_per))});
     return out;
 }
+// Weight rows are 2-byte strided, so a later piece may start mid-word: it is bound from the word below and the
+// skew added to the binding's byte offset (the shaders address weights in bytes).
 binding bind_rows(vk_backend& be, const tensor& w, row_piece p) {
-    return be.bind(static_cast<const char*>(w.data) + uint64_t(p.lo) * w.nb[1],
-                   uint64_t(p.hi - p.lo - 1) * w.nb[1] + w.row_bytes(), "src0 (weight rows)");
+    const char* start = static_cast<const char*>(w.data) + uint64_t(p.lo) * w.nb[1];
+    const uint32_t skew = p.lo > 0 ? uint32_t(reinterpret_cast<uintptr_t>(start) % 4) : 0;
+    binding b = be.bind(start - skew, skew + uint64_t(p.hi - p.lo - 1) * w.nb[1] + w.row_bytes(),
+                        "src0 (weight rows)");
+    b.byte += skew;
+    b.word = b.byte / 4;
+    return b;
 }
 binding bind_whole(vk_backend& be, const tensor* t, const char* what) {
     return t ? be.bind(t->data, extent(*t), what) : binding{};
@@ -144,8 +151,8 @@ void record_rope(vk_backend& be, const op& o) {
 //
 // x of 1 .. k_mmv_max_cols columns: mul_mat_vec.comp, R rows of a matrix per workgroup sharing each load of x;
 // one launch may hold up to 3 matrices of one x (Q/K/V) or gate/up with their SWIGLU (record_fused). More
-// columns: mul_mat.comp, 32 x 32 output tiles, k in steps of 32 through shared memory. A weight larger than one
-// binding runs alone, one dispatch per row piece.
+// columns: mul_mat.comp, 64 x 64 or 128 x 64 output tiles (mm_tile), k in steps of 32 through shared memory. A
+// weight larger than one binding runs alone, one dispatch per row piece.
 
 constexpr int64_t k_mmv_max_cols = 8;
 
@@ -196,6 +203,24 @@ void dispatch_mmv(vk_backend& be, dtype type, int64_t k, const tensor& x, const 
                 {uint32_t(type), uint32_t(n), R, glu ? 1u : 0u}, b, 3, std::move(push), groups);
 }
 
+// The matrix-matrix shader variant for an m x n product and its tile (rows x columns per workgroup). 128 x 64
+// tiles (8 x 4 outputs per thread: fewer shared-memory reads per FMA, each weight tile serves more columns' work)
+// when that still makes >= 256 workgroups, enough to fill a large GPU (an H100 has 132 SMs); else 64 x 64.
+// TFU_VK_MM_TILE=64 or 128 forces one, 32 the first 32 x 32 shader (mul_mat_32.comp), for comparisons.
+struct mm_tile {
+    const char* shader;
+    uint64_t rows, cols;
+};
+mm_tile choose_mm_tile(uint64_t m, uint64_t n) {
+    const char* env = std::getenv("TFU_VK_MM_TILE");  // read per dispatch (tests switch it): ~0.1 us of ~1 us
+    const int forced = env ? std::atoi(env) : 0;
+    const mm_tile t32 = {"mul_mat_32", 32, 32}, t64 = {"mul_mat", 64, 64}, t128 = {"mul_mat_l", 128, 64};
+    if (forced == 32) return t32;
+    if (forced == 64) return t64;
+    if (forced == 128) return t128;
+    return ceil_div(m, 128) * ceil_div(n, 64) >= 256 ? t128 : t64;
+}
+
 void record_mul_mat(vk_backend& be, const op& o) {
     const tensor& w = *o.src[0];
     const tensor& x = *o.src[1];
@@ -211,10 +236,11 @@ void record_mul_mat(vk_backend& be, const op& o) {
             continue;
         }
         const binding b[3] = {bd, bw, bx};
-        be.dispatch("mul_mat", {uint32_t(w.type)}, b, 3,
+        const mm_tile tile = choose_mm_tile(m, n);
+        be.dispatch(tile.shader, {uint32_t(w.type)}, b, 3,
                     {uint32_t(w.ne[0]), uint32_t(m), uint32_t(n), bw.byte, uint32_t(w.nb[1]), bx.word,
                      words(x.nb[1]), bd.word + uint32_t(p.lo), words(d.nb[1])},
-                    ceil_div(m, 32) * ceil_div(n, 32));
+                    ceil_div(m, tile.rows) * ceil_div(n, tile.cols));
     }
 }
 

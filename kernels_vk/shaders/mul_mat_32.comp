@@ -1,5 +1,6 @@
-// MUL_MAT, tiled matrix-matrix form (n > 1): dst[j][i] = w_i . x_j. Each group of 256 threads computes a 32 x 32
-// tile of (rows i, columns j), stepping k by 32: the weight tile is dequantized (dtype TYPE) into shared memory
+// MUL_MAT, the first tiled matrix-matrix form (n > 8), kept for comparison (TFU_VK_MM_TILE=32; mul_mat.comp is the
+// default): dst[j][i] = w_i . x_j. Each group of 256 threads computes a 32 x 32 tile of (rows i, columns j),
+// stepping k by 32: the weight tile is dequantized (dtype TYPE, one dq() per element) into shared memory
 // once per step and reused by 32 columns. Launch: ceil(m / 32) * ceil(n / 32) groups, index = tn * tiles_m + tm.
 #version 450
 #include "common.glsl"

@@ -1,0 +1,314 @@
+// The Vulkan matrix-matrix MUL_MAT (kernels_vk/shaders/mul_mat.comp, n > 8 columns: 64 x 64 and 128 x 64 tiles;
+// mul_mat_32.comp, the first 32 x 32 form, TFU_VK_MM_TILE=32) against cpu-ref, for every weight type:
+//  - m, n, k not multiples of the tiles (m 1..200, n 9..600; float k with k % 8 != 0 and k < 8, quant k whole
+//    blocks not a multiple of the 32-element step where the block allows);
+//  - weights with padded rows (blocks straddling 32-bit words row by row; 16-byte aligned rows take the 128-bit
+//    loads) starting 4 bytes into their allocation; x with padded columns (scalar x loads) starting 4 bytes in;
+//    results with padded columns: the padding and the bytes around the result must come back untouched;
+//  - each tile variant forced through TFU_VK_MM_TILE on the same shapes, and the default choice;
+//  - a weight larger than one binding (TFU_VK_MAX_BINDING_BYTES): row pieces, one dispatch each.
+// Inputs random from the printed seed (test_seed()). Bounds (relative L2 against cpu-ref, which dequantizes exactly
+// and sums in f32 or double): the kernel dequantizes with the same f32 arithmetic and sums in f32, so the error is
+// f32 rounding of k-term sums: 2e-6 * sqrt(k / 32) for every type, at least 1e-5 (k_bound). A skip where no
+// Vulkan device (lavapipe: TFU_VK_ALLOW_CPU=1) is present. TFU_VK_MM_BENCH=1 also times a 2048 x 2048 Q4_0
+// weight by 512 columns with each tile (printed; never asserted).
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+
+#include "ops/device_test_util.h"
+
+namespace tfu::test {
+namespace {
+
+// Sets an environment variable for the object's lifetime, then restores the old value.
+class scoped_env {
+public:
+    scoped_env(const char* name, const char* value) : name_(name) {
+        const char* old = std::getenv(name);
+        had_ = old != nullptr;
+        if (had_) old_ = old;
+        if (value) setenv(name, value, 1);
+        else unsetenv(name);
+    }
+    ~scoped_env() {
+        if (had_) setenv(name_.c_str(), old_.c_str(), 1);
+        else unsetenv(name_.c_str());
+    }
+    scoped_env(const scoped_env&) = delete;
+    scoped_env& operator=(const scoped_env&) = delete;
+
+private:
+    std::string name_, old_;
+    bool had_ = false;
+};
+
+// The relative L2 bound of a k-long product (see the top of the file).
+double k_bound(int64_t k) { return std::max(1e-5, 2e-6 * std::sqrt(double(k) / 32.0)); }
+
+// One MUL_MAT: host tensors (run by cpu-ref) and device copies of their whole memory (lead and padding included),
+// so that the result's padding can be checked byte for byte after the device run.
+class mm_case {
+public:
+    explicit mm_case(backend& dev) : dev_(dev) {}
+    ~mm_case() {
+        for (auto& h : t_)
+            if (h->dev) dev_.free(h->dev);
+    }
+    mm_case(const mm_case&) = delete;
+    mm_case& operator=(const mm_case&) = delete;
+
+    // An (ne0, ne1) tensor with row stride nb1, `lead` bytes into its memory, every byte `fill` before filling.
+    tensor* add(dtype type, int64_t ne0, int64_t ne1, size_t nb1, size_t lead, uint8_t fill) {
+        t_.push_back(std::make_unique<item>());
+        item& h = *t_.back();
+        h.t = make_tensor(type, ne0, ne1);
+        h.t.nb[1] = nb1;
+        h.t.nb[2] = h.t.nb[3] = nb1 * size_t(ne1);
+        h.lead = lead;
+        h.mem.assign(lead + size_t(ne1 - 1) * nb1 + h.t.row_bytes() + 16, fill);  // 16 bytes of tail guard
+        h.t.data = h.mem.data() + lead;
+        return &h.t;
+    }
+    // Runs dst = w . x on cpu-ref (host) and on the device; returns the device's copy of dst's memory.
+    std::vector<uint8_t> run(tensor* dst, tensor* w, tensor* x) {
+        for (auto& h : t_) {
+            h->dev = dev_.alloc(h->mem.size(), "mul_mat test");
+            dev_.upload(h->dev, h->mem.data(), h->mem.size());
+            h->dev_t = h->t;
+            h->dev_t.data = static_cast<uint8_t*>(h->dev) + h->lead;
+        }
+        const op host_op = make_op(op_type::MUL_MAT, dst, w, x);
+        const op dev_op = make_op(op_type::MUL_MAT, &find(dst).dev_t, &find(w).dev_t, &find(x).dev_t);
+        std::string why;
+        if (!dev_.supports(dev_op, &why)) throw std::runtime_error("refused: " + why);
+        make_cpu_ref_backend()->run(&host_op, 1);
+        dev_.run(&dev_op, 1);
+        dev_.sync();
+        item& d = find(dst);
+        std::vector<uint8_t> out(d.mem.size());
+        dev_.download(out.data(), d.dev, out.size());
+        return out;
+    }
+    // The host memory (after run: the reference result, padding untouched).
+    const std::vector<uint8_t>& host_mem(const tensor* t) { return find(t).mem; }
+    size_t lead(const tensor* t) { return find(t).lead; }
+
+private:
+    struct item {
+        tensor t, dev_t;
+        std::vector<uint8_t> mem;
+        size_t lead = 0;
+        void* dev = nullptr;
+    };
+    item& find(const tensor* t) {
+        for (auto& h : t_)
+            if (&h->t == t) return *h;
+        throw std::runtime_error("mm_case: unknown tensor");
+    }
+    backend& dev_;
+    std::vector<std::unique_ptr<item>> t_;
+};
+
+struct shape {
+    int64_t k, m, n;
+    size_t w_pad, w_lead, x_pad_floats, x_lead, d_pad_floats;
+};
+
+// The largest relative L2 error seen per type (printed by every_type_odd_shapes).
+std::map<dtype, double>& worst_error() {
+    static std::map<dtype, double> w;
+    return w;
+}
+
+// Runs one case; compares the result elements by relative L2 and every other byte of dst's memory exactly.
+void check_case(backend& dev, std::mt19937_64& rng, dtype type, const shape& s, const std::string& what) {
+    mm_case c(dev);
+    tensor* w = c.add(type, s.k, s.m, row_size(type, s.k) + s.w_pad, s.w_lead, 0xA5);
+    fill_random(rng, *w, 0.05f);
+    tensor* x = c.add(dtype::F32, s.k, s.n, sizeof(float) * size_t(s.k + int64_t(s.x_pad_floats)), s.x_lead, 0xA5);
+    fill_random(rng, *x, 1.0f);
+    const size_t d_lead = s.d_pad_floats ? 4 : 0;
+    tensor* d = c.add(dtype::F32, s.m, s.n, sizeof(float) * size_t(s.m + int64_t(s.d_pad_floats)), d_lead, 0x5A);
+    const std::vector<uint8_t> got_mem = c.run(d, w, x);
+    const std::vector<uint8_t>& want_mem = c.host_mem(d);
+    std::vector<float> got, want;
+    std::vector<bool> is_elem(want_mem.size(), false);
+    for (int64_t j = 0; j < s.n; ++j)
+        for (int64_t i = 0; i < s.m; ++i) {
+            const size_t b = d_lead + size_t(j) * d->nb[1] + size_t(i) * 4;
+            float g, v;
+            std::memcpy(&g, &got_mem[b], 4);
+            std::memcpy(&v, &want_mem[b], 4);
+            got.push_back(g);
+            want.push_back(v);
+            for (size_t q = 0; q < 4; ++q) is_elem[b + q] = true;
+        }
+    size_t stray = 0;
+    for (size_t b = 0; b < want_mem.size(); ++b)
+        if (!is_elem[b] && got_mem[b] != want_mem[b]) ++stray;
+    const double err = rel_l2(got, want);
+    worst_error()[type] = std::max(worst_error()[type], err);
+    EXPECT_LE(err, k_bound(s.k)) << what;
+    EXPECT_EQ(stray, 0u) << what << ": bytes outside the result changed";
+}
+
+std::string describe(dtype t, const shape& s, const char* tile) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "%s k=%lld m=%lld n=%lld w_pad=%zu w_lead=%zu x_pad=%zu x_lead=%zu d_pad=%zu tile=%s",
+                  dtype_name(t), (long long)s.k, (long long)s.m, (long long)s.n, s.w_pad, s.w_lead, s.x_pad_floats,
+                  s.x_lead, s.d_pad_floats, tile);
+    return buf;
+}
+
+// Row lengths per type: float types with k % 8 != 0 (a partial last unit), k < 8 and k % 32 != 0 (a partial last
+// step); 32-element blocks: 1, 3 and 9 blocks; K-quants: 1 and 3 super-blocks.
+std::vector<int64_t> ks_of(dtype t) {
+    switch (t) {
+        case dtype::F32: case dtype::F16: case dtype::BF16: return {5, 37, 264};
+        case dtype::Q2_K: case dtype::Q3_K: case dtype::Q4_K: case dtype::Q5_K: case dtype::Q6_K: return {256, 768};
+        default: return {32, 96, 288};
+    }
+}
+
+const dtype k_types[] = {dtype::F32,  dtype::F16,  dtype::BF16, dtype::Q4_0, dtype::Q4_1, dtype::Q5_0, dtype::Q5_1,
+                         dtype::Q8_0, dtype::Q2_K, dtype::Q3_K, dtype::Q4_K, dtype::Q5_K, dtype::Q6_K};
+
+// Every type, several shapes each, with the 64 x 64 and 128 x 64 tiles forced (and the default choice on one).
+TEST(vk_mul_mat, every_type_odd_shapes) {
+    std::string why;
+    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
+    if (!dev) GTEST_SKIP() << why;
+    std::mt19937_64 rng(test_seed() + 60);
+    int cases = 0;
+    for (dtype t : k_types) {
+        const std::vector<int64_t> ks = ks_of(t);
+        for (size_t ki = 0; ki < ks.size(); ++ki) {
+            // (m, n) pairs: one tile and a bit, a partial tile, many tiles; row/column padding varies per case.
+            const int64_t ms[] = {37, 130, 1, 200}, ns[] = {9, 67, 130, 17};
+            for (int v = 0; v < 2; ++v) {
+                const int idx = int(ki) * 2 + v;
+                shape s{};
+                s.k = ks[ki];
+                s.m = ms[idx % 4];
+                s.n = ns[(idx + int(t)) % 4];
+                // Row padding: 2 shifts blocks across word boundaries row by row; f32 rows stay 4-byte strided.
+                const size_t pads[] = {0, 2, 4, 16}, f32_pads[] = {0, 4, 16, 4};
+                s.w_pad = t == dtype::F32 ? f32_pads[idx % 4] : pads[idx % 4];
+                s.w_lead = (idx % 2) * 4;
+                s.x_pad_floats = size_t((idx + 1) % 3 == 0 ? 1 : ((idx + 1) % 3 == 1 ? 0 : 4));
+                s.x_lead = ((idx / 2) % 2) * 4;
+                s.d_pad_floats = size_t(idx % 3);
+                for (const char* tile : {"64", "128"}) {
+                    scoped_env env("TFU_VK_MM_TILE", tile);
+                    check_case(*dev, rng, t, s, describe(t, s, tile));
+                    ++cases;
+                }
+            }
+        }
+    }
+    std::printf("%d cases; largest relative L2 error per type:", cases);
+    for (dtype t : k_types) std::printf(" %s %.2g", dtype_name(t), worst_error()[t]);
+    std::printf("\n");
+}
+
+// n from 9 to 600 for the common model types, default tile choice (and the old 32 x 32 shader on one shape).
+TEST(vk_mul_mat, column_counts) {
+    std::string why;
+    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
+    if (!dev) GTEST_SKIP() << why;
+    std::mt19937_64 rng(test_seed() + 61);
+    for (dtype t : {dtype::F16, dtype::Q4_0, dtype::Q8_0, dtype::Q4_K, dtype::Q6_K})
+        for (int64_t n : {9, 10, 31, 64, 65, 127, 129, 600}) {
+            const int64_t k = traits(t).block_size >= 256 ? 256 : 96;
+            const shape s{k, 70, n, 0, 0, 0, 0, 0};
+            scoped_env env("TFU_VK_MM_TILE", nullptr);
+            check_case(*dev, rng, t, s, describe(t, s, "default"));
+        }
+    const shape s{96, 70, 100, 2, 4, 1, 4, 3};
+    scoped_env env("TFU_VK_MM_TILE", "32");
+    check_case(*dev, rng, dtype::Q4_0, s, describe(dtype::Q4_0, s, "32"));
+}
+
+// A large product takes the 128 x 64 tile by default (>= 256 workgroups); m and n not multiples of it.
+TEST(vk_mul_mat, default_large_tile) {
+    std::string why;
+    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
+    if (!dev) GTEST_SKIP() << why;
+    std::mt19937_64 rng(test_seed() + 62);
+    scoped_env env("TFU_VK_MM_TILE", nullptr);
+    const shape s{64, 4100, 520, 2, 4, 0, 0, 1};  // 33 x 9 = 297 workgroups of 128 x 64
+    check_case(*dev, rng, dtype::Q4_0, s, describe(dtype::Q4_0, s, "default"));
+}
+
+// Weights larger than one binding (forced to 64 KiB): row pieces, one mul_mat dispatch each.
+TEST(vk_mul_mat, row_pieces) {
+    std::string why;
+    std::unique_ptr<backend> dev;
+    {
+        scoped_env env("TFU_VK_MAX_BINDING_BYTES", "65536");
+        dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
+    }
+    if (!dev) GTEST_SKIP() << why;
+    std::mt19937_64 rng(test_seed() + 63);
+    for (dtype t : {dtype::Q4_0, dtype::F32, dtype::Q6_K}) {
+        const int64_t k = t == dtype::F32 ? 256 : 512;
+        const shape s{k, 300, 20, t == dtype::F32 ? 4u : 2u, 0, 0, 0, 1};
+        ASSERT_GT(uint64_t(row_size(t, k) + s.w_pad) * uint64_t(s.m), 65536u);
+        for (const char* tile : {"64", "128"}) {
+            scoped_env env("TFU_VK_MM_TILE", tile);
+            check_case(*dev, rng, t, s, describe(t, s, tile));
+        }
+    }
+}
+
+// TFU_VK_MM_BENCH=1: wall time of a 2048 x 2048 Q4_0 weight by 512 columns per tile variant (one warm-up run,
+// then the best of 3). Printed only.
+TEST(vk_mul_mat, bench_q4_0_2048x2048x512) {
+    const char* on = std::getenv("TFU_VK_MM_BENCH");
+    if (!on || std::string(on) != "1") GTEST_SKIP() << "set TFU_VK_MM_BENCH=1 to time";
+    std::string why;
+    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
+    if (!dev) GTEST_SKIP() << why;
+    std::mt19937_64 rng(test_seed() + 64);
+    const int64_t k = 2048, m = 2048, n = 512;
+    owned_tensor w(dtype::Q4_0, k, m), x(dtype::F32, k, n);
+    fill_random(rng, w.t, 0.05f);
+    fill_random(rng, x.t, 1.0f);
+    void* dw = dev->alloc(w.t.nbytes(), "bench w");
+    void* dx = dev->alloc(x.t.nbytes(), "bench x");
+    void* dd = dev->alloc(size_t(m * n) * 4, "bench d");
+    dev->upload(dw, w.t.data, w.t.nbytes());
+    dev->upload(dx, x.t.data, x.t.nbytes());
+    tensor tw = w.t, tx = x.t, td = make_tensor(dtype::F32, m, n);
+    tw.data = dw, tx.data = dx, td.data = dd;
+    const op o = make_op(op_type::MUL_MAT, &td, &tw, &tx);
+    const char* tiles[] = {"32", "64", "128"};
+    std::vector<float> first;
+    for (const char* tile : tiles) {
+        scoped_env env("TFU_VK_MM_TILE", tile);
+        dev->run(&o, 1);
+        dev->sync();
+        double best = 1e30;
+        for (int r = 0; r < 3; ++r) {
+            const auto t0 = std::chrono::steady_clock::now();
+            dev->run(&o, 1);
+            dev->sync();
+            best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        }
+        std::vector<float> out(size_t(m * n));
+        dev->download(out.data(), dd, out.size() * 4);
+        if (first.empty()) first = out;
+        else EXPECT_LE(rel_l2(out, first), k_bound(k)) << "tile " << tile << " against tile 32";
+        std::printf("mul_mat Q4_0 %lldx%lld by %lld, tile %s: %.1f ms (%.2f GFLOP/s)\n", (long long)m, (long long)k,
+                    (long long)n, tile, best * 1e3, 2.0 * double(m) * double(k) * double(n) / best * 1e-9);
+    }
+    dev->free(dw);
+    dev->free(dx);
+    dev->free(dd);
+}
+
+}  // namespace
+}  // namespace tfu::test
