@@ -46,12 +46,13 @@ shared vec4 xs[TK * CV];
 vec4 w_a[WR], w_b[WR];
 vec4 x_a, x_b;
 
-// Units of 8 whole elements per row (float types: k % 8 elements remain, done by dq()).
-uint whole_units() { return UNIT_TYPE ? pc.k / 8u : 0u; }
+// Only float rows can end inside a step (k % 32 != 0) or inside a unit (k % 8 != 0); quant rows are whole blocks
+// of 32 or 256 elements, so for them the element-wise tails below are statically dead.
+const bool FLOAT_TYPE = TYPE == T_F32 || TYPE == T_F16 || TYPE == T_BF16;
 
 // Weight unit u of the row at byte `row`, dequantized (elements past k give 0: only in a float row's last step).
 void load_w_unit(uint row, uint u, bool w16, out vec4 a, out vec4 b) {
-    if (u < whole_units()) {
+    if (UNIT_TYPE && (!FLOAT_TYPE || u < pc.k / 8u)) {
         vec4 sc;
         unit_w(row, u, w16, a, b, sc);
         if (UNIT_SCALED) {
@@ -74,7 +75,7 @@ void load_w_unit(uint row, uint u, bool w16, out vec4 a, out vec4 b) {
 void load_x_unit(uint col, uint u, bool x4, out vec4 a, out vec4 b) {
     uint e0, e1;
     unit_x(u, e0, e1);
-    if (8u * u + 8u <= pc.k) {
+    if (!FLOAT_TYPE || 8u * u + 8u <= pc.k) {
         a = x_vec4(col + e0, x4);
         b = x_vec4(col + e1, x4);
         return;
