@@ -121,7 +121,10 @@ void main() {
     uint tm = g % tiles_m, tn = g / tiles_m;
     if (tn * BN >= pc.n) return;  // surplus workgroups of a 2-D launch: the whole group leaves
     uint t = gl_LocalInvocationID.x;
-    uint tr = t & 15u, tc = t >> 4;  // outputs: rows 4 (tr + 16p) + 0..3, columns 4 tc + 0..3
+    // Outputs: rows 4 (tr + 16p) + 0..3, columns 4 tc + 0..3. 32 neighbouring threads (a warp or half an AMD
+    // wave) take 8 tr x 4 tc: per k they read 8 weight vec4 (128 contiguous bytes) and 4 x vec4, 192 bytes of
+    // shared memory for 512 (1024) FMAs, where 16 tr x 2 tc would read 288.
+    uint tr = (t & 7u) | (((t >> 5) & 1u) << 3), tc = ((t >> 3) & 3u) | ((t >> 6) << 2);
     // 128-bit weight loads (float types) where every row starts at a multiple of 16 bytes; vec4 x loads where
     // every column starts at a multiple of 4 words. Uniform branches inside the loads.
     bool w16 = (pc.w_off & 15u) == 0u && (pc.w_nb1 & 15u) == 0u;
