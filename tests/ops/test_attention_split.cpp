@@ -269,10 +269,11 @@ TEST(attention_split, short_contexts_forced_split) {
         }
 }
 
-// TFU_ATTN_BENCH=1: ms per paged decode op (the row kernels of the highest level TFU_CPU_SIMD allows) (one layer of a Qwen2.5-0.5B-shaped model: 14 heads on 2 kv heads of
+// TFU_ATTN_BENCH=1: ms per paged decode op (one layer of a Qwen2.5-0.5B-shaped model: 14 heads on 2 kv heads of
 // 64, B = 32) at 1K, 4K and 16K, split-K on (default) and off, 2 threads (set TFU_ATTN_BENCH_THREADS). K and V in the
 // same format; TFU_ATTN_BENCH_MIXED=1 adds K q4 / V f16, K f16 / V q4 and K q8 / V q4 (labelled K/V), to time the
-// score and the value kernels of a format apart; TFU_ATTN_BENCH_ONLY=<label> times that one only (profiling).
+// score and the value kernels of a format apart; TFU_ATTN_BENCH_ONLY=<label> times that one only (profiling). The
+// row kernels are those of the highest level TFU_CPU_SIMD allows (avx512, avx2, scalar), named in each line.
 TEST(attention_split, bench_decode) {
     const char* on = std::getenv("TFU_ATTN_BENCH");
     if (!on || std::string(on) != "1") GTEST_SKIP() << "set TFU_ATTN_BENCH=1 to time the decode op";

@@ -189,7 +189,9 @@ struct dec_q4_channel {  // x = code * scale[c] + min[c] (channel order)
     __m512 load16(int64_t t, int64_t c) const {
         return _mm512_fmadd_ps(nibbles16(row(t), c), half16(sc + c), half16(mn + c));
     }
-    __m256 load8(int64_t t, int64_t c) const { return _mm256_fmadd_ps(nibbles8(row(t), c), half8(sc + c), half8(mn + c)); }
+    __m256 load8(int64_t t, int64_t c) const {
+        return _mm256_fmadd_ps(nibbles8(row(t), c), half8(sc + c), half8(mn + c));
+    }
     float load1(int64_t t, int64_t c) const { return nibble1(row(t), c) * f16(sc[c]) + f16(mn[c]); }
 };
 struct dec_q4_group16 {  // x = code * sf[t][c / 16] + mf[t][c / 16] (f32 per row and 16-channel slice; g % 16 == 0)
