@@ -203,22 +203,27 @@ void dispatch_mmv(vk_backend& be, dtype type, int64_t k, const tensor& x, const 
                 {uint32_t(type), uint32_t(n), R, glu ? 1u : 0u}, b, 3, std::move(push), groups);
 }
 
-// The matrix-matrix shader variant for an m x n product and its tile (rows x columns per workgroup). 128 x 64
-// tiles (8 x 4 outputs per thread: fewer shared-memory reads per FMA, each weight tile serves more columns' work)
-// when that still makes >= 256 workgroups, enough to fill a large GPU (an H100 has 132 SMs); else 64 x 64.
-// TFU_VK_MM_TILE=64 or 128 forces one, 32 the first 32 x 32 shader (mul_mat_32.comp), for comparisons.
+// The matrix-matrix shader variant for an m x n product and its tile (rows x columns per workgroup). Larger tiles
+// give each thread more outputs (fewer shared-memory reads per FMA; each decoded weight serves more columns), but
+// fewer workgroups: the largest of 128x128 (8x8 per thread) and 64x128 (4x8) that still makes >= 256 workgroups,
+// enough to fill a large GPU (an H100 has 132 SMs), else 64x64. 64x128 before 128x64: the weight tile is the one
+// that costs decoding. TFU_VK_MM_TILE = 64, 128 (128x64), 64x128, 128x128 forces one, 32 the first 32x32 shader
+// (mul_mat_32.comp), for comparisons.
 struct mm_tile {
     const char* shader;
     uint64_t rows, cols;
 };
 mm_tile choose_mm_tile(uint64_t m, uint64_t n) {
-    const char* env = std::getenv("TFU_VK_MM_TILE");  // read per dispatch (tests switch it): ~0.1 us of ~1 us
-    const int forced = env ? std::atoi(env) : 0;
-    const mm_tile t32 = {"mul_mat_32", 32, 32}, t64 = {"mul_mat", 64, 64}, t128 = {"mul_mat_l", 128, 64};
-    if (forced == 32) return t32;
-    if (forced == 64) return t64;
-    if (forced == 128) return t128;
-    return ceil_div(m, 128) * ceil_div(n, 64) >= 256 ? t128 : t64;
+    static const mm_tile tiles[] = {{"mul_mat_32", 32, 32}, {"mul_mat", 64, 64}, {"mul_mat_l", 128, 64},
+                                    {"mul_mat_w", 64, 128}, {"mul_mat_xl", 128, 128}};
+    static const char* const names[] = {"32", "64", "128", "64x128", "128x128"};
+    if (const char* env = std::getenv("TFU_VK_MM_TILE")) {  // read per dispatch (tests switch it): ~0.1 us of ~1 us
+        for (size_t i = 0; i < 5; ++i)
+            if (std::strcmp(env, names[i]) == 0) return tiles[i];
+    }
+    for (size_t i : {4, 3})
+        if (ceil_div(m, tiles[i].rows) * ceil_div(n, tiles[i].cols) >= 256) return tiles[i];
+    return tiles[1];
 }
 
 void record_mul_mat(vk_backend& be, const op& o) {

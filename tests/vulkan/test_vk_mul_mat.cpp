@@ -1,11 +1,11 @@
-// The Vulkan matrix-matrix MUL_MAT (kernels_vk/shaders/mul_mat.comp, n > 8 columns: 64 x 64 and 128 x 64 tiles;
+// The Vulkan matrix-matrix MUL_MAT (kernels_vk/shaders/mul_mat.comp, n > 8 columns: 64/128 x 64/128 tiles;
 // mul_mat_32.comp, the first 32 x 32 form, TFU_VK_MM_TILE=32) against cpu-ref, for every weight type:
 //  - m, n, k not multiples of the tiles (m 1..200, n 9..600; float k with k % 8 != 0 and k < 8, quant k whole
 //    blocks not a multiple of the 32-element step where the block allows);
 //  - weights with padded rows (blocks straddling 32-bit words row by row; 16-byte aligned rows take the 128-bit
 //    loads) starting 4 bytes into their allocation; x with padded columns (scalar x loads) starting 4 bytes in;
 //    results with padded columns: the padding and the bytes around the result must come back untouched;
-//  - each tile variant forced through TFU_VK_MM_TILE on the same shapes, and the default choice;
+//  - every tile forced through TFU_VK_MM_TILE (rotating over the shapes), the default choice on large products;
 //  - a weight larger than one binding (TFU_VK_MAX_BINDING_BYTES): row pieces, one dispatch each.
 // Inputs random from the printed seed (test_seed()). Bounds, relative L2 against cpu-ref (which dequantizes
 // exactly and sums in f32 or double): the kernel dequantizes with the same f32 arithmetic and sums in f32, so the
@@ -177,7 +177,10 @@ std::vector<int64_t> ks_of(dtype t) {
 const dtype k_types[] = {dtype::F32,  dtype::F16,  dtype::BF16, dtype::Q4_0, dtype::Q4_1, dtype::Q5_0, dtype::Q5_1,
                          dtype::Q8_0, dtype::Q2_K, dtype::Q3_K, dtype::Q4_K, dtype::Q5_K, dtype::Q6_K};
 
-// Every type, several shapes each, with the 64 x 64 and 128 x 64 tiles forced (and the default choice on one).
+// The tiles of mul_mat.comp as TFU_VK_MM_TILE names them: 64x64, 128x64, 64x128, 128x128.
+const char* const k_tiles[] = {"64", "128", "64x128", "128x128"};
+
+// Every type, several shapes each, each under one of the tiles forced.
 TEST(vk_mul_mat, every_type_odd_shapes) {
     std::string why;
     std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
@@ -202,11 +205,12 @@ TEST(vk_mul_mat, every_type_odd_shapes) {
                 s.x_pad_floats = size_t((idx + 1) % 3 == 0 ? 1 : ((idx + 1) % 3 == 1 ? 0 : 4));
                 s.x_lead = ((idx / 2) % 2) * 4;
                 s.d_pad_floats = size_t(idx % 3);
-                for (const char* tile : {"64", "128"}) {
-                    scoped_env env("TFU_VK_MM_TILE", tile);
-                    check_case(*dev, rng, t, s, describe(t, s, tile));
-                    ++cases;
-                }
+                // Each type meets every tile over its 4 or 6 cases (each (type, tile) pair is a pipeline to
+                // compile: lavapipe takes ~1 s each).
+                const char* tile = k_tiles[size_t(idx + int(t)) % 4];
+                scoped_env env("TFU_VK_MM_TILE", tile);
+                check_case(*dev, rng, t, s, describe(t, s, tile));
+                ++cases;
             }
         }
     }
@@ -233,15 +237,17 @@ TEST(vk_mul_mat, column_counts) {
     check_case(*dev, rng, dtype::Q4_0, s, describe(dtype::Q4_0, s, "32"));
 }
 
-// A large product takes the 128 x 64 tile by default (>= 256 workgroups); m and n not multiples of it.
-TEST(vk_mul_mat, default_large_tile) {
+// Large products take the larger tiles by default (>= 256 workgroups); m and n not multiples of them.
+TEST(vk_mul_mat, default_large_tiles) {
     std::string why;
     std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
     if (!dev) GTEST_SKIP() << why;
     std::mt19937_64 rng(test_seed() + 62);
     scoped_env env("TFU_VK_MM_TILE", nullptr);
-    const shape s{64, 4100, 520, 2, 4, 0, 0, 1};  // 33 x 9 = 297 workgroups of 128 x 64
-    check_case(*dev, rng, dtype::Q4_0, s, describe(dtype::Q4_0, s, "default"));
+    const shape wide{64, 4100, 520, 2, 4, 0, 0, 1};   // 64x128: 65 x 5 = 325 workgroups (128x128: 165)
+    const shape large{32, 4100, 1030, 0, 0, 1, 4, 0};  // 128x128: 33 x 9 = 297 workgroups
+    check_case(*dev, rng, dtype::Q4_0, wide, describe(dtype::Q4_0, wide, "default"));
+    check_case(*dev, rng, dtype::Q8_0, large, describe(dtype::Q8_0, large, "default"));
 }
 
 // Weights larger than one binding (forced to 64 KiB): row pieces, one mul_mat dispatch each.
@@ -258,7 +264,7 @@ TEST(vk_mul_mat, row_pieces) {
         const int64_t k = t == dtype::F32 ? 256 : 512;
         const shape s{k, 300, 20, t == dtype::F32 ? 4u : 2u, 0, 0, 0, 1};
         ASSERT_GT(uint64_t(row_size(t, k) + s.w_pad) * uint64_t(s.m), 65536u);
-        for (const char* tile : {"64", "128"}) {
+        for (const char* tile : k_tiles) {
             scoped_env env("TFU_VK_MM_TILE", tile);
             check_case(*dev, rng, t, s, describe(t, s, tile));
         }
@@ -286,7 +292,7 @@ TEST(vk_mul_mat, bench_q4_0_2048x2048x512) {
     tensor tw = w.t, tx = x.t, td = make_tensor(dtype::F32, m, n);
     tw.data = dw, tx.data = dx, td.data = dd;
     const op o = make_op(op_type::MUL_MAT, &td, &tw, &tx);
-    const char* tiles[] = {"32", "64", "128"};
+    const char* tiles[] = {"32", "64", "128", "64x128", "128x128"};
     std::vector<float> first;
     for (const char* tile : tiles) {
         scoped_env env("TFU_VK_MM_TILE", tile);
