@@ -18,8 +18,8 @@
 // hit 32 different banks, and the 8 vec4 a warp reads per k stay one aligned 128-byte group. No padding: the
 // 128x128 tile's 32 KiB fit lavapipe's maxComputeSharedMemorySize (32768; NVIDIA 49152).
 //
-// Global loads for step s + 1 are issued into registers before the FMAs of step s (one shared buffer, two
-// barriers per step). Rows past m and columns past n repeat row m - 1 / column n - 1 (no branches in the loads)
+// Global loads for step s + 1 are issued into registers before the FMAs of step s, without a branch (one shared
+// buffer, two barriers per step). Rows past m and columns past n repeat row m - 1 / column n - 1 (no branches in the loads)
 // and are not stored.
 //
 // Launch: ceil(m / BM) * ceil(n / BN) workgroups, index = tn * tiles_m + tm; push constants as mul_mat_32.comp.
@@ -143,11 +143,14 @@ void main() {
     vec4 acc[WR * WC * 4u];
     [[unroll]] for (uint a = 0u; a < WR * WC * 4u; ++a) acc[a] = vec4(0.0);
 
+    // The last step loads itself again rather than branch: without the branch the compiler may interleave the
+    // loads and their decoding with the FMAs below.
+    uint k_last = ((pc.k - 1u) / TK) * TK;
     load_step(t, 0u, tm, tn, w16, x4);
     for (uint k0 = 0u; k0 < pc.k; k0 += TK) {
         store_step(t);
         barrier();
-        if (k0 + TK < pc.k) load_step(t, k0 + TK, tm, tn, w16, x4);
+        load_step(t, min(k0 + TK, k_last), tm, tn, w16, x4);
         [[unroll]] for (uint kk = 0u; kk < TK; ++kk) {
             vec4 wv[WR], xv[WC];
             [[unroll]] for (uint a = 0u; a < WR; ++a) wv[a] = ws[kk * RV + swz(kk, 16u * a + tr)];
