@@ -73,16 +73,16 @@ public:
         h.t.data = h.mem.data() + lead;
         return &h.t;
     }
-    // Runs dst = w . x on cpu-ref (host) and on the device; returns the device's copy of dst's memory.
-    std::vector<uint8_t> run(tensor* dst, tensor* w, tensor* x) {
+    // Runs op `type` (dst, w, x) on cpu-ref (host) and on the device; returns the device's copy of dst's memory.
+    std::vector<uint8_t> run(tensor* dst, tensor* w, tensor* x, op_type type = op_type::MUL_MAT) {
         for (auto& h : t_) {
             h->dev = dev_.alloc(h->mem.size(), "mul_mat test");
             dev_.upload(h->dev, h->mem.data(), h->mem.size());
             h->dev_t = h->t;
             h->dev_t.data = static_cast<uint8_t*>(h->dev) + h->lead;
         }
-        const op host_op = make_op(op_type::MUL_MAT, dst, w, x);
-        const op dev_op = make_op(op_type::MUL_MAT, &find(dst).dev_t, &find(w).dev_t, &find(x).dev_t);
+        const op host_op = make_op(type, dst, w, x);
+        const op dev_op = make_op(type, &find(dst).dev_t, &find(w).dev_t, &find(x).dev_t);
         std::string why;
         if (!dev_.supports(dev_op, &why)) throw std::runtime_error("refused: " + why);
         make_cpu_ref_backend()->run(&host_op, 1);
@@ -250,7 +250,9 @@ TEST(vk_mul_mat, default_large_tiles) {
     check_case(*dev, rng, dtype::Q8_0, large, describe(dtype::Q8_0, large, "default"));
 }
 
-// Weights larger than one binding (forced to 64 KiB): row pieces, one mul_mat dispatch each.
+// Weights larger than one binding (forced to 64 KiB): row pieces, one dispatch each, every tile and the
+// matrix-vector path (n = 3). Rows of 290 and 422 bytes (2-byte padded) make pieces that start mid-word; GET_ROWS
+// shares the piece binding (bind_rows), so it is checked on the same weights.
 TEST(vk_mul_mat, row_pieces) {
     std::string why;
     std::unique_ptr<backend> dev;
@@ -268,6 +270,19 @@ TEST(vk_mul_mat, row_pieces) {
             scoped_env env("TFU_VK_MM_TILE", tile);
             check_case(*dev, rng, t, s, describe(t, s, tile));
         }
+        shape mmv = s;
+        mmv.n = 3;
+        check_case(*dev, rng, t, mmv, describe(t, mmv, "mul_mat_vec"));
+
+        mm_case c(*dev);  // GET_ROWS of ids in every piece
+        tensor* w = c.add(t, k, s.m, row_size(t, k) + s.w_pad, 0, 0xA5);
+        fill_random(rng, *w, 1.0f);
+        tensor* ids = c.add(dtype::I32, 7, 1, 7 * sizeof(int32_t), 0, 0);
+        const int32_t pick[7] = {0, 1, 151, 152, 226, 298, 299};
+        std::memcpy(ids->data, pick, sizeof pick);
+        tensor* d = c.add(dtype::F32, k, 7, sizeof(float) * size_t(k), 0, 0x5A);
+        const std::vector<uint8_t> got = c.run(d, w, ids, op_type::GET_ROWS);
+        EXPECT_EQ(got, c.host_mem(d)) << dtype_name(t) << " GET_ROWS over row pieces";
     }
 }
 
