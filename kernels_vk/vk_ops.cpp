@@ -151,7 +151,7 @@ void record_rope(vk_backend& be, const op& o) {
 //
 // x of 1 .. k_mmv_max_cols columns: mul_mat_vec.comp, R rows of a matrix per workgroup sharing each load of x;
 // one launch may hold up to 3 matrices of one x (Q/K/V) or gate/up with their SWIGLU (record_fused). More
-// columns: mul_mat.comp, 64 x 64 or 128 x 64 output tiles (mm_tile), k in steps of 32 through shared memory. A
+// columns: mul_mat.comp, 64x64 to 128x128 output tiles (choose_mm_tile), k in steps of 32 through shared memory. A
 // weight larger than one binding runs alone, one dispatch per row piece.
 
 constexpr int64_t k_mmv_max_cols = 8;
