@@ -19,8 +19,8 @@
 // 128x128 tile's 32 KiB fit lavapipe's maxComputeSharedMemorySize (32768; NVIDIA 49152).
 //
 // Global loads for step s + 1 are issued into registers before the FMAs of step s, without a branch (one shared
-// buffer, two barriers per step). Rows past m and columns past n repeat row m - 1 / column n - 1 (no branches in the loads)
-// and are not stored.
+// buffer, two barriers per step). Rows past m and columns past n repeat row m - 1 / column n - 1 (no branches in
+// the loads) and are not stored.
 //
 // Launch: ceil(m / BM) * ceil(n / BN) workgroups, index = tn * tiles_m + tm; push constants as mul_mat_32.comp.
 #version 450
