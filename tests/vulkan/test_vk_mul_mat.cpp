@@ -159,8 +159,9 @@ void check_case(backend& dev, std::mt19937_64& rng, dtype type, const shape& s, 
 std::string describe(dtype t, const shape& s, const char* tile) {
     char buf[256];
     std::snprintf(buf, sizeof buf,
-                  "%s k=%lld m=%lld n=%lld w_pad=%zu w_lead=%zu x_pad=%zu x_lead=%zu d_pad=%zu tile=%s", dtype_name(t), (long long)s.k, (long long)s.m, (long long)s.n, s.w_pad, s.w_lead, s.x_pad_floats,
-                  s.x_lead, s.d_pad_floats, tile);
+                  "%s k=%lld m=%lld n=%lld w_pad=%zu w_lead=%zu x_pad=%zu x_lead=%zu d_pad=%zu tile=%s", dtype_name(t),
+                  (long long)s.k, (long long)s.m, (long long)s.n, s.w_pad, s.w_lead, s.x_pad_floats, s.x_lead,
+                  s.d_pad_floats, tile);
     return buf;
 }
 
