@@ -58,10 +58,22 @@ void attention(context& ctx, const op& o) {
     p.n_head = int(q.ne[1]);
     p.group = int(q.ne[1] / o.i[1]);
     p.n_past = o.i[0];
+    p.n_past_dev = ctx.dyn_at();
     p.scale = o.f[0];
     const contiguous_reader r{static_cast<const uint8_t*>(k.data), static_cast<const uint8_t*>(v.data), k.nb[1], v.nb[1],
                               p.hd, k.type, v.type};
     launch_attention(ctx, p, int(q.ne[2]), r, "attention_kernel");
+}
+
+int attention_splits(const context& ctx, const op& o) {
+    const tensor& q = *o.src[0];
+    return attention_split_count(ctx, q.ne[1] * q.ne[2], int(o.i[0] + q.ne[2]));
+}
+
+size_t attention_scratch_bytes(const context& ctx, const op& o) {
+    const tensor& q = *o.src[0];
+    const int n_split = attention_splits(ctx, o);
+    return n_split > 1 ? size_t(q.ne[1] * q.ne[2]) * size_t(n_split) * size_t(q.ne[0] + 2) * sizeof(float) : 0;
 }
 
 }  // namespace tfu::cuda

@@ -32,6 +32,7 @@ struct attn_params {
     uint8_t* dst;      // same shape as q
     size_t d_stride;
     int hd, n_head, group, n_past;
+    const int32_t* n_past_dev;  // when set, n_past is read here (context::dyn_at: replayed graphs)
     float scale;
     float* partial;    // split-K: (n * n_head, n_split, hd + 2) floats = (max, sum, acc[hd]); nullptr: no split
 };
@@ -40,10 +41,11 @@ struct attn_params {
 // lane + 32 r of row t of KV head hk, 0 past the head size.
 template <int R, typename READER>
 __global__ void __launch_bounds__(k_attn_warps * k_warp) attention_kernel(attn_params p, READER kv) {
+    pdl_trigger();  // the output projection after it may start staging its weights
     const int h = blockIdx.x, j = blockIdx.y;
     const int hk = h / p.group;
     const int warp = threadIdx.x / k_warp, lane = threadIdx.x % k_warp;
-    const int n_kv = p.n_past + j + 1;
+    const int n_kv = (p.n_past_dev ? *p.n_past_dev : p.n_past) + j + 1;
     const float* qr = reinterpret_cast<const float*>(p.q + size_t(j * p.n_head + h) * p.q_stride);
     float qv[R];
 #pragma unroll
@@ -118,6 +120,7 @@ __global__ void __launch_bounds__(k_attn_warps * k_warp) attention_kernel(attn_p
 
 // Split-K merge: one block per (j, h) row of dst; out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s.
 static __global__ void attention_merge_kernel(attn_params p, int n_split) {
+    pdl_trigger();  // the output projection after it may start staging its weights
     const size_t row = blockIdx.x;
     const float* part = p.partial + row * n_split * size_t(p.hd + 2);
     float mx = -CUDART_INF_F;
@@ -142,19 +145,23 @@ static __global__ void attention_merge_kernel(attn_params p, int n_split) {
 constexpr int k_split_min_rows = 256;
 constexpr int k_split_max = 32;
 
+// Split-K blocks per (query, head) for `blocks` = n_head x n blocks over at most max_n_kv rows: enough to fill
+// the device twice over where the context is long. A replayed graph keeps its split count, so run() keys its
+// graphs by this too (attention_splits).
+inline int attention_split_count(const context& ctx, int64_t blocks, int max_n_kv) {
+    if (blocks >= 2 * int64_t(ctx.sm_count)) return 1;
+    const int want = int((2 * int64_t(ctx.sm_count) + blocks - 1) / blocks);
+    return std::max(1, std::min({want, (max_n_kv + k_split_min_rows - 1) / k_split_min_rows, k_split_max}));
+}
+
 // Launches attention_kernel with the smallest R that covers the head size (hd <= 32 R), split over the
 // sequence when n_head x n blocks would not fill the device twice over and the context is long.
 template <typename READER>
 void launch_attention(context& ctx, attn_params p, int n, const READER& kv, const char* what) {
     const int64_t blocks = int64_t(p.n_head) * n;
-    const int max_n_kv = p.n_past + n;
-    int n_split = 1;
-    if (blocks < 2 * int64_t(ctx.sm_count)) {
-        const int want = int((2 * int64_t(ctx.sm_count) + blocks - 1) / blocks);
-        n_split = std::max(1, std::min({want, (max_n_kv + k_split_min_rows - 1) / k_split_min_rows, k_split_max}));
-    }
+    const int n_split = attention_split_count(ctx, blocks, p.n_past + n);
     p.partial = n_split > 1 ? static_cast<float*>(ctx.scratch(size_t(blocks) * n_split * size_t(p.hd + 2) * sizeof(float)))
-                            : nullptr;
+                            : nullptr;  // attention_scratch_bytes: the same size
     const dim3 grid(unsigned(p.n_head), unsigned(n), unsigned(n_split));
     const int r = (p.hd + k_warp - 1) / k_warp;
     if (r <= 1) attention_kernel<1><<<grid, k_attn_warps * k_warp, 0, ctx.stream>>>(p, kv);

@@ -10,6 +10,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdarg>
 #include <cstdlib>
@@ -27,6 +28,8 @@
 #include "cuda_ops.h"
 #include "fused_rows.h"
 #include "graph_cache.h"
+#include "graph_key.h"
+#include "gpu_timeline.h"
 #include "mul_mat_vec.h"
 
 namespace tfu::cuda {
@@ -55,6 +58,7 @@ void* context::scratch(size_t bytes) {
     const size_t cap = bytes < (size_t(1) << 20) ? (size_t(1) << 20) : bytes;
     check(cudaMalloc(&scratch_, cap), "cudaMalloc (mul_mat scratch)");
     scratch_cap_ = cap;
+    ++scratch_gen_;
     return scratch_;
 }
 
@@ -159,6 +163,8 @@ void context::release() noexcept {
     fences_.clear();
     idle_events_.clear();
     if (status) cudaFree(status);
+    if (dyn) cudaFree(dyn);
+    dyn = nullptr;
     if (cublas) cublasDestroy(cublas);
     if (stream) cudaStreamDestroy(stream);
     scratch_ = nullptr;
@@ -230,6 +236,8 @@ public:
     explicit cuda_backend(const tfu_module_options& opt) : opt_(opt) {
         const char* prof = std::getenv("TFU_CUDA_PROFILE");
         profile_ = prof && prof[0] == '1';
+        dyn_host_.reserve(context::k_dyn_slots);  // so that run_keyed's copies of them never allocate (or throw)
+        dyn_sent_.reserve(context::k_dyn_slots);
         const char* graphs = std::getenv("TFU_CUDA_GRAPHS");
         graphs_on_ = !(graphs && graphs[0] == '0');
         int count = 0;
@@ -243,6 +251,8 @@ public:
         cudaDeviceProp p{};
         check(cudaGetDeviceProperties(&p, ctx_.device), "cudaGetDeviceProperties");
         ctx_.sm_count = p.multiProcessorCount;
+        const char* pdl = std::getenv("TFU_CUDA_PDL");
+        ctx_.pdl = p.major >= 9 && pdl && pdl[0] == '1';
         char nm[320];
         std::snprintf(nm, sizeof nm, "cuda: %s (sm_%d%d, %.0f GiB)", p.name, p.major, p.minor,
                       double(p.totalGlobalMem) / double(1ull << 30));
@@ -259,6 +269,8 @@ public:
             check_cublas(cublasCreate(&ctx_.cublas), "cublasCreate");
             check_cublas(cublasSetStream(ctx_.cublas, ctx_.stream), "cublasSetStream");
             check(cudaMalloc(reinterpret_cast<void**>(&ctx_.status), sizeof(device_status)), "cudaMalloc (status)");
+            check(cudaMalloc(reinterpret_cast<void**>(&ctx_.dyn), context::k_dyn_slots * sizeof(int32_t)),
+                  "cudaMalloc (device-read positions)");
             // On our stream: a plain cudaMemset goes to the legacy default stream, which a non-blocking stream
             // does not wait for.
             check(cudaMemsetAsync(ctx_.status, 0, sizeof(device_status), ctx_.stream), "cudaMemsetAsync (status)");
@@ -285,10 +297,19 @@ public:
                   prof_.run_s * 1e6 / double(prof_.n_ops ? prof_.n_ops : 1), prof_.upload_s * 1e3,
                   (unsigned long long)prof_.n_uploads, prof_.download_s * 1e3, (unsigned long long)prof_.n_downloads,
                   prof_.wait_s * 1e3);
+        if (profile_ && timeline_.windows)
+            vlogf(opt_, TFU_LOG_INFO,
+                  "%s: GPU time per download window (%llu windows, each from the first run() after the last "
+                  "download): %.1f us in runs, %.1f us from the first run's start to the last one's end (the rest "
+                  "of it: the GPU waiting between runs), %.1f us copying the download",
+                  name_.c_str(), timeline_.windows, timeline_.in_runs_ms * 1e3 / double(timeline_.windows),
+                  timeline_.span_ms * 1e3 / double(timeline_.windows), timeline_.copy_ms * 1e3 / double(timeline_.windows));
         if (profile_)
             vlogf(opt_, TFU_LOG_INFO,
-                  "%s: CUDA graphs %s: %llu launches, %llu updates, %llu instantiations, %llu runs redone op by op",
+                  "%s: CUDA graphs %s: %llu launches (%llu replays), %llu updates, %llu instantiations, %llu runs "
+                  "redone op by op",
                   name_.c_str(), graphs_on_ ? "on" : "off", (unsigned long long)graphs_.stats().launches,
+                  (unsigned long long)graphs_.stats().replays,
                   (unsigned long long)graphs_.stats().updates, (unsigned long long)graphs_.stats().instantiations,
                   (unsigned long long)capture_fallbacks_);
         cudaSetDevice(ctx_.device);
@@ -318,18 +339,31 @@ public:
         // far first, which waits for the stream (rare: a decode step adds one entry and ends in download()).
         if (n_reporters && reporters_.size() + n_reporters > k_max_reporters) wait_and_check_status("run()");
         ++n_runs_;
+        if (profile_) timeline_.run_begin(ctx_.stream);
+        // Leading reporters (a decode step's embedding lookup) are enqueued one by one, so that the rest of the
+        // run can be replayed (a graph bakes in the reporter table's index).
+        size_t lead = 0;
+        while (lead < n_ops && can_report(ops[lead])) ++lead;
         if (graphs_on_ && n_runs_ > k_graph_warmup_runs && n_ops >= 2 && graph_safe(ops, n_ops)) {
-            run_captured(ops, n_ops);
-            return;
+            reserve_scratch(ops, n_ops);  // before the key (it names the scratch buffer) and the capture
+            if (n_reporters == lead && n_ops - lead >= 2 && n_ops - lead <= context::k_dyn_slots) {
+                enqueue(ops, lead);
+                run_keyed(ops + lead, n_ops - lead);
+            } else {
+                run_captured(ops, n_ops, nullptr);
+            }
+        } else {
+            enqueue(ops, n_ops);
+            ctx_.stage_fence();
         }
-        enqueue(ops, n_ops);
-        ctx_.stage_fence();
+        if (profile_) timeline_.run_end(ctx_.stream);
     }
 
     // Waits for everything queued, then reports what the kernels found (device_status).
     void sync() override {
         check(cudaSetDevice(ctx_.device), "cudaSetDevice");
         wait_and_check_status("sync()");
+        if (profile_) timeline_.close_window();
     }
 
     bool host_memory() const override { return false; }
@@ -376,8 +410,11 @@ public:
         const host_timer timer(profile_, &prof_.download_s);
         ++prof_.n_downloads;
         check(cudaSetDevice(ctx_.device), "cudaSetDevice");
+        if (profile_) timeline_.copy_begin(ctx_.stream);
         check(cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, ctx_.stream), "cudaMemcpyAsync (download)");
+        if (profile_) timeline_.copy_end(ctx_.stream);
         wait_and_check_status("download()");
+        if (profile_) timeline_.close_window();
     }
     void memory_info(uint64_t* total, uint64_t* free_bytes) const override {
         check(cudaSetDevice(ctx_.device), "cudaSetDevice");
@@ -393,6 +430,7 @@ private:
     void enqueue(const op* ops, size_t n_ops) {
         for (size_t i = 0; i < n_ops; ++i) {
             const op& o = ops[i];
+            ctx_.op_index = i;
             ctx_.report_slot = -1;
             if (can_report(o)) {
                 ctx_.report_slot = int32_t(reporters_.size());
@@ -422,6 +460,16 @@ private:
         }
     }
 
+    // Grows scratch to what the run's ops take, outside a capture (growing waits for the stream).
+    void reserve_scratch(const op* ops, size_t n_ops) {
+        size_t need = 0;
+        for (size_t i = 0; i < n_ops; ++i) {
+            if (ops[i].type == op_type::ATTENTION) need = std::max(need, attention_scratch_bytes(ctx_, ops[i]));
+            if (ops[i].type == op_type::MUL_MAT) need = std::max(need, mul_mat_vec_scratch_bytes(ops[i]));
+        }
+        if (need) ctx_.scratch(need);
+    }
+
     // Ops whose enqueueing never waits on the host nor stages tables (both illegal while the stream is captured):
     // everything but ATTENTION_PAGED (staged block tables) and MUL_MAT with more than 8 columns (cuBLAS with a
     // scratch buffer that may grow).
@@ -433,9 +481,35 @@ private:
         return true;
     }
 
-    // The run's launches captured into a graph and launched through graph_cache (graph_cache.h). A capture that
-    // fails turns graphs off for this backend (logged) and the run is enqueued op by op instead.
-    void run_captured(const op* ops, size_t n_ops) {
+    // A run without reporters (a decode step's runs, after the embedding lookup): its ops' i[0] go to the device first
+    // (context::dyn), its kernels read them there, and the kept graph of its key is launched as it is; the first
+    // time a key is seen, the run is captured and kept under it. The host's work per run() is then the checks,
+    // the key, one small copy and one graph launch.
+    void run_keyed(const op* ops, size_t n_ops) {
+        dyn_host_.resize(n_ops);
+        for (size_t i = 0; i < n_ops; ++i) dyn_host_[i] = ops[i].i[0];
+        // Before the graph, on the stream; skipped when the device already holds these values (a decode step's
+        // layer runs all have the same ops at the same indexes, so only its first run copies).
+        if (dyn_host_ != dyn_sent_) {
+            ctx_.stage_copy(ctx_.dyn, dyn_host_.data(), n_ops * sizeof(int32_t));
+            dyn_sent_ = dyn_host_;
+        }
+        graph_key(ctx_, ops, n_ops, key_);
+        ctx_.dyn_base = ctx_.dyn;
+        try {
+            if (!graphs_.replay(key_, ctx_.stream)) run_captured(ops, n_ops, &key_);
+        } catch (...) {
+            ctx_.dyn_base = nullptr;
+            throw;
+        }
+        ctx_.dyn_base = nullptr;
+        ctx_.stage_fence();
+    }
+
+    // The run's launches captured into a graph and launched through graph_cache (graph_cache.h), kept under
+    // `key` when given. A capture that fails turns graphs off for this backend (logged) and the run is enqueued
+    // op by op instead.
+    void run_captured(const op* ops, size_t n_ops, const std::vector<uint64_t>* key) {
         const size_t reporters_before = reporters_.size();
         check(cudaStreamBeginCapture(ctx_.stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
         cudaGraph_t g = nullptr;
@@ -470,7 +544,7 @@ private:
             return;
         }
         try {
-            graphs_.launch(g, ctx_.stream);
+            graphs_.launch(g, ctx_.stream, key);
         } catch (...) {
             cudaGraphDestroy(g);
             throw;
@@ -555,9 +629,13 @@ private:
     uint64_t capture_fallbacks_ = 0;  // captured runs redone op by op
     graph_cache graphs_;
     host_profile prof_;
+    gpu_timeline timeline_;  // TFU_CUDA_PROFILE=1
     context ctx_;
     device_status* status_host_ = nullptr;  // pinned
     std::vector<reporter> reporters_;       // enqueued since the last status check; index = device_status::slot
+    std::vector<int32_t> dyn_host_;         // run_keyed: the run's i[0] values
+    std::vector<int32_t> dyn_sent_;         // what the last copy into ctx_.dyn held (the device's values)
+    std::vector<uint64_t> key_;             // run_keyed: the run's graph key
     uint64_t n_runs_ = 0;                   // run() calls so far (names the run in a report)
     std::string name_;
 };

@@ -39,6 +39,24 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+// Programmatic dependent launch (sm_90+; context::pdl): a kernel launched with it (mul_mat_vec.cu) may start
+// while the kernel before it on the stream is still running, once every block of that one has called
+// pdl_trigger; it must call pdl_wait before it reads anything an earlier kernel writes, or writes anything an
+// earlier kernel reads (pdl_wait returns when the kernel before it has finished and its writes are visible).
+// The decode matrix-vector kernel stages its weight rows (never written by a kernel) before pdl_wait, so the
+// weights stream in while the norm or attention before it finishes. The kernels that come before it call
+// pdl_trigger first thing. Both are no-ops without such a launch (and on older devices).
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 // The sum of every thread's v over a block of THREADS threads (a multiple of 32), in a fixed order (warp
 // shuffles, then the warps' sums in warp order), returned to every thread: the RMS norms' sum of squares, which
 // fused and unfused kernels must form identically. Synchronises the block.

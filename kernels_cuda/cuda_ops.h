@@ -43,11 +43,28 @@ public:
     cublasHandle_t cublas = nullptr;
     device_status* status = nullptr;  // device memory, zero when no error
     int32_t report_slot = -1;         // what a kernel of the op being enqueued writes to device_status::slot
+    // Programmatic dependent launch for the decode matrix-vector kernels (cuda_common.cuh): compute capability
+    // 9.0 and up, with TFU_CUDA_PDL=1 (opt-in: on the H100 it measured no faster, Q4_0 tg128 525 vs 530 t/s).
+    bool pdl = false;
+
+    // Values read on the device, so that one executable graph serves every decode position (graph_cache.h): in a
+    // run launched through a keyed graph, op i's kernels read its i[0] (KV_STORE's first row, ATTENTION's
+    // n_past) from dyn_base[i], which run() uploads before the launch, instead of taking it as a launch argument.
+    // dyn: device memory of k_dyn_slots words; dyn_base: dyn during such a run, else null (launch arguments);
+    // op_index: the index in the run of the op being enqueued (of the first op of a fused launch).
+    static constexpr size_t k_dyn_slots = 256;
+    int32_t* dyn = nullptr;
+    const int32_t* dyn_base = nullptr;
+    size_t op_index = 0;
+    // Where the op being enqueued reads its i[0], or null when it is a launch argument.
+    const int32_t* dyn_at() const { return dyn_base ? dyn_base + op_index : nullptr; }
 
     // A device buffer of at least `bytes` for the op being enqueued, valid until the next scratch() call (all
     // work is on one stream, so the next op's kernels run after this op's, whatever run() they belong to).
     // Growing it synchronises the stream before the old buffer is freed.
     void* scratch(size_t bytes);
+    // Counts scratch() reallocations: a kept graph that holds the old buffer's address must not be replayed.
+    uint64_t scratch_generation() const { return scratch_gen_; }
     // Copies `bytes` of host memory to the device through a pinned staging ring and returns the device copy,
     // for kernels enqueued after it (small per-op tables: ATTENTION_PAGED's block table). `host` may be reused
     // at once. The ring's bytes are reused only when the copy out of them has run: every stretch written is
@@ -76,6 +93,7 @@ private:
 
     void* scratch_ = nullptr;
     size_t scratch_cap_ = 0;
+    uint64_t scratch_gen_ = 0;
     uint8_t* stage_host_ = nullptr;  // pinned
     uint8_t* stage_dev_ = nullptr;
     size_t stage_cap_ = 0;
@@ -99,6 +117,14 @@ inline bool tensors_overlap(const tensor& a, const tensor& b) {
 #define TFU_OP(NAME, name, n_src) void name(context& ctx, const op& o);
 #include "backend/ops.def"
 #undef TFU_OP
+
+// ATTENTION's split-K count for this op (a launch shape that depends on i[0]; see attention_common.cuh).
+int attention_splits(const context& ctx, const op& o);
+
+// The scratch bytes ATTENTION (split-K partials) and a decode MUL_MAT (TFU_CUDA_MMV=i8: x quantized) take, at
+// most: run() reserves them before a capture, where growing scratch (a host wait) is not allowed.
+size_t attention_scratch_bytes(const context& ctx, const op& o);
+size_t mul_mat_vec_scratch_bytes(const op& o);
 
 // CUDA-specific limits beyond check_op (head size, alignment); false with *why (if given) when one fails.
 bool supported_here(const op& o, std::string* why);

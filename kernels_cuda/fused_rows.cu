@@ -53,6 +53,7 @@ constexpr int k_norm_unroll = 8;     // elements per thread loaded together (a 2
 __global__ void add_rms_norm_kernel(const uint8_t* a, size_t a_stride, const uint8_t* b, size_t b_stride,
                                     uint8_t* y, size_t y_stride, const float* __restrict__ g, uint8_t* xn,
                                     size_t xn_stride, int64_t k, float eps) {
+    pdl_trigger();  // the projection after it may start staging its weights
     const float* ar = reinterpret_cast<const float*>(a + blockIdx.x * a_stride);
     const float* br = reinterpret_cast<const float*>(b + blockIdx.x * b_stride);  // b_stride 0: broadcast
     float* yr = reinterpret_cast<float*>(y + blockIdx.x * y_stride);
@@ -195,7 +196,9 @@ struct kv_rows {
 };
 
 template <dtype T>
-__global__ void kv_store_pair_kernel(kv_rows ka, kv_rows va, int64_t first, int64_t total) {
+__global__ void kv_store_pair_kernel(kv_rows ka, kv_rows va, int64_t first_arg, const int32_t* first_dev,
+                                     int64_t total) {
+    const int64_t first = first_dev ? int64_t(*first_dev) : first_arg;  // both ops' i[0] (they are equal)
     for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
          idx += int64_t(gridDim.x) * blockDim.x) {
         const bool second = idx >= ka.total;
@@ -238,7 +241,7 @@ void kv_store_pair(context& ctx, const op& p, const op& o) {
     const int64_t total = ka.total + va.total;
     const unsigned blocks = unsigned(std::min<int64_t>(ceil_div(total, 256), int64_t(ctx.sm_count) * 16));
     auto go = [&](auto kernel) {
-        kernel<<<blocks, 256, 0, ctx.stream>>>(ka, va, int64_t(p.i[0]), total);
+        kernel<<<blocks, 256, 0, ctx.stream>>>(ka, va, int64_t(p.i[0]), ctx.dyn_at(), total);
     };
     switch (p.dst->type) {
         case dtype::F32: go(kv_store_pair_kernel<dtype::F32>); break;

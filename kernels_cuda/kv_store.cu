@@ -1,5 +1,6 @@
 // KV_STORE: cache rows i[0] .. i[0]+n-1 of dst (row, n_ctx; f32, f16 or bf16) = src0 (row, n) f32, converted
 // with round-to-nearest-even (bit-exact with core/fp16.h). Launch: a grid-stride loop over row * n elements.
+// i[0] comes as a launch argument, or from device memory (first_dev, context::dyn_at) in replayed graphs.
 #include "cuda_common.cuh"
 #include "cuda_ops.h"
 
@@ -9,7 +10,9 @@ namespace {
 
 template <dtype T>
 __global__ void kv_store_kernel(const uint8_t* __restrict__ x, size_t x_stride, uint8_t* __restrict__ c,
-                                size_t c_stride, int64_t first, int64_t k, int64_t total) {
+                                size_t c_stride, int64_t first_arg, const int32_t* first_dev, int64_t k,
+                                int64_t total) {
+    const int64_t first = first_dev ? int64_t(*first_dev) : first_arg;
     for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
          idx += int64_t(gridDim.x) * blockDim.x) {
         const int64_t j = idx / k, i = idx % k;
@@ -30,7 +33,8 @@ void kv_store(context& ctx, const op& o) {
     const unsigned blocks = unsigned(std::min<int64_t>(ceil_div(total, 256), int64_t(ctx.sm_count) * 16));
     auto go = [&](auto kernel) {
         kernel<<<blocks, 256, 0, ctx.stream>>>(static_cast<const uint8_t*>(x.data), x.nb[1],
-                                               static_cast<uint8_t*>(c.data), c.nb[1], int64_t(o.i[0]), x.ne[0], total);
+                                               static_cast<uint8_t*>(c.data), c.nb[1], int64_t(o.i[0]), ctx.dyn_at(),
+                                               x.ne[0], total);
     };
     switch (c.type) {
         case dtype::F32: go(kv_store_kernel<dtype::F32>); break;

@@ -46,6 +46,7 @@ struct mmv_args {
     int64_t first_block[4];  // matrix s owns blocks first_block[s] .. first_block[s + 1] - 1 (plain launches)
     const uint8_t* x;
     size_t x_stride;
+    const int8_t* xq;  // I8: x quantized (quantize_x_kernel)
     int64_t n_units, row_bytes;
     uint8_t* glu_d;  // GLU: where silu(gate) * up goes
     size_t glu_stride;
@@ -54,19 +55,36 @@ struct mmv_args {
 // silu(g) * u as the reference computes it (double arithmetic), as the SWIGLU kernel does.
 __device__ __forceinline__ float silu_mul(float g, float u) { return float(double(g) / (1.0 + exp(-double(g))) * u); }
 
+// x (k, NC) f32 -> NC * k int8 codes then NC * k / 32 f32 scales: one warp per block of 32 values, d = max|x| /
+// 127, code = round(x / d) (0 for an all-zero block). Launch: NC * k / 32 warps, 4 per block of 128 threads.
+__global__ void quantize_x_kernel(const uint8_t* __restrict__ x, size_t x_stride, int64_t k, int64_t n_b32_all,
+                                  int8_t* __restrict__ out) {
+    pdl_trigger();
+    const int64_t b = int64_t(blockIdx.x) * (blockDim.x / k_warp) + threadIdx.x / k_warp;  // over NC * k / 32
+    if (b >= n_b32_all) return;
+    const int lane = threadIdx.x % k_warp;
+    const int64_t n_b32 = k / 32, j = b / n_b32, e = 32 * (b % n_b32) + lane;
+    const float v = reinterpret_cast<const float*>(x + size_t(j) * x_stride)[e];
+    const float d = warp_max(fabsf(v)) / 127.0f;
+    out[j * k + e] = int8_t(__float2int_rn(d > 0.0f ? v / d : 0.0f));
+    if (lane == 0) reinterpret_cast<float*>(out + n_b32_all * 32)[b] = d;
+}
+
 // One block: RR rows (R of one matrix; with GLU R of the gate then the same R of up), NC columns of x. Rows past m
 // repeat row m - 1 and are not stored.
 // STAGED: the rows (row_bytes each, a multiple of 16, 16-byte aligned) are first copied whole into shared memory
 // with 16-byte loads, so that global memory sees only full, coalesced vectors whatever the block layout (18- and
 // 34-byte blocks are only 2-byte aligned: direct unit loads of 2 bytes measured 1.4x slower in total), and the
 // units then read the rows from shared memory.
-// I8 (with STAGED; Q4_0 and Q8_0): x is quantized to int8 per block of 32 into shared memory (after the rows,
-// NC * k codes then NC * k / 32 f32 scales, as the CPU backend's q8_0 activations) and each unit is two __dp4a:
-// about a third of the float path's instructions, which ncu showed near the SM's limit on large matrices.
+// I8 (with STAGED; Q4_0 and Q8_0): x was quantized to int8 per block of 32 by quantize_x_kernel (once per launch,
+// into scratch: NC * k codes then NC * k / 32 f32 scales, as the CPU backend's q8_0 activations) and each unit is
+// two __dp4a: about a third of the float path's instructions, which ncu showed near the SM's limit on large
+// matrices.
 template <dtype T, int R, int NC, bool STAGED, bool GLU, bool I8>
 __global__ void __launch_bounds__(k_threads) mmv_fast_kernel(const mmv_args a) {
     constexpr int RR = GLU ? 2 * R : R;
-    static_assert(!I8 || STAGED, "the int8 path keeps x in the staging memory");
+    static_assert(!I8 || STAGED, "the int8 path stages the weight rows");
+    pdl_trigger();  // the next projection (down after gate/up) may start staging its weights
     int s = 0;
     int64_t blk = blockIdx.x;
     if constexpr (!GLU) {
@@ -82,9 +100,6 @@ __global__ void __launch_bounds__(k_threads) mmv_fast_kernel(const mmv_args a) {
         rows[r] = mt.w + size_t(i < m ? i : m - 1) * mt.w_stride;
     }
     extern __shared__ uint4 stage[];
-    const int64_t k = a.n_units * 8, n_b32 = k / 32;
-    int8_t* xq = nullptr;  // I8: NC * k codes, then NC * n_b32 scales
-    float* xd = nullptr;
     if constexpr (STAGED) {
         const int64_t vecs = a.row_bytes / 16;
 #pragma unroll
@@ -93,24 +108,12 @@ __global__ void __launch_bounds__(k_threads) mmv_fast_kernel(const mmv_args a) {
 #pragma unroll 4
             for (int64_t c = threadIdx.x; c < vecs; c += k_threads) stage[r * vecs + c] = src[c];
         }
-        if constexpr (I8) {
-            xq = reinterpret_cast<int8_t*>(stage + RR * vecs);
-            xd = reinterpret_cast<float*>(xq + NC * k);
-            const int lane = threadIdx.x % k_warp;
-#pragma unroll
-            for (int j = 0; j < NC; ++j) {
-                const float* xj = reinterpret_cast<const float*>(a.x + size_t(j) * a.x_stride);
-                for (int64_t b = threadIdx.x / k_warp; b < n_b32; b += k_warps) {
-                    const float v = xj[32 * b + lane];
-                    const float dv = warp_max(fabsf(v)) / 127.0f;
-                    xq[j * k + 32 * b + lane] = int8_t(__float2int_rn(dv > 0.0f ? v / dv : 0.0f));
-                    if (lane == 0) xd[j * n_b32 + b] = dv;
-                }
-            }
-        }
+        pdl_wait();  // x and the results: only once the kernel before has finished (cuda_common.cuh)
         __syncthreads();
 #pragma unroll
         for (int r = 0; r < RR; ++r) rows[r] = reinterpret_cast<const uint8_t*>(stage + r * vecs);
+    } else {
+        pdl_wait();
     }
     float acc[RR][NC];
 #pragma unroll
@@ -118,6 +121,9 @@ __global__ void __launch_bounds__(k_threads) mmv_fast_kernel(const mmv_args a) {
 #pragma unroll
         for (int j = 0; j < NC; ++j) acc[r][j] = 0.0f;
     if constexpr (I8) {
+        const int64_t k = a.n_units * 8, n_b32 = k / 32;
+        const int8_t* xq = a.xq;  // NC * k codes, then NC * n_b32 scales (quantize_x_kernel)
+        const float* xd = reinterpret_cast<const float*>(a.xq + NC * k);
 #pragma unroll 2
         for (int64_t u = threadIdx.x; u < a.n_units; u += k_threads) {
             int64_t e0, e1;
@@ -226,11 +232,10 @@ __global__ void __launch_bounds__(k_threads) mmv_fast_kernel(const mmv_args a) {
 constexpr size_t k_max_stage_bytes = 48 * 1024;  // the dynamic shared memory a launch gets without opting in
 
 // Which kernels the quantized types use: staged (the default: float arithmetic on rows staged in shared memory),
-// i8 (Q4_0 / Q8_0 with x quantized to int8 inside every block, where it fits) or direct (unit loads from global
-// memory), chosen by TFU_CUDA_MMV for measuring one against the other. On the H100 (1B, tg128, one call) i8 was
-// slower than staged: Q4_0 398 vs 543 t/s, Q8_0 343 vs 468: every block quantizes the whole of x (4096 blocks x
-// 8 KB for gate/up). Quantizing x once per launch (its own kernel) is the way to keep dp4a's saving; until then
-// i8 stays opt-in and tested (gpu-check runs the fusion tests with it).
+// i8 (Q4_0 / Q8_0, up to 2 columns: x quantized to int8 once per launch by quantize_x_kernel, then __dp4a) or
+// direct (unit loads from global memory), chosen by TFU_CUDA_MMV for measuring one against the other. An earlier
+// i8 that quantized x inside every block was slower than staged on the H100 (Q4_0 398 vs 543 t/s: 4096 blocks
+// each quantizing 8 KB of x for gate/up); gpu-check runs the fusion tests with i8.
 enum class mmv_path { staged, i8, direct };
 mmv_path mmv_mode() {
     static const mmv_path mode = [] {
@@ -246,12 +251,59 @@ bool aligned(const void* p, size_t stride, size_t a) {
     return reinterpret_cast<uintptr_t>(p) % a == 0 && stride % a == 0;
 }
 
-// Rows per block: more rows share each load of x; fewer keep the accumulators in registers.
+// Rows per block: more rows share each load of x; fewer keep the accumulators in registers and give small
+// matrices more blocks (latency hiding). One column: TFU_CUDA_MMV_ROWS=1|2|4 overrides it, for measuring.
 constexpr int rows_per_block(int nc, bool glu) { return glu ? (nc == 1 ? 2 : 1) : nc == 1 ? 4 : nc <= 4 ? 2 : 1; }
+int mmv_rows_override() {
+    static const int rows = [] {
+        const char* e = std::getenv("TFU_CUDA_MMV_ROWS");
+        const int r = e ? std::atoi(e) : 0;
+        return r == 1 || r == 2 || r == 4 ? r : 0;
+    }();
+    return rows;
+}
 
-template <dtype T, int NC, bool GLU>
+// TFU_CUDA_CARVEOUT=0..100: the decode kernels' preferred shared-memory carveout (percent of the unified L1 /
+// shared memory), for measuring whether switching the SM's split between launches of different shared memory
+// needs costs time in a graph; unset: the driver's choice.
+int carveout_preference() {
+    static const int c = [] {
+        const char* e = std::getenv("TFU_CUDA_CARVEOUT");
+        return e && *e ? std::atoi(e) : -1;
+    }();
+    return c;
+}
+template <typename K>
+void prefer_carveout(K kernel) {
+    if (carveout_preference() < 0) return;
+    cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, carveout_preference());
+    cudaGetLastError();  // a hint: an unsupported value is not an error of the launch
+}
+
+// Launches a decode kernel, with programmatic dependent launch where the device has it (context::pdl): the
+// kernel stages its weights while the one before it finishes (cuda_common.cuh, pdl_wait).
+template <typename... P>
+void launch_mmv(const context& ctx, void (*kernel)(P...), unsigned blocks, size_t smem, const mmv_args& a) {
+    if (!ctx.pdl) {
+        kernel<<<blocks, k_threads, smem, ctx.stream>>>(a);
+        return;
+    }
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(blocks);
+    cfg.blockDim = dim3(k_threads);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = ctx.stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    cudaLaunchKernelEx(&cfg, kernel, a);  // a failure shows in check_launch
+}
+
+template <dtype T, int NC, bool GLU, int R_ASKED = 0>  // 0: rows_per_block
 void launch_nc(context& ctx, mmv_args a, int n_mat) {
-    constexpr int R = rows_per_block(NC, GLU), RR = GLU ? 2 * R : R;
+    constexpr int R = R_ASKED ? R_ASKED : rows_per_block(NC, GLU), RR = GLU ? 2 * R : R;
     int64_t blocks = 0;
     for (int s = 0; s < (GLU ? 1 : n_mat); ++s) {
         a.first_block[s] = blocks;
@@ -263,26 +315,43 @@ void launch_nc(context& ctx, mmv_args a, int n_mat) {
                   stage_bytes <= k_max_stage_bytes;
     for (int s = 0; s < n_mat; ++s) staged = staged && aligned(a.mat[s].w, a.mat[s].w_stride, 16);
     constexpr bool has_i8 = (T == dtype::Q4_0 || T == dtype::Q8_0) && NC <= 2;
-    const int64_t k = a.n_units * 8;
-    const size_t i8_bytes = stage_bytes + size_t(NC * k) + size_t(NC * (k / 32)) * sizeof(float);
     if constexpr (has_i8) {
-        if (staged && mmv_mode() == mmv_path::i8 && i8_bytes <= k_max_stage_bytes) {
-            mmv_fast_kernel<T, R, NC, true, GLU, true><<<unsigned(blocks), k_threads, i8_bytes, ctx.stream>>>(a);
+        if (staged && mmv_mode() == mmv_path::i8) {
+            // x quantized once for the whole launch, into scratch (read by every block through L1/L2).
+            const int64_t k = a.n_units * 8, n_b32_all = NC * (k / 32);
+            int8_t* xq = static_cast<int8_t*>(ctx.scratch(size_t(NC * k) + size_t(n_b32_all) * sizeof(float)));
+            quantize_x_kernel<<<unsigned(ceil_div(n_b32_all, int64_t(k_warps))), k_threads, 0, ctx.stream>>>(
+                a.x, a.x_stride, k, n_b32_all, xq);
+            check_launch("quantize_x_kernel");
+            a.xq = xq;
+            static const bool hinted = (prefer_carveout(mmv_fast_kernel<T, R, NC, true, GLU, true>), true);
+            (void)hinted;
+            launch_mmv(ctx, mmv_fast_kernel<T, R, NC, true, GLU, true>, unsigned(blocks), stage_bytes, a);
             check_launch("mmv_fast_kernel");
             return;
         }
     }
+    static const bool hinted = (prefer_carveout(mmv_fast_kernel<T, R, NC, true, GLU, false>),
+                                prefer_carveout(mmv_fast_kernel<T, R, NC, false, GLU, false>), true);
+    (void)hinted;
     if (staged)
-        mmv_fast_kernel<T, R, NC, true, GLU, false><<<unsigned(blocks), k_threads, stage_bytes, ctx.stream>>>(a);
+        launch_mmv(ctx, mmv_fast_kernel<T, R, NC, true, GLU, false>, unsigned(blocks), stage_bytes, a);
     else
-        mmv_fast_kernel<T, R, NC, false, GLU, false><<<unsigned(blocks), k_threads, 0, ctx.stream>>>(a);
+        launch_mmv(ctx, mmv_fast_kernel<T, R, NC, false, GLU, false>, unsigned(blocks), 0, a);
     check_launch("mmv_fast_kernel");
 }
 
 template <dtype T, bool GLU>
 void launch_t(context& ctx, const mmv_args& a, int n_mat, int64_t n) {
     switch (n) {
-        case 1: launch_nc<T, 1, GLU>(ctx, a, n_mat); break;
+        case 1:
+            switch (mmv_rows_override()) {
+                case 1: launch_nc<T, 1, GLU, 1>(ctx, a, n_mat); break;
+                case 2: launch_nc<T, 1, GLU, 2>(ctx, a, n_mat); break;
+                case 4: launch_nc<T, 1, GLU, 4>(ctx, a, n_mat); break;
+                default: launch_nc<T, 1, GLU>(ctx, a, n_mat); break;
+            }
+            break;
         case 2: launch_nc<T, 2, GLU>(ctx, a, n_mat); break;
         case 3: launch_nc<T, 3, GLU>(ctx, a, n_mat); break;
         case 4: launch_nc<T, 4, GLU>(ctx, a, n_mat); break;
@@ -348,6 +417,14 @@ bool joins(const op* ops, size_t i) {
 }
 
 }  // namespace
+
+size_t mul_mat_vec_scratch_bytes(const op& o) {
+    const tensor& w = *o.src[0];
+    const tensor& x = *o.src[1];
+    if (mmv_mode() != mmv_path::i8 || (w.type != dtype::Q4_0 && w.type != dtype::Q8_0) || !eligible(w, x)) return 0;
+    const size_t nc = size_t(x.nrows()), k = size_t(w.ne[0]);
+    return nc * k + nc * (k / 32) * sizeof(float);
+}
 
 size_t mul_mat_vec_fused(context& ctx, const op* ops, size_t n_ops) {
     if (n_ops == 0 || ops[0].type != op_type::MUL_MAT) return 0;

@@ -12,6 +12,7 @@ constexpr int k_threads = 256;
 
 __global__ void rms_norm_kernel(const float* __restrict__ x, size_t x_stride, const float* __restrict__ g,
                                 float* y, size_t y_stride, int64_t k, float eps) {
+    pdl_trigger();  // the projection after it may start staging its weights
     const float* xr = reinterpret_cast<const float*>(reinterpret_cast<const uint8_t*>(x) + blockIdx.x * x_stride);
     float* yr = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(y) + blockIdx.x * y_stride);
     double ss = 0;

@@ -79,6 +79,10 @@ public:
     void restore_state(const state& st);
 
 private:
+    // Whether any of repeat/frequency/presence penalty changes a logit.
+    bool any_penalty() const {
+        return cfg_.repeat_penalty != 1.0f || cfg_.frequency_penalty != 0.0f || cfg_.presence_penalty != 0.0f;
+    }
     struct candidate {
         float logit;
         int32_t id;

@@ -2,11 +2,16 @@
 // decode-sized runs into CUDA graphs and replays them through cudaGraphExecUpdate. Here 80 runs alternate between
 // two weight sets (so the cached executable graph is updated with other pointers each time), with a new x uploaded
 // before each run and one run in four without a download in between; every result is compared with cpu-ref.
-// Also: TFU_CUDA_GRAPHS=0 gives the same values (the op-by-op path). Skips when no CUDA device is usable.
+// Also: TFU_CUDA_GRAPHS=0 gives the same values (the op-by-op path). Decode steps of two layers (KV_STORE k and v,
+// ATTENTION) over 300 positions, whose runs are replayed with the position read on the device (graph_key.h), past
+// the split-K change at 256 rows, each step against cpu-ref; the profile log must count replays. Skips when no
+// CUDA device is usable.
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
+#include "core/log.h"
 #include "ops/device_test_util.h"
 
 namespace tfu::test {
@@ -75,6 +80,83 @@ TEST(cuda_graphs, replays_follow_new_inputs_and_weights) {
     std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_CUDA, &why);
     if (!dev) GTEST_SKIP() << why;
     replay_many(*dev, "graphs on");
+}
+
+// Decode steps of two layers at positions 0 .. n_steps - 1: each layer's run stores k and v at the position in
+// its f16 cache and attends over rows 0 .. pos. Returns the largest relative L2 error against cpu-ref.
+double decode_steps(backend& dev, int n_steps) {
+    std::mt19937_64 rng(test_seed() + 33);
+    const int64_t hd = 64, n_head = 8, n_head_kv = 2, n_ctx = 320;
+    std::unique_ptr<backend> ref = make_cpu_ref_backend();
+    owned_tensor q(dtype::F32, hd, n_head, 1), kx(dtype::F32, hd * n_head_kv, 1), vx(dtype::F32, hd * n_head_kv, 1);
+    owned_tensor att(dtype::F32, hd, n_head, 1);
+    owned_tensor kc[2] = {owned_tensor(dtype::F16, hd * n_head_kv, n_ctx), owned_tensor(dtype::F16, hd * n_head_kv, n_ctx)};
+    owned_tensor vc[2] = {owned_tensor(dtype::F16, hd * n_head_kv, n_ctx), owned_tensor(dtype::F16, hd * n_head_kv, n_ctx)};
+    fill_random(rng, q.t);  // the device's copies are made from these (the caches' rows are all written before read)
+    dev_tensor dq(dev, q.t), dkx(dev, kx.t), dvx(dev, vx.t), datt(dev, att.t);
+    std::unique_ptr<dev_tensor> dkc[2], dvc[2];
+    for (int l = 0; l < 2; ++l) {
+        dkc[l] = std::make_unique<dev_tensor>(dev, kc[l].t);
+        dvc[l] = std::make_unique<dev_tensor>(dev, vc[l].t);
+    }
+    std::vector<float> got(size_t(hd * n_head));
+    double worst = 0;
+    for (int pos = 0; pos < n_steps; ++pos) {
+        for (int l = 0; l < 2; ++l) {
+            fill_random(rng, q.t);
+            fill_random(rng, kx.t);
+            fill_random(rng, vx.t);
+            dev.upload(dq.t.data, q.t.data, q.t.nbytes());
+            dev.upload(dkx.t.data, kx.t.data, kx.t.nbytes());
+            dev.upload(dvx.t.data, vx.t.data, vx.t.nbytes());
+            auto step = [&](tensor* a, tensor* qq, tensor* k, tensor* v, tensor* ck, tensor* cv) {
+                std::vector<op> ops = {make_op(op_type::KV_STORE, ck, k), make_op(op_type::KV_STORE, cv, v),
+                                       make_op(op_type::ATTENTION, a, qq, ck, cv)};
+                ops[0].i[0] = ops[1].i[0] = ops[2].i[0] = pos;
+                ops[2].i[1] = int32_t(n_head_kv);
+                ops[2].f[0] = float(1.0 / std::sqrt(double(hd)));
+                return ops;
+            };
+            const std::vector<op> h = step(&att.t, &q.t, &kx.t, &vx.t, &kc[l].t, &vc[l].t);
+            const std::vector<op> d = step(&datt.t, &dq.t, &dkx.t, &dvx.t, &dkc[l]->t, &dvc[l]->t);
+            ref->run(h.data(), h.size());
+            dev.run(d.data(), d.size());
+            if (pos % 7 == 3 && l == 0) continue;  // no download: the next step's uploads and run queue behind
+            dev.download(got.data(), datt.t.data, got.size() * sizeof(float));
+            const double e = rel_l2(got, to_floats(att.t));
+            EXPECT_LE(e, 1e-5) << "position " << pos << " layer " << l;
+            worst = std::max(worst, e);
+        }
+    }
+    return worst;
+}
+
+std::string g_log;
+void keep_log(tfu_log_level, const char* msg, void*) { g_log += std::string(msg) + "\n"; }
+
+TEST(cuda_graphs, decode_steps_replay_with_positions_on_the_device) {
+    setenv("TFU_CUDA_PROFILE", "1", 1);
+    g_log.clear();
+    log_set_callback(keep_log, TFU_LOG_INFO, nullptr);
+    std::string why;
+    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_CUDA, &why);
+    unsetenv("TFU_CUDA_PROFILE");
+    if (!dev) {
+        log_set_callback(nullptr, TFU_LOG_INFO, nullptr);
+        GTEST_SKIP() << why;
+    }
+    const double worst = decode_steps(*dev, 300);
+    dev.reset();  // logs the profile, with the graph counters
+    log_set_callback(nullptr, TFU_LOG_INFO, nullptr);
+    std::printf("decode steps: max relative L2 error %.3g\n", worst);
+    const size_t at = g_log.find(" replays)");
+    ASSERT_NE(at, std::string::npos) << g_log;
+    const size_t open = g_log.rfind('(', at);
+    const long replays = std::strtol(g_log.c_str() + open + 1, nullptr, 10);
+    std::printf("%s", g_log.c_str());
+    // 600 runs, the first 32 not captured; each layer's key changes once (split-K at 256 rows): at most a few
+    // captures per layer, every other run a replay.
+    EXPECT_GE(replays, 500) << g_log;
 }
 
 TEST(cuda_graphs, off_by_environment_gives_the_same_values) {

@@ -2,6 +2,7 @@
 // their draw frequencies, penalties, temperature, non-finite logits, config validation.
 #include <gtest/gtest.h>
 
+#include <cfloat>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -402,4 +403,32 @@ TEST(Sampler, TopKLargerThanVocabAndFewFiniteCandidates) {
     sampler(c, 4).distribution(logits.data(), d);
     ASSERT_EQ(d.size(), 1u);  // e/(1+e) = 0.73 >= 0.5
     EXPECT_EQ(d[0].id, 3);
+}
+
+// Greedy without penalties takes a fast argmax (sampler.cpp, greedy_argmax): it must pick what the reference
+// loop over penalized_logits picks (largest, NaN as -inf, +inf as FLT_MAX, ties to the lowest id), for vocab
+// sizes around its 8-wide blocks and a real one, with ties, NaN, +-inf and FLT_MAX placed at random.
+TEST(Sampler, GreedyFastPathMatchesTheReferenceLoop) {
+    std::mt19937_64 rng(k_seed + 77);
+    sampler_config c = plain_config();
+    c.temperature = 0.0f;
+    for (int32_t n : {1, 7, 8, 9, 17, 1000, 128256}) {
+        for (int trial = 0; trial < 20; ++trial) {
+            std::vector<float> l = random_logits(n, uint32_t(rng()));
+            std::uniform_int_distribution<int32_t> at(0, n - 1);
+            const float specials[] = {std::nanf(""), INFINITY, -INFINITY, FLT_MAX, l[size_t(at(rng))]};
+            for (int s = 0; s < trial % 6; ++s) l[size_t(at(rng))] = specials[size_t(at(rng)) % 5];
+            sampler s(c, n);
+            std::vector<float> work(static_cast<size_t>(n));
+            s.penalized_logits(l.data(), work.data());
+            int32_t want = 0;
+            for (int32_t i = 1; i < n; ++i)
+                if (work[size_t(i)] > work[size_t(want)]) want = i;
+            if (work[size_t(want)] == -INFINITY) {
+                expect_status(TFU_STATUS_INTERNAL, "no finite logit", [&] { s.sample(l.data()); });
+                continue;
+            }
+            EXPECT_EQ(s.sample(l.data()), want) << "n " << n << " trial " << trial;
+        }
+    }
 }

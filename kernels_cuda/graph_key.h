@@ -1,0 +1,21 @@
+// The key under which a run's captured graph is kept for replay (graph_cache.h): everything about the run's ops
+// that the enqueued kernels depend on, except what they read on the device in a replay (context::dyn_at:
+// KV_STORE's first row and ATTENTION's position), in place of which the key holds the launch shape that
+// depends on it (ATTENTION's split-K count).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "cuda_ops.h"
+
+namespace tfu::cuda {
+
+// Writes the key of ops[0 .. n_ops) into `key` (its old contents are replaced).
+void graph_key(const context& ctx, const op* ops, size_t n_ops, std::vector<uint64_t>& key);
+
+// Whether op `o`'s i[0] is read on the device in a replayed graph (and so left out of the key).
+inline bool reads_i0_on_device(const op& o) { return o.type == op_type::KV_STORE || o.type == op_type::ATTENTION; }
+
+}  // namespace tfu::cuda
