@@ -16,6 +16,7 @@
 //    2^23 (0x4B0000cc, one byte permute) is 2^23 + c, and one subtraction leaves c minus the type's offset.
 //  - Partial sums: warp shuffles, then the 4 warps through shared memory. f32 accumulation throughout, the same
 //    values as the generic kernel up to summation order.
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -80,41 +81,33 @@ __global__ void quantize_x_kernel(const uint8_t* __restrict__ x, size_t x_stride
 // into scratch: NC * k codes then NC * k / 32 f32 scales, as the CPU backend's q8_0 activations) and each unit is
 // two __dp4a: about a third of the float path's instructions, which ncu showed near the SM's limit on large
 // matrices.
-template <dtype T, int R, int NC, bool STAGED, bool GLU, bool I8>
-__global__ void __launch_bounds__(k_threads) mmv_fast_kernel(const mmv_args a) {
+// Where block (or row group) g of a launch starts: matrix s, first row i0, and its RR row addresses (rows past m
+// repeat row m - 1 and are not stored).
+template <int R, bool GLU>
+__device__ __forceinline__ void mmv_group(const mmv_args& a, int64_t g, int& s, int64_t& i0,
+                                          const uint8_t* (&rows)[GLU ? 2 * R : R]) {
     constexpr int RR = GLU ? 2 * R : R;
-    static_assert(!I8 || STAGED, "the int8 path stages the weight rows");
-    pdl_trigger();  // the next projection (down after gate/up) may start staging its weights
-    int s = 0;
-    int64_t blk = blockIdx.x;
+    s = 0;
     if constexpr (!GLU) {
-        s = blk >= a.first_block[1] ? (blk >= a.first_block[2] ? 2 : 1) : 0;
-        blk -= a.first_block[s];
+        s = g >= a.first_block[1] ? (g >= a.first_block[2] ? 2 : 1) : 0;
+        g -= a.first_block[s];
     }
-    const int64_t m = a.mat[s].m, i0 = blk * R;
-    const uint8_t* rows[RR];
+    const int64_t m = a.mat[s].m;
+    i0 = g * R;
 #pragma unroll
     for (int r = 0; r < RR; ++r) {
         const mmv_matrix& mt = a.mat[GLU ? r / R : s];
         const int64_t i = i0 + r % R;
         rows[r] = mt.w + size_t(i < m ? i : m - 1) * mt.w_stride;
     }
-    extern __shared__ uint4 stage[];
-    if constexpr (STAGED) {
-        const int64_t vecs = a.row_bytes / 16;
-#pragma unroll
-        for (int r = 0; r < RR; ++r) {
-            const uint4* src = reinterpret_cast<const uint4*>(rows[r]);
-#pragma unroll 4
-            for (int64_t c = threadIdx.x; c < vecs; c += k_threads) stage[r * vecs + c] = src[c];
-        }
-        pdl_wait();  // x and the results: only once the kernel before has finished (cuda_common.cuh)
-        __syncthreads();
-#pragma unroll
-        for (int r = 0; r < RR; ++r) rows[r] = reinterpret_cast<const uint8_t*>(stage + r * vecs);
-    } else {
-        pdl_wait();
-    }
+}
+
+// The dot products of one row group (rows in shared or global memory) with x, reduced over the block and stored
+// (with GLU also silu(gate) * up). Every thread of the block calls it; it synchronises the block.
+template <dtype T, int R, int NC, bool GLU, bool I8>
+__device__ __forceinline__ void mmv_rows(const mmv_args& a, int s, int64_t i0, const uint8_t* const (&rows)[GLU ? 2 * R : R]) {
+    constexpr int RR = GLU ? 2 * R : R;
+    const int64_t m = a.mat[s].m;
     float acc[RR][NC];
 #pragma unroll
     for (int r = 0; r < RR; ++r)
@@ -229,20 +222,102 @@ __global__ void __launch_bounds__(k_threads) mmv_fast_kernel(const mmv_args a) {
     }
 }
 
+template <dtype T, int R, int NC, bool STAGED, bool GLU, bool I8>
+__global__ void __launch_bounds__(k_threads) mmv_fast_kernel(const mmv_args a) {
+    constexpr int RR = GLU ? 2 * R : R;
+    static_assert(!I8 || STAGED, "the int8 path stages the weight rows");
+    pdl_trigger();  // the next projection (down after gate/up) may start staging its weights
+    int s = 0;
+    int64_t i0 = 0;
+    const uint8_t* rows[RR];
+    mmv_group<R, GLU>(a, blockIdx.x, s, i0, rows);
+    extern __shared__ uint4 stage[];
+    if constexpr (STAGED) {
+        const int64_t vecs = a.row_bytes / 16;
+#pragma unroll
+        for (int r = 0; r < RR; ++r) {
+            const uint4* src = reinterpret_cast<const uint4*>(rows[r]);
+#pragma unroll 4
+            for (int64_t c = threadIdx.x; c < vecs; c += k_threads) stage[r * vecs + c] = src[c];
+        }
+        pdl_wait();  // x and the results: only once the kernel before has finished (cuda_common.cuh)
+        __syncthreads();
+#pragma unroll
+        for (int r = 0; r < RR; ++r) rows[r] = reinterpret_cast<const uint8_t*>(stage + r * vecs);
+    } else {
+        pdl_wait();
+    }
+    mmv_rows<T, R, NC, GLU, I8>(a, s, i0, rows);
+}
+
+// 16 bytes global -> shared without passing through registers (sm_80+), in commit groups waited for below.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+    const unsigned dst = unsigned(__cvta_generic_to_shared(smem));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_wait_all_but_one() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
+
+// The pipelined form (TFU_CUDA_MMV=pipelined): a grid of resident blocks, each looping over row groups g,
+// g + gridDim.x, ...; while it computes one group from one half of its shared memory, the next group's rows are
+// already being copied into the other half (cp.async), so every block keeps a stage of weights in flight the
+// whole time instead of alternating between loading and computing.
+template <dtype T, int R, int NC, bool GLU, bool I8>
+__global__ void __launch_bounds__(k_threads) mmv_pipe_kernel(const mmv_args a, int64_t n_groups) {
+    constexpr int RR = GLU ? 2 * R : R;
+    pdl_trigger();
+    extern __shared__ uint4 stage[];
+    const int64_t vecs = a.row_bytes / 16;
+    auto issue = [&](int64_t g, int buf) {
+        int s = 0;
+        int64_t i0 = 0;
+        const uint8_t* rows[RR];
+        mmv_group<R, GLU>(a, g, s, i0, rows);
+#pragma unroll
+        for (int r = 0; r < RR; ++r) {
+            const uint4* src = reinterpret_cast<const uint4*>(rows[r]);
+            for (int64_t c = threadIdx.x; c < vecs; c += k_threads) cp_async16(&stage[(buf * RR + r) * vecs + c], src + c);
+        }
+    };
+    int64_t g = blockIdx.x;
+    if (g < n_groups) issue(g, 0);
+    cp_async_commit();
+    pdl_wait();
+    for (int buf = 0; g < n_groups; g += gridDim.x, buf ^= 1) {
+        if (g + gridDim.x < n_groups) issue(g + gridDim.x, buf ^ 1);
+        cp_async_commit();
+        cp_async_wait_all_but_one();  // this group's copies have landed (the next group's may still fly)
+        __syncthreads();
+        int s = 0;
+        int64_t i0 = 0;
+        const uint8_t* rows[RR];
+        mmv_group<R, GLU>(a, g, s, i0, rows);
+#pragma unroll
+        for (int r = 0; r < RR; ++r) rows[r] = reinterpret_cast<const uint8_t*>(stage + (buf * RR + r) * vecs);
+        mmv_rows<T, R, NC, GLU, I8>(a, s, i0, rows);
+        __syncthreads();  // every thread is done with this half before the next iteration refills it
+    }
+}
+
 constexpr size_t k_max_stage_bytes = 48 * 1024;  // the dynamic shared memory a launch gets without opting in
 
-// Which kernels the quantized types use: staged (the default: float arithmetic on rows staged in shared memory),
-// i8 (Q4_0 / Q8_0, up to 2 columns: x quantized to int8 once per launch by quantize_x_kernel, then __dp4a) or
-// direct (unit loads from global memory), chosen by TFU_CUDA_MMV for measuring one against the other. An earlier
-// i8 that quantized x inside every block was slower than staged on the H100 (Q4_0 398 vs 543 t/s: 4096 blocks
-// each quantizing 8 KB of x for gate/up); gpu-check runs the fusion tests with i8.
-enum class mmv_path { staged, i8, direct };
+// Which kernels the quantized types use, chosen by TFU_CUDA_MMV for measuring one against the other:
+//  - pipelined (the default): mmv_pipe_kernel, float arithmetic on rows staged in shared memory with the next
+//    row group's copy in flight (where two stages fit in 48 KB; else staged). On the H100 (1B, tg128, one call):
+//    Q4_0 634 vs 589 t/s staged, Q8_0 534 vs 494.
+//  - staged: mmv_fast_kernel, one row group per block, loaded then computed.
+//  - i8 (Q4_0 / Q8_0, up to 2 columns): x quantized to int8 once per launch by quantize_x_kernel, then __dp4a,
+//    pipelined where it fits. Same call: Q4_0 612 (not pipelined), Q8_0 495. An earlier i8 that quantized x
+//    inside every block was slower still (Q4_0 398 vs 543 t/s). gpu-check runs the fusion tests with it.
+//  - direct: unit loads from global memory, no staging.
+enum class mmv_path { staged, i8, direct, pipelined };
 mmv_path mmv_mode() {
     static const mmv_path mode = [] {
         const char* e = std::getenv("TFU_CUDA_MMV");
         if (e && std::strcmp(e, "direct") == 0) return mmv_path::direct;
         if (e && std::strcmp(e, "i8") == 0) return mmv_path::i8;
-        return mmv_path::staged;
+        if (e && std::strcmp(e, "staged") == 0) return mmv_path::staged;
+        return mmv_path::pipelined;
     }();
     return mode;
 }
@@ -258,34 +333,17 @@ int mmv_rows_override() {
     static const int rows = [] {
         const char* e = std::getenv("TFU_CUDA_MMV_ROWS");
         const int r = e ? std::atoi(e) : 0;
-        return r == 1 || r == 2 || r == 4 ? r : 0;
+        return r == 1 || r == 2 || r == 4 || r == 8 ? r : 0;
     }();
     return rows;
 }
 
-// TFU_CUDA_CARVEOUT=0..100: the decode kernels' preferred shared-memory carveout (percent of the unified L1 /
-// shared memory), for measuring whether switching the SM's split between launches of different shared memory
-// needs costs time in a graph; unset: the driver's choice.
-int carveout_preference() {
-    static const int c = [] {
-        const char* e = std::getenv("TFU_CUDA_CARVEOUT");
-        return e && *e ? std::atoi(e) : -1;
-    }();
-    return c;
-}
-template <typename K>
-void prefer_carveout(K kernel) {
-    if (carveout_preference() < 0) return;
-    cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, carveout_preference());
-    cudaGetLastError();  // a hint: an unsupported value is not an error of the launch
-}
-
 // Launches a decode kernel, with programmatic dependent launch where the device has it (context::pdl): the
 // kernel stages its weights while the one before it finishes (cuda_common.cuh, pdl_wait).
-template <typename... P>
-void launch_mmv(const context& ctx, void (*kernel)(P...), unsigned blocks, size_t smem, const mmv_args& a) {
+template <typename... P, typename... A>
+void launch_mmv(const context& ctx, void (*kernel)(P...), unsigned blocks, size_t smem, const A&... args) {
     if (!ctx.pdl) {
-        kernel<<<blocks, k_threads, smem, ctx.stream>>>(a);
+        kernel<<<blocks, k_threads, smem, ctx.stream>>>(args...);
         return;
     }
     cudaLaunchConfig_t cfg{};
@@ -298,7 +356,7 @@ void launch_mmv(const context& ctx, void (*kernel)(P...), unsigned blocks, size_
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
     cfg.numAttrs = 1;
-    cudaLaunchKernelEx(&cfg, kernel, a);  // a failure shows in check_launch
+    cudaLaunchKernelEx(&cfg, kernel, args...);  // a failure shows in check_launch
 }
 
 template <dtype T, int NC, bool GLU, int R_ASKED = 0>  // 0: rows_per_block
@@ -314,6 +372,18 @@ void launch_nc(context& ctx, mmv_args a, int n_mat) {
     bool staged = traits(T).quantized && mmv_mode() != mmv_path::direct && a.row_bytes % 16 == 0 &&
                   stage_bytes <= k_max_stage_bytes;
     for (int s = 0; s < n_mat; ++s) staged = staged && aligned(a.mat[s].w, a.mat[s].w_stride, 16);
+    // The pipelined kernel where two stages fit in shared memory: a grid of resident blocks (as many as fit).
+    const bool pipelined = staged && mmv_mode() != mmv_path::staged && 2 * stage_bytes <= k_max_stage_bytes;
+    auto launch_pipelined = [&](auto kernel) {
+        int per_sm = 0;  // resident blocks per SM with this launch's shared memory
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, k_threads, 2 * stage_bytes) != cudaSuccess) {
+            cudaGetLastError();
+            per_sm = 1;
+        }
+        const int64_t grid = std::min<int64_t>(blocks, int64_t(ctx.sm_count) * std::max(per_sm, 1));
+        launch_mmv(ctx, kernel, unsigned(grid), 2 * stage_bytes, a, blocks);
+        check_launch("mmv_pipe_kernel");
+    };
     constexpr bool has_i8 = (T == dtype::Q4_0 || T == dtype::Q8_0) && NC <= 2;
     if constexpr (has_i8) {
         if (staged && mmv_mode() == mmv_path::i8) {
@@ -324,16 +394,13 @@ void launch_nc(context& ctx, mmv_args a, int n_mat) {
                 a.x, a.x_stride, k, n_b32_all, xq);
             check_launch("quantize_x_kernel");
             a.xq = xq;
-            static const bool hinted = (prefer_carveout(mmv_fast_kernel<T, R, NC, true, GLU, true>), true);
-            (void)hinted;
+            if (pipelined) return launch_pipelined(mmv_pipe_kernel<T, R, NC, GLU, true>);
             launch_mmv(ctx, mmv_fast_kernel<T, R, NC, true, GLU, true>, unsigned(blocks), stage_bytes, a);
             check_launch("mmv_fast_kernel");
             return;
         }
     }
-    static const bool hinted = (prefer_carveout(mmv_fast_kernel<T, R, NC, true, GLU, false>),
-                                prefer_carveout(mmv_fast_kernel<T, R, NC, false, GLU, false>), true);
-    (void)hinted;
+    if (pipelined) return launch_pipelined(mmv_pipe_kernel<T, R, NC, GLU, false>);
     if (staged)
         launch_mmv(ctx, mmv_fast_kernel<T, R, NC, true, GLU, false>, unsigned(blocks), stage_bytes, a);
     else
@@ -349,6 +416,7 @@ void launch_t(context& ctx, const mmv_args& a, int n_mat, int64_t n) {
                 case 1: launch_nc<T, 1, GLU, 1>(ctx, a, n_mat); break;
                 case 2: launch_nc<T, 1, GLU, 2>(ctx, a, n_mat); break;
                 case 4: launch_nc<T, 1, GLU, 4>(ctx, a, n_mat); break;
+                case 8: launch_nc<T, 1, GLU, 8>(ctx, a, n_mat); break;
                 default: launch_nc<T, 1, GLU>(ctx, a, n_mat); break;
             }
             break;

@@ -54,6 +54,8 @@ step "test_cuda_backend" tests.log $T/test_cuda_backend; summary
 step "test_cuda_paths" tests.log $T/test_cuda_paths; summary
 step "test_cuda_fusion" tests.log $T/test_cuda_fusion; summary
 step "test_cuda_fusion (TFU_CUDA_MMV=i8)" tests.log env TFU_CUDA_MMV=i8 $T/test_cuda_fusion; summary
+step "test_cuda_fusion (TFU_CUDA_MMV=staged)" tests.log env TFU_CUDA_MMV=staged $T/test_cuda_fusion; summary
+step "test_cuda_fusion (TFU_CUDA_PDL=1)" tests.log env TFU_CUDA_PDL=1 $T/test_cuda_fusion; summary
 step "test_cuda_fused_rows" tests.log $T/test_cuda_fused_rows; summary
 step "test_cuda_graphs" tests.log $T/test_cuda_graphs; summary
 step "test_ops (cuda)" tests.log $T/test_ops --gtest_filter='*cuda*'; summary
@@ -66,6 +68,10 @@ for tool in memcheck racecheck; do
     $T/test_ops --gtest_filter='*cuda*'
   tail -3 "$OUT/sanitizer.log" | grep -E "ERROR SUMMARY|RACECHECK SUMMARY" | tee -a "$report"
 done
+# The decode kernels' shared-memory stages (mul_mat_vec.cu: cp.async double buffering) under racecheck.
+step "compute-sanitizer racecheck (test_cuda_fusion)" sanitizer.log "$SAN" --tool racecheck --error-exitcode 99 \
+  $T/test_cuda_fusion
+tail -3 "$OUT/sanitizer.log" | grep -E "RACECHECK SUMMARY" | tee -a "$report"
 # The module tests, without the one that provokes a cudaMalloc failure on purpose (memcheck reports the
 # failed API call as an error).
 step "compute-sanitizer memcheck (test_cuda_paths, test_cuda_backend)" sanitizer.log bash -c \
