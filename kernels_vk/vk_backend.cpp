@@ -2,6 +2,7 @@
 #include "vk_backend.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 
@@ -31,12 +32,6 @@ uint64_t handle_bits(VkBuffer h) {
 }
 }  // namespace
 
-size_t vk_backend::set_key_hash::operator()(const set_key& k) const noexcept {
-    uint64_t h = 1469598103934665603ull;  // FNV-1a over the words, then a final mix
-    for (uint64_t w : k) h = (h ^ w) * 1099511628211ull;
-    return size_t(h ^ (h >> 29));
-}
-
 vk_backend::vk_backend(const tfu_module_options& options, const logger& log) : log_(log) {
     ctx_ = std::make_unique<context>(options, log_);
     const device_caps& caps = ctx_->caps();
@@ -55,6 +50,10 @@ vk_backend::vk_backend(const tfu_module_options& options, const logger& log) : l
     if (const char* env = std::getenv("TFU_VK_SUBGROUP"); env && std::strcmp(env, "0") == 0 && subgroup_ops_) {
         subgroup_ops_ = false;
         log_.logf(TFU_LOG_INFO, "vulkan: subgroup arithmetic not used (TFU_VK_SUBGROUP=0)");
+    }
+    if (const char* env = std::getenv("TFU_VK_REPLAY"); env && std::strcmp(env, "0") == 0) {
+        replay_ = false;
+        log_.logf(TFU_LOG_INFO, "vulkan: kept command buffers off (TFU_VK_REPLAY=0)");
     }
     if (const char* env = std::getenv("TFU_VK_FUSION"); env && std::strcmp(env, "0") == 0) {
         fuse_ = false;
@@ -91,11 +90,12 @@ vk_backend::vk_backend(const tfu_module_options& options, const logger& log) : l
     dp.pPoolSizes = &ps;
     for (size_t i = 0; i < k_frames; ++i) {
         frame& fr = frames_[i];
-        fr.cmd = cbs[2 * i];
+        fr.rec.cmd = cbs[2 * i];
         fr.xfer = cbs[2 * i + 1];
         check(f.vkCreateFence(dev, &fi, nullptr, &fr.fence), "vkCreateFence");
-        check(f.vkCreateDescriptorPool(dev, &dp, nullptr, &fr.pool), "vkCreateDescriptorPool");
-        fr.arena = mem_->create_host_buffer(std::min(k_arena_bytes, max_binding_), false, "parameter arena");
+        check(f.vkCreateDescriptorPool(dev, &dp, nullptr, &fr.rec.pool), "vkCreateDescriptorPool");
+        fr.rec.max_sets = k_max_sets;
+        fr.rec.arena = mem_->create_host_buffer(std::min(k_arena_bytes, max_binding_), false, "parameter arena");
         fr.upload = mem_->create_host_buffer(k_upload_slice, false, "small-upload staging");
     }
     placeholder_ = mem_->create_device_buffer(256, "placeholder binding");
@@ -103,20 +103,29 @@ vk_backend::vk_backend(const tfu_module_options& options, const logger& log) : l
 }
 
 vk_backend::~vk_backend() {
-    if (profile_)
+    if (profile_) {
         log_.logf(TFU_LOG_INFO,
                   "vulkan: profile: %llu run() calls, %llu ops, %llu dispatches; %llu fused launches computed %llu ops",
                   (unsigned long long)prof_.runs, (unsigned long long)prof_.ops, (unsigned long long)prof_.dispatches,
                   (unsigned long long)prof_.fused, (unsigned long long)prof_.fused_ops);
+        log_.logf(TFU_LOG_INFO,
+                  "vulkan: replay %s: %llu runs replayed, %llu recorded, %llu kept, %llu evicted; host time in run() "
+                  "%.1f ms (%.1f us per call)",
+                  replay_ ? "on" : "off", (unsigned long long)prof_.replayed, (unsigned long long)prof_.recorded,
+                  (unsigned long long)kept_runs_.size(), (unsigned long long)prof_.evicted, prof_.run_s * 1e3,
+                  prof_.runs ? prof_.run_s * 1e6 / double(prof_.runs) : 0.0);
+    }
     const fns& f = ctx_->vk();
     VkDevice dev = ctx_->device();
     f.vkDeviceWaitIdle(dev);
+    for (frame& fr : frames_) fr.in_flight = false;  // all done: destroy_kept must not wait on the fences
+    drop_kept();
     mem_->destroy(staging_);
     mem_->destroy(placeholder_);
     for (frame& fr : frames_) {
-        mem_->destroy(fr.arena);
+        mem_->destroy(fr.rec.arena);
         mem_->destroy(fr.upload);
-        if (fr.pool) f.vkDestroyDescriptorPool(dev, fr.pool, nullptr);
+        if (fr.rec.pool) f.vkDestroyDescriptorPool(dev, fr.rec.pool, nullptr);
         if (fr.fence) f.vkDestroyFence(dev, fr.fence, nullptr);
     }
     if (cmd_pool_) f.vkDestroyCommandPool(dev, cmd_pool_, nullptr);  // frees the command buffers
@@ -148,13 +157,13 @@ vk_backend::frame& vk_backend::open_frame() {
     frame& fr = frames_[cur_];
     if (open_) return fr;
     wait_frame(fr);
-    fr.arena_used = 0;
+    fr.rec.arena_used = 0;
     fr.upload_used = 0;
     // Keep the cached sets while the pool has room for a step's new ones; else start the pool over.
-    if (fr.sets_used > k_max_sets / 4 * 3) {
-        check(ctx_->vk().vkResetDescriptorPool(ctx_->device(), fr.pool, 0), "vkResetDescriptorPool");
-        fr.sets.clear();
-        fr.sets_used = 0;
+    if (fr.rec.sets_used > k_max_sets / 4 * 3) {
+        check(ctx_->vk().vkResetDescriptorPool(ctx_->device(), fr.rec.pool, 0), "vkResetDescriptorPool");
+        fr.rec.sets.clear();
+        fr.rec.sets_used = 0;
     }
     open_ = true;
     return fr;
@@ -167,9 +176,9 @@ void vk_backend::wait_all() {
 
 void vk_backend::drop_set_caches() noexcept {
     for (frame& fr : frames_) {
-        ctx_->vk().vkResetDescriptorPool(ctx_->device(), fr.pool, 0);  // only VK_SUCCESS is specified
-        fr.sets.clear();
-        fr.sets_used = 0;
+        ctx_->vk().vkResetDescriptorPool(ctx_->device(), fr.rec.pool, 0);  // only VK_SUCCESS is specified
+        fr.rec.sets.clear();
+        fr.rec.sets_used = 0;
     }
 }
 
@@ -182,14 +191,11 @@ void vk_backend::global_barrier(VkCommandBuffer cb, VkPipelineStageFlags src, Vk
     ctx_->vk().vkCmdPipelineBarrier(cb, src, dst, 0, 1, &mb, 0, nullptr, 0, nullptr);
 }
 
-// Resets and begins cb with the leading barrier: earlier submissions' writes (kernels, copies) are visible to
-// this command buffer and their reads are done before it writes. (Host writes to host-coherent memory before
-// vkQueueSubmit are visible to the device without a barrier.)
-static void begin_with_barrier(const fns& f, VkCommandBuffer cb) {
+void begin_with_barrier(const fns& f, VkCommandBuffer cb, bool reusable) {
     check(f.vkResetCommandBuffer(cb, 0), "vkResetCommandBuffer");
     VkCommandBufferBeginInfo bi{};
     bi.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO;
-    bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+    bi.flags = reusable ? 0 : VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
     check(f.vkBeginCommandBuffer(cb, &bi), "vkBeginCommandBuffer");
     VkMemoryBarrier mb{};
     mb.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
@@ -201,12 +207,12 @@ static void begin_with_barrier(const fns& f, VkCommandBuffer cb) {
 
 void vk_backend::begin_cmd(frame& fr) {
     TFU_CHECK(open_ && &fr == &frames_[cur_] && !fr.cmd_recording);
-    begin_with_barrier(ctx_->vk(), fr.cmd);
+    begin_with_barrier(ctx_->vk(), fr.rec.cmd);
     fr.cmd_recording = true;
 }
 
-void vk_backend::submit_frame() {
-    TFU_CHECK(open_);
+void vk_backend::submit_frame(kept_run* kept) {
+    TFU_CHECK(open_ && !(kept && frames_[cur_].cmd_recording));
     frame& fr = frames_[cur_];
     const fns& f = ctx_->vk();
     VkCommandBuffer cbs[2];
@@ -220,11 +226,12 @@ void vk_backend::submit_frame() {
         cbs[n++] = fr.xfer;  // uploads first: the cmd buffer's leading barrier orders them before its work
     }
     if (cmd) {
-        check(f.vkEndCommandBuffer(fr.cmd), "vkEndCommandBuffer");
-        cbs[n++] = fr.cmd;
+        check(f.vkEndCommandBuffer(fr.rec.cmd), "vkEndCommandBuffer");
+        cbs[n++] = fr.rec.cmd;
     }
+    if (kept) cbs[n++] = kept->rec.cmd;  // recorded and ended once; its leading barrier orders it as a frame's
     if (n == 0) {  // nothing recorded (or a failed submission dropped it): nothing uses the slices
-        fr.arena_used = 0;
+        fr.rec.arena_used = 0;
         fr.upload_used = 0;
         return;
     }
@@ -235,6 +242,11 @@ void vk_backend::submit_frame() {
     si.pCommandBuffers = cbs;
     check(f.vkQueueSubmit(ctx_->queue(), 1, &si, fr.fence), "vkQueueSubmit");
     fr.in_flight = true;
+    fr.serial = ++serial_;
+    if (kept) {
+        kept->frame = cur_;
+        kept->serial = fr.serial;
+    }
     open_ = false;
     cur_ = (cur_ + 1) % frames_.size();
 }
@@ -269,7 +281,10 @@ void vk_backend::free(void* p) noexcept {
         return;
     }
     // A destroyed chunk's VkBuffer handle may be handed out again: no cached set may keep naming it.
-    if (mem_->chunk_buffer(loc.chunk) != before) drop_set_caches();
+    if (mem_->chunk_buffer(loc.chunk) != before) {
+        drop_set_caches();
+        drop_kept();  // they bind it too
+    }
 }
 
 void vk_backend::memory_info(uint64_t* total, uint64_t* free_bytes) const {
@@ -322,7 +337,7 @@ void vk_backend::upload(void* dst, const void* src_host, size_t bytes) {
         frame& fr = open_frame();
         begin_cmd(fr);
         VkBufferCopy c{0, loc.offset + done, n};
-        f.vkCmdCopyBuffer(fr.cmd, staging_.buffer, mem_->chunk_buffer(loc.chunk), 1, &c);
+        f.vkCmdCopyBuffer(fr.rec.cmd, staging_.buffer, mem_->chunk_buffer(loc.chunk), 1, &c);
         submit_frame();
         wait_frame(fr);
         done += n;
@@ -345,8 +360,8 @@ void vk_backend::download(void* dst_host, const void* src, size_t bytes) {
         frame& fr = open_frame();
         begin_cmd(fr);
         VkBufferCopy c{loc.offset + done, 0, n};
-        f.vkCmdCopyBuffer(fr.cmd, mem_->chunk_buffer(loc.chunk), staging_.buffer, 1, &c);
-        global_barrier(fr.cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT, VK_PIPELINE_STAGE_HOST_BIT,
+        f.vkCmdCopyBuffer(fr.rec.cmd, mem_->chunk_buffer(loc.chunk), staging_.buffer, 1, &c);
+        global_barrier(fr.rec.cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT, VK_PIPELINE_STAGE_HOST_BIT,
                        VK_ACCESS_HOST_READ_BIT);
         submit_frame();
         wait_all();  // this frame's fence covers the earlier submissions too; wait_all also frees their frames
@@ -363,41 +378,51 @@ bool vk_backend::supports(const op& o, std::string* why) const {
     return op_supported(o, ctx_->caps(), max_binding_, why);
 }
 
+void vk_backend::record_ops(const op* ops, size_t n_ops) {
+    // Fused launches where record_fused finds them (Q/K/V, gate/up + SWIGLU), else one op at a time.
+    for (size_t i = 0; i < n_ops;) {
+        size_t used = fuse_ ? record_fused(*this, ops + i, n_ops - i) : 0;
+        if (used > 0) {
+            ++prof_.fused;
+            prof_.fused_ops += used;
+        } else {
+            record_op(*this, ops[i]);
+            used = 1;
+        }
+        i += used;
+    }
+}
+
 void vk_backend::run(const op* ops, size_t n_ops) {
     std::lock_guard<std::mutex> lock(mutex_);
+    const auto t0 = std::chrono::steady_clock::now();
     throw_validation_errors();
     if (n_ops == 0) return;
     for (size_t i = 0; i < n_ops; ++i) {  // refuse the whole call before recording any of it
         std::string why;
         if (!supports(ops[i], &why)) fail(TFU_STATUS_UNSUPPORTED, name_ + ": " + why);
     }
-    begin_cmd(open_frame());
-    try {
-        // Fused launches where record_fused finds them (Q/K/V, gate/up + SWIGLU), else one op at a time.
-        for (size_t i = 0; i < n_ops;) {
-            size_t used = fuse_ ? record_fused(*this, ops + i, n_ops - i) : 0;
-            if (used > 0) {
-                ++prof_.fused;
-                prof_.fused_ops += used;
-            } else {
-                record_op(*this, ops[i]);
-                used = 1;
+    if (kept_run* kept = replay_ && keepable(ops, n_ops) ? kept_for(ops, n_ops) : nullptr) {
+        submit_kept(*kept, ops, n_ops);
+    } else {
+        begin_cmd(open_frame());
+        try {
+            record_ops(ops, n_ops);
+        } catch (...) {
+            // Drop what this call recorded (the frame's queued uploads stay for the next submission); the next
+            // begin resets the command buffer. Pieces already submitted by flush_recording() run.
+            frame& fr = frames_[cur_];
+            if (fr.cmd_recording) {
+                fr.cmd_recording = false;
+                ctx_->vk().vkEndCommandBuffer(fr.rec.cmd);
             }
-            i += used;
+            throw;
         }
-        ++prof_.runs;
-        prof_.ops += n_ops;
-    } catch (...) {
-        // Drop what this call recorded (the frame's queued uploads stay for the next submission); the next
-        // begin resets the command buffer. Pieces already submitted by flush_recording() run.
-        frame& fr = frames_[cur_];
-        if (fr.cmd_recording) {
-            fr.cmd_recording = false;
-            ctx_->vk().vkEndCommandBuffer(fr.cmd);
-        }
-        throw;
+        submit_frame();
     }
-    submit_frame();
+    ++prof_.runs;
+    prof_.ops += n_ops;
+    if (profile_) prof_.run_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     throw_validation_errors();
 }
 
@@ -436,7 +461,7 @@ binding vk_backend::bind_chunk(uint32_t chunk, uint64_t offset, uint64_t bytes, 
     return b;
 }
 
-VkDescriptorSet vk_backend::descriptor_set(frame& fr, const binding* b, size_t n_b) {
+VkDescriptorSet vk_backend::descriptor_set(cmd_target& fr, const binding* b, size_t n_b) {
     VkDescriptorBufferInfo infos[k_n_bindings];
     set_key key;
     for (uint32_t i = 0, k = 0; i < k_n_bindings; ++i) {
@@ -477,7 +502,8 @@ VkDescriptorSet vk_backend::descriptor_set(frame& fr, const binding* b, size_t n
     }
     f.vkUpdateDescriptorSets(ctx_->device(), k_n_bindings, writes, 0, nullptr);
     // Never written again: a cached set may be bound by this frame's later submissions only after this one's
-    // fence (the pool is reset only in open_frame, or after wait_all when a chunk is destroyed).
+    // fence (the pool is reset only in open_frame, or after wait_all when a chunk is destroyed). A kept run's
+    // pool lives as long as the run.
     if (k_cache_sets) fr.sets.emplace(key, set);
     return set;
 }
@@ -485,17 +511,23 @@ VkDescriptorSet vk_backend::descriptor_set(frame& fr, const binding* b, size_t n
 void vk_backend::dispatch(const char* shader, const std::vector<uint32_t>& spec, const binding* b, size_t n_b,
                           std::vector<uint32_t> push, uint64_t groups, const std::vector<uint32_t>* params,
                           size_t param_slot) {
-    TFU_CHECK(open_ && frames_[cur_].cmd_recording && n_b <= 8 && push.size() * 4 <= k_push_bytes);
+    TFU_CHECK((kept_ || (open_ && frames_[cur_].cmd_recording)) && n_b <= 8 && push.size() * 4 <= k_push_bytes);
     if (groups == 0) return;
     const fns& f = ctx_->vk();
     const uint64_t param_bytes = params ? align_up(params->size() * 4, 16) : 0;
-    if (param_bytes > frames_[cur_].arena.size)
-        fail(TFU_STATUS_UNSUPPORTED, name_ + ": " + shader + " needs " + std::to_string(param_bytes) +
-                                         " bytes of parameters, more than the arena's " +
-                                         std::to_string(frames_[cur_].arena.size));
-    if (frames_[cur_].sets_used == k_max_sets || frames_[cur_].arena_used + param_bytes > frames_[cur_].arena.size)
-        flush_recording();
-    frame& fr = frames_[cur_];
+    if (kept_) {  // sized for the run before recording (kept_for): nothing to flush
+        TFU_CHECK(kept_->rec.sets_used < kept_->rec.max_sets &&
+                  kept_->rec.arena_used + param_bytes <= kept_->rec.arena.size);
+    } else {
+        if (param_bytes > frames_[cur_].rec.arena.size)
+            fail(TFU_STATUS_UNSUPPORTED, name_ + ": " + shader + " needs " + std::to_string(param_bytes) +
+                                             " bytes of parameters, more than the arena's " +
+                                             std::to_string(frames_[cur_].rec.arena.size));
+        if (frames_[cur_].rec.sets_used == k_max_sets ||
+            frames_[cur_].rec.arena_used + param_bytes > frames_[cur_].rec.arena.size)
+            flush_recording();
+    }
+    cmd_target& fr = kept_ ? kept_->rec : frames_[cur_].rec;
     if (params) {
         std::memcpy(static_cast<uint8_t*>(fr.arena.mapped) + fr.arena_used, params->data(), params->size() * 4);
         TFU_CHECK(param_slot < push.size());
@@ -514,6 +546,7 @@ void vk_backend::dispatch(const char* shader, const std::vector<uint32_t>& spec,
         fail(TFU_STATUS_UNSUPPORTED, name_ + ": " + shader + " needs " + std::to_string(groups) + " workgroups");
     f.vkCmdDispatch(fr.cmd, uint32_t(gx), uint32_t(gy), 1);
     ++prof_.dispatches;
+    if (kept_) ++kept_->n_dispatches;
     // The next op may read what this one wrote (and write what it read).
     global_barrier(fr.cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_SHADER_READ_BIT,
                    VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);

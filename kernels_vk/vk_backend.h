@@ -3,8 +3,9 @@
 // of k_frames frames, a compute barrier after each dispatch, submitted with the frame's fence and not waited for.
 // A frame is waited for only when the ring comes back to it, or by download/sync/free. Small uploads are copies
 // from the frame's staging slice, submitted with the next run. Descriptor sets are cached per frame by their
-// bindings. The per-op recording (which shader, push constants, how a large weight is split) is in vk_ops.cpp;
-// this file offers it bind()/dispatch().
+// bindings. Decode-sized runs seen twice are recorded once into a kept command buffer and later re-submitted
+// with their positions written to its parameter buffer (vk_replay.h). The per-op recording (which shader, push
+// constants, how a large weight is split) is in vk_ops.cpp; this file offers it bind()/dispatch().
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,7 @@
 #include "vk_context.h"
 #include "vk_device_memory.h"
 #include "vk_pipelines.h"
+#include "vk_replay.h"
 
 namespace tfu::vk {
 
@@ -32,6 +34,12 @@ struct binding {
     uint32_t word = 0;
     uint32_t chunk = UINT32_MAX;
 };
+
+// Resets and begins cb with the leading barrier: earlier submissions' writes (kernels, copies) are visible to
+// this command buffer and their reads are done before it writes. (Host writes to host-coherent memory before
+// vkQueueSubmit are visible to the device without a barrier.) A kept command buffer (`reusable`) is submitted
+// many times: begun without ONE_TIME_SUBMIT (and without SIMULTANEOUS_USE: it is never resubmitted while pending).
+void begin_with_barrier(const fns& f, VkCommandBuffer cb, bool reusable = false);
 
 class vk_backend final : public backend {
 public:
@@ -71,27 +79,24 @@ public:
     void dispatch(const char* shader, const std::vector<uint32_t>& spec, const binding* b, size_t n_b,
                   std::vector<uint32_t> push, uint64_t groups, const std::vector<uint32_t>* params = nullptr,
                   size_t param_slot = 0);
+    // Whether the run being recorded goes into a kept command buffer (replayed with other i[0] values): the
+    // recorders of reads_i0_on_device ops then bind and launch for any i[0] and read it through dyn_slot().
+    bool recording_kept() const { return kept_ != nullptr; }
+    // In a kept recording: the next device-read i[0] slot, as word index + 1 into the parameter arena (binding
+    // 4), for the shader's `dyn` push constant; the reads_i0_on_device ops take them in op order. Else 0 (the
+    // shader uses its push-constant value).
+    uint32_t dyn_slot();
 
 private:
-    // The exact bindings of a dispatch's descriptor set: (buffer, offset, range) of slots 0..3 and 5..8 (slot 4,
-    // the frame's parameter arena, is the same for every set of a frame).
-    using set_key = std::array<uint64_t, 3 * (k_n_bindings - 1)>;
-    struct set_key_hash {
-        size_t operator()(const set_key& k) const noexcept;
-    };
     // One slot of the submission ring: what one submission owns until its fence signals.
     struct frame {
-        VkCommandBuffer cmd = VK_NULL_HANDLE;   // dispatches (and download copies)
+        cmd_target rec;                         // dispatches (and download copies), its sets and arena
         VkCommandBuffer xfer = VK_NULL_HANDLE;  // small uploads, submitted ahead of cmd in the same batch
         VkFence fence = VK_NULL_HANDLE;
         bool in_flight = false;                 // submitted, fence not yet waited for
+        uint64_t serial = 0;                    // serial number of its last submission
         bool cmd_recording = false;
         bool xfer_recording = false;            // xfer begun: holds copies not yet submitted
-        VkDescriptorPool pool = VK_NULL_HANDLE;
-        uint32_t sets_used = 0;
-        std::unordered_map<set_key, VkDescriptorSet, set_key_hash> sets;  // from pool, by bindings
-        gpu_buffer arena;                       // parameter arena (host-visible), binding 4
-        uint64_t arena_used = 0;
         gpu_buffer upload;                      // staging of small uploads (host-visible)
         uint64_t upload_used = 0;
     };
@@ -101,25 +106,39 @@ private:
     void wait_frame(frame& fr);          // waits for fr's submission (if any)
     void wait_all();                     // submits the open frame's pending uploads, waits for every frame
     void begin_cmd(frame& fr);
-    void submit_frame();                 // ends and submits the open frame's command buffers, moves the ring on
+    // Ends and submits the open frame's command buffers (or its uploads and the kept command buffer `kept`),
+    // moves the ring on.
+    void submit_frame(kept_run* kept = nullptr);
     void drop_set_caches() noexcept;     // after wait_all: forget every cached descriptor set
     void global_barrier(VkCommandBuffer cb, VkPipelineStageFlags src, VkAccessFlags src_access, VkPipelineStageFlags dst,
                         VkAccessFlags dst_access);
     void flush_recording();              // mid-run: submit what is recorded, continue in the next frame
     void ensure_staging();
-    VkDescriptorSet descriptor_set(frame& fr, const binding* b, size_t n_b);
+    VkDescriptorSet descriptor_set(cmd_target& t, const binding* b, size_t n_b);
     void upload_small(const location& loc, const void* src_host, size_t bytes);
+    void record_ops(const op* ops, size_t n_ops);  // into the open frame or kept_
+    // Replay (vk_replay.h): whether run(ops) may be kept (every op replay_safe, small enough); the kept run for
+    // its key (recorded now when the key was seen before, nullptr on first sight); writing its i[0] values and
+    // submitting it; destroying kept runs (waits for their last submission).
+    bool keepable(const op* ops, size_t n_ops) const;
+    kept_run* kept_for(const op* ops, size_t n_ops);
+    void submit_kept(kept_run& run, const op* ops, size_t n_ops);
+    void destroy_kept(std::unique_ptr<kept_run> run) noexcept;
+    void drop_kept() noexcept;
 
     // Counters of recorded work, logged at INFO on destruction when env TFU_VK_PROFILE=1.
     struct profile_counts {
         uint64_t runs = 0, ops = 0, dispatches = 0;
         uint64_t fused = 0, fused_ops = 0;  // launches of record_fused and the ops they computed
+        uint64_t replayed = 0, recorded = 0, evicted = 0;  // kept runs re-submitted, recorded, evicted
+        double run_s = 0;                                // host time in run()
     };
 
     logger log_;
     bool profile_ = false;  // env TFU_VK_PROFILE=1
     bool subgroup_ops_ = false;
     bool fuse_ = true;      // env TFU_VK_FUSION=0 records every op alone (for comparing)
+    bool replay_ = true;    // env TFU_VK_REPLAY=0 records every run into the ring
     profile_counts prof_;
     std::unique_ptr<context> ctx_;
     std::unique_ptr<device_memory> mem_;
@@ -134,6 +153,16 @@ private:
     bool open_ = false;        // frames_[cur_] has been waited for and is being filled
     gpu_buffer staging_;       // large upload/download staging (host-visible, cached), used with a wait
     gpu_buffer placeholder_;   // bound to unused descriptor slots
+    uint64_t serial_ = 0;      // submissions so far
+
+    // Kept runs: a decode step of an L-layer model keeps L (one per layer's run), 128 covers the largest models.
+    static constexpr size_t k_max_kept = 128;
+    replay_cache kept_runs_{k_max_kept};
+    kept_run* kept_ = nullptr;            // the kept run being recorded (dispatch() records into it)
+    uint32_t dyn_taken_ = 0;              // device-read slots handed out while recording kept_
+    std::vector<uint64_t> key_;           // the current run's key (reused storage)
+    std::vector<uint64_t> seen_;          // hashes of keys seen once (a ring: a key is kept when seen twice)
+    size_t seen_next_ = 0;
 };
 
 }  // namespace tfu::vk

@@ -70,6 +70,7 @@ namespace tfu::vk {
     X(vkCreateCommandPool)            \
     X(vkDestroyCommandPool)           \
     X(vkAllocateCommandBuffers)       \
+    X(vkFreeCommandBuffers)           \
     X(vkResetCommandBuffer)           \
     X(vkBeginCommandBuffer)           \
     X(vkEndCommandBuffer)             \

@@ -262,6 +262,12 @@ bool weight_whole(const vk_backend& be, const tensor& w) {
     return extent(w) + be.caps().storage_offset_align + 4 <= be.max_binding();
 }
 
+// Whether split_rows gives w one piece (one dispatch); the same arithmetic, without the vector.
+bool one_piece(const vk_backend& be, const tensor& w) {
+    const uint64_t rows_per = std::max<uint64_t>(1, (be.max_binding() - be.caps().storage_offset_align) / w.nb[1]);
+    return uint64_t(w.ne[1]) <= rows_per;
+}
+
 // ops[i] is a MUL_MAT that can join ops[0]'s launch: the same x (same memory and shape), the same weight type and
 // k, a weight bound whole, and a result that overlaps neither x, nor an earlier result, nor a weight of the launch
 // (so that running them together is the same as running them in order).
@@ -370,35 +376,42 @@ size_t record_fused(vk_backend& be, const op* ops, size_t n_ops) {
 
 namespace {
 
-// One thread per word of the stored byte range (vk kv_store.comp); f32 caches one per element.
+// One thread per word of the stored byte range (vk kv_store.comp); f32 caches one per element. In a kept run
+// (be.recording_kept()) the first row i0 is read on the device: start/end are passed for i0 = 0 and the launch
+// covers the most words rows of this span can touch at any 2-byte aligned start (span / 4 + 2).
 void record_kv_store(vk_backend& be, const op& o) {
     const tensor& x = *o.src[0];
     const tensor& c = *o.dst;
     binding b[2] = {bind_whole(be, &c, "dst (cache)"), bind_whole(be, &x, "src0")};
-    const uint64_t start = b[0].byte + uint64_t(o.i[0]) * c.nb[1];
-    const uint64_t end = start + uint64_t(x.nrows() - 1) * c.nb[1] + c.row_bytes();
-    const uint64_t n_words = ceil_div(end, 4) - start / 4;
+    const uint32_t dyn = be.dyn_slot();
+    const uint64_t start = b[0].byte + (dyn ? 0 : uint64_t(o.i[0]) * c.nb[1]);
+    const uint64_t span = uint64_t(x.nrows() - 1) * c.nb[1] + c.row_bytes();
+    const uint64_t end = start + span;
+    const uint64_t n_words = dyn ? span / 4 + 2 : ceil_div(end, 4) - start / 4;
     be.dispatch("kv_store", {}, b, 2,
                 {uint32_t(c.type), uint32_t(x.ne[0]), uint32_t(start), uint32_t(end), uint32_t(c.nb[1]), b[1].word,
-                 words(x.nb[1])},
+                 words(x.nb[1]), dyn},
                 ceil_div(n_words, 256));
 }
 
-// One workgroup (64) per (query, head) over the contiguous cache (attention.comp).
+// One workgroup (64) per (query, head) over the contiguous cache (attention.comp). In a kept run n_past = i[0] is
+// read on the device and the whole caches are bound.
 void record_attention(vk_backend& be, const op& o) {
     const tensor& q = *o.src[0];
     const tensor& k = *o.src[1];
     const tensor& v = *o.src[2];
     const tensor& d = *o.dst;
+    const uint32_t dyn = be.dyn_slot();
     // Only rows 0 .. n_past + n - 1 are read: bind just those (the rest may be beyond one binding).
     const int64_t rows = int64_t(o.i[0]) + q.ne[2];
+    const int64_t k_rows = dyn ? k.ne[1] : rows, v_rows = dyn ? v.ne[1] : rows;
     binding b[4] = {bind_whole(be, &d, "dst"), bind_whole(be, &q, "src0 (q)"),
-                    be.bind(k.data, uint64_t(rows - 1) * k.nb[1] + k.row_bytes(), "src1 (K cache)"),
-                    be.bind(v.data, uint64_t(rows - 1) * v.nb[1] + v.row_bytes(), "src2 (V cache)")};
+                    be.bind(k.data, uint64_t(k_rows - 1) * k.nb[1] + k.row_bytes(), "src1 (K cache)"),
+                    be.bind(v.data, uint64_t(v_rows - 1) * v.nb[1] + v.row_bytes(), "src2 (V cache)")};
     be.dispatch("attention", {}, b, 4,
                 {uint32_t(q.ne[0]), uint32_t(q.ne[1]), uint32_t(q.ne[2]), uint32_t(o.i[0]), uint32_t(q.ne[1] / o.i[1]),
                  fbits(o.f[0]), b[1].word, words(q.nb[1]), b[0].word, words(d.nb[1]), uint32_t(k.type), b[2].byte,
-                 uint32_t(k.nb[1]), uint32_t(v.type), b[3].byte, uint32_t(v.nb[1])},
+                 uint32_t(k.nb[1]), uint32_t(v.type), b[3].byte, uint32_t(v.nb[1]), dyn},
                 uint64_t(q.ne[2]) * uint64_t(q.ne[1]));
 }
 
@@ -541,6 +554,30 @@ bool op_supported(const op& o, const device_caps& caps, uint64_t max_binding, st
         case op_type::COUNT: break;
     }
     return refuse(why, o, "unknown op");
+}
+
+bool replay_safe(const vk_backend& be, const op& o) {
+    switch (o.type) {
+        case op_type::GET_ROWS: return one_piece(be, *o.src[0]);
+        case op_type::MUL_MAT: return o.src[1]->nrows() <= k_mmv_max_cols && one_piece(be, *o.src[0]);
+        case op_type::RMS_NORM:
+        case op_type::ADD:
+        case op_type::MUL:
+        case op_type::SWIGLU:
+        case op_type::ROPE:
+        case op_type::KV_STORE: return true;
+        case op_type::ATTENTION:
+            for (int i = 1; i < 3; ++i)
+                if (extent(*o.src[i]) + 256 > be.max_binding()) return false;
+            return true;
+        case op_type::ATTENTION_PAGED:
+        case op_type::COUNT: break;
+    }
+    return false;
+}
+
+uint64_t replay_param_bytes(const op& o) {
+    return o.type == op_type::ROPE ? align_up(uint64_t(o.i[0] < 0 ? 0 : o.i[0]) * 4, 16) : 0;
 }
 
 void record_op(vk_backend& be, const op& o) {

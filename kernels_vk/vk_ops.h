@@ -26,5 +26,12 @@ void record_op(vk_backend& be, const op& o);
 // Each result must overlap no x, weight or other result of the launch; every weight must fit one binding (no row
 // pieces), and the weights (results) of the launch must lie in one memory chunk within one binding's range.
 size_t record_fused(vk_backend& be, const op* ops, size_t n_ops);
+// Whether o (supported) may be part of a kept run (vk_replay.h): it records at most one dispatch whose commands
+// depend only on the replay key (its fields and tensors, minus KV_STORE's and ATTENTION's i[0], which the kernels
+// then read on the device). Not: MUL_MAT of more than 8 columns (prefill), weights in row pieces, ATTENTION whose
+// whole caches do not fit one binding, ATTENTION_PAGED (its block table depends on i[0] and on the cache).
+bool replay_safe(const vk_backend& be, const op& o);
+// Bytes of the parameter arena that o's recording stores (RoPE's frequency table), for sizing a kept run's.
+uint64_t replay_param_bytes(const op& o);
 
 }  // namespace tfu::vk

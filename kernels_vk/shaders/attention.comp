@@ -3,6 +3,7 @@
 // cache rows 0 .. n_past + j (later rows are never read); head h reads KV head h / group.
 // Launch: one group of 64 per (query, head), index = j * n_head + h; the same online softmax as
 // attention_paged.comp (keys in chunks of 64, one per thread; each thread accumulates channels t, t+64, ..).
+// dyn != 0 (a kept run, vk_backend_replay.cpp): n_past is param_w[dyn - 1] instead of the push constant.
 #version 450
 #include "common.glsl"
 layout(local_size_x = 64) in;
@@ -12,6 +13,7 @@ layout(push_constant) uniform pc_t {
     uint q_off, q_s, d_off, d_s;       // words
     uint k_type, k_off, k_nb1;         // GGUF type id (0, 1, 30); bytes
     uint v_type, v_off, v_nb1;
+    uint dyn;                          // 0, or the parameter-arena word holding n_past, + 1
 } pc;
 shared float qs[256];
 shared float ps[64];
@@ -31,7 +33,8 @@ void main() {
     uint t = gl_LocalInvocationID.x;
     for (uint c = t; c < pc.hd; c += 64u) qs[c] = src0_f(pc.q_off + g * pc.q_s + c);
     barrier();
-    uint n_kv = pc.n_past + j + 1u;
+    uint n_past = pc.dyn != 0u ? param_w[pc.dyn - 1u] : pc.n_past;
+    uint n_kv = n_past + j + 1u;
     uint kes = esize(pc.k_type), ves = esize(pc.v_type);
     uint kcol = pc.k_off + hk * pc.hd * kes, vcol = pc.v_off + hk * pc.hd * ves;
     const float NEG_INF = uintBitsToFloat(0xff800000u);

@@ -2,7 +2,8 @@
 // round-to-nearest-even exactly as core/fp16.h (f32_to_fp16 / f32_to_bf16). One thread per 32-bit word of the
 // stored byte range [start, end) of dst: a 16-bit cache word holds two elements (possibly of two rows, or one
 // element next to bytes this op must not touch), so the thread that owns the word writes both halves.
-// Launch: ceil(words / 256) groups of 256.
+// Launch: ceil(words / 256) groups of 256. dyn != 0 (a kept run, vk_backend_replay.cpp): i0 is param_w[dyn - 1],
+// start/end are given for i0 = 0 and the launch covers span / 4 + 2 words (threads past the range return).
 #version 450
 #include "common.glsl"
 layout(local_size_x = 256) in;
@@ -11,7 +12,9 @@ layout(push_constant) uniform pc_t {
     uint k;                 // elements per row
     uint start, end, d_nb1; // bytes within the dst binding: first byte of row i0, one past the last stored byte
     uint x_off, x_s;        // words
+    uint dyn;               // 0, or the parameter-arena word holding i0, + 1
 } pc;
+uint g_start, g_end;        // pc.start/end moved to row i0 (when it is read on the device)
 
 uint f32_to_f16(float f) {
     uint x = floatBitsToUint(f);
@@ -46,18 +49,21 @@ uint f32_to_bf16(float f) {
 
 // The new 16-bit value for dst byte b (even), or 0x10000 to keep what is there.
 uint half_for(uint b) {
-    if (b < pc.start || b >= pc.end) return 0x10000u;
-    uint rel = b - pc.start, r = rel / pc.d_nb1, e = (rel % pc.d_nb1) / 2u;
+    if (b < g_start || b >= g_end) return 0x10000u;
+    uint rel = b - g_start, r = rel / pc.d_nb1, e = (rel % pc.d_nb1) / 2u;
     if (e >= pc.k) return 0x10000u;  // row padding
     float v = src0_f(pc.x_off + r * pc.x_s + e);
     return pc.ctype == 1u ? f32_to_f16(v) : f32_to_bf16(v);
 }
 
 void main() {
-    uint w = pc.start / 4u + group_index() * 256u + gl_LocalInvocationID.x;
-    if (4u * w >= pc.end) return;
+    uint shift = pc.dyn != 0u ? param_w[pc.dyn - 1u] * pc.d_nb1 : 0u;
+    g_start = pc.start + shift;
+    g_end = pc.end + shift;
+    uint w = g_start / 4u + group_index() * 256u + gl_LocalInvocationID.x;
+    if (4u * w >= g_end) return;
     if (pc.ctype == 0u) {  // f32: rows are 4-byte strided
-        uint rel = 4u * w - pc.start, r = rel / pc.d_nb1, e = (rel % pc.d_nb1) / 4u;
+        uint rel = 4u * w - g_start, r = rel / pc.d_nb1, e = (rel % pc.d_nb1) / 4u;
         if (e < pc.k) dst_w[w] = src0_w[pc.x_off + r * pc.x_s + e];
         return;
     }
