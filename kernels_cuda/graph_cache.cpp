@@ -3,19 +3,10 @@
 
 #include <algorithm>
 
+#include "backend/replay_key.h"
 #include "cuda_ops.h"
 
 namespace tfu::cuda {
-
-namespace {
-
-uint64_t hash_of(const std::vector<uint64_t>& key) {
-    uint64_t h = 1469598103934665603ull;  // FNV-1a over the words
-    for (uint64_t w : key) h = (h ^ w) * 1099511628211ull;
-    return h;
-}
-
-}  // namespace
 
 graph_cache::~graph_cache() {
     for (const entry& e : entries_) cudaGraphExecDestroy(e.exec);  // launches in flight still complete
@@ -28,7 +19,7 @@ void graph_cache::run_entry(entry& e, cudaStream_t stream) {
 }
 
 bool graph_cache::replay(const std::vector<uint64_t>& key, cudaStream_t stream) {
-    const uint64_t h = hash_of(key);
+    const uint64_t h = replay_key_hash(key);
     for (entry& e : entries_) {
         if (!e.keyed || e.hash != h || e.key != key) continue;
         ++stats_.replays;
@@ -48,7 +39,7 @@ void graph_cache::instantiate(cudaGraph_t g, size_t n_nodes, cudaStream_t stream
     }
     cudaGraphExec_t exec = nullptr;
     check(cudaGraphInstantiate(&exec, g, 0), "cudaGraphInstantiate");
-    entries_.push_back({exec, n_nodes, 0, key != nullptr, key ? hash_of(*key) : 0, key ? *key : std::vector<uint64_t>{}});
+    entries_.push_back({exec, n_nodes, 0, key != nullptr, key ? replay_key_hash(*key) : 0, key ? *key : std::vector<uint64_t>{}});
     ++stats_.instantiations;
     run_entry(entries_.back(), stream);
 }
@@ -76,7 +67,7 @@ void graph_cache::launch(cudaGraph_t g, cudaStream_t stream, const std::vector<u
         if (keyed) {  // unkeyed until the new key is in place, so that a failed copy cannot leave the old one
             e->keyed = false;
             e->key = *key;
-            e->hash = hash_of(*key);
+            e->hash = replay_key_hash(*key);
             e->keyed = true;
         }
         ++stats_.updates;

@@ -1,7 +1,7 @@
-// The key under which a run's captured graph is kept for replay (graph_cache.h): everything about the run's ops
-// that the enqueued kernels depend on, except what they read on the device in a replay (context::dyn_at:
-// KV_STORE's first row and ATTENTION's position), in place of which the key holds the launch shape that
-// depends on it (ATTENTION's split-K count).
+// The key under which a run's captured graph is kept for replay (graph_cache.h): backend/replay_key.h's words of
+// every op, except what the kernels read on the device in a replay (context::dyn_at: KV_STORE's first row and
+// ATTENTION's position), in place of which the key holds the launch shape that depends on it (ATTENTION's
+// split-K count), plus the scratch buffer's generation.
 #pragma once
 
 #include <cstddef>
