@@ -108,12 +108,23 @@ vk_backend::~vk_backend() {
                   "vulkan: profile: %llu run() calls, %llu ops, %llu dispatches; %llu fused launches computed %llu ops",
                   (unsigned long long)prof_.runs, (unsigned long long)prof_.ops, (unsigned long long)prof_.dispatches,
                   (unsigned long long)prof_.fused, (unsigned long long)prof_.fused_ops);
+        // Host time per run() without first-use pipeline creation (a CPU driver compiles for ~100 ms each),
+        // without waiting for fences (the ring coming back to a busy frame: device time, not recording cost) and
+        // without vkQueueSubmit (the driver's: lavapipe may run work in it), over all runs and over the replayed
+        // ones (the rest: recorded into the ring or into a kept run).
+        const double busy_ms = (prof_.run_s - prof_.run_wait_s - prof_.run_submit_s) * 1e3 - pipes_->create_ms();
+        const double replay_ms = (prof_.replay_s - prof_.replay_wait_s - prof_.replay_submit_s) * 1e3;
+        const uint64_t others = prof_.runs - prof_.replayed;
         log_.logf(TFU_LOG_INFO,
                   "vulkan: replay %s: %llu runs replayed, %llu recorded, %llu kept, %llu evicted; host time in run() "
-                  "%.1f ms (%.1f us per call)",
+                  "%.1f ms, of which %.1f ms waiting for fences, %.1f ms in vkQueueSubmit, %.1f ms creating "
+                  "pipelines; the rest: %.1f us per call, %.1f us per replayed run, %.1f us per other run",
                   replay_ ? "on" : "off", (unsigned long long)prof_.replayed, (unsigned long long)prof_.recorded,
                   (unsigned long long)kept_runs_.size(), (unsigned long long)prof_.evicted, prof_.run_s * 1e3,
-                  prof_.runs ? prof_.run_s * 1e6 / double(prof_.runs) : 0.0);
+                  prof_.run_wait_s * 1e3, prof_.run_submit_s * 1e3, pipes_->create_ms(),
+                  prof_.runs ? busy_ms * 1e3 / double(prof_.runs) : 0.0,
+                  prof_.replayed ? replay_ms * 1e3 / double(prof_.replayed) : 0.0,
+                  others ? (busy_ms - replay_ms) * 1e3 / double(others) : 0.0);
     }
     const fns& f = ctx_->vk();
     VkDevice dev = ctx_->device();
@@ -150,7 +161,10 @@ void vk_backend::throw_validation_errors() {
 void vk_backend::wait_frame(frame& fr) {
     if (!fr.in_flight) return;
     fr.in_flight = false;  // a failed wait (device lost) is reported once; the frame is not waited for again
-    check(ctx_->vk().vkWaitForFences(ctx_->device(), 1, &fr.fence, VK_TRUE, UINT64_MAX), "vkWaitForFences");
+    const auto t0 = profile_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    const VkResult r = ctx_->vk().vkWaitForFences(ctx_->device(), 1, &fr.fence, VK_TRUE, UINT64_MAX);
+    if (profile_) prof_.wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    check(r, "vkWaitForFences");
 }
 
 vk_backend::frame& vk_backend::open_frame() {
@@ -240,7 +254,10 @@ void vk_backend::submit_frame(kept_run* kept) {
     si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
     si.commandBufferCount = n;
     si.pCommandBuffers = cbs;
-    check(f.vkQueueSubmit(ctx_->queue(), 1, &si, fr.fence), "vkQueueSubmit");
+    const auto t0 = profile_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    const VkResult r = f.vkQueueSubmit(ctx_->queue(), 1, &si, fr.fence);
+    if (profile_) prof_.submit_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    check(r, "vkQueueSubmit");
     fr.in_flight = true;
     fr.serial = ++serial_;
     if (kept) {
@@ -396,13 +413,16 @@ void vk_backend::record_ops(const op* ops, size_t n_ops) {
 void vk_backend::run(const op* ops, size_t n_ops) {
     std::lock_guard<std::mutex> lock(mutex_);
     const auto t0 = std::chrono::steady_clock::now();
+    const double wait0 = prof_.wait_s, submit0 = prof_.submit_s;
     throw_validation_errors();
     if (n_ops == 0) return;
     for (size_t i = 0; i < n_ops; ++i) {  // refuse the whole call before recording any of it
         std::string why;
         if (!supports(ops[i], &why)) fail(TFU_STATUS_UNSUPPORTED, name_ + ": " + why);
     }
+    bool replayed = false;
     if (kept_run* kept = replay_ && keepable(ops, n_ops) ? kept_for(ops, n_ops) : nullptr) {
+        replayed = kept->frame != SIZE_MAX;  // else recorded just now
         submit_kept(*kept, ops, n_ops);
     } else {
         begin_cmd(open_frame());
@@ -422,8 +442,18 @@ void vk_backend::run(const op* ops, size_t n_ops) {
     }
     ++prof_.runs;
     prof_.ops += n_ops;
-    if (profile_) prof_.run_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     throw_validation_errors();
+    if (profile_) {
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        prof_.run_s += s;
+        prof_.run_wait_s += prof_.wait_s - wait0;
+        prof_.run_submit_s += prof_.submit_s - submit0;
+        if (replayed) {
+            prof_.replay_s += s;
+            prof_.replay_wait_s += prof_.wait_s - wait0;
+            prof_.replay_submit_s += prof_.submit_s - submit0;
+        }
+    }
 }
 
 void vk_backend::sync() {

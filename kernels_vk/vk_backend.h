@@ -132,6 +132,11 @@ private:
         uint64_t fused = 0, fused_ops = 0;  // launches of record_fused and the ops they computed
         uint64_t replayed = 0, recorded = 0, evicted = 0;  // kept runs re-submitted, recorded, evicted
         double run_s = 0;                                // host time in run()
+        double replay_s = 0;                             // of which in runs that re-submitted a kept run
+        double run_wait_s = 0, replay_wait_s = 0;        // of these, waiting for fences (device work)
+        double wait_s = 0;                               // all fence waits
+        double submit_s = 0;                             // all vkQueueSubmit calls
+        double run_submit_s = 0, replay_submit_s = 0;    // of these, in run() and in replayed runs
     };
 
     logger log_;

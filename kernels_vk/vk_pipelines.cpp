@@ -93,6 +93,7 @@ VkPipeline pipelines::get(const char* name, const std::vector<uint32_t>& spec) {
           "vkCreateComputePipelines");
     pipelines_[key] = p;
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    create_ms_ += ms;
     std::string s;
     for (uint32_t v : spec) s += " " + std::to_string(v);
     ctx_.log().logf(TFU_LOG_DEBUG, "vulkan: pipeline %s [%s ] created in %.1f ms", name, s.c_str(), ms);

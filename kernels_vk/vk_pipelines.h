@@ -29,6 +29,8 @@ public:
     // The pipeline of shader variant `name` (see kernels_vk/CMakeLists.txt) with specialization constants
     // spec[i] at constant_id i. Throws INTERNAL for an unknown name, DEVICE_ERROR if the driver fails.
     VkPipeline get(const char* name, const std::vector<uint32_t>& spec = {});
+    // Milliseconds spent creating pipelines so far (profile: run() time without first-use compilation).
+    double create_ms() const { return create_ms_; }
 
 private:
     VkShaderModule module(const std::string& name);
@@ -38,6 +40,7 @@ private:
     VkPipelineLayout layout_ = VK_NULL_HANDLE;
     std::map<std::string, VkShaderModule> modules_;
     std::map<std::pair<std::string, std::vector<uint32_t>>, VkPipeline> pipelines_;
+    double create_ms_ = 0;
 };
 
 }  // namespace tfu::vk
