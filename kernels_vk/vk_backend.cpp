@@ -378,7 +378,8 @@ void vk_backend::download(void* dst_host, const void* src, size_t bytes) {
         begin_cmd(fr);
         VkBufferCopy c{loc.offset + done, 0, n};
         f.vkCmdCopyBuffer(fr.rec.cmd, mem_->chunk_buffer(loc.chunk), staging_.buffer, 1, &c);
-        global_barrier(fr.rec.cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT, VK_PIPELINE_STAGE_HOST_BIT,
+        global_barrier(fr.rec.cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
+                       VK_PIPELINE_STAGE_HOST_BIT,
                        VK_ACCESS_HOST_READ_BIT);
         submit_frame();
         wait_all();  // this frame's fence covers the earlier submissions too; wait_all also frees their frames

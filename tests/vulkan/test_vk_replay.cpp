@@ -89,8 +89,9 @@ double decode_steps(backend& dev, int n_steps) {
     owned_tensor x(dtype::F32, n_embd), q(dtype::F32, hd * n_head), kx(dtype::F32, hd * n_head_kv),
         vx(dtype::F32, hd * n_head_kv), att(dtype::F32, hd, n_head, 1);
     owned_tensor wq[2] = {owned_tensor(dtype::F32, n_embd, hd * n_head), owned_tensor(dtype::F32, n_embd, hd * n_head)};
-    owned_tensor kc[2] = {owned_tensor(dtype::F16, hd * n_head_kv, n_ctx), owned_tensor(dtype::F16, hd * n_head_kv, n_ctx)};
-    owned_tensor vc[2] = {owned_tensor(dtype::F16, hd * n_head_kv, n_ctx), owned_tensor(dtype::F16, hd * n_head_kv, n_ctx)};
+    const int64_t kv_row = hd * n_head_kv;
+    owned_tensor kc[2] = {owned_tensor(dtype::F16, kv_row, n_ctx), owned_tensor(dtype::F16, kv_row, n_ctx)};
+    owned_tensor vc[2] = {owned_tensor(dtype::F16, kv_row, n_ctx), owned_tensor(dtype::F16, kv_row, n_ctx)};
     for (int l = 0; l < 2; ++l) fill_random(rng, wq[l].t, 0.2f);
     fill_random(rng, x.t);  // the device's copies are made from these (the caches' rows are all written before read)
     dev_tensor dx(dev, x.t), dq(dev, q.t), dkx(dev, kx.t), dvx(dev, vx.t), datt(dev, att.t);
