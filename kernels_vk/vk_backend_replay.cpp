@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "backend/replay_key.h"
 #include "core/error.h"
 #include "vk_backend.h"
 #include "vk_ops.h"
@@ -45,7 +46,7 @@ uint32_t vk_backend::dyn_slot() {
 kept_run* vk_backend::kept_for(const op* ops, size_t n_ops) {
     replay_key(ops, n_ops, key_);
     if (kept_run* r = kept_runs_.find(key_)) return r;
-    const uint64_t h = replay_key_hash(key_);
+    const uint64_t h = tfu::replay_key_hash(key_);
     if (std::find(seen_.begin(), seen_.end(), h) == seen_.end()) {
         if (seen_.size() < k_seen_keys) {
             seen_.push_back(h);

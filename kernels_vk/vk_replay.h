@@ -43,10 +43,10 @@ struct cmd_target {
 // row and ATTENTION's position. Their recorders bind and launch independently of it (vk_ops.cpp).
 inline bool reads_i0_on_device(const op& o) { return o.type == op_type::KV_STORE || o.type == op_type::ATTENTION; }
 
-// Writes the key of ops[0 .. n_ops) into `key` (old contents replaced): per op its type, i[] (i[0] as 0 for
-// reads_i0_on_device ops), f[] bits, ext, and for dst and each source its address, dtype, ne and nb.
+// Writes the key of ops[0 .. n_ops) into `key` (old contents replaced): the op count, then per op the words of
+// backend/replay_key.h (type, i[], f[], ext, and every tensor's address, dtype, ne and nb), with i[0] as 0 for
+// reads_i0_on_device ops. Hash with tfu::replay_key_hash (backend/replay_key.h).
 void replay_key(const op* ops, size_t n_ops, std::vector<uint64_t>& key);
-uint64_t replay_key_hash(const std::vector<uint64_t>& key) noexcept;
 
 // One kept run: its command buffer (recorded once, without ONE_TIME_SUBMIT, opening with the same leading
 // barrier as a frame's), its own descriptor pool and arena (a frame's are recycled when the ring comes back to
@@ -80,7 +80,7 @@ public:
 
 private:
     struct key_hash {
-        size_t operator()(const std::vector<uint64_t>& k) const noexcept { return size_t(replay_key_hash(k)); }
+        size_t operator()(const std::vector<uint64_t>& k) const noexcept;
     };
     using list_t = std::list<std::unique_ptr<kept_run>>;
     size_t capacity_;
