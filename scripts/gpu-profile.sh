@@ -2,14 +2,15 @@
 # On the GPU machine: where a decode step's time goes. Runs tfusion-bench tg (wall time per token), then the same
 # decode under Nsight Compute (ncu, GPU duration of every kernel, clocks left alone as METHOD.md asks) and prints
 # per kernel name: launches per token, microseconds per token, share; and the GPU-busy time per token beside the
-# wall time per token (their difference is host work and launch gaps).
+# wall time per token (their difference is host work and launch gaps). The wall run logs TFU_CUDA_PROFILE's host
+# times and GPU timeline (time inside runs, between runs, copying the logits).
 #   scripts/gpu-profile.sh TOOLS_DIR MODEL.gguf [BACKEND] [TOKENS]
 # TOOLS_DIR: build/cuda/tools. TOKENS decoded under ncu (default 8; the untimed warm-up decodes as many again).
 set -uo pipefail
 tools=$1 model=$2 backend=${3:-cuda} n=${4:-8}
 bench=$tools/bench/tfusion-bench
-echo "## wall: tfusion-bench --backend $backend -p 0 -n 128 -r 3"
-"$bench" -m "$model" --backend "$backend" -p 0 -n 128 -r 3 2>&1 | grep -E '^\||error'
+echo "## wall: tfusion-bench --backend $backend -p 0 -n 128 -r 3 (TFU_CUDA_PROFILE=1: host and GPU time per step)"
+TFU_CUDA_PROFILE=1 "$bench" -v -m "$model" --backend "$backend" -p 0 -n 128 -r 3 2>&1 | grep -E '^\||error|host time|GPU time'
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 [ -n "$NCU" ] || { echo "no ncu here"; exit 0; }
 csv=$(mktemp)
