@@ -14,6 +14,8 @@
 //    projections still fill the GPU), and x is loaded once per unit for all R rows (R = 4 for one column).
 //  - Integers become floats without I2F (a quarter-rate instruction): a code c in 0..255 put into the mantissa of
 //    2^23 (0x4B0000cc, one byte permute) is 2^23 + c, and one subtraction leaves c minus the type's offset.
+//  - Quantized rows go through shared memory (16-byte copies, see mmv_fast_kernel), by default pipelined: resident
+//    blocks loop over row groups with the next group's copy in flight (mmv_pipe_kernel).
 //  - Partial sums: warp shuffles, then the 4 warps through shared memory. f32 accumulation throughout, the same
 //    values as the generic kernel up to summation order.
 #include <algorithm>
@@ -258,7 +260,7 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 __device__ __forceinline__ void cp_async_wait_all_but_one() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
 
-// The pipelined form (TFU_CUDA_MMV=pipelined): a grid of resident blocks, each looping over row groups g,
+// The pipelined form (the quantized types' default; mmv_mode): a grid of resident blocks, each looping over row groups g,
 // g + gridDim.x, ...; while it computes one group from one half of its shared memory, the next group's rows are
 // already being copied into the other half (cp.async), so every block keeps a stage of weights in flight the
 // whole time instead of alternating between loading and computing.
