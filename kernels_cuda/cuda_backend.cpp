@@ -303,7 +303,8 @@ public:
                   "download): %.1f us in runs, %.1f us from the first run's start to the last one's end (the rest "
                   "of it: the GPU waiting between runs), %.1f us copying the download",
                   name_.c_str(), timeline_.windows, timeline_.in_runs_ms * 1e3 / double(timeline_.windows),
-                  timeline_.span_ms * 1e3 / double(timeline_.windows), timeline_.copy_ms * 1e3 / double(timeline_.windows));
+                  timeline_.span_ms * 1e3 / double(timeline_.windows),
+                  timeline_.copy_ms * 1e3 / double(timeline_.windows));
         if (profile_)
             vlogf(opt_, TFU_LOG_INFO,
                   "%s: CUDA graphs %s: %llu launches (%llu replays), %llu updates, %llu instantiations, %llu runs "

@@ -39,7 +39,8 @@ void graph_cache::instantiate(cudaGraph_t g, size_t n_nodes, cudaStream_t stream
     }
     cudaGraphExec_t exec = nullptr;
     check(cudaGraphInstantiate(&exec, g, 0), "cudaGraphInstantiate");
-    entries_.push_back({exec, n_nodes, 0, key != nullptr, key ? replay_key_hash(*key) : 0, key ? *key : std::vector<uint64_t>{}});
+    entries_.push_back(
+        {exec, n_nodes, 0, key != nullptr, key ? replay_key_hash(*key) : 0, key ? *key : std::vector<uint64_t>{}});
     ++stats_.instantiations;
     run_entry(entries_.back(), stream);
 }

@@ -107,7 +107,8 @@ __device__ __forceinline__ void mmv_group(const mmv_args& a, int64_t g, int& s, 
 // The dot products of one row group (rows in shared or global memory) with x, reduced over the block and stored
 // (with GLU also silu(gate) * up). Every thread of the block calls it; it synchronises the block.
 template <dtype T, int R, int NC, bool GLU, bool I8>
-__device__ __forceinline__ void mmv_rows(const mmv_args& a, int s, int64_t i0, const uint8_t* const (&rows)[GLU ? 2 * R : R]) {
+__device__ __forceinline__ void mmv_rows(const mmv_args& a, int s, int64_t i0,
+                                         const uint8_t* const (&rows)[GLU ? 2 * R : R]) {
     constexpr int RR = GLU ? 2 * R : R;
     const int64_t m = a.mat[s].m;
     float acc[RR][NC];
@@ -260,10 +261,10 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 __device__ __forceinline__ void cp_async_wait_all_but_one() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
 
-// The pipelined form (the quantized types' default; mmv_mode): a grid of resident blocks, each looping over row groups g,
-// g + gridDim.x, ...; while it computes one group from one half of its shared memory, the next group's rows are
-// already being copied into the other half (cp.async), so every block keeps a stage of weights in flight the
-// whole time instead of alternating between loading and computing.
+// The pipelined form (the quantized types' default; mmv_mode): a grid of resident blocks, each looping over row
+// groups g, g + gridDim.x, ...; while it computes one group from one half of its shared memory, the next group's
+// rows are already being copied into the other half (cp.async), so every block keeps a stage of weights in
+// flight the whole time instead of alternating between loading and computing.
 template <dtype T, int R, int NC, bool GLU, bool I8>
 __global__ void __launch_bounds__(k_threads) mmv_pipe_kernel(const mmv_args a, int64_t n_groups) {
     constexpr int RR = GLU ? 2 * R : R;
@@ -278,7 +279,8 @@ __global__ void __launch_bounds__(k_threads) mmv_pipe_kernel(const mmv_args a, i
 #pragma unroll
         for (int r = 0; r < RR; ++r) {
             const uint4* src = reinterpret_cast<const uint4*>(rows[r]);
-            for (int64_t c = threadIdx.x; c < vecs; c += k_threads) cp_async16(&stage[(buf * RR + r) * vecs + c], src + c);
+            for (int64_t c = threadIdx.x; c < vecs; c += k_threads)
+                cp_async16(&stage[(buf * RR + r) * vecs + c], src + c);
         }
     };
     int64_t g = blockIdx.x;

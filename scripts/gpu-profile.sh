@@ -10,7 +10,8 @@ set -uo pipefail
 tools=$1 model=$2 backend=${3:-cuda} n=${4:-8}
 bench=$tools/bench/tfusion-bench
 echo "## wall: tfusion-bench --backend $backend -p 0 -n 128 -r 3 (TFU_CUDA_PROFILE=1: host and GPU time per step)"
-TFU_CUDA_PROFILE=1 "$bench" -v -m "$model" --backend "$backend" -p 0 -n 128 -r 3 2>&1 | grep -E '^\||error|host time|GPU time'
+TFU_CUDA_PROFILE=1 "$bench" -v -m "$model" --backend "$backend" -p 0 -n 128 -r 3 2>&1 |
+  grep -E '^\||error|host time|GPU time'
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 [ -n "$NCU" ] || { echo "no ncu here"; exit 0; }
 csv=$(mktemp)

@@ -90,8 +90,9 @@ double decode_steps(backend& dev, int n_steps) {
     std::unique_ptr<backend> ref = make_cpu_ref_backend();
     owned_tensor q(dtype::F32, hd, n_head, 1), kx(dtype::F32, hd * n_head_kv, 1), vx(dtype::F32, hd * n_head_kv, 1);
     owned_tensor att(dtype::F32, hd, n_head, 1);
-    owned_tensor kc[2] = {owned_tensor(dtype::F16, hd * n_head_kv, n_ctx), owned_tensor(dtype::F16, hd * n_head_kv, n_ctx)};
-    owned_tensor vc[2] = {owned_tensor(dtype::F16, hd * n_head_kv, n_ctx), owned_tensor(dtype::F16, hd * n_head_kv, n_ctx)};
+    const int64_t row = hd * n_head_kv;
+    owned_tensor kc[2] = {owned_tensor(dtype::F16, row, n_ctx), owned_tensor(dtype::F16, row, n_ctx)};
+    owned_tensor vc[2] = {owned_tensor(dtype::F16, row, n_ctx), owned_tensor(dtype::F16, row, n_ctx)};
     fill_random(rng, q.t);  // the device's copies are made from these (the caches' rows are all written before read)
     dev_tensor dq(dev, q.t), dkx(dev, kx.t), dvx(dev, vx.t), datt(dev, att.t);
     std::unique_ptr<dev_tensor> dkc[2], dvc[2];
