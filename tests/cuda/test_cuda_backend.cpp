@@ -5,7 +5,7 @@
 // place included) in one run() against cpu-ref.
 #include <cstring>
 
-#include "ops/op_test_util.h"
+#include "ops/device_test_util.h"
 
 namespace tfu::test {
 namespace {
@@ -68,22 +68,6 @@ TEST(cuda_backend, huge_alloc_is_out_of_memory_and_recoverable) {
     void* p = be->alloc(1024, "after");  // the failure left no sticky error
     be->free(p);
 }
-
-// A host tensor's device copy for the tests below.
-struct dev_tensor {
-    backend& be;
-    tensor t;
-    dev_tensor(backend& b, const tensor& host) : be(b), t(host) {
-        t.data = be.alloc(host.nbytes(), "test tensor");
-        be.upload(t.data, host.data, host.nbytes());
-    }
-    ~dev_tensor() { be.free(t.data); }
-    std::vector<uint8_t> read() const {
-        std::vector<uint8_t> out(t.nbytes());
-        be.download(out.data(), t.data, out.size());
-        return out;
-    }
-};
 
 // A GET_ROWS op with one bad id (10 of 10 rows, at position 1) and its device tensors.
 struct bad_get_rows {

@@ -11,24 +11,10 @@
 #include <cstring>
 #include <string>
 
-#include "core/log.h"
 #include "ops/device_test_util.h"
 
 namespace tfu::test {
 namespace {
-
-// One device copy of a host tensor.
-struct dev_tensor {
-    backend& be;
-    tensor t;
-    dev_tensor(backend& b, const tensor& host) : be(b), t(host) {
-        t.data = be.alloc(host.nbytes(), "graph test");
-        be.upload(t.data, host.data, host.nbytes());
-    }
-    ~dev_tensor() { be.free(t.data); }
-    dev_tensor(const dev_tensor&) = delete;
-    dev_tensor& operator=(const dev_tensor&) = delete;
-};
 
 void replay_many(backend& dev, const char* what) {
     std::mt19937_64 rng(test_seed() + 21);
@@ -132,32 +118,28 @@ double decode_steps(backend& dev, int n_steps) {
     return worst;
 }
 
-std::string g_log;
-void keep_log(tfu_log_level, const char* msg, void*) { g_log += std::string(msg) + "\n"; }
-
 TEST(cuda_graphs, decode_steps_replay_with_positions_on_the_device) {
     setenv("TFU_CUDA_PROFILE", "1", 1);
-    g_log.clear();
-    log_set_callback(keep_log, TFU_LOG_INFO, nullptr);
+    start_log_capture();
     std::string why;
     std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_CUDA, &why);
     unsetenv("TFU_CUDA_PROFILE");
     if (!dev) {
-        log_set_callback(nullptr, TFU_LOG_INFO, nullptr);
+        stop_log_capture();
         GTEST_SKIP() << why;
     }
     const double worst = decode_steps(*dev, 300);
     dev.reset();  // logs the profile, with the graph counters
-    log_set_callback(nullptr, TFU_LOG_INFO, nullptr);
+    stop_log_capture();
     std::printf("decode steps: max relative L2 error %.3g\n", worst);
-    const size_t at = g_log.find(" replays)");
-    ASSERT_NE(at, std::string::npos) << g_log;
-    const size_t open = g_log.rfind('(', at);
-    const long replays = std::strtol(g_log.c_str() + open + 1, nullptr, 10);
-    std::printf("%s", g_log.c_str());
+    const size_t at = captured_log.find(" replays)");
+    ASSERT_NE(at, std::string::npos) << captured_log;
+    const size_t open = captured_log.rfind('(', at);
+    const long replays = std::strtol(captured_log.c_str() + open + 1, nullptr, 10);
+    std::printf("%s", captured_log.c_str());
     // 600 runs, the first 32 not captured; each layer's key changes once (split-K at 256 rows): at most a few
     // captures per layer, every other run a replay.
-    EXPECT_GE(replays, 500) << g_log;
+    EXPECT_GE(replays, 500) << captured_log;
 }
 
 TEST(cuda_graphs, off_by_environment_gives_the_same_values) {

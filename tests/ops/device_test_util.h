@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/log.h"
 #include "ops/op_test_util.h"
 
 namespace tfu::test {
@@ -127,6 +128,34 @@ private:
     std::vector<std::unique_ptr<tensor>> dev_t_;
     std::vector<void*> allocs_;
     std::map<const tensor*, tensor*> map_;
+};
+
+// The library's log lines (INFO and up) between start_log_capture() and stop_log_capture(): the GPU tests read
+// their backends' profile lines (logged when a backend is destroyed).
+inline std::string captured_log;
+inline void start_log_capture() {
+    captured_log.clear();
+    log_set_callback([](tfu_log_level, const char* m, void*) { captured_log += std::string(m) + "\n"; }, TFU_LOG_INFO,
+                     nullptr);
+}
+inline void stop_log_capture() { log_set_callback(nullptr, TFU_LOG_INFO, nullptr); }
+
+// A host tensor's device copy (alloc + upload), freed with the object; read() downloads it.
+struct dev_tensor {
+    backend& be;
+    tensor t;
+    dev_tensor(backend& b, const tensor& host) : be(b), t(host) {
+        t.data = be.alloc(host.nbytes(), "test tensor");
+        be.upload(t.data, host.data, host.nbytes());
+    }
+    ~dev_tensor() { be.free(t.data); }
+    dev_tensor(const dev_tensor&) = delete;
+    dev_tensor& operator=(const dev_tensor&) = delete;
+    std::vector<uint8_t> read() const {
+        std::vector<uint8_t> out(t.nbytes());
+        be.download(out.data(), t.data, out.size());
+        return out;
+    }
 };
 
 }  // namespace tfu::test

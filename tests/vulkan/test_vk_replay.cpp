@@ -19,46 +19,28 @@
 #include <string>
 #include <vector>
 
-#include "core/log.h"
 #include "ops/device_test_util.h"
 
 namespace tfu::test {
 namespace {
 
-// One device copy of a host tensor.
-struct dev_tensor {
-    backend& be;
-    tensor t;
-    dev_tensor(backend& b, const tensor& host) : be(b), t(host) {
-        t.data = be.alloc(host.nbytes(), "replay test");
-        be.upload(t.data, host.data, host.nbytes());
-    }
-    ~dev_tensor() { be.free(t.data); }
-    dev_tensor(const dev_tensor&) = delete;
-    dev_tensor& operator=(const dev_tensor&) = delete;
-};
-
-std::string g_log;
-void keep_log(tfu_log_level, const char* msg, void*) { g_log += std::string(msg) + "\n"; }
-
 // A Vulkan backend created with TFU_VK_PROFILE=1 (and TFU_VK_REPLAY=replay unless null) whose log is captured
-// into g_log until release() (which destroys it: the profile lines are logged then).
+// into captured_log until release() (which destroys it: the profile lines are logged then).
 struct profiled_vk {
     std::unique_ptr<backend> dev;
     std::string why;
     explicit profiled_vk(const char* replay) {
         setenv("TFU_VK_PROFILE", "1", 1);
         if (replay) setenv("TFU_VK_REPLAY", replay, 1);
-        g_log.clear();
-        log_set_callback(keep_log, TFU_LOG_INFO, nullptr);
+        start_log_capture();
         dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
         unsetenv("TFU_VK_PROFILE");
         unsetenv("TFU_VK_REPLAY");
-        if (!dev) log_set_callback(nullptr, TFU_LOG_INFO, nullptr);
+        if (!dev) stop_log_capture();
     }
     void release() {
         dev.reset();
-        log_set_callback(nullptr, TFU_LOG_INFO, nullptr);
+        stop_log_capture();
     }
     ~profiled_vk() { release(); }
 };
@@ -144,13 +126,13 @@ TEST(vk_replay, decode_steps_replay_with_positions_on_the_device) {
     if (!vk.dev) GTEST_SKIP() << vk.why;
     const double worst = decode_steps(*vk.dev, 300);
     vk.release();  // logs the profile, with the replay counters
-    std::printf("decode steps (replay on): max relative L2 error %.3g\n%s", worst, g_log.c_str());
-    const replay_counts c = parse_replay_line(g_log);
-    ASSERT_TRUE(c.seen) << g_log;
+    std::printf("decode steps (replay on): max relative L2 error %.3g\n%s", worst, captured_log.c_str());
+    const replay_counts c = parse_replay_line(captured_log);
+    ASSERT_TRUE(c.seen) << captured_log;
     // 600 runs of 2 keys (one per layer): the first step's 2 runs seen once, the second's recorded, then replays.
-    EXPECT_EQ(c.recorded, 2u) << g_log;
-    EXPECT_EQ(c.replayed, 596u) << g_log;
-    EXPECT_EQ(c.kept, 2u) << g_log;
+    EXPECT_EQ(c.recorded, 2u) << captured_log;
+    EXPECT_EQ(c.replayed, 596u) << captured_log;
+    EXPECT_EQ(c.kept, 2u) << captured_log;
 }
 
 TEST(vk_replay, off_by_environment_gives_the_same_values) {
@@ -158,10 +140,10 @@ TEST(vk_replay, off_by_environment_gives_the_same_values) {
     if (!vk.dev) GTEST_SKIP() << vk.why;
     const double worst = decode_steps(*vk.dev, 80);
     vk.release();
-    std::printf("decode steps (TFU_VK_REPLAY=0): max relative L2 error %.3g\n%s", worst, g_log.c_str());
-    const replay_counts c = parse_replay_line(g_log);
-    ASSERT_TRUE(c.seen) << g_log;
-    EXPECT_NE(g_log.find("vulkan: replay off"), std::string::npos) << g_log;
+    std::printf("decode steps (TFU_VK_REPLAY=0): max relative L2 error %.3g\n%s", worst, captured_log.c_str());
+    const replay_counts c = parse_replay_line(captured_log);
+    ASSERT_TRUE(c.seen) << captured_log;
+    EXPECT_NE(captured_log.find("vulkan: replay off"), std::string::npos) << captured_log;
     EXPECT_EQ(c.replayed, 0u);
     EXPECT_EQ(c.recorded, 0u);
 }
@@ -194,10 +176,10 @@ TEST(vk_replay, kv_store_rows_starting_mid_word) {
         }
     }
     vk.release();
-    const replay_counts cnt = parse_replay_line(g_log);
-    ASSERT_TRUE(cnt.seen) << g_log;
-    EXPECT_EQ(cnt.recorded, 1u) << g_log;
-    EXPECT_EQ(cnt.replayed, uint64_t(n_ctx - 1 - 2)) << g_log;
+    const replay_counts cnt = parse_replay_line(captured_log);
+    ASSERT_TRUE(cnt.seen) << captured_log;
+    EXPECT_EQ(cnt.recorded, 1u) << captured_log;
+    EXPECT_EQ(cnt.replayed, uint64_t(n_ctx - 1 - 2)) << captured_log;
 }
 
 // 150 distinct keys (ADD into 150 different rows), each run three times round-robin with no download between
@@ -228,12 +210,12 @@ TEST(vk_replay, eviction_of_kept_runs) {
         EXPECT_LE(rel_l2(got, to_floats(acc.t)), 1e-6);
     }
     vk.release();
-    std::printf("%s", g_log.c_str());
-    const replay_counts c = parse_replay_line(g_log);
-    ASSERT_TRUE(c.seen) << g_log;
-    EXPECT_GT(c.evicted, 0u) << g_log;
-    EXPECT_LE(c.kept, 128u) << g_log;
-    EXPECT_EQ(c.recorded - c.evicted, c.kept) << g_log;
+    std::printf("%s", captured_log.c_str());
+    const replay_counts c = parse_replay_line(captured_log);
+    ASSERT_TRUE(c.seen) << captured_log;
+    EXPECT_GT(c.evicted, 0u) << captured_log;
+    EXPECT_LE(c.kept, 128u) << captured_log;
+    EXPECT_EQ(c.recorded - c.evicted, c.kept) << captured_log;
 }
 
 }  // namespace
