@@ -1,5 +1,8 @@
-// C ABI: sessions: create, input, prefill, generate, cancel, reset, logits, sampling, statistics.
+// C ABI: sessions: create, input, prefill, generate, batched decode, cancel, reset, logits, sampling, statistics.
 #include "api/guard.h"
+
+#include <optional>
+#include <vector>
 
 using tfu::api::guard;
 using tfu::api::need;
@@ -170,6 +173,44 @@ TFU_API tfu_status tfu_session_sample(tfu_session* session, tfu_token* out_token
         need(out_token, "out_token");
         tfu::session_use u(s);
         *out_token = s.sample();
+    });
+}
+
+TFU_API tfu_status tfu_session_decode_batch(tfu_session* const* sessions, const tfu_token* tokens, size_t n) {
+    return guard([&] {
+        if (n == 0) tfu::fail(TFU_STATUS_INVALID_ARGUMENT, "tfu_session_decode_batch: n is 0");
+        if (n > TFU_DECODE_BATCH_MAX)
+            tfu::fail(TFU_STATUS_INVALID_ARGUMENT, "tfu_session_decode_batch: n = " + std::to_string(n) +
+                                                       " is more than TFU_DECODE_BATCH_MAX (" +
+                                                       std::to_string(TFU_DECODE_BATCH_MAX) + ")");
+        need(sessions, "sessions");
+        std::vector<tfu::session*> ss(n);
+        for (size_t i = 0; i < n; ++i) {
+            if (!sessions[i])
+                tfu::fail(TFU_STATUS_INVALID_ARGUMENT, "sessions[" + std::to_string(i) + "] is NULL");
+            if (sessions[i]->owner != sessions[0]->owner)
+                tfu::fail(TFU_STATUS_INVALID_ARGUMENT, "sessions[" + std::to_string(i) +
+                                                           "] is on another model than sessions[0]");
+            ss[i] = sessions[i]->impl.get();
+        }
+        // The checks that need no session state come before the sessions are taken (a repeated session would
+        // otherwise be BUSY with itself); decode_batch checks the rest before it changes anything.
+        for (size_t i = 0; i < n; ++i)
+            for (size_t j = 0; j < i; ++j)
+                if (ss[j] == ss[i])
+                    tfu::fail(TFU_STATUS_INVALID_ARGUMENT, "sessions[" + std::to_string(i) + "] is sessions[" +
+                                                               std::to_string(j) + "] again");
+        if (tokens)
+            for (size_t i = 0; i < n; ++i)
+                if (tokens[i] < 0 || tokens[i] >= ss[0]->mdl.hp.n_vocab)
+                    tfu::fail(TFU_STATUS_INVALID_ARGUMENT, "tokens[" + std::to_string(i) + "] = " +
+                                                               std::to_string(tokens[i]) +
+                                                               " is outside the vocabulary (0 .. " +
+                                                               std::to_string(ss[0]->mdl.hp.n_vocab - 1) + ")");
+        // Every session for this thread, or none: a BUSY one throws and the taken ones are released.
+        std::vector<std::optional<tfu::session_use>> uses(n);
+        for (size_t i = 0; i < n; ++i) uses[i].emplace(*ss[i]);
+        tfu::session::decode_batch(ss.data(), tokens, n);
     });
 }
 

@@ -114,19 +114,40 @@ void decoder::rope_shift(backend& be, float* rows, const int32_t* deltas, int32_
 
 void decoder::forward(backend& be, const kv_target& kv, const int32_t* tokens, int32_t n, int32_t pos0,
                       bool all_logits, float* logits, const std::atomic<bool>* cancel) {
-    TFU_CHECK(n >= 1 && n <= n_batch_max_);
-    TFU_CHECK((kv.contiguous != nullptr) != (kv.paged != nullptr));
+    sequence one;
+    one.kv = kv;
+    one.tokens = tokens;
+    one.n = n;
+    one.pos0 = pos0;
+    one.cancel = cancel;
+    forward_multi(be, &one, 1, all_logits, logits);
+}
+
+void decoder::forward_multi(backend& be, const sequence* seqs, int32_t n_seq, bool all_logits, float* logits) {
+    TFU_CHECK(n_seq >= 1);
     TFU_CHECK(dev_ ? &be == dev_ : be.host_memory());
-    if (dev_ && kv.paged)
+    int32_t n = 0;  // columns of the batch
+    bool any_paged = false;
+    for (int32_t s = 0; s < n_seq; ++s) {
+        const kv_target& kv = seqs[s].kv;
+        TFU_CHECK(seqs[s].n >= 1);
+        TFU_CHECK((kv.contiguous != nullptr) != (kv.paged != nullptr));
+        any_paged = any_paged || kv.paged;
+        n += seqs[s].n;
+    }
+    TFU_CHECK(n >= 1 && n <= n_batch_max_);
+    if (dev_ && any_paged)
         fail(TFU_STATUS_UNSUPPORTED, std::string("the paged KV cache is written on the host; backend ") + be.name() +
                                          " needs the contiguous cache");
     const int64_t E = hp_.n_embd, HD = hp_.head_dim, NH = hp_.n_head, NKV = hp_.n_head_kv, F = hp_.n_ff;
-    for (int32_t i = 0; i < n; ++i) {
-        if (tokens[i] < 0 || tokens[i] >= hp_.n_vocab)
-            fail(TFU_STATUS_INVALID_ARGUMENT, "token id " + std::to_string(tokens[i]) + " is out of the vocabulary");
-        ids_host_[size_t(i)] = tokens[i];
-        pos_host_[size_t(i)] = pos0 + i;
-    }
+    for (int32_t s = 0, c = 0; s < n_seq; ++s)
+        for (int32_t i = 0; i < seqs[s].n; ++i, ++c) {
+            const int32_t t = seqs[s].tokens[i];
+            if (t < 0 || t >= hp_.n_vocab)
+                fail(TFU_STATUS_INVALID_ARGUMENT, "token id " + std::to_string(t) + " is out of the vocabulary");
+            ids_host_[size_t(c)] = t;
+            pos_host_[size_t(c)] = seqs[s].pos0 + i;  // each column at its own sequence's position
+        }
     int32_t* ids_mem = reinterpret_cast<int32_t*>(ids_.data);
     int32_t* pos_mem = reinterpret_cast<int32_t*>(pos_.data);
     if (dev_) {
@@ -141,10 +162,30 @@ void decoder::forward(backend& be, const kv_target& kv, const int32_t* tokens, i
     tensor x = act(x_, E, n), xn = act(xn_, E, n), o = act(o_, E, n);
     tensor q = act(q_, HD * NH, n), k = act(k_, HD * NKV, n), v = act(v_, HD * NKV, n);
     tensor q3 = act(q_, HD, NH, n), k3 = act(k_, HD, NKV, n);
-    tensor qr = act(qr_, HD, NH, n), kr = act(kr_, HD, NKV, n), kr2 = act(kr_, HD * NKV, n);
-    tensor att = act(att_, HD, NH, n), att2 = act(att_, HD * NH, n);
+    tensor qr = act(qr_, HD, NH, n), kr = act(kr_, HD, NKV, n);
+    tensor att2 = act(att_, HD * NH, n);
     tensor g = act(g_, F, n), u = act(u_, F, n);
     const tensor* factors = rope_factors_.data ? &rope_factors_ : nullptr;
+
+    // Each sequence's columns c0 .. c0+n_s-1 as views of the batch's activations (with one sequence: the whole
+    // tensors): its rotated keys and values (n_embd_kv, n_s) for its cache, its queries and attention output
+    // (hd, n_head, n_s).
+    struct seq_views {
+        tensor kr2, v, qr, att;
+    };
+    std::vector<seq_views> views(static_cast<size_t>(n_seq));
+    for (int32_t s = 0, c0 = 0; s < n_seq; c0 += seqs[s].n, ++s) {
+        const int32_t ns = seqs[s].n;
+        views[size_t(s)].kr2 = make_tensor(dtype::F32, HD * NKV, ns, 1, 1, kr_.data + size_t(c0) * size_t(HD * NKV));
+        views[size_t(s)].v = make_tensor(dtype::F32, HD * NKV, ns, 1, 1, v_.data + size_t(c0) * size_t(HD * NKV));
+        views[size_t(s)].qr = make_tensor(dtype::F32, HD, NH, ns, 1, qr_.data + size_t(c0) * size_t(HD * NH));
+        views[size_t(s)].att = make_tensor(dtype::F32, HD, NH, ns, 1, att_.data + size_t(c0) * size_t(HD * NH));
+    }
+    auto cancelled = [&] {
+        for (int32_t s = 0; s < n_seq; ++s)
+            if (seqs[s].cancel && seqs[s].cancel->load(std::memory_order_relaxed)) return true;
+        return false;
+    };
 
     // One run() per layer: from the layer's attention norm to the next layer's attention norm (the residual ADD
     // and the norm after it in one run, so that a backend can fuse them), the embedding lookup in the first and
@@ -155,12 +196,12 @@ void decoder::forward(backend& be, const kv_target& kv, const int32_t* tokens, i
         return norm;
     };
     std::vector<op> ops;
-    ops.reserve(28);
+    ops.reserve(28 + 3 * size_t(n_seq));
     ops.push_back(make_op(op_type::GET_ROWS, &x, &w_.tok_embd, &ids));
     if (hp_.n_layer > 0) ops.push_back(attn_norm(0));
 
     for (int32_t il = 0; il < hp_.n_layer; ++il) {
-        if (cancel && cancel->load(std::memory_order_relaxed)) fail(TFU_STATUS_CANCELLED, "cancelled");
+        if (cancelled()) fail(TFU_STATUS_CANCELLED, "cancelled");
         const layer_weights& L = w_.layers[size_t(il)];
         ops.push_back(make_op(op_type::MUL_MAT, &q, &L.wq, &xn));
         ops.push_back(make_op(op_type::MUL_MAT, &k, &L.wk, &xn));
@@ -176,29 +217,39 @@ void decoder::forward(backend& be, const kv_target& kv, const int32_t* tokens, i
             r.f[1] = hp_.rope_freq_scale;
             ops.push_back(r);
         }
-        op a;
-        if (kv.contiguous) {
-            const kv_layer& c = kv.contiguous[il];
-            op sk = make_op(op_type::KV_STORE, c.k, &kr2);
-            sk.i[0] = pos0;
-            ops.push_back(sk);
-            op sv = make_op(op_type::KV_STORE, c.v, &v);
-            sv.i[0] = pos0;
-            ops.push_back(sv);
-            a = make_op(op_type::ATTENTION, &att, &qr, c.k, c.v);
-        } else {
-            // The paged cache is written on the host between the two halves of the layer.
+        if (any_paged) {
+            // The paged caches are written on the host between the two halves of the layer.
             be.run(ops.data(), ops.size());
             ops.clear();
-            kv.paged->store(il, kr2, v, pos0);
-            kv.paged->observe(il, qr, pos0);
-            a = make_op(op_type::ATTENTION_PAGED, &att, &qr);
-            a.ext = kv.paged->view(il);
+            for (int32_t s = 0; s < n_seq; ++s) {
+                kv_sink* sink = seqs[s].kv.paged;
+                if (!sink) continue;
+                sink->store(il, views[size_t(s)].kr2, views[size_t(s)].v, seqs[s].pos0);
+                sink->observe(il, views[size_t(s)].qr, seqs[s].pos0);
+            }
         }
-        a.i[0] = pos0;
-        a.i[1] = int32_t(NKV);
-        a.f[0] = float(1.0 / std::sqrt(double(HD)));
-        ops.push_back(a);
+        for (int32_t s = 0; s < n_seq; ++s) {
+            seq_views& sv = views[size_t(s)];
+            const int32_t pos0 = seqs[s].pos0;
+            op a;
+            if (const kv_layer* cl = seqs[s].kv.contiguous) {
+                const kv_layer& c = cl[il];
+                op stk = make_op(op_type::KV_STORE, c.k, &sv.kr2);
+                stk.i[0] = pos0;
+                ops.push_back(stk);
+                op stv = make_op(op_type::KV_STORE, c.v, &sv.v);
+                stv.i[0] = pos0;
+                ops.push_back(stv);
+                a = make_op(op_type::ATTENTION, &sv.att, &sv.qr, c.k, c.v);
+            } else {
+                a = make_op(op_type::ATTENTION_PAGED, &sv.att, &sv.qr);
+                a.ext = seqs[s].kv.paged->view(il);  // valid until this sink's next view(): after this run
+            }
+            a.i[0] = pos0;
+            a.i[1] = int32_t(NKV);
+            a.f[0] = float(1.0 / std::sqrt(double(HD)));
+            ops.push_back(a);
+        }
         ops.push_back(make_op(op_type::MUL_MAT, &o, &L.wo, &att2));
         ops.push_back(make_op(op_type::ADD, &x, &x, &o));
         op fnorm = make_op(op_type::RMS_NORM, &xn, &x, &L.ffn_norm);
@@ -216,16 +267,32 @@ void decoder::forward(backend& be, const kv_target& kv, const int32_t* tokens, i
         }
     }
 
-    // Final norm and output projection: all positions (perplexity) or only the last (generation).
-    const int64_t n_out = all_logits ? n : 1;
-    tensor x_last = make_tensor(dtype::F32, E, n_out, 1, 1, x_.data + size_t(E) * size_t(n - n_out));
-    tensor xn_last = make_tensor(dtype::F32, E, n_out, 1, 1, xn_.data);
+    // Final norm and output projection: all positions (perplexity) or the last of each sequence (generation).
+    // When those columns are the batch's last n_out (one sequence, or one token per sequence), one norm over
+    // them; else one norm per sequence from its last column into column s of xn.
+    const int64_t n_out = all_logits ? n : n_seq;
+    std::vector<tensor> norm_views;
+    const bool tail = all_logits || n_seq == 1 || n == n_seq;
+    norm_views.reserve(tail ? 2 : 2 * size_t(n_seq));
+    if (tail) {
+        norm_views.push_back(make_tensor(dtype::F32, E, n_out, 1, 1, x_.data + size_t(E) * size_t(n - n_out)));
+        norm_views.push_back(make_tensor(dtype::F32, E, n_out, 1, 1, xn_.data));
+    } else {
+        for (int32_t s = 0, c0 = 0; s < n_seq; c0 += seqs[s].n, ++s) {
+            const size_t last = size_t(c0 + seqs[s].n - 1);
+            norm_views.push_back(make_tensor(dtype::F32, E, 1, 1, 1, x_.data + size_t(E) * last));
+            norm_views.push_back(make_tensor(dtype::F32, E, 1, 1, 1, xn_.data + size_t(E) * size_t(s)));
+        }
+    }
+    for (size_t i = 0; i < norm_views.size(); i += 2) {
+        op fn = make_op(op_type::RMS_NORM, &norm_views[i + 1], &norm_views[i], &w_.output_norm);
+        fn.f[0] = hp_.rms_eps;
+        ops.push_back(fn);
+    }
+    tensor xn_out = make_tensor(dtype::F32, E, n_out, 1, 1, xn_.data);
     const size_t n_logits = size_t(hp_.n_vocab) * size_t(n_out);
     tensor lg = make_tensor(dtype::F32, hp_.n_vocab, n_out, 1, 1, dev_ ? logits_buffer(n_logits) : logits, "logits");
-    op fn = make_op(op_type::RMS_NORM, &xn_last, &x_last, &w_.output_norm);
-    fn.f[0] = hp_.rms_eps;
-    ops.push_back(fn);
-    ops.push_back(make_op(op_type::MUL_MAT, &lg, &w_.output, &xn_last));
+    ops.push_back(make_op(op_type::MUL_MAT, &lg, &w_.output, &xn_out));
     be.run(ops.data(), ops.size());
     if (dev_) be.download(logits, lg.data, n_logits * sizeof(float));
 }

@@ -60,6 +60,23 @@ public:
     void forward(backend& be, const kv_target& kv, const int32_t* tokens, int32_t n, int32_t pos0, bool all_logits,
                  float* logits, const std::atomic<bool>* cancel);
 
+    // One sequence of a batched forward: its own cache, tokens and first position (continuous batching).
+    struct sequence {
+        kv_target kv;
+        const int32_t* tokens = nullptr;
+        int32_t n = 0;      // tokens of this sequence (>= 1)
+        int32_t pos0 = 0;   // position of tokens[0] in its cache
+        const std::atomic<bool>* cancel = nullptr;  // may be null
+    };
+    // Runs several sequences in one pass: their tokens are the columns of one batch (sum of n <= n_batch_max),
+    // in order, so every weight is read once for all of them (MUL_MAT with that many columns); RoPE takes each
+    // column's own position, and each sequence has its own KV_STORE (or kv_sink::store) and ATTENTION (or
+    // ATTENTION_PAGED) over its cache, on a view of its columns. logits: (n_vocab, n_out) with n_out = all the
+    // columns if all_logits, else one per sequence (its last token), in sequence order. Any sequence's cancel
+    // flag stops the pass with TFU_STATUS_CANCELLED (checked before every layer). forward() is this with one
+    // sequence.
+    void forward_multi(backend& be, const sequence* seqs, int32_t n_seq, bool all_logits, float* logits);
+
     int32_t n_batch_max() const { return n_batch_max_; }
 
     // Moves key row i (head_dim floats, in place) by deltas[i] positions: RoPE rotations compose

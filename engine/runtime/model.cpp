@@ -81,4 +81,9 @@ kv_block_pool& model::kv_pool(kv_format k, kv_format v) {
     return *p;
 }
 
+decoder& model::batch_decoder() {
+    if (!batch_dec_) batch_dec_ = std::make_unique<decoder>(hp, weights, TFU_DECODE_BATCH_MAX, &eng.device());
+    return *batch_dec_;
+}
+
 }  // namespace tfu

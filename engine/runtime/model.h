@@ -11,6 +11,7 @@
 #include "format/gguf.h"
 #include "kv/block_pool.h"
 #include "model/arch.h"
+#include "model/decoder.h"
 #include "model/hparams.h"
 #include "model/weights.h"
 #include "runtime/engine.h"
@@ -42,12 +43,20 @@ public:
     }
     std::string path;
 
+    // Continuous batching (session::decode_batch): one decoder sized for TFU_DECODE_BATCH_MAX columns and the
+    // step's logits (n_vocab, n) on the host, made on first use and shared by all sessions of the model. Hold
+    // batch_mutex for the whole step: two threads batching different sessions of this model take turns on them.
+    std::mutex batch_mutex;
+    decoder& batch_decoder();          // caller holds batch_mutex
+    std::vector<float> batch_logits;   // caller holds batch_mutex
+
 private:
     std::vector<uint8_t> owned_;  // the file's bytes when not memory-mapped
     std::vector<void*> device_weights_;  // the weights' copies in a device backend's memory (place_weights)
     std::unique_ptr<reservation> budget_;
     mutable std::mutex pools_mutex_;
     std::map<std::pair<kv_format, kv_format>, std::unique_ptr<kv_block_pool>> pools_;
+    std::unique_ptr<decoder> batch_dec_;  // batch_decoder(); destroyed before the weights it reads
 };
 
 }  // namespace tfu

@@ -43,6 +43,12 @@ public:
     // H2O: accumulated attention probability per cache position (empty under other policies).
     const std::vector<double>& attention_scores() const { return scores_; }
 
+    // Continuous batching (runtime/session_batch.cpp): one decode step of ss[0..n) (distinct sessions of one
+    // model, each held by the caller through a session_use) in one forward pass of the model's batch decoder:
+    // appends tokens[i] to ss[i] (tokens == nullptr: each session's one pending token) and evaluates it. The
+    // rules and what an error leaves are tfu_session_decode_batch's (tfusion.h).
+    static void decode_batch(session* const* ss, const int32_t* tokens, size_t n);
+
     // Session files (runtime/session_file.cpp): save() writes the tokens, pending input, KV cache (bit for bit,
     // in its formats), sampler state, last logits and counters; load() replaces this session's state with a
     // file's after validating all of it (on any error the session is unchanged). See the C header.

@@ -422,6 +422,36 @@ TFU_API tfu_status tfu_session_get_stats(const tfu_session* session, tfu_session
  * memory, nothing is lost; try again when another session is idle or destroyed). */
 TFU_API tfu_status tfu_session_prefetch(tfu_session* session);
 
+/* ---- continuous batching ------------------------------------------------------------------------------- */
+
+/* The most sessions one tfu_session_decode_batch call takes. */
+#define TFU_DECODE_BATCH_MAX 64
+
+/* One decode step of several sessions of the same model in ONE forward pass: every weight is read once for all
+ * n tokens, so n sessions decode at nearly the cost of one where decoding is bound by memory bandwidth (see
+ * docs/batching.md). Appends tokens[i] to sessions[i] and evaluates it; afterwards each session is exactly as
+ * if tfu_session_add_tokens(sessions[i], &tokens[i], 1) + tfu_session_eval(sessions[i]) had been called on it
+ * alone (tokens, cache, sampler history, tfu_session_get_logits, tfu_session_sample, prefix sharing), except
+ * that the logits may differ in the last bits (float sums in another order).
+ * tokens may be NULL: then every session must hold exactly one pending token (the one tfu_session_sample just
+ * appended) and that token is the one evaluated, so a caller-driven loop is: sample each session, then one
+ * decode_batch(sessions, NULL, n).
+ * Rules, checked before anything changes (TFU_STATUS_INVALID_ARGUMENT): 1 <= n <= TFU_DECODE_BATCH_MAX; no NULL
+ * and no repeated session; all of one model; token ids inside the vocabulary. Then all n sessions are taken for
+ * this thread or none is (TFU_STATUS_BUSY if any is in a call on another thread), and offloaded caches are
+ * brought back (TFU_STATUS_OUT_OF_MEMORY as for any call). A session under TFU_KV_POLICY_REFUSE whose cache
+ * cannot take its pending input and the new token gives TFU_STATUS_CONTEXT_FULL for the whole call, with no
+ * session changed. Then, in order: each session with pending input (added, not evaluated) is prefilled on its
+ * own as tfu_session_eval does; each full cache makes room by its own policy; the batched step runs.
+ * On an error in those later stages every session is left consistent: a prefill or a cache eviction that
+ * finished stays (as tfu_session_eval would keep it), the step itself is all or nothing (no session gets its
+ * token, the caches drop the rows written for it, tokens and logits stay those of before the step, a NULL-tokens
+ * call keeps the pending tokens). tfu_session_cancel on any of the sessions stops the call with
+ * TFU_STATUS_CANCELLED and clears the cancel flags of all n.
+ * Threading: as every session call for each of the n sessions; other threads may batch other sessions of the
+ * same model at the same time (their steps take turns). */
+TFU_API tfu_status tfu_session_decode_batch(tfu_session* const* sessions, const tfu_token* tokens, size_t n);
+
 #ifdef __cplusplus
 }
 #endif
