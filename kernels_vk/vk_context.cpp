@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -138,6 +139,7 @@ void context::create_instance(bool validation) {
     app.pApplicationName = "tfusion";
     app.pEngineName = "tfusion";
     app.apiVersion = VK_API_VERSION_1_2 <= version ? VK_API_VERSION_1_2 : VK_API_VERSION_1_1;
+    instance_api_ = app.apiVersion;
     VkInstanceCreateInfo ci{};
     ci.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO;
     ci.pApplicationInfo = &app;
@@ -238,6 +240,7 @@ void context::choose_device(const tfu_module_options& options) {
     caps_.max_allocation = m3.maxMemoryAllocationSize;
     for (int i = 0; i < 3; ++i) caps_.max_group_count[i] = lim.maxComputeWorkGroupCount[i];
     caps_.max_push_constants = lim.maxPushConstantsSize;
+    caps_.max_shared_bytes = lim.maxComputeSharedMemorySize;
     caps_.subgroup_size = sub.subgroupSize;
     caps_.subgroup_arithmetic = (sub.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
                                 (sub.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) && sub.subgroupSize >= 4;
@@ -262,19 +265,97 @@ void context::choose_device(const tfu_module_options& options) {
     for (const VkExtensionProperties& e : exts)
         if (std::strcmp(e.extensionName, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME) == 0) caps_.memory_budget = true;
     if (caps_.memory_budget) device_extensions_.push_back(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
+    detect_coopmat(exts);
 
     log_.logf(TFU_LOG_INFO, "vulkan: device %d of %zu: %s (%s), Vulkan %u.%u", best, devs.size(), caps_.name.c_str(),
               device_type_name(caps_.type), VK_API_VERSION_MAJOR(caps_.api_version), VK_API_VERSION_MINOR(caps_.api_version));
     log_.logf(TFU_LOG_INFO,
               "vulkan: features: fp16 arithmetic %s, 16-bit storage %s, int8 %s, subgroup size %u (arithmetic %s), "
-              "memory budget %s; maxStorageBufferRange %llu, storage offset alignment %llu",
+              "memory budget %s, cooperative matrix %s; maxStorageBufferRange %llu, storage offset alignment %llu",
               caps_.fp16_arithmetic ? "yes" : "no", caps_.storage_16bit ? "yes" : "no", caps_.int8_arithmetic ? "yes" : "no",
               caps_.subgroup_size, caps_.subgroup_arithmetic ? "yes" : "no", caps_.memory_budget ? "yes" : "no",
+              caps_.coopmat ? ("fp16 x fp16 -> f32 16x" + std::to_string(caps_.coopmat_n) + "x16 (VK_NV_cooperative_matrix)").c_str()
+                            : ("no (" + caps_.coopmat_why + ")").c_str(),
               (unsigned long long)caps_.max_storage_range, (unsigned long long)caps_.storage_offset_align);
     log_.logf(TFU_LOG_INFO,
               "vulkan: kernels: f32 arithmetic on 32-bit words (no 8/16-bit storage or fp16 needed); matrix-vector "
-              "reductions %s",
-              caps_.subgroup_arithmetic ? "with subgroupAdd" : "in shared memory (no subgroup arithmetic: fallback)");
+              "reductions %s; prefill MUL_MAT %s",
+              caps_.subgroup_arithmetic ? "with subgroupAdd" : "in shared memory (no subgroup arithmetic: fallback)",
+              caps_.coopmat ? "on cooperative matrices (fp16 inputs, f32 sums) from 32 columns"
+                            : "in f32 FMAs (no cooperative matrix)");
+}
+
+// The tensor-core prefill path (shaders/mul_mat_cm.comp) needs: VK_NV_cooperative_matrix with a listed fp16 x
+// fp16 -> f32 (C and D) subgroup product of 16 x N x 16 (N = 16 preferred, else 8); the features
+// cooperativeMatrix (VkPhysicalDeviceCooperativeMatrixFeaturesNV), shaderFloat16 (fp16 types, also in shared
+// memory) and vulkanMemoryModel (glslang emits the Vulkan memory model for cooperative-matrix loads and stores),
+// so a Vulkan 1.2 device and instance; the compute stage in cooperativeMatrixSupportedStages; subgroups of 32
+// (the shader's 256 threads are 8 subgroups); the smallest tile's 28 KiB of shared memory. Anything missing: the
+// f32 shader runs, and coopmat_why says why.
+void context::detect_coopmat(const std::vector<VkExtensionProperties>& exts) {
+    caps_.coopmat = false;
+    caps_.coopmat_n = 0;
+    bool has_ext = false;
+    for (const VkExtensionProperties& e : exts) has_ext |= std::strcmp(e.extensionName, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME) == 0;
+    const char* env = std::getenv("TFU_VK_COOPMAT");
+    auto no = [this](const std::string& why) { caps_.coopmat_why = why; };
+    if (!has_ext) return no("no VK_NV_cooperative_matrix");
+    if (env && std::strcmp(env, "0") == 0) return no("TFU_VK_COOPMAT=0");
+    if (caps_.api_version < VK_API_VERSION_1_2 || instance_api_ < VK_API_VERSION_1_2)
+        return no("needs Vulkan 1.2 for shaderFloat16 and vulkanMemoryModel");
+    if (!f_.vkGetPhysicalDeviceCooperativeMatrixPropertiesNV)
+        return no("the loader does not provide vkGetPhysicalDeviceCooperativeMatrixPropertiesNV");
+    if (caps_.subgroup_size != 32) return no("subgroup size " + std::to_string(caps_.subgroup_size) + ", the shader needs 32");
+    if (caps_.max_shared_bytes < 28672) return no("maxComputeSharedMemorySize below the 28 KiB of the smallest tile");
+
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV cmf{};
+    cmf.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV;
+    VkPhysicalDeviceVulkanMemoryModelFeatures mmf{};
+    mmf.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES;
+    mmf.pNext = &cmf;
+    VkPhysicalDeviceShaderFloat16Int8Features f16{};
+    f16.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES;
+    f16.pNext = &mmf;
+    VkPhysicalDeviceFeatures2 feat{};
+    feat.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
+    feat.pNext = &f16;
+    f_.vkGetPhysicalDeviceFeatures2(physical_, &feat);
+    if (!cmf.cooperativeMatrix) return no("the cooperativeMatrix feature is missing");
+    if (!f16.shaderFloat16) return no("the shaderFloat16 feature is missing");
+    if (!mmf.vulkanMemoryModel) return no("the vulkanMemoryModel feature is missing");
+
+    VkPhysicalDeviceCooperativeMatrixPropertiesNV cmp{};
+    cmp.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_PROPERTIES_NV;
+    VkPhysicalDeviceProperties2 p2{};
+    p2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
+    p2.pNext = &cmp;
+    f_.vkGetPhysicalDeviceProperties2(physical_, &p2);
+    if (!(cmp.cooperativeMatrixSupportedStages & VK_SHADER_STAGE_COMPUTE_BIT))
+        return no("cooperative matrices are not supported in compute shaders");
+
+    uint32_t n = 0;
+    VkResult r = f_.vkGetPhysicalDeviceCooperativeMatrixPropertiesNV(physical_, &n, nullptr);
+    std::vector<VkCooperativeMatrixPropertiesNV> props(n);
+    for (VkCooperativeMatrixPropertiesNV& p : props) p.sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV;
+    if (r == VK_SUCCESS && n) r = f_.vkGetPhysicalDeviceCooperativeMatrixPropertiesNV(physical_, &n, props.data());
+    if (r != VK_SUCCESS && r != VK_INCOMPLETE)
+        return no("vkGetPhysicalDeviceCooperativeMatrixPropertiesNV failed: " + result_name(r));
+    props.resize(std::min<size_t>(n, props.size()));
+    std::string listed;
+    for (const VkCooperativeMatrixPropertiesNV& p : props) {
+        const bool f16_f32 = p.AType == VK_COMPONENT_TYPE_FLOAT16_NV && p.BType == VK_COMPONENT_TYPE_FLOAT16_NV &&
+                             p.CType == VK_COMPONENT_TYPE_FLOAT32_NV && p.DType == VK_COMPONENT_TYPE_FLOAT32_NV;
+        if (f16_f32) listed += " " + std::to_string(p.MSize) + "x" + std::to_string(p.NSize) + "x" + std::to_string(p.KSize);
+        if (f16_f32 && p.scope == VK_SCOPE_SUBGROUP_NV && p.MSize == 16 && p.KSize == 16 &&
+            (p.NSize == 16 || (p.NSize == 8 && caps_.coopmat_n != 16)))
+            caps_.coopmat_n = p.NSize;
+    }
+    if (!caps_.coopmat_n)
+        return no("no fp16 x fp16 -> f32 subgroup product of 16x16x16 or 16x8x16 listed (fp16 -> f32:" +
+                  (listed.empty() ? std::string(" none") : listed) + ")");
+    caps_.coopmat = true;
+    caps_.coopmat_why.clear();
+    device_extensions_.push_back(VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
 }
 
 void context::create_device() {
@@ -304,6 +385,20 @@ void context::create_device() {
     ci.pQueueCreateInfos = &qi;
     ci.enabledExtensionCount = uint32_t(exts.size());
     ci.ppEnabledExtensionNames = exts.data();
+    // Features only for the cooperative-matrix shader, and only when it is used (detect_coopmat): exactly what its
+    // SPIR-V declares (CooperativeMatrixNV, Float16, VulkanMemoryModel).
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV cmf{};
+    cmf.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV;
+    cmf.cooperativeMatrix = VK_TRUE;
+    VkPhysicalDeviceVulkanMemoryModelFeatures mmf{};
+    mmf.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES;
+    mmf.vulkanMemoryModel = VK_TRUE;
+    mmf.pNext = &cmf;
+    VkPhysicalDeviceShaderFloat16Int8Features f16{};
+    f16.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES;
+    f16.shaderFloat16 = VK_TRUE;
+    f16.pNext = &mmf;
+    if (caps_.coopmat) ci.pNext = &f16;
     check(f_.vkCreateDevice(physical_, &ci, nullptr, &device_), "vkCreateDevice");
     load_device(f_, device_);
     f_.vkGetDeviceQueue(device_, queue_family_, 0, &queue_);

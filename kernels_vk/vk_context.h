@@ -41,6 +41,14 @@ struct device_caps {
     bool storage_16bit = false;           // storageBuffer16BitAccess
     bool int8_arithmetic = false;         // shaderInt8
     bool memory_budget = false;           // VK_EXT_memory_budget
+    uint32_t max_shared_bytes = 0;        // maxComputeSharedMemorySize
+    // Tensor cores for prefill (shaders/mul_mat_cm.comp): VK_NV_cooperative_matrix lists an fp16 x fp16 -> f32,
+    // subgroup-scope 16 x coopmat_n x 16 product, the cooperativeMatrix, shaderFloat16 and vulkanMemoryModel
+    // features are there (and enabled at device creation), the subgroup size is 32, Vulkan >= 1.2, and
+    // TFU_VK_COOPMAT is not 0. coopmat_why says why not otherwise (logged).
+    bool coopmat = false;
+    uint32_t coopmat_n = 0;               // fragment columns N of the 16 x N x 16 product: 16, or 8 where only 16x8x16
+    std::string coopmat_why;
 };
 
 // "discrete GPU", "integrated GPU", "virtual GPU", "CPU", "other".
@@ -75,6 +83,7 @@ private:
     void destroy() noexcept;
     void create_instance(bool validation);
     void choose_device(const tfu_module_options& options);
+    void detect_coopmat(const std::vector<VkExtensionProperties>& exts);
     void create_device();
     void load_pipeline_cache();
     void save_pipeline_cache() noexcept;
@@ -83,6 +92,7 @@ private:
     logger log_;
     fns f_;
     VkInstance instance_ = VK_NULL_HANDLE;
+    uint32_t instance_api_ = 0;  // the apiVersion the instance was created with
     VkDebugUtilsMessengerEXT messenger_ = VK_NULL_HANDLE;
     VkPhysicalDevice physical_ = VK_NULL_HANDLE;
     VkDevice device_ = VK_NULL_HANDLE;

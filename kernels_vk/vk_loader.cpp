@@ -53,6 +53,7 @@ void load_instance(fns& f, VkInstance instance) {
 #undef TFU_VK_LOAD
 #define TFU_VK_LOAD_OPTIONAL(name) f.name = reinterpret_cast<PFN_##name>(f.vkGetInstanceProcAddr(instance, #name));
     TFU_VK_DEBUG_FNS(TFU_VK_LOAD_OPTIONAL)
+    TFU_VK_OPTIONAL_INSTANCE_FNS(TFU_VK_LOAD_OPTIONAL)
 #undef TFU_VK_LOAD_OPTIONAL
 }
 

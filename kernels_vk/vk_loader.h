@@ -36,6 +36,11 @@ namespace tfu::vk {
     X(vkCreateDebugUtilsMessengerEXT)   \
     X(vkDestroyDebugUtilsMessengerEXT)
 
+// Optional instance functions of device extensions (null when the loader or no driver has them): the cooperative
+// matrix properties of VK_NV_cooperative_matrix (vk_context.cpp, coopmat detection).
+#define TFU_VK_OPTIONAL_INSTANCE_FNS(X) \
+    X(vkGetPhysicalDeviceCooperativeMatrixPropertiesNV)
+
 // Loaded with the device (vkGetDeviceProcAddr).
 #define TFU_VK_DEVICE_FNS(X)          \
     X(vkDestroyDevice)                \
@@ -93,6 +98,7 @@ struct fns {
     TFU_VK_GLOBAL_FNS(TFU_VK_DECLARE)
     TFU_VK_INSTANCE_FNS(TFU_VK_DECLARE)
     TFU_VK_DEBUG_FNS(TFU_VK_DECLARE)
+    TFU_VK_OPTIONAL_INSTANCE_FNS(TFU_VK_DECLARE)
     TFU_VK_DEVICE_FNS(TFU_VK_DECLARE)
 #undef TFU_VK_DECLARE
 };
@@ -100,7 +106,7 @@ struct fns {
 // Opens the loader (once per process; the handle stays open) and fills the global functions. Throws
 // TFU_STATUS_BACKEND_UNAVAILABLE naming what is missing (no libvulkan.so.1, no vkGetInstanceProcAddr).
 void load_global(fns& f);
-// Fills the instance functions (the debug ones may stay null); throws BACKEND_UNAVAILABLE if a required one is
+// Fills the instance functions (the debug and optional ones may stay null); throws BACKEND_UNAVAILABLE if a required one is
 // missing.
 void load_instance(fns& f, VkInstance instance);
 // Fills the device functions; throws BACKEND_UNAVAILABLE if one is missing.
