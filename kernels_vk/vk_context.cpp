@@ -269,19 +269,21 @@ void context::choose_device(const tfu_module_options& options) {
 
     log_.logf(TFU_LOG_INFO, "vulkan: device %d of %zu: %s (%s), Vulkan %u.%u", best, devs.size(), caps_.name.c_str(),
               device_type_name(caps_.type), VK_API_VERSION_MAJOR(caps_.api_version), VK_API_VERSION_MINOR(caps_.api_version));
+    const std::string coopmat = caps_.coopmat ? "fp16 x fp16 -> f32 16x" + std::to_string(caps_.coopmat_n) +
+                                                    "x16 (VK_NV_cooperative_matrix)"
+                                              : "no (" + caps_.coopmat_why + ")";
     log_.logf(TFU_LOG_INFO,
               "vulkan: features: fp16 arithmetic %s, 16-bit storage %s, int8 %s, subgroup size %u (arithmetic %s), "
               "memory budget %s, cooperative matrix %s; maxStorageBufferRange %llu, storage offset alignment %llu",
               caps_.fp16_arithmetic ? "yes" : "no", caps_.storage_16bit ? "yes" : "no", caps_.int8_arithmetic ? "yes" : "no",
               caps_.subgroup_size, caps_.subgroup_arithmetic ? "yes" : "no", caps_.memory_budget ? "yes" : "no",
-              caps_.coopmat ? ("fp16 x fp16 -> f32 16x" + std::to_string(caps_.coopmat_n) + "x16 (VK_NV_cooperative_matrix)").c_str()
-                            : ("no (" + caps_.coopmat_why + ")").c_str(),
+              coopmat.c_str(),
               (unsigned long long)caps_.max_storage_range, (unsigned long long)caps_.storage_offset_align);
     log_.logf(TFU_LOG_INFO,
               "vulkan: kernels: f32 arithmetic on 32-bit words (no 8/16-bit storage or fp16 needed); matrix-vector "
               "reductions %s; prefill MUL_MAT %s",
               caps_.subgroup_arithmetic ? "with subgroupAdd" : "in shared memory (no subgroup arithmetic: fallback)",
-              caps_.coopmat ? "on cooperative matrices (fp16 inputs, f32 sums) from 32 columns"
+              caps_.coopmat ? "on cooperative matrices (fp16 inputs, f32 sums) from 32 columns, weights other than F32"
                             : "in f32 FMAs (no cooperative matrix)");
 }
 
@@ -296,7 +298,8 @@ void context::detect_coopmat(const std::vector<VkExtensionProperties>& exts) {
     caps_.coopmat = false;
     caps_.coopmat_n = 0;
     bool has_ext = false;
-    for (const VkExtensionProperties& e : exts) has_ext |= std::strcmp(e.extensionName, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME) == 0;
+    for (const VkExtensionProperties& e : exts)
+        has_ext |= std::strcmp(e.extensionName, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME) == 0;
     const char* env = std::getenv("TFU_VK_COOPMAT");
     auto no = [this](const std::string& why) { caps_.coopmat_why = why; };
     if (!has_ext) return no("no VK_NV_cooperative_matrix");
@@ -305,7 +308,8 @@ void context::detect_coopmat(const std::vector<VkExtensionProperties>& exts) {
         return no("needs Vulkan 1.2 for shaderFloat16 and vulkanMemoryModel");
     if (!f_.vkGetPhysicalDeviceCooperativeMatrixPropertiesNV)
         return no("the loader does not provide vkGetPhysicalDeviceCooperativeMatrixPropertiesNV");
-    if (caps_.subgroup_size != 32) return no("subgroup size " + std::to_string(caps_.subgroup_size) + ", the shader needs 32");
+    if (caps_.subgroup_size != 32)
+        return no("subgroup size " + std::to_string(caps_.subgroup_size) + ", the shader needs 32");
     if (caps_.max_shared_bytes < 28672) return no("maxComputeSharedMemorySize below the 28 KiB of the smallest tile");
 
     VkPhysicalDeviceCooperativeMatrixFeaturesNV cmf{};

@@ -226,9 +226,11 @@ mm_tile choose_mm_tile(uint64_t m, uint64_t n) {
     return tiles[1];
 }
 
-// Tensor cores (shaders/mul_mat_cm.comp; device_caps::coopmat): x of at least k_cm_min_cols columns. Below that
-// most of a 64-column tile would be padding, and 9..31 columns are few enough that the f32 shader's cost is
-// small (a measure-free rule: the smallest coopmat tile is 64 columns wide, half of it filled at 32). Tiles by
+// Tensor cores (shaders/mul_mat_cm.comp; device_caps::coopmat): x of at least k_cm_min_cols columns and a weight
+// that is not F32. Below 32 columns most of a 64-column tile would be padding, and 9..31 columns are few enough
+// that the f32 shader's cost is small (a measure-free rule: the smallest coopmat tile is 64 columns wide, half of
+// it filled at 32). F32 weights keep f32 arithmetic: rounding them to fp16 would throw away what the file asked
+// for (and test_ops holds F32 MUL_MAT to 1e-5); the shader takes them when a tile is forced. Tiles by
 // the same rule as choose_mm_tile: the largest of 128x128 and 64x128 that makes >= 256 workgroups and fits the
 // device's shared memory, else 64x64. The variant name adds "_n8" where the device lists 16x8x16 but not 16x16x16.
 // TFU_VK_MM_TILE = cm64, cm64x128, cm128x128 forces one (on a device with coopmat); any other TFU_VK_MM_TILE value
@@ -240,10 +242,12 @@ struct cm_tile {
     uint64_t rows, cols;
 };
 // Shared memory of mul_mat_cm.comp: 2 buffers x (rows + columns) x 40 halves, plus 8 subgroups x 16 x N floats.
-uint64_t cm_shared_bytes(const cm_tile& t, uint32_t frag_n) { return 2 * (t.rows + t.cols) * 40 * 2 + 8 * 16 * frag_n * 4; }
+uint64_t cm_shared_bytes(const cm_tile& t, uint32_t frag_n) {
+    return 2 * (t.rows + t.cols) * 40 * 2 + 8 * 16 * uint64_t(frag_n) * 4;
+}
 
 // Whether the coopmat shader takes this product, and which tile (false: the f32 shader, choose_mm_tile).
-bool choose_cm_tile(const device_caps& caps, uint64_t m, uint64_t n, std::string* shader, uint64_t* rows,
+bool choose_cm_tile(const device_caps& caps, dtype type, uint64_t m, uint64_t n, std::string* shader, uint64_t* rows,
                     uint64_t* cols) {
     static const cm_tile tiles[] = {{"mul_mat_cm", 64, 64}, {"mul_mat_cm_w", 64, 128}, {"mul_mat_cm_xl", 128, 128}};
     static const char* const names[] = {"cm64", "cm64x128", "cm128x128"};
@@ -256,7 +260,7 @@ bool choose_cm_tile(const device_caps& caps, uint64_t m, uint64_t n, std::string
         if (cm_shared_bytes(*pick, caps.coopmat_n) > caps.max_shared_bytes) pick = nullptr;
     }
     if (!pick) {
-        if (n < k_cm_min_cols) return false;
+        if (n < k_cm_min_cols || type == dtype::F32) return false;
         pick = &tiles[0];
         for (size_t i : {2, 1})
             if (ceil_div(m, tiles[i].rows) * ceil_div(n, tiles[i].cols) >= 256 &&
@@ -288,8 +292,10 @@ void record_mul_mat(vk_backend& be, const op& o) {
         const binding b[3] = {bd, bw, bx};
         std::string cm_shader;
         mm_tile tile{};
-        if (choose_cm_tile(be.caps(), m, n, &cm_shader, &tile.rows, &tile.cols)) tile.shader = cm_shader.c_str();
-        else tile = choose_mm_tile(m, n);
+        if (choose_cm_tile(be.caps(), w.type, m, n, &cm_shader, &tile.rows, &tile.cols))
+            tile.shader = cm_shader.c_str();
+        else
+            tile = choose_mm_tile(m, n);
         be.dispatch(tile.shader, {uint32_t(w.type)}, b, 3,
                     {uint32_t(w.ne[0]), uint32_t(m), uint32_t(n), bw.byte, uint32_t(w.nb[1]), bx.word,
                      words(x.nb[1]), bd.word + uint32_t(p.lo), words(d.nb[1])},

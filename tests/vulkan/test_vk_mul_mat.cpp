@@ -13,6 +13,13 @@
 // Seen on lavapipe (k <= 768): at most 3.6e-7 for F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, 6.4e-7 for the
 // K-quants. A skip where no Vulkan device is present. TFU_VK_MM_BENCH=1 also times a 2048 x 2048 Q4_0 weight by
 // 512 columns with each tile (printed; never asserted).
+// The f32 shader's tests create their backend with TFU_VK_COOPMAT=0 where they rely on the default tile choice
+// (on a device with cooperative matrices products of >= 32 columns would go to mul_mat_cm.comp).
+//
+// The tensor-core shader (mul_mat_cm.comp, VK_NV_cooperative_matrix; the coopmat_* tests): the same shapes and
+// layouts with n >= 32, every weight type, every tile forced (TFU_VK_MM_TILE=cm64|cm64x128|cm128x128) and the
+// default rule, row pieces; the log must show its pipelines created. On a device without the extension (lavapipe,
+// CI) they skip and say why (the features log line). Bound: see k_cm_bound.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -48,6 +55,53 @@ private:
 
 // The relative L2 bound of a k-long product (see the top of the file).
 double k_bound(int64_t k) { return std::max(4e-6, 1e-6 * std::sqrt(double(k) / 32.0)); }
+
+// The bound of the cooperative-matrix shader: every weight and x value is rounded to fp16 (unit roundoff
+// u = 2^-11 with round-to-nearest-even; Vulkan also allows round-toward-zero for f32 -> f16, error below 2u and
+// always toward zero), the products are exact in the f32 accumulators, the sums f32. With independent rounding
+// errors per term the relative L2 error of the results is about the rms relative error of one term: two
+// roundings of rms ~u/sqrt(3) each, ~4e-4 with RTE; with RTZ a bias of about -u per operand adds ~1e-3 (the
+// sum shrinks by ~2u), ~1.1e-3 in all. 2e-3 covers both with margin, independent of k (the terms' errors do not
+// grow relative to the sum); the f32 rounding of the sums (k_bound, < 1e-5 here) is negligible. Inputs here are
+// |x| < ~5, far from fp16's 65504 limit.
+constexpr double k_cm_bound = 2e-3;
+
+// The library's log lines at DEBUG and up while the object lives (the features line is INFO, pipeline creation
+// DEBUG: "vulkan: pipeline <name> [ <spec> ] created").
+class debug_log {
+public:
+    debug_log() {
+        text().clear();
+        log_set_callback([](tfu_log_level, const char* m, void*) { text() += std::string(m) + "\n"; }, TFU_LOG_DEBUG,
+                         nullptr);
+    }
+    ~debug_log() { log_set_callback(nullptr, TFU_LOG_INFO, nullptr); }
+    debug_log(const debug_log&) = delete;
+    debug_log& operator=(const debug_log&) = delete;
+    static std::string& text() {
+        static std::string s;
+        return s;
+    }
+};
+
+// The cooperative-matrix state of the features log line ("fp16 x fp16 -> f32 16x16x16 (...)" or "no (<why>)");
+// empty if the line is not in `log`.
+std::string coopmat_state(const std::string& log) {
+    const std::string key = "cooperative matrix ";
+    const size_t at = log.find("vulkan: features:");
+    if (at == std::string::npos) return {};
+    const size_t b = log.find(key, at);
+    const size_t e = log.find("; maxStorageBufferRange", at);
+    if (b == std::string::npos || e == std::string::npos || e < b) return {};
+    return log.substr(b + key.size(), e - b - key.size());
+}
+bool coopmat_used(const std::string& state) { return !state.empty() && state.rfind("no (", 0) != 0; }
+
+// A Vulkan backend without the cooperative-matrix path (TFU_VK_COOPMAT=0 at creation): the f32 shader's tests.
+std::unique_ptr<backend> f32_backend(std::string* why) {
+    scoped_env env("TFU_VK_COOPMAT", "0");
+    return backend_or_null(TFU_BACKEND_VULKAN, why);
+}
 
 // One MUL_MAT: host tensors (run by cpu-ref) and device copies of their whole memory (lead and padding included),
 // so that the result's padding can be checked byte for byte after the device run.
@@ -124,8 +178,10 @@ std::map<dtype, double>& worst_error() {
     return w;
 }
 
-// Runs one case; compares the result elements by relative L2 and every other byte of dst's memory exactly.
-void check_case(backend& dev, std::mt19937_64& rng, dtype type, const shape& s, const std::string& what) {
+// Runs one case; compares the result elements by relative L2 (at most `bound`, default k_bound(k)) and every other
+// byte of dst's memory exactly. Returns the error.
+double check_case(backend& dev, std::mt19937_64& rng, dtype type, const shape& s, const std::string& what,
+                  double bound = 0) {
     mm_case c(dev);
     tensor* w = c.add(type, s.k, s.m, row_size(type, s.k) + s.w_pad, s.w_lead, 0xA5);
     fill_random(rng, *w, 0.05f);
@@ -152,8 +208,9 @@ void check_case(backend& dev, std::mt19937_64& rng, dtype type, const shape& s, 
         if (!is_elem[b] && got_mem[b] != want_mem[b]) ++stray;
     const double err = rel_l2(got, want);
     worst_error()[type] = std::max(worst_error()[type], err);
-    EXPECT_LE(err, k_bound(s.k)) << what;
+    EXPECT_LE(err, bound > 0 ? bound : k_bound(s.k)) << what;
     EXPECT_EQ(stray, 0u) << what << ": bytes outside the result changed";
+    return err;
 }
 
 std::string describe(dtype t, const shape& s, const char* tile) {
@@ -223,7 +280,7 @@ TEST(vk_mul_mat, every_type_odd_shapes) {
 // n from 9 to 600 for the common model types, default tile choice (and the old 32 x 32 shader on one shape).
 TEST(vk_mul_mat, column_counts) {
     std::string why;
-    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
+    std::unique_ptr<backend> dev = f32_backend(&why);
     if (!dev) GTEST_SKIP() << why;
     std::mt19937_64 rng(test_seed() + 61);
     for (dtype t : {dtype::F16, dtype::Q4_0, dtype::Q8_0, dtype::Q4_K, dtype::Q6_K})
@@ -241,7 +298,7 @@ TEST(vk_mul_mat, column_counts) {
 // Large products take the larger tiles by default (>= 256 workgroups); m and n not multiples of them.
 TEST(vk_mul_mat, default_large_tiles) {
     std::string why;
-    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
+    std::unique_ptr<backend> dev = f32_backend(&why);
     if (!dev) GTEST_SKIP() << why;
     std::mt19937_64 rng(test_seed() + 62);
     scoped_env env("TFU_VK_MM_TILE", nullptr);
@@ -287,13 +344,150 @@ TEST(vk_mul_mat, row_pieces) {
     }
 }
 
+// The features line names the cooperative-matrix state on every device; TFU_VK_COOPMAT=0 turns it off.
+TEST(vk_mul_mat, coopmat_detection_logged) {
+    std::string why, state;
+    {
+        debug_log log;
+        std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
+        if (!dev) GTEST_SKIP() << why;
+        state = coopmat_state(log.text());
+        ASSERT_FALSE(state.empty()) << "no cooperative-matrix state in the features line:\n" << log.text();
+    }
+    std::printf("cooperative matrix: %s\n", state.c_str());
+    if (!coopmat_used(state)) {
+        EXPECT_GT(state.size(), std::string("no ()").size()) << "a reason is given";
+    }
+    debug_log log;
+    std::unique_ptr<backend> off = f32_backend(&why);
+    ASSERT_TRUE(off) << why;
+    const std::string off_state = coopmat_state(log.text());
+    EXPECT_TRUE(off_state == "no (TFU_VK_COOPMAT=0)" || (!coopmat_used(state) && off_state == state)) << off_state;
+}
+
+// Creates the Vulkan backend and skips (returns null) when it has no cooperative-matrix path; *state: the features
+// line's state. The debug_log must outlive the backend's runs (the tests look for pipeline lines).
+std::unique_ptr<backend> coopmat_backend(std::string* state) {
+    std::string why;
+    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
+    if (!dev) {
+        *state = why;
+        return nullptr;
+    }
+    *state = coopmat_state(debug_log::text());
+    if (!coopmat_used(*state)) return nullptr;
+    return dev;
+}
+
+// The variant name of a coopmat tile on this device (the _n8 fragments where only 16x8x16 is listed).
+std::string cm_shader(const std::string& state, const char* base) {
+    return std::string(base) + (state.find("16x8x16") != std::string::npos ? "_n8" : "");
+}
+
+// Every weight type through mul_mat_cm.comp: odd m, n (>= 32), k; padded/offset weights, x and results; each tile
+// forced and the default rule (F32 weights only under a forced tile: the default keeps them in f32).
+TEST(vk_mul_mat, coopmat_every_type_odd_shapes) {
+    debug_log log;
+    std::string state;
+    std::unique_ptr<backend> dev = coopmat_backend(&state);
+    if (!dev) GTEST_SKIP() << "cooperative matrix: " << state << ": mul_mat_cm.comp not run";
+    std::mt19937_64 rng(test_seed() + 65);
+    const char* const tiles[] = {"cm64", "cm64x128", "cm128x128", nullptr};
+    std::map<dtype, double> worst;
+    int cases = 0;
+    for (dtype t : k_types) {
+        const std::vector<int64_t> ks = ks_of(t);
+        for (size_t ki = 0; ki < ks.size(); ++ki) {
+            const int64_t ms[] = {37, 130, 1, 200}, ns[] = {32, 67, 130, 33, 200};
+            for (int v = 0; v < 2; ++v) {
+                const int idx = int(ki) * 2 + v;
+                shape s{};
+                s.k = ks[ki];
+                s.m = ms[idx % 4];
+                s.n = ns[(idx + int(t)) % 5];
+                const size_t pads[] = {0, 2, 4, 16}, f32_pads[] = {0, 4, 16, 4};
+                s.w_pad = t == dtype::F32 ? f32_pads[idx % 4] : pads[idx % 4];
+                s.w_lead = (idx % 2) * 4;
+                s.x_pad_floats = size_t((idx + 1) % 3 == 0 ? 1 : ((idx + 1) % 3 == 1 ? 0 : 4));
+                s.x_lead = ((idx / 2) % 2) * 4;
+                s.d_pad_floats = size_t(idx % 3);
+                const char* tile = tiles[size_t(idx + int(t)) % 4];
+                if (!tile && t == dtype::F32) tile = "cm64x128";
+                scoped_env env("TFU_VK_MM_TILE", tile);
+                const double err = check_case(*dev, rng, t, s, describe(t, s, tile ? tile : "default"), k_cm_bound);
+                worst[t] = std::max(worst[t], err);
+                ++cases;
+            }
+        }
+    }
+    std::printf("%d coopmat cases (%s); largest relative L2 error per type:", cases, state.c_str());
+    for (dtype t : k_types) std::printf(" %s %.2g", dtype_name(t), worst[t]);
+    std::printf("\n");
+    for (const char* base : {"mul_mat_cm", "mul_mat_cm_w", "mul_mat_cm_xl"})
+        EXPECT_NE(log.text().find("pipeline " + cm_shader(state, base) + " ["), std::string::npos)
+            << cm_shader(state, base) << " was never created: the coopmat path did not run";
+}
+
+// The rule: fewer than 32 columns, F32 weights and a forced f32 tile keep the f32 shader (its k_bound holds and no
+// coopmat pipeline is created); 32 columns take mul_mat_cm.comp.
+TEST(vk_mul_mat, coopmat_rule) {
+    debug_log log;
+    std::string state;
+    std::unique_ptr<backend> dev = coopmat_backend(&state);
+    if (!dev) GTEST_SKIP() << "cooperative matrix: " << state << ": mul_mat_cm.comp not run";
+    std::mt19937_64 rng(test_seed() + 66);
+    scoped_env none("TFU_VK_MM_TILE", nullptr);
+    const shape few{96, 70, 31, 2, 4, 1, 4, 3};
+    check_case(*dev, rng, dtype::Q8_0, few, describe(dtype::Q8_0, few, "default"));
+    const shape f32w{96, 70, 200, 4, 0, 0, 0, 1};
+    check_case(*dev, rng, dtype::F32, f32w, describe(dtype::F32, f32w, "default"));
+    {
+        scoped_env env("TFU_VK_MM_TILE", "64x128");
+        const shape forced{96, 70, 200, 0, 0, 0, 0, 0};
+        check_case(*dev, rng, dtype::Q4_0, forced, describe(dtype::Q4_0, forced, "64x128"));
+    }
+    EXPECT_EQ(log.text().find("pipeline mul_mat_cm"), std::string::npos) << "a coopmat pipeline ran too early";
+    const shape at32{96, 70, 32, 0, 0, 0, 0, 0};
+    check_case(*dev, rng, dtype::Q4_0, at32, describe(dtype::Q4_0, at32, "default"), k_cm_bound);
+    EXPECT_NE(log.text().find("pipeline " + cm_shader(state, "mul_mat_cm") + " ["), std::string::npos)
+        << "32 columns did not take the 64x64 coopmat tile";
+}
+
+// Weights larger than one binding (forced to 64 KiB) through every coopmat tile: row pieces, pieces starting
+// mid-word (2-byte padded rows).
+TEST(vk_mul_mat, coopmat_row_pieces) {
+    debug_log log;
+    std::string state;
+    std::unique_ptr<backend> dev;
+    {
+        scoped_env env("TFU_VK_MAX_BINDING_BYTES", "65536");
+        dev = coopmat_backend(&state);
+    }
+    if (!dev) GTEST_SKIP() << "cooperative matrix: " << state << ": mul_mat_cm.comp not run";
+    std::mt19937_64 rng(test_seed() + 67);
+    for (dtype t : {dtype::Q4_0, dtype::F16, dtype::Q6_K}) {
+        const int64_t k = 512;
+        const shape s{k, 300, 40, 2, 0, 0, 0, 1};
+        ASSERT_GT(uint64_t(row_size(t, k) + s.w_pad) * uint64_t(s.m), 65536u);
+        for (const char* tile : {"cm64", "cm64x128", "cm128x128"}) {
+            scoped_env env("TFU_VK_MM_TILE", tile);
+            check_case(*dev, rng, t, s, describe(t, s, tile), k_cm_bound);
+        }
+    }
+}
+
 // TFU_VK_MM_BENCH=1: wall time of a 2048 x 2048 Q4_0 weight by 512 columns per tile variant (one warm-up run,
-// then the best of 3). Printed only.
+// then the best of 3), the coopmat tiles too where the device has them. Printed only.
 TEST(vk_mul_mat, bench_q4_0_2048x2048x512) {
     const char* on = std::getenv("TFU_VK_MM_BENCH");
     if (!on || std::string(on) != "1") GTEST_SKIP() << "set TFU_VK_MM_BENCH=1 to time";
-    std::string why;
-    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
+    std::string why, state;
+    std::unique_ptr<backend> dev;
+    {
+        debug_log log;
+        dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
+        state = coopmat_state(log.text());
+    }
     if (!dev) GTEST_SKIP() << why;
     std::mt19937_64 rng(test_seed() + 64);
     const int64_t k = 2048, m = 2048, n = 512;
@@ -308,7 +502,9 @@ TEST(vk_mul_mat, bench_q4_0_2048x2048x512) {
     tensor tw = w.t, tx = x.t, td = make_tensor(dtype::F32, m, n);
     tw.data = dw, tx.data = dx, td.data = dd;
     const op o = make_op(op_type::MUL_MAT, &td, &tw, &tx);
-    const char* tiles[] = {"32", "64", "128", "64x128", "128x128"};
+    std::vector<const char*> tiles = {"32", "64", "128", "64x128", "128x128"};
+    if (coopmat_used(state))
+        for (const char* cm : {"cm64", "cm64x128", "cm128x128"}) tiles.push_back(cm);
     std::vector<float> first;
     for (const char* tile : tiles) {
         scoped_env env("TFU_VK_MM_TILE", tile);
@@ -324,7 +520,8 @@ TEST(vk_mul_mat, bench_q4_0_2048x2048x512) {
         std::vector<float> out(size_t(m * n));
         dev->download(out.data(), dd, out.size() * 4);
         if (first.empty()) first = out;
-        else EXPECT_LE(rel_l2(out, first), k_bound(k)) << "tile " << tile << " against tile 32";
+        else
+            EXPECT_LE(rel_l2(out, first), tile[0] == 'c' ? k_cm_bound : k_bound(k)) << "tile " << tile << " against 32";
         std::printf("mul_mat Q4_0 %lldx%lld by %lld, tile %s: %.1f ms (%.2f GFLOP/s)\n", (long long)m, (long long)k,
                     (long long)n, tile, best * 1e3, 2.0 * double(m) * double(k) * double(n) / best * 1e-9);
     }
