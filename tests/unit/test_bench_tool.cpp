@@ -152,6 +152,33 @@ TEST_F(BenchTool, CacheTypeLists) {
     EXPECT_EQ(lj[0].at("type_v").as_string(), "q8");
 }
 
+// --sessions 2: the tg test decodes two sessions with one tfu_session_decode_batch per step; the row is named
+// 'tg8 x2', its t/s is the aggregate (2 x 8 tokens / time); the pp test stays one session.
+TEST_F(BenchTool, BatchedSessions) {
+    const run_result r = run_tool("-m " + k_stories + " -p 8 -n 8 -r 2 -t 1 --sessions 2 --json -", false);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    const tfu::json::value j = tfu::json::parse(r.out);
+    ASSERT_EQ(j.size(), 2u);
+    EXPECT_EQ(j[0].at("test").as_string(), "pp8");
+    EXPECT_EQ(j[0].at("n_sessions").as_int(), 1);
+    const tfu::json::value& tg = j[1];
+    EXPECT_EQ(tg.at("test").as_string(), "tg8 x2");
+    EXPECT_EQ(tg.at("n_sessions").as_int(), 2);
+    EXPECT_EQ(tg.at("n_gen").as_int(), 8);
+    ASSERT_EQ(tg.at("samples_ts").size(), 2u);
+    for (size_t k = 0; k < 2; ++k) {
+        const double ts = tg.at("samples_ts")[k].as_double(), ms = tg.at("samples_ms")[k].as_double();
+        EXPECT_GT(ms, 0.0);
+        EXPECT_NEAR(ts, 1000.0 * 2 * 8 / ms, 1e-6 * ts) << "aggregate tokens/s of both sessions";
+    }
+    // 8 steps evaluated the first token and 7 sampled ones (the 8th sampled is not evaluated, as with one
+    // session); the stats are the first session's.
+    EXPECT_EQ(tg.at("kv_n_past").as_int(), 8);
+    const run_result table = run_tool("-m " + k_stories + " -p 0 -n 4 -r 1 --no-warmup --sessions 2");
+    ASSERT_EQ(table.rc, 0) << table.out;
+    EXPECT_NE(table.out.find("| tg4 x2 "), std::string::npos) << table.out;
+}
+
 TEST_F(BenchTool, BadArgumentsFailWithMessage) {
     struct bad_case {
         std::string args, message;
@@ -176,6 +203,9 @@ TEST_F(BenchTool, BadArgumentsFailWithMessage) {
         {"-m " + k_stories + " -p 16 -n 8 -d 4096", "exceeds the model's training context"},
         {"-m " + std::string(TFU_SHARED_DIR) + "/models/README.md", "not a GGUF file"},
         {"-m " + k_stories + " -p 8 -n 0 --json /nonexistent/dir/out.json", "cannot write '/nonexistent/dir/out.json'"},
+        {"-m " + k_stories + " --sessions 0", "--sessions: '0' is not an integer in [1, 64]"},
+        {"-m " + k_stories + " --sessions 65", "--sessions: '65'"},
+        {"-m " + k_stories + " --sessions 2,3", "--sessions takes one value"},
     };
     for (const bad_case& c : cases) {
         const run_result r = run_tool("-r 1 " + c.args);

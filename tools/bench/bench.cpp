@@ -6,6 +6,8 @@
 // in-vocabulary tokens (no special or end-of-generation tokens), so every repetition does the same work.
 // Each test: one untimed warm-up, then -r timed repetitions on the same session after tfu_session_reset;
 // t/s is mean ± sample stddev. The table (markdown, llama-bench's layout) goes to stdout, JSON to --json.
+// --sessions N (continuous batching): each tg test decodes N sessions, each from its own first token, with one
+// tfu_session_decode_batch step for all N per token; its t/s is the aggregate, N * n / time ('tg128 x4').
 #include <unistd.h>
 
 #include <algorithm>
@@ -77,8 +79,10 @@ struct test_spec {
     bool prefill;   // pp (true) or tg
     int32_t n;      // prompt tokens (pp) or generated tokens (tg)
     int32_t depth;  // tokens in the context before the test
+    int32_t n_sessions = 1;  // tg: sessions decoded in one batch per step (--sessions)
     std::string name() const {
         std::string s = (prefill ? "pp" : "tg") + std::to_string(n);
+        if (n_sessions > 1) s += " x" + std::to_string(n_sessions);
         if (depth > 0) s += " @ d" + std::to_string(depth);
         return s;
     }
@@ -125,11 +129,9 @@ struct depth_snapshot {
     bool ready = false;
 };
 
-// One repetition of a test on a reset session: untimed prefill to the depth (or its snapshot), then the timed
-// part.
-sample run_once(tfu_session* ses, const tfu_model* model, const tfu_model_info& info, const test_spec& spec,
-                uint32_t seed, depth_snapshot& snap) {
-    std::mt19937 gen(seed);
+// Resets the session and fills it to the test's depth (untimed), from the snapshot where there is one.
+void fill_depth(tfu_session* ses, const tfu_model* model, const tfu_model_info& info, const test_spec& spec,
+                std::mt19937& gen, depth_snapshot& snap) {
     check(tfu_session_reset(ses), "session reset");
     if (spec.depth > 0) {
         const std::vector<tfu_token> fill = random_tokens(model, info, spec.depth, true, gen);
@@ -142,6 +144,37 @@ sample run_once(tfu_session* ses, const tfu_model* model, const tfu_model_info& 
             snap.ready = true;
         }
     }
+}
+
+// One repetition of a tg test over several sessions (--sessions): each is filled to the depth and given its own
+// first token, then n steps each decode all of them in one tfu_session_decode_batch (the tokens each session's
+// sampler appended: tokens NULL), sampling timed as in run_once.
+sample run_once_batched(const std::vector<tfu_session*>& ss, const tfu_model* model, const tfu_model_info& info,
+                        const test_spec& spec, uint32_t seed, depth_snapshot& snap) {
+    std::mt19937 gen(seed);
+    for (tfu_session* ses : ss) {
+        fill_depth(ses, model, info, spec, gen, snap);
+        const std::vector<tfu_token> first = random_tokens(model, info, 1, spec.depth == 0, gen);
+        check(tfu_session_add_tokens(ses, first.data(), first.size()), "first token");
+    }
+    sample s;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int32_t i = 0; i < spec.n; ++i) {
+        check(tfu_session_decode_batch(ss.data(), nullptr, ss.size()), "batched decode");
+        tfu_token t = 0;
+        if (i + 1 < spec.n)
+            for (tfu_session* ses : ss) check(tfu_session_sample(ses, &t), "sample");
+    }
+    s.ms = ms_since(t0);
+    return s;
+}
+
+// One repetition of a test on a reset session: untimed prefill to the depth (or its snapshot), then the timed
+// part.
+sample run_once(tfu_session* ses, const tfu_model* model, const tfu_model_info& info, const test_spec& spec,
+                uint32_t seed, depth_snapshot& snap) {
+    std::mt19937 gen(seed);
+    fill_depth(ses, model, info, spec, gen, snap);
     sample s;
     if (spec.prefill) {
         const std::vector<tfu_token> prompt = random_tokens(model, info, spec.n, spec.depth == 0, gen);
@@ -242,6 +275,7 @@ std::string to_json(const std::vector<test_result>& rows, const options& o) {
           << "    \"n_prompt\": " << (pp ? r.spec.n : 0) << ",\n"
           << "    \"n_gen\": " << (pp ? 0 : r.spec.n) << ",\n"
           << "    \"n_depth\": " << r.spec.depth << ",\n"
+          << "    \"n_sessions\": " << r.spec.n_sessions << ",\n"
           << "    \"repetitions\": " << r.ms.size() << ",\n"
           << "    \"warmup\": " << (o.warmup ? "true" : "false") << ",\n"
           << "    \"seed\": " << o.seed << ",\n"
@@ -324,7 +358,7 @@ int main(int argc, char** argv) {
             for (int32_t d : o.depth) tests.push_back({true, p, d});
     for (int32_t n : o.n_gen)
         if (n > 0)
-            for (int32_t d : o.depth) tests.push_back({false, n, d});
+            for (int32_t d : o.depth) tests.push_back({false, n, d, o.n_sessions});
     for (const test_spec& t : tests) max_tokens = std::max(max_tokens, t.n), max_depth = std::max(max_depth, t.depth);
     // Every -ctk x -ctv pair, K outer (llama-bench's order).
     std::vector<std::pair<tfu_kv_type, tfu_kv_type>> kv_pairs;
@@ -396,6 +430,15 @@ int main(int argc, char** argv) {
                                                                     ", KV cache K " +
                                                                     tfu_bench::kv_type_arg_name(type_k) + " V " +
                                                                     tfu_bench::kv_type_arg_name(type_v) + ")");
+                    // --sessions: the other sessions of the tg tests, with the same parameters.
+                    std::vector<tfu_session*> batch{ses};
+                    for (int32_t k = 1; k < o.n_sessions; ++k) {
+                        tfu_session* extra = nullptr;
+                        check(tfu_session_create(model, &sp, &extra),
+                              path + ": session " + std::to_string(k + 1) + " of --sessions " +
+                                  std::to_string(o.n_sessions));
+                        batch.push_back(extra);
+                    }
                     base.type_k = tfu_bench::kv_type_arg_name(type_k);
                     base.type_v = tfu_bench::kv_type_arg_name(type_v);
                     for (size_t ti = 0; ti < tests.size(); ++ti) {
@@ -403,11 +446,16 @@ int main(int argc, char** argv) {
                         r.spec = tests[ti];
                         depth_snapshot snap;
                         snap.path = "/tmp/tfusion-bench-" + std::to_string(getpid()) + "-depth.tfs";
-                        if (o.warmup) run_once(ses, model, info, r.spec, o.seed ^ 0x5eedu, snap);
+                        const bool batched = r.spec.n_sessions > 1;
+                        auto once = [&](uint32_t seed) {
+                            return batched ? run_once_batched(batch, model, info, r.spec, seed, snap)
+                                           : run_once(ses, model, info, r.spec, seed, snap);
+                        };
+                        if (o.warmup) once(o.seed ^ 0x5eedu);
                         for (int32_t rep = 0; rep < o.reps; ++rep) {
-                            const sample s = run_once(ses, model, info, r.spec, o.seed + uint32_t(rep), snap);
+                            const sample s = once(o.seed + uint32_t(rep));
                             r.ms.push_back(s.ms);
-                            r.tps.push_back(s.ms > 0 ? 1000.0 * r.spec.n / s.ms : 0.0);
+                            r.tps.push_back(s.ms > 0 ? 1000.0 * r.spec.n * r.spec.n_sessions / s.ms : 0.0);
                             if (r.spec.prefill) r.ttft_ms.push_back(s.ttft_ms);
                         }
                         if (snap.ready) std::remove(snap.path.c_str());
@@ -421,7 +469,7 @@ int main(int argc, char** argv) {
                         print_row(out, r);
                         rows.push_back(std::move(r));
                     }
-                    tfu_session_destroy(ses);
+                    for (tfu_session* b : batch) tfu_session_destroy(b);
                 }
                 tfu_model_unload(model);
                 tfu_engine_destroy(eng);

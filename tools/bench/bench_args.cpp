@@ -77,6 +77,9 @@ void usage(FILE* f) {
                  "  -t N[,N...]      CPU threads (default 0 = number of cores)\n"
                  "  -b N             prompt tokens per prefill step (default 512)\n"
                  "  -r N             repetitions; t/s is mean +/- sample stddev (default 5)\n"
+                 "  --sessions N     tg tests decode N sessions at once, one tfu_session_decode_batch step for all\n"
+                 "                   (continuous batching; 1 .. TFU_DECODE_BATCH_MAX, default 1); t/s is then the\n"
+                 "                   aggregate (N x tokens / time) and the test is named like 'tg128 x4'\n"
                  "  --backend B[,B]  auto|cpu|cpu-ref|cuda|vulkan (default auto)\n"
                  "  -ctk, --cache-type-k T[,T]  KV cache format of keys: f16|bf16|q8|q4 (default f16)\n"
                  "  -ctv, --cache-type-v T[,T]  KV cache format of values (default f16); every K x V pair runs\n"
@@ -128,7 +131,7 @@ int parse_args(int argc, char** argv, options& o) {
         const bool known = a == "-m" || a == "--model" || a == "-p" || a == "-n" || a == "-d" || a == "-t" ||
                            a == "-b" || a == "-r" || a == "--backend" || a == "--json" || a == "--seed" ||
                            a == "-ctk" || a == "--cache-type-k" || a == "-ctv" || a == "--cache-type-v" ||
-                           a == "--kv-policy" || a == "--kv-window";
+                           a == "--kv-policy" || a == "--kv-window" || a == "--sessions";
         if (!known) {
             std::fprintf(stderr, "tfusion-bench: unknown option '%s'\n", a.c_str());
             return 0;
@@ -167,6 +170,11 @@ int parse_args(int argc, char** argv, options& o) {
             ok = parse_list("-r", v, 1, 100000, &r) && r.size() == 1;
             if (ok) o.reps = r[0];
             else if (r.size() > 1) std::fprintf(stderr, "tfusion-bench: -r takes one value, not a list\n");
+        } else if (a == "--sessions") {
+            std::vector<int32_t> n;
+            ok = parse_list("--sessions", v, 1, TFU_DECODE_BATCH_MAX, &n) && n.size() == 1;
+            if (ok) o.n_sessions = n[0];
+            else if (n.size() > 1) std::fprintf(stderr, "tfusion-bench: --sessions takes one value, not a list\n");
         } else if (a == "--seed") {
             std::vector<int32_t> s;
             ok = parse_list("--seed", v, 0, 0x7fffffffL, &s) && s.size() == 1;

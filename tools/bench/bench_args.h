@@ -22,6 +22,7 @@ struct options {
     int32_t kv_window = 0;                      // --kv-window N: window policy's cache size (0 = what tests need)
     int32_t n_batch = 512;                      // -b: prompt tokens per prefill step
     int32_t reps = 5;                           // -r
+    int32_t n_sessions = 1;                     // --sessions N: tg tests decode N sessions in one batch per step
     bool warmup = true;                         // --no-warmup turns the untimed run before each test off
     bool verbose = false;                       // -v: library log lines to stderr
     std::string json;                           // --json FILE, "-" = stdout (the table then goes to stderr)
