@@ -31,6 +31,8 @@
  * - tfu_session: one thread at a time per session (a second concurrent call returns TFU_STATUS_BUSY). Different
  *   sessions, also of different models, may be used from different threads at once; the engine serialises
  *   device work internally. tfu_session_cancel() is safe from any thread at any time while the session exists.
+ *   tfu_session_decode_batch() uses all its sessions at once: for each of them it counts as a call on it (BUSY if
+ *   any is in use elsewhere; then none is taken).
  */
 #ifndef TFUSION_H
 #define TFUSION_H

@@ -171,8 +171,8 @@ TEST_F(BenchTool, BatchedSessions) {
         EXPECT_GT(ms, 0.0);
         EXPECT_NEAR(ts, 1000.0 * 2 * 8 / ms, 1e-6 * ts) << "aggregate tokens/s of both sessions";
     }
-    // 8 steps evaluated the first token and 7 sampled ones (the 8th sampled is not evaluated, as with one
-    // session); the stats are the first session's.
+    // 8 steps evaluate each session's first token and its 7 sampled ones, as with one session; the stats are
+    // the first session's.
     EXPECT_EQ(tg.at("kv_n_past").as_int(), 8);
     const run_result table = run_tool("-m " + k_stories + " -p 0 -n 4 -r 1 --no-warmup --sessions 2");
     ASSERT_EQ(table.rc, 0) << table.out;
