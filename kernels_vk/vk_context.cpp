@@ -269,9 +269,11 @@ void context::choose_device(const tfu_module_options& options) {
 
     log_.logf(TFU_LOG_INFO, "vulkan: device %d of %zu: %s (%s), Vulkan %u.%u", best, devs.size(), caps_.name.c_str(),
               device_type_name(caps_.type), VK_API_VERSION_MAJOR(caps_.api_version), VK_API_VERSION_MINOR(caps_.api_version));
-    const std::string coopmat = caps_.coopmat ? "fp16 x fp16 -> f32 16x" + std::to_string(caps_.coopmat_n) +
-                                                    "x16 (VK_NV_cooperative_matrix)"
-                                              : "no (" + caps_.coopmat_why + ")";
+    const std::string coopmat =
+        !caps_.coopmat ? "no (" + caps_.coopmat_why + ")"
+                       : "fp16 x fp16 -> f32 16x" + std::to_string(caps_.coopmat_n) + "x16 " +
+                             (caps_.coopmat_emulated ? "emulated (TFU_VK_COOPMAT=emulate, tests only)"
+                                                     : "(VK_NV_cooperative_matrix)");
     log_.logf(TFU_LOG_INFO,
               "vulkan: features: fp16 arithmetic %s, 16-bit storage %s, int8 %s, subgroup size %u (arithmetic %s), "
               "memory budget %s, cooperative matrix %s; maxStorageBufferRange %llu, storage offset alignment %llu",
@@ -296,14 +298,26 @@ void context::choose_device(const tfu_module_options& options) {
 // f32 shader runs, and coopmat_why says why.
 void context::detect_coopmat(const std::vector<VkExtensionProperties>& exts) {
     caps_.coopmat = false;
+    caps_.coopmat_emulated = false;
     caps_.coopmat_n = 0;
+    const char* mode = std::getenv("TFU_VK_COOPMAT");
+    if (mode && (std::strcmp(mode, "emulate") == 0 || std::strcmp(mode, "emulate8") == 0)) {
+        if (!caps_.fp16_arithmetic || caps_.api_version < VK_API_VERSION_1_2 || instance_api_ < VK_API_VERSION_1_2) {
+            caps_.coopmat_why = "TFU_VK_COOPMAT=emulate needs shaderFloat16 and Vulkan 1.2";
+        } else if (caps_.max_shared_bytes < 28672) {
+            caps_.coopmat_why = "TFU_VK_COOPMAT=emulate: maxComputeSharedMemorySize below 28 KiB";
+        } else {
+            caps_.coopmat = caps_.coopmat_emulated = true;
+            caps_.coopmat_n = mode[7] == '8' ? 8 : 16;
+        }
+        return;
+    }
     bool has_ext = false;
     for (const VkExtensionProperties& e : exts)
         has_ext |= std::strcmp(e.extensionName, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME) == 0;
-    const char* env = std::getenv("TFU_VK_COOPMAT");
     auto no = [this](const std::string& why) { caps_.coopmat_why = why; };
     if (!has_ext) return no("no VK_NV_cooperative_matrix");
-    if (env && std::strcmp(env, "0") == 0) return no("TFU_VK_COOPMAT=0");
+    if (mode && std::strcmp(mode, "0") == 0) return no("TFU_VK_COOPMAT=0");
     if (caps_.api_version < VK_API_VERSION_1_2 || instance_api_ < VK_API_VERSION_1_2)
         return no("needs Vulkan 1.2 for shaderFloat16 and vulkanMemoryModel");
     if (!f_.vkGetPhysicalDeviceCooperativeMatrixPropertiesNV)
@@ -390,7 +404,7 @@ void context::create_device() {
     ci.enabledExtensionCount = uint32_t(exts.size());
     ci.ppEnabledExtensionNames = exts.data();
     // Features only for the cooperative-matrix shader, and only when it is used (detect_coopmat): exactly what its
-    // SPIR-V declares (CooperativeMatrixNV, Float16, VulkanMemoryModel).
+    // SPIR-V declares (CooperativeMatrixNV, Float16, VulkanMemoryModel; the emulated variants only Float16).
     VkPhysicalDeviceCooperativeMatrixFeaturesNV cmf{};
     cmf.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV;
     cmf.cooperativeMatrix = VK_TRUE;
@@ -403,6 +417,7 @@ void context::create_device() {
     f16.shaderFloat16 = VK_TRUE;
     f16.pNext = &mmf;
     if (caps_.coopmat) ci.pNext = &f16;
+    if (caps_.coopmat_emulated) f16.pNext = nullptr;
     check(f_.vkCreateDevice(physical_, &ci, nullptr, &device_), "vkCreateDevice");
     load_device(f_, device_);
     f_.vkGetDeviceQueue(device_, queue_family_, 0, &queue_);

@@ -45,8 +45,11 @@ struct device_caps {
     // Tensor cores for prefill (shaders/mul_mat_cm.comp): VK_NV_cooperative_matrix lists an fp16 x fp16 -> f32,
     // subgroup-scope 16 x coopmat_n x 16 product, the cooperativeMatrix, shaderFloat16 and vulkanMemoryModel
     // features are there (and enabled at device creation), the subgroup size is 32, Vulkan >= 1.2, and
-    // TFU_VK_COOPMAT is not 0. coopmat_why says why not otherwise (logged).
+    // TFU_VK_COOPMAT is not 0. coopmat_why says why not otherwise (logged). TFU_VK_COOPMAT=emulate (or emulate8:
+    // N = 8), for tests on devices without the extension: the CM_EMULATE variants (plain f32 code in place of the
+    // cooperative-matrix operations), needing only shaderFloat16 (enabled then).
     bool coopmat = false;
+    bool coopmat_emulated = false;
     uint32_t coopmat_n = 0;               // fragment columns N of the 16 x N x 16 product: 16, or 8 where only 16x8x16
     std::string coopmat_why;
 };

@@ -235,6 +235,7 @@ mm_tile choose_mm_tile(uint64_t m, uint64_t n) {
 // device's shared memory, else 64x64. The variant name adds "_n8" where the device lists 16x8x16 but not 16x16x16.
 // TFU_VK_MM_TILE = cm64, cm64x128, cm128x128 forces one (on a device with coopmat); any other TFU_VK_MM_TILE value
 // forces that f32 tile instead (comparisons), TFU_VK_COOPMAT=0 (read at backend creation) turns the path off.
+// TFU_VK_COOPMAT=emulate (tests) takes the same decisions but always runs the emulated 64x64 tile.
 constexpr uint64_t k_cm_min_cols = 32;
 
 struct cm_tile {
@@ -257,7 +258,8 @@ bool choose_cm_tile(const device_caps& caps, dtype type, uint64_t m, uint64_t n,
         for (size_t i = 0; i < 3; ++i)
             if (std::strcmp(env, names[i]) == 0) pick = &tiles[i];
         if (!pick) return false;  // an f32 tile forced
-        if (cm_shared_bytes(*pick, caps.coopmat_n) > caps.max_shared_bytes) pick = nullptr;
+        if (caps.coopmat_emulated) pick = &tiles[0];
+        else if (cm_shared_bytes(*pick, caps.coopmat_n) > caps.max_shared_bytes) pick = nullptr;
     }
     if (!pick) {
         if (n < k_cm_min_cols || type == dtype::F32) return false;
@@ -269,7 +271,8 @@ bool choose_cm_tile(const device_caps& caps, dtype type, uint64_t m, uint64_t n,
                 break;
             }
     }
-    *shader = std::string(pick->shader) + (caps.coopmat_n == 8 ? "_n8" : "");
+    if (caps.coopmat_emulated) pick = &tiles[0];  // only mul_mat_cm_emu(_n8) is built: the 64x64 tile
+    *shader = std::string(pick->shader) + (caps.coopmat_emulated ? "_emu" : "") + (caps.coopmat_n == 8 ? "_n8" : "");
     *rows = pick->rows;
     *cols = pick->cols;
     return true;

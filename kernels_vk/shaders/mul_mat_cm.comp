@@ -27,12 +27,23 @@
 // staging (coopMatStoreNV, column major) and from there to dst with bounds (rows past m, columns past n are not
 // stored; their loads repeat row m - 1 / column n - 1).
 //
+// -D CM_EMULATE=1 (variants mul_mat_cm_emu, _emu_n8; TFU_VK_COOPMAT=emulate, tests only): the same shader with the
+// four cooperative-matrix operations done by plain f32 code over the same shared-memory tiles, laid out as the
+// NV operations define them, and 32-lane "virtual subgroups" of the local index. It needs only shaderFloat16, so
+// lavapipe runs everything around the tensor-core operations (decoding, slots, tiles, double buffering, staging,
+// bounds) on the 64x64 tile, the one that fits its 32 KiB of shared memory.
+//
 // Launch: ceil(m / BM) * ceil(n / BN) workgroups, index = tn * tiles_m + tm; push constants as mul_mat.comp.
 #version 450
+#ifndef CM_EMULATE
+#define CM_EMULATE 0
+#endif
+#if !CM_EMULATE
 #extension GL_NV_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
-#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 #extension GL_KHR_shader_subgroup_basic : require
+#endif
+#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 #include "common.glsl"
 #include "dequant.glsl"
 #include "mmv_units.glsl"
@@ -59,6 +70,64 @@ const uint FC = (16u * WC) / CN;       // CN-column fragments per subgroup: 16 W
 shared float16_t ws[2u * BM * SA];     // weight tile, two buffers: row r, slot kk at r * SA + kk
 shared float16_t xs[2u * BN * SA];     // x tile, two buffers: column c, slot kk at c * SA + kk
 shared float cs[8u * 16u * CN];        // per subgroup: one result fragment, column major (i + 16 j)
+
+#if CM_EMULATE
+// Emulated fragments. A 16 x CN f32 accumulator is spread over the 32 lanes of a virtual subgroup: lane l holds
+// elements e = l + 32 s (row e % 16, column e / 16: the column-major order of the staging). An A or B fragment is
+// its offset in ws / xs, and the product reads the tiles as coopMatLoadNV defines them: A row major (row i, k at
+// off + i SA + k), B column major (k, column j at off + j SA + k).
+struct acc_t {
+    float v[CN / 2u];
+};
+#define ACC_T acc_t
+#define A_T uint
+#define B_T uint
+uint lane_id() { return gl_LocalInvocationID.x & 31u; }
+uint subgroup_id() { return gl_LocalInvocationID.x >> 5; }
+acc_t acc_zero() {
+    acc_t c;
+    [[unroll]] for (uint s = 0u; s < CN / 2u; ++s) c.v[s] = 0.0;
+    return c;
+}
+uint load_a(uint off) { return off; }
+uint load_b(uint off) { return off; }
+acc_t mul_add(uint a, uint b, acc_t c) {
+    [[unroll]] for (uint s = 0u; s < CN / 2u; ++s) {
+        uint e = lane_id() + 32u * s, i = e & 15u, j = e >> 4;
+        float sum = c.v[s];
+        for (uint k = 0u; k < 16u; ++k) sum += float(ws[a + i * SA + k]) * float(xs[b + j * SA + k]);
+        c.v[s] = sum;
+    }
+    return c;
+}
+void store_acc(acc_t c, uint st) {
+    [[unroll]] for (uint s = 0u; s < CN / 2u; ++s) cs[st + lane_id() + 32u * s] = c.v[s];
+}
+void subgroup_sync() { barrier(); }  // uniform control flow: every virtual subgroup passes it together
+#else
+#define ACC_T fcoopmatNV<32, gl_ScopeSubgroup, 16, CN>
+#define A_T fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
+#define B_T fcoopmatNV<16, gl_ScopeSubgroup, 16, CN>
+uint lane_id() { return gl_SubgroupInvocationID; }
+uint subgroup_id() { return gl_SubgroupID; }
+ACC_T acc_zero() { return ACC_T(0.0); }
+A_T load_a(uint off) {
+    A_T a;
+    coopMatLoadNV(a, ws, off, SA, false);  // row major: (row i, k) at off + i SA + k
+    return a;
+}
+B_T load_b(uint off) {
+    B_T b;
+    coopMatLoadNV(b, xs, off, SA, true);  // column major: (k, column j) at off + j SA + k
+    return b;
+}
+ACC_T mul_add(A_T a, B_T b, ACC_T c) { return coopMatMulAddNV(a, b, c); }
+void store_acc(ACC_T c, uint st) { coopMatStoreNV(c, cs, st, 16u, true); }  // (i, j) at st + 16 j + i
+void subgroup_sync() {
+    subgroupMemoryBarrierShared();
+    subgroupBarrier();
+}
+#endif
 
 // The thread's share of the next step, in registers while the current step's MMAs run: WR weight units and WC x
 // units (values 0..3 in *_a, 4..7 in *_b).
@@ -140,13 +209,13 @@ void main() {
     if (tn * BN >= pc.n) return;  // surplus workgroups of a 2-D launch: the whole group leaves
     uint t = gl_LocalInvocationID.x;
     // Subgroup s computes rows 32 WR (s % 2) .. + 32 WR and columns 16 WC (s / 2) .. + 16 WC of the tile.
-    uint sg = gl_SubgroupID;
+    uint sg = subgroup_id();
     uint r0 = 32u * WR * (sg & 1u), c0 = 16u * WC * (sg >> 1);
     bool w16 = (pc.w_off & 15u) == 0u && (pc.w_nb1 & 15u) == 0u;
     bool x4 = (pc.x_off & 3u) == 0u && (pc.x_s & 3u) == 0u;
 
-    fcoopmatNV<32, gl_ScopeSubgroup, 16, CN> acc[FR * FC];
-    [[unroll]] for (uint f = 0u; f < FR * FC; ++f) acc[f] = fcoopmatNV<32, gl_ScopeSubgroup, 16, CN>(0.0);
+    ACC_T acc[FR * FC];
+    [[unroll]] for (uint f = 0u; f < FR * FC; ++f) acc[f] = acc_zero();
 
     uint k_last = ((pc.k - 1u) / TK) * TK;
     load_step(t, 0u, tm, tn, w16, x4);
@@ -157,15 +226,12 @@ void main() {
         // The next step's global loads (the last step reloads itself: no branch around the loads).
         load_step(t, min(k0 + TK, k_last), tm, tn, w16, x4);
         [[unroll]] for (uint h = 0u; h < TK; h += 16u) {
-            fcoopmatNV<16, gl_ScopeSubgroup, 16, 16> a[FR];
-            fcoopmatNV<16, gl_ScopeSubgroup, 16, CN> b[FC];
+            A_T a[FR];
+            B_T b[FC];
+            [[unroll]] for (uint i = 0u; i < FR; ++i) a[i] = load_a((buf * BM + r0 + 16u * i) * SA + h);
+            [[unroll]] for (uint j = 0u; j < FC; ++j) b[j] = load_b((buf * BN + c0 + CN * j) * SA + h);
             [[unroll]] for (uint i = 0u; i < FR; ++i)
-                coopMatLoadNV(a[i], ws, (buf * BM + r0 + 16u * i) * SA + h, SA, false);
-            [[unroll]] for (uint j = 0u; j < FC; ++j)
-                coopMatLoadNV(b[j], xs, (buf * BN + c0 + CN * j) * SA + h, SA, true);
-            [[unroll]] for (uint i = 0u; i < FR; ++i)
-                [[unroll]] for (uint j = 0u; j < FC; ++j)
-                    acc[i * FC + j] = coopMatMulAddNV(a[i], b[j], acc[i * FC + j]);
+                [[unroll]] for (uint j = 0u; j < FC; ++j) acc[i * FC + j] = mul_add(a[i], b[j], acc[i * FC + j]);
         }
         // The other buffer was last read in the previous step, before the barrier that ended it.
         if (k0 + TK < pc.k) store_step(t, buf ^ 1u);
@@ -174,18 +240,17 @@ void main() {
     }
 
     // Results: each fragment through the subgroup's staging (column major, 16 x CN) to dst with bounds.
-    uint lane = gl_SubgroupInvocationID;
+    uint lane = lane_id();
     uint st = sg * 16u * CN;
     [[unroll]] for (uint i = 0u; i < FR; ++i)
         [[unroll]] for (uint j = 0u; j < FC; ++j) {
-            coopMatStoreNV(acc[i * FC + j], cs, st, 16u, true);
-            subgroupMemoryBarrierShared();
-            subgroupBarrier();
+            store_acc(acc[i * FC + j], st);
+            subgroup_sync();
             uint row0 = tm * BM + r0 + 16u * i, col0 = tn * BN + c0 + CN * j;
             [[unroll]] for (uint s = 0u; s < CN / 2u; ++s) {  // 16 CN values, 32 lanes
                 uint e = lane + 32u * s, row = row0 + (e & 15u), col = col0 + (e >> 4);
                 if (row < pc.m && col < pc.n) dst_set(pc.d_off + col * pc.d_s + row, cs[st + e]);
             }
-            subgroupBarrier();  // every lane has read the staging before the next fragment overwrites it
+            subgroup_sync();  // every lane has read the staging before the next fragment overwrites it
         }
 }

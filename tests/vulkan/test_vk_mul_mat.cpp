@@ -365,11 +365,18 @@ TEST(vk_mul_mat, coopmat_detection_logged) {
     EXPECT_TRUE(off_state == "no (TFU_VK_COOPMAT=0)" || (!coopmat_used(state) && off_state == state)) << off_state;
 }
 
-// Creates the Vulkan backend and skips (returns null) when it has no cooperative-matrix path; *state: the features
-// line's state. The debug_log must outlive the backend's runs (the tests look for pipeline lines).
-std::unique_ptr<backend> coopmat_backend(std::string* state) {
+// The coopmat tests run in two modes: "device", the real cooperative-matrix path (skipped where the device lacks
+// VK_NV_cooperative_matrix), and "emulate", TFU_VK_COOPMAT=emulate / emulate8 at backend creation: mul_mat_cm.comp
+// built with CM_EMULATE (the four cooperative-matrix operations as plain f32 code over the same fp16 tiles,
+// 64x64 tile only), which lavapipe runs. Creates the backend (null: skip, *state says why); *state: the features
+// line's cooperative-matrix state. A debug_log must be capturing (the tests look for pipeline lines).
+std::unique_ptr<backend> coopmat_backend(const char* mode, std::string* state) {
     std::string why;
-    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
+    std::unique_ptr<backend> dev;
+    {
+        scoped_env env("TFU_VK_COOPMAT", mode);
+        dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
+    }
     if (!dev) {
         *state = why;
         return nullptr;
@@ -379,23 +386,28 @@ std::unique_ptr<backend> coopmat_backend(std::string* state) {
     return dev;
 }
 
-// The variant name of a coopmat tile on this device (the _n8 fragments where only 16x8x16 is listed).
+// The variant the backend of `state` runs for tile `base` (emulated: always the 64x64 one; _n8 for 16x8x16).
 std::string cm_shader(const std::string& state, const char* base) {
-    return std::string(base) + (state.find("16x8x16") != std::string::npos ? "_n8" : "");
+    const bool emu = state.find("emulated") != std::string::npos;
+    return std::string(emu ? "mul_mat_cm_emu" : base) + (state.find("16x8x16") != std::string::npos ? "_n8" : "");
+}
+bool pipeline_created(const std::string& name) {
+    return debug_log::text().find("pipeline " + name + " [") != std::string::npos;
 }
 
 // Every weight type through mul_mat_cm.comp: odd m, n (>= 32), k; padded/offset weights, x and results; each tile
-// forced and the default rule (F32 weights only under a forced tile: the default keeps them in f32).
-TEST(vk_mul_mat, coopmat_every_type_odd_shapes) {
+// forced and the default rule (F32 weights only under a forced tile: the default keeps them in f32). `types`:
+// the weight types to run.
+void cm_every_type(const char* mode, const std::vector<dtype>& types) {
     debug_log log;
     std::string state;
-    std::unique_ptr<backend> dev = coopmat_backend(&state);
+    std::unique_ptr<backend> dev = coopmat_backend(mode, &state);
     if (!dev) GTEST_SKIP() << "cooperative matrix: " << state << ": mul_mat_cm.comp not run";
     std::mt19937_64 rng(test_seed() + 65);
     const char* const tiles[] = {"cm64", "cm64x128", "cm128x128", nullptr};
     std::map<dtype, double> worst;
     int cases = 0;
-    for (dtype t : k_types) {
+    for (dtype t : types) {
         const std::vector<int64_t> ks = ks_of(t);
         for (size_t ki = 0; ki < ks.size(); ++ki) {
             const int64_t ms[] = {37, 130, 1, 200}, ns[] = {32, 67, 130, 33, 200};
@@ -421,19 +433,19 @@ TEST(vk_mul_mat, coopmat_every_type_odd_shapes) {
         }
     }
     std::printf("%d coopmat cases (%s); largest relative L2 error per type:", cases, state.c_str());
-    for (dtype t : k_types) std::printf(" %s %.2g", dtype_name(t), worst[t]);
+    for (dtype t : types) std::printf(" %s %.2g", dtype_name(t), worst[t]);
     std::printf("\n");
     for (const char* base : {"mul_mat_cm", "mul_mat_cm_w", "mul_mat_cm_xl"})
-        EXPECT_NE(log.text().find("pipeline " + cm_shader(state, base) + " ["), std::string::npos)
+        EXPECT_TRUE(pipeline_created(cm_shader(state, base)))
             << cm_shader(state, base) << " was never created: the coopmat path did not run";
 }
 
 // The rule: fewer than 32 columns, F32 weights and a forced f32 tile keep the f32 shader (its k_bound holds and no
-// coopmat pipeline is created); 32 columns take mul_mat_cm.comp.
-TEST(vk_mul_mat, coopmat_rule) {
+// coopmat pipeline is created); 32 columns take mul_mat_cm.comp (64x64: 2 workgroups).
+void cm_rule(const char* mode) {
     debug_log log;
     std::string state;
-    std::unique_ptr<backend> dev = coopmat_backend(&state);
+    std::unique_ptr<backend> dev = coopmat_backend(mode, &state);
     if (!dev) GTEST_SKIP() << "cooperative matrix: " << state << ": mul_mat_cm.comp not run";
     std::mt19937_64 rng(test_seed() + 66);
     scoped_env none("TFU_VK_MM_TILE", nullptr);
@@ -449,32 +461,44 @@ TEST(vk_mul_mat, coopmat_rule) {
     EXPECT_EQ(log.text().find("pipeline mul_mat_cm"), std::string::npos) << "a coopmat pipeline ran too early";
     const shape at32{96, 70, 32, 0, 0, 0, 0, 0};
     check_case(*dev, rng, dtype::Q4_0, at32, describe(dtype::Q4_0, at32, "default"), k_cm_bound);
-    EXPECT_NE(log.text().find("pipeline " + cm_shader(state, "mul_mat_cm") + " ["), std::string::npos)
-        << "32 columns did not take the 64x64 coopmat tile";
+    EXPECT_TRUE(pipeline_created(cm_shader(state, "mul_mat_cm"))) << "32 columns did not take the 64x64 coopmat tile";
 }
 
 // Weights larger than one binding (forced to 64 KiB) through every coopmat tile: row pieces, pieces starting
 // mid-word (2-byte padded rows).
-TEST(vk_mul_mat, coopmat_row_pieces) {
+void cm_row_pieces(const char* mode) {
     debug_log log;
     std::string state;
     std::unique_ptr<backend> dev;
     {
         scoped_env env("TFU_VK_MAX_BINDING_BYTES", "65536");
-        dev = coopmat_backend(&state);
+        dev = coopmat_backend(mode, &state);
     }
     if (!dev) GTEST_SKIP() << "cooperative matrix: " << state << ": mul_mat_cm.comp not run";
     std::mt19937_64 rng(test_seed() + 67);
     for (dtype t : {dtype::Q4_0, dtype::F16, dtype::Q6_K}) {
-        const int64_t k = 512;
-        const shape s{k, 300, 40, 2, 0, 0, 0, 1};
+        const int64_t k = 256;  // x (32 KiB) and the result (62.6 KiB) fit the 64 KiB binding, the weight does not
+        const shape s{k, 500, 32, 2, 0, 0, 0, 1};
         ASSERT_GT(uint64_t(row_size(t, k) + s.w_pad) * uint64_t(s.m), 65536u);
         for (const char* tile : {"cm64", "cm64x128", "cm128x128"}) {
             scoped_env env("TFU_VK_MM_TILE", tile);
             check_case(*dev, rng, t, s, describe(t, s, tile), k_cm_bound);
         }
     }
+    EXPECT_TRUE(pipeline_created(cm_shader(state, "mul_mat_cm")));
 }
+
+const std::vector<dtype> k_all_types(std::begin(k_types), std::end(k_types));
+
+TEST(vk_mul_mat, coopmat_every_type_odd_shapes) { cm_every_type(nullptr, k_all_types); }
+TEST(vk_mul_mat, coopmat_rule) { cm_rule(nullptr); }
+TEST(vk_mul_mat, coopmat_row_pieces) { cm_row_pieces(nullptr); }
+TEST(vk_mul_mat, coopmat_emulated_every_type_odd_shapes) { cm_every_type("emulate", k_all_types); }
+TEST(vk_mul_mat, coopmat_emulated_n8) {
+    cm_every_type("emulate8", {dtype::F16, dtype::Q4_0, dtype::Q4_1, dtype::Q4_K, dtype::Q6_K});
+}
+TEST(vk_mul_mat, coopmat_emulated_rule) { cm_rule("emulate"); }
+TEST(vk_mul_mat, coopmat_emulated_row_pieces) { cm_row_pieces("emulate"); }
 
 // TFU_VK_MM_BENCH=1: wall time of a 2048 x 2048 Q4_0 weight by 512 columns per tile variant (one warm-up run,
 // then the best of 3), the coopmat tiles too where the device has them. Printed only.
