@@ -1,5 +1,5 @@
 // Fused launches of a decoder layer's small row-wise ops (fused_rows.h): ADD + RMS_NORM, ROPE q + ROPE k,
-// KV_STORE k + KV_STORE v. Each kernel repeats the arithmetic of the ops' own kernels (elementwise.cu,
+// KV_STORE k + KV_STORE v, and the last two pairs in one launch when they follow each other (rope_store_kernel). Each kernel repeats the arithmetic of the ops' own kernels (elementwise.cu,
 // rms_norm.cu, rope.cu, kv_store.cu) expression for expression, so results are bit-identical; what goes away is
 // a launch (2-5 us of a decode step each on an H100) and, for ADD + RMS_NORM, a round trip of the residual.
 // Launch shapes:
@@ -251,6 +251,104 @@ void kv_store_pair(context& ctx, const op& p, const op& o) {
     check_launch("kv_store_pair_kernel");
 }
 
+// ---- ROPE q + ROPE k + KV_STORE k + KV_STORE v ---------------------------------------------------------------
+// A decoder layer's four ops between the Q/K/V projections and the attention, in one launch: blocks [0, q rows)
+// rotate q's rows; blocks [q rows, q rows + k rows) rotate k's rows (token t, KV head h), then, after a barrier,
+// read the rotated row back and store it into cache row first + t at channel h * hd (the KV_STORE of the roped k,
+// the same f32 value converted as kv_store_pair_kernel does); the remaining blocks store v's rows (token t, KV
+// head h: hd channels each). One launch instead of rope_pair_kernel + kv_store_pair_kernel.
+template <dtype T>
+__device__ __forceinline__ void store_cache_value(uint8_t* row, int64_t i, float v) {
+    if constexpr (T == dtype::F32) reinterpret_cast<float*>(row)[i] = v;
+    else if constexpr (T == dtype::F16) reinterpret_cast<uint16_t*>(row)[i] = f2h(v);
+    else reinterpret_cast<uint16_t*>(row)[i] = f2bf(v);
+}
+
+struct store_rows {
+    const uint8_t* x;  // source rows of the KV_STORE (for k: the roped rows, read back)
+    size_t x_stride;
+    uint8_t* c;        // cache
+    size_t c_stride;
+};
+
+template <dtype T>
+__global__ void rope_store_kernel(rope_rows q, rope_rows kk, store_rows ks, store_rows vs, unsigned q_blocks,
+                                  unsigned k_blocks, const int32_t* __restrict__ pos, const float* __restrict__ factors,
+                                  int n_rot, bool neox, double base, double freq_scale, int64_t first_arg,
+                                  const int32_t* first_dev) {
+    const unsigned b = blockIdx.x;
+    if (b < q_blocks + k_blocks) {
+        const bool is_k = b >= q_blocks;
+        const rope_rows s = is_k ? kk : q;
+        const int64_t r = is_k ? b - q_blocks : b;  // row = t * n_head + h
+        const int64_t t = r / s.n_head;
+        const float* xr = reinterpret_cast<const float*>(s.x + size_t(r) * s.x_stride);
+        float* yr = reinterpret_cast<float*>(s.y + size_t(r) * s.y_stride);
+        rope_row(xr, yr, pos[t], factors, s.hd, n_rot, neox, base, freq_scale);
+        if (!is_k) return;
+        __syncthreads();  // the block's rotated row, written by its threads, is visible to all of them now
+        const int64_t first = first_dev ? int64_t(*first_dev) : first_arg;
+        const int64_t h = r % s.n_head;
+        const float* kr = reinterpret_cast<const float*>(ks.x + size_t(t) * ks.x_stride) + h * s.hd;
+        uint8_t* crow = ks.c + size_t(first + t) * ks.c_stride;
+        for (int64_t c = threadIdx.x; c < s.hd; c += blockDim.x) store_cache_value<T>(crow, h * s.hd + c, kr[c]);
+        return;
+    }
+    // v: block (t, h) of t * n_head_kv + h, hd channels, as kk's rows are laid out.
+    const int64_t r = b - q_blocks - k_blocks;
+    const int64_t t = r / kk.n_head, h = r % kk.n_head;
+    const int64_t first = first_dev ? int64_t(*first_dev) : first_arg;
+    const float* vr = reinterpret_cast<const float*>(vs.x + size_t(t) * vs.x_stride) + h * kk.hd;
+    uint8_t* crow = vs.c + size_t(first + t) * vs.c_stride;
+    for (int64_t c = threadIdx.x; c < kk.hd; c += blockDim.x) store_cache_value<T>(crow, h * kk.hd + c, vr[c]);
+}
+
+// ROPE(dq, q), ROPE(dk, k), KV_STORE(ck, xk), KV_STORE(cv, xv) where the ropes and the stores each fuse as pairs,
+// xk is dk's memory seen as (hd * n_head_kv, n) (the decoder's kr2 view of kr), xv has that shape too, and nothing
+// one part of the launch writes is read or written by another part running at the same time.
+bool rope_store_fusable(const op* ops) {
+    const op &rq = ops[0], &rk = ops[1], &sk = ops[2], &sv = ops[3];
+    if (!rope_pair_fusable(rq, rk) || !kv_store_pair_fusable(sk, sv)) return false;
+    const tensor& dk = *rk.dst;
+    const tensor& xk = *sk.src[0];
+    const tensor& xv = *sv.src[0];
+    const int64_t hd = dk.ne[0], nkv = dk.ne[1], n = dk.ne[2];
+    if (dk.ne[3] != 1 || dk.nb[1] != size_t(hd) * sizeof(float)) return false;  // rows (t, h) of hd floats
+    if (xk.data != dk.data || xk.ne[0] != hd * nkv || xk.ne[1] != n || xk.nb[1] != dk.nb[2]) return false;
+    if (xv.ne[0] != hd * nkv || xv.ne[1] != n || xv.ne[2] != 1 || xv.ne[3] != 1) return false;
+    const byte_range wk = rows_of(*sk.dst, sk.i[0], n), wv = rows_of(*sv.dst, sv.i[0], n);
+    // The cache rows are written while the ropes read and write their tensors; v is read while they write.
+    const tensor* read_or_written[] = {rq.src[0], rq.dst, rk.src[0], rk.dst, rq.src[1], rq.src[2]};
+    for (const tensor* t : read_or_written) {
+        if (!t) continue;
+        if (overlaps(wk, span_of(*t)) || overlaps(wv, span_of(*t))) return false;
+    }
+    return !overlaps(xv, *rq.dst) && !overlaps(xv, *rk.dst);
+}
+
+void rope_store(context& ctx, const op* ops) {
+    const op &rq = ops[0], &rk = ops[1], &sk = ops[2], &sv = ops[3];
+    const unsigned q_blocks = unsigned(rq.src[0]->nrows()), k_blocks = unsigned(rk.src[0]->nrows());
+    const float* factors = rq.src[2] ? static_cast<const float*>(rq.src[2]->data) : nullptr;
+    const store_rows ks{static_cast<const uint8_t*>(sk.src[0]->data), sk.src[0]->nb[1],
+                        static_cast<uint8_t*>(sk.dst->data), sk.dst->nb[1]};
+    const store_rows vs{static_cast<const uint8_t*>(sv.src[0]->data), sv.src[0]->nb[1],
+                        static_cast<uint8_t*>(sv.dst->data), sv.dst->nb[1]};
+    // The stores' first row: their own op's device-read slot (context::dyn_at names the launch's first op).
+    const int32_t* first_dev = ctx.dyn_base ? ctx.dyn_base + ctx.op_index + 2 : nullptr;
+    auto go = [&](auto kernel) {
+        kernel<<<q_blocks + 2 * k_blocks, 64, 0, ctx.stream>>>(
+            rope_rows_of(rq), rope_rows_of(rk), ks, vs, q_blocks, k_blocks, static_cast<const int32_t*>(rq.src[1]->data),
+            factors, rq.i[0], rq.i[1] == 2, double(rq.f[0]), double(rq.f[1]), int64_t(sk.i[0]), first_dev);
+    };
+    switch (sk.dst->type) {
+        case dtype::F32: go(rope_store_kernel<dtype::F32>); break;
+        case dtype::F16: go(rope_store_kernel<dtype::F16>); break;
+        default: go(rope_store_kernel<dtype::BF16>); break;  // kv_store_pair_fusable admits only these three
+    }
+    check_launch("rope_store_kernel");
+}
+
 }  // namespace
 
 size_t fused_rows(context& ctx, const op* ops, size_t n_ops) {
@@ -263,6 +361,10 @@ size_t fused_rows(context& ctx, const op* ops, size_t n_ops) {
             add_rms_norm(ctx, a, b);
             return 2;
         case op_type::ROPE:
+            if (n_ops >= 4 && rope_store_fusable(ops)) {
+                rope_store(ctx, ops);
+                return 4;
+            }
             if (!rope_pair_fusable(a, b)) return 0;
             rope_pair(ctx, a, b);
             return 2;

@@ -9,8 +9,9 @@
 namespace tfu::cuda {
 
 // ops[0 .. n_ops) are the next ops of a run() (already checked by check_op and supported_here). When ops[0] starts
-// one of these pairs, enqueues one launch that computes both ops and returns 2; otherwise enqueues nothing and
-// returns 0 (the ops then run one by one). The results are bit-identical to the two ops' own kernels (same
+// one of these pairs, enqueues one launch that computes both ops and returns 2 (4 for a ROPE pair followed by a
+// KV_STORE pair that stores the roped k: one launch for all four); otherwise enqueues nothing and returns 0 (the
+// ops then run one by one). The results are bit-identical to the two ops' own kernels (same
 // arithmetic in the same order per element), so fusing never changes a model's output.
 //   ADD(y, a, b), RMS_NORM(xn, y, w): RMS_NORM's src0 is exactly y (data, row stride, shape); b has y's rows or
 //       one row (broadcast); each written tensor (y, xn) either overlaps no other tensor of the pair or is the
@@ -20,6 +21,9 @@ namespace tfu::cuda {
 //       the pair (not the other op's source or destination, not pos or the factors).
 //   KV_STORE(ck, xk), KV_STORE(cv, xv): the same i[0] and cache dtype; the cache rows written by each overlap
 //       neither source nor each other.
+//   ROPE q, ROPE k, KV_STORE(ck, xk), KV_STORE(cv, xv): both pairs as above, xk = the roped k seen as
+//       (hd * n_head_kv, n) rows (same memory), xv of that shape; the cache rows overlap none of the ropes'
+//       tensors, and xv overlaps neither rotated result.
 size_t fused_rows(context& ctx, const op* ops, size_t n_ops);
 
 }  // namespace tfu::cuda
