@@ -558,6 +558,16 @@ void record_attention_paged(vk_backend& be, const op& o) {
                 uint64_t(n) * uint64_t(n_head), &table, 12);
 }
 
+// ARGMAX: one workgroup (256) per column of src0 (argmax.comp); the subgroup variant where the device has
+// subgroup arithmetic (as mul_mat_vec), else the shared-memory tree.
+void record_argmax(vk_backend& be, const op& o) {
+    const tensor& x = *o.src[0];
+    const tensor& d = *o.dst;
+    binding b[2] = {bind_whole(be, &d, "dst"), bind_whole(be, &x, "src0")};
+    be.dispatch(be.subgroup_ops() ? "argmax_subgroup" : "argmax", {}, b, 2,
+                {uint32_t(x.ne[0]), uint32_t(x.nrows()), b[1].word, words(x.nb[1]), b[0].word}, uint64_t(x.nrows()));
+}
+
 }  // namespace
 
 bool op_supported(const op& o, const device_caps& caps, uint64_t max_binding, std::string* why) {
@@ -608,6 +618,9 @@ bool op_supported(const op& o, const device_caps& caps, uint64_t max_binding, st
                     return refuse(why, o, "the cache rows in use exceed one storage-buffer binding");
             return activation_ok(o, o.src[0], "src0", mb, why) && activation_ok(o, o.dst, "dst", mb, why);
         }
+        case op_type::ARGMAX:
+            if (o.src[0]->ne[0] > int64_t(INT32_MAX)) return refuse(why, o, "src0 columns too long for 32-bit indices");
+            return activation_ok(o, o.src[0], "src0", mb, why) && activation_ok(o, o.dst, "dst", mb, why);
         case op_type::COUNT: break;
     }
     return refuse(why, o, "unknown op");
@@ -622,7 +635,8 @@ bool replay_safe(const vk_backend& be, const op& o) {
         case op_type::MUL:
         case op_type::SWIGLU:
         case op_type::ROPE:
-        case op_type::KV_STORE: return true;
+        case op_type::KV_STORE:
+        case op_type::ARGMAX: return true;
         case op_type::ATTENTION:
             for (int i = 1; i < 3; ++i)
                 if (extent(*o.src[i]) + 256 > be.max_binding()) return false;
@@ -649,6 +663,7 @@ void record_op(vk_backend& be, const op& o) {
         case op_type::ATTENTION_PAGED: record_attention_paged(be, o); return;
         case op_type::KV_STORE: record_kv_store(be, o); return;
         case op_type::ATTENTION: record_attention(be, o); return;
+        case op_type::ARGMAX: record_argmax(be, o); return;
         case op_type::COUNT: break;
     }
     fail(TFU_STATUS_UNSUPPORTED, std::string(be.name()) + ": " + op_name(o.type) + " is not implemented");

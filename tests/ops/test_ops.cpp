@@ -3,6 +3,7 @@
 // dtype (KV_STORE, ATTENTION), guard bytes around outputs, sources checked unmodified, error bounds per op and
 // dtype from the table below. An op or backend that is not available is a GTEST_SKIP with its reason.
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
@@ -47,6 +48,7 @@ const std::vector<error_bound>& bound_table() {
         {op_type::ATTENTION, {}, 1e-5, 1e-4, "f32 online softmax vs double two-pass softmax"},
         {op_type::ATTENTION_PAGED, {}, 1e-5, 1e-4,
          "same decoded K/V values (readers vs kv_read_row); f32 online softmax vs double"},
+        {op_type::ARGMAX, {}, 0, 0, "an index: exactly the reference's (compared as integers)"},
     };
     return table;
 }
@@ -299,6 +301,60 @@ void cases_attention_paged(case_builder& b) {
             }
 }
 
+// Columns of random values with the sampler's special cases planted by column (j % 7): ties of the maximum (the
+// lowest index wins), +inf next to FLT_MAX (equal under the sampler's rules), NaN and -inf only (-1), NaN and -inf
+// around an ordinary maximum, -0 and +0 as the maximum (equal), two positive denormals (the larger wins), all
+// values equal (index 0).
+void cases_argmax(case_builder& b) {
+    struct shape { int64_t k, n; };
+    for (shape s : {shape{1, 1}, shape{1, 7}, shape{31, 7}, shape{32000, 7}, shape{128256, 1}, shape{128256, 9},
+                    shape{1000, 70}}) {
+        op_case& c = b.add(op_type::ARGMAX, fmt("k=%lld n=%lld", (long long)s.k, (long long)s.n));
+        tensor* x = b.input(c, 0, dtype::F32, s.k, s.n, 1, 4.0f);
+        std::uniform_int_distribution<int64_t> at(0, s.k - 1);
+        for (int64_t j = 0; j < s.n; ++j) {
+            float* col = static_cast<float*>(x->row(j));
+            const int64_t i0 = at(b.rng), i1 = at(b.rng), i2 = at(b.rng);
+            const int64_t lo = std::min(i0, i1), hi = std::max(i0, i1);
+            switch (j % 7) {
+                case 0:  // the maximum twice
+                    col[hi] = col[lo] = 100.0f;
+                    break;
+                case 1:  // NaN, +inf twice, FLT_MAX once: the first of the three
+                    for (int64_t i = 0; i < s.k; i += 5) col[i] = std::nanf("");
+                    col[i1] = FLT_MAX;
+                    col[i0] = INFINITY;
+                    col[i2] = INFINITY;
+                    break;
+                case 2:  // nothing usable: -1
+                    for (int64_t i = 0; i < s.k; ++i) col[i] = (i % 3 == 0) ? std::nanf("") : -INFINITY;
+                    break;
+                case 3:  // NaN (also negative NaN) and -inf around an ordinary maximum
+                    for (int64_t i = 0; i < s.k; i += 3) col[i] = std::nanf("");
+                    for (int64_t i = 1; i < s.k; i += 7) col[i] = -std::nanf("");
+                    for (int64_t i = 2; i < s.k; i += 11) col[i] = -INFINITY;
+                    col[i2] = 50.0f;
+                    break;
+                case 4:  // -0 and +0 tie as the maximum
+                    for (int64_t i = 0; i < s.k; ++i) col[i] = -std::fabs(col[i]) - 1.0f;
+                    col[hi] = 0.0f;
+                    col[lo] = -0.0f;
+                    break;
+                case 5:  // two positive denormals above negative values
+                    for (int64_t i = 0; i < s.k; ++i) col[i] = -std::fabs(col[i]) - 1.0f;
+                    col[i0] = 1e-44f;
+                    col[i1] = 3e-44f;
+                    break;
+                case 6:  // all equal (-FLT_MAX): index 0
+                    for (int64_t i = 0; i < s.k; ++i) col[i] = -FLT_MAX;
+                    break;
+            }
+        }
+        b.output(c, dtype::I32, s.n);
+        std::memset(c.dst->t.data, 0x5a, c.dst->t.nbytes());  // not 0xff: an unwritten index would read as -1
+    }
+}
+
 // One builder per op; the switch has no default, so a new op in ops.def without cases does not compile
 // (-Wswitch is an error), and a builder that yields nothing fails the test.
 std::vector<op_case> make_cases(op_type type, std::mt19937_64& rng) {
@@ -314,6 +370,7 @@ std::vector<op_case> make_cases(op_type type, std::mt19937_64& rng) {
         case op_type::KV_STORE: cases_kv_store(b); break;
         case op_type::ATTENTION: cases_attention(b); break;
         case op_type::ATTENTION_PAGED: cases_attention_paged(b); break;
+        case op_type::ARGMAX: cases_argmax(b); break;
         case op_type::COUNT: break;
     }
     return std::move(b.cases);
@@ -507,6 +564,13 @@ TEST_P(op_vs_ref, matches_reference) {
 
         std::unique_ptr<owned_tensor> want = run_case(*ref, c);
         std::unique_ptr<owned_tensor> got = run_case(*be, c);
+        if (c.dst->t.type == dtype::I32) {  // indices (ARGMAX): exactly the reference's
+            const int32_t* w = want->t.ptr<int32_t>();
+            const int32_t* g = got->t.ptr<int32_t>();
+            for (int64_t i = 0; i < want->t.nelements(); ++i)
+                EXPECT_EQ(g[i], w[i]) << entry.label << ": element " << i;
+            continue;
+        }
         const std::vector<float> wv = to_floats(want->t), gv = to_floats(got->t);
         for (float x : wv) ASSERT_TRUE(std::isfinite(x)) << "cpu-ref produced a non-finite value";
         compare_result r = compare(gv, wv);

@@ -176,6 +176,11 @@ bool check_op(const op& o, std::string* why) {
                    c.expect(kv->n_blocks == 0 || (kv->k[0].layout->head_dim == hd && kv->v[0].layout->head_dim == hd),
                             [&] { return "the cache's head size differs from q's" + shapes(o); });
         }
+        case op_type::ARGMAX:
+            // dst (n, i32) = index of the largest value of each column of src0 (k, n) f32
+            return c.is_type(s0, "src0", dtype::F32) && c.is_type(d, "dst", dtype::I32) &&
+                   c.expect(s0->ne[0] <= INT32_MAX, [&] { return std::string("src0 columns must be shorter than 2^31" + shapes(o)); }) &&
+                   c.expect(d->nrows() == 1 && d->ne[0] == s0->nrows(), [&] { return std::string("dst must be (src0 rows)" + shapes(o)); });
         case op_type::COUNT: break;
     }
     return c.fail_with("unknown op type");
