@@ -451,8 +451,10 @@ void record_kv_store(vk_backend& be, const op& o) {
                 ceil_div(n_words, 256));
 }
 
-// One workgroup (64) per (query, head) over the contiguous cache (attention.comp). In a kept run n_past = i[0] is
-// read on the device and the whole caches are bound.
+// One workgroup (128) per (query, head) over the contiguous cache (attention.comp). In a kept run n_past = i[0] is
+// read on the device and the whole caches are bound. The pipeline is specialized for the K and V dtypes, the head
+// size, its team width (threads per team: the power of 2 covering hd / 2 channel pairs) and whether every head row
+// of K (V) starts on a 4-byte boundary (16-bit pairs then load as one word).
 void record_attention(vk_backend& be, const op& o) {
     const tensor& q = *o.src[0];
     const tensor& k = *o.src[1];
@@ -465,7 +467,15 @@ void record_attention(vk_backend& be, const op& o) {
     binding b[4] = {bind_whole(be, &d, "dst"), bind_whole(be, &q, "src0 (q)"),
                     be.bind(k.data, uint64_t(k_rows - 1) * k.nb[1] + k.row_bytes(), "src1 (K cache)"),
                     be.bind(v.data, uint64_t(v_rows - 1) * v.nb[1] + v.row_bytes(), "src2 (V cache)")};
-    be.dispatch("attention", {}, b, 4,
+    const uint32_t hd = uint32_t(q.ne[0]);
+    uint32_t team = 1;
+    while (2 * team < hd) team *= 2;
+    auto words_aligned = [hd](const tensor& c, const binding& bc) {
+        return uint32_t(c.type == dtype::F32 || (bc.byte % 4 == 0 && hd % 2 == 0));  // nb[1] % 4 == 0: supports()
+    };
+    const std::vector<uint32_t> spec = {uint32_t(k.type), uint32_t(v.type), hd, team, words_aligned(k, b[2]),
+                                        words_aligned(v, b[3])};
+    be.dispatch("attention", spec, b, 4,
                 {uint32_t(q.ne[0]), uint32_t(q.ne[1]), uint32_t(q.ne[2]), uint32_t(o.i[0]), uint32_t(q.ne[1] / o.i[1]),
                  fbits(o.f[0]), b[1].word, words(q.nb[1]), b[0].word, words(d.nb[1]), uint32_t(k.type), b[2].byte,
                  uint32_t(k.nb[1]), uint32_t(v.type), b[3].byte, uint32_t(v.nb[1]), dyn},
