@@ -101,6 +101,7 @@ void attention(context& ctx, const op& o) {
 
 int attention_splits(const context& ctx, const op& o) {
     const tensor& q = *o.src[0];
+    if (ctx.attn_tiles && attention_tiled(int(q.ne[2]), int(q.ne[0]))) return 1;
     return attention_split_count(ctx, q.ne[1] * q.ne[2], int(o.i[0] + q.ne[2]));
 }
 

@@ -14,8 +14,9 @@
 // Split-K (flash-decoding): when (n_head x n) blocks would leave most multiprocessors idle and the context is
 // long, grid.z = n_split blocks share one (j, h), each taking a contiguous range of its rows; they write
 // (max, sum, unnormalised accumulator) to scratch and attention_merge_kernel combines them.
-// TODO(#5): one block per KV head serving its whole group of query heads (K/V read once per group), and
-// tensor-core tiles for prefill.
+// Prefill (n >= 16 queries) takes attention_prefill.cuh's tiled kernel instead, which reads each K/V row once per
+// 16 queries. TODO(#5): one block per KV head serving its whole group of query heads (K/V read once per group),
+// and tensor-core tiles for prefill.
 #pragma once
 
 #include <math_constants.h>
@@ -149,6 +150,12 @@ __global__ void __launch_bounds__(k_attn_warps * k_warp) attention_kernel(attn_p
     }
 }
 
+}  // namespace tfu::cuda
+
+#include "attention_prefill.cuh"
+
+namespace tfu::cuda {
+
 // Split-K merge: one block per (j, h) row of dst; out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s.
 static __global__ void attention_merge_kernel(attn_params p, int n_split) {
     pdl_trigger();  // the output projection after it may start staging its weights
@@ -185,16 +192,31 @@ inline int attention_split_count(const context& ctx, int64_t blocks, int max_n_k
     return std::max(1, std::min({want, (max_n_kv + k_split_min_rows - 1) / k_split_min_rows, k_split_max}));
 }
 
-// Launches attention_kernel with the smallest R that covers the head size (hd <= 32 R), split over the
-// sequence when n_head x n blocks would not fill the device twice over and the context is long.
+// Prefill-sized ops (at least a tile of queries, head size <= 128) take attention_tile_kernel, never split.
+inline bool attention_tiled(int n, int hd) {
+    return n >= k_tile_queries && (hd + k_warp - 1) / k_warp <= k_tile_max_r;
+}
+
+// Launches attention_tile_kernel for prefill (attention_tiled), else attention_kernel with the smallest R that
+// covers the head size (hd <= 32 R), split over the sequence when n_head x n blocks would not fill the device
+// twice over and the context is long. TFU_CUDA_ATTN_TILES=0 keeps attention_kernel for prefill too.
 template <typename READER>
 void launch_attention(context& ctx, attn_params p, int n, const READER& kv, const char* what) {
+    const int r = (p.hd + k_warp - 1) / k_warp;
+    if (ctx.attn_tiles && attention_tiled(n, p.hd)) {
+        p.partial = nullptr;
+        const dim3 grid(unsigned(p.n_head), unsigned((n + k_tile_queries - 1) / k_tile_queries));
+        if (r <= 1) attention_tile_kernel<1><<<grid, k_attn_warps * k_warp, 0, ctx.stream>>>(p, n, kv);
+        else if (r <= 2) attention_tile_kernel<2><<<grid, k_attn_warps * k_warp, 0, ctx.stream>>>(p, n, kv);
+        else attention_tile_kernel<4><<<grid, k_attn_warps * k_warp, 0, ctx.stream>>>(p, n, kv);
+        check_launch(what);
+        return;
+    }
     const int64_t blocks = int64_t(p.n_head) * n;
     const int n_split = attention_split_count(ctx, blocks, p.n_past + n);
     p.partial = n_split > 1 ? static_cast<float*>(ctx.scratch(size_t(blocks) * n_split * size_t(p.hd + 2) * sizeof(float)))
                             : nullptr;  // attention_scratch_bytes: the same size
     const dim3 grid(unsigned(p.n_head), unsigned(n), unsigned(n_split));
-    const int r = (p.hd + k_warp - 1) / k_warp;
     if (r <= 1) attention_kernel<1><<<grid, k_attn_warps * k_warp, 0, ctx.stream>>>(p, kv);
     else if (r <= 2) attention_kernel<2><<<grid, k_attn_warps * k_warp, 0, ctx.stream>>>(p, kv);
     else if (r <= 4) attention_kernel<4><<<grid, k_attn_warps * k_warp, 0, ctx.stream>>>(p, kv);

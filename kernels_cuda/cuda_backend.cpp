@@ -253,6 +253,8 @@ public:
         ctx_.sm_count = p.multiProcessorCount;
         const char* pdl = std::getenv("TFU_CUDA_PDL");
         ctx_.pdl = p.major >= 9 && pdl && pdl[0] == '1';
+        const char* tiles = std::getenv("TFU_CUDA_ATTN_TILES");
+        ctx_.attn_tiles = !(tiles && tiles[0] == '0');
         char nm[320];
         std::snprintf(nm, sizeof nm, "cuda: %s (sm_%d%d, %.0f GiB)", p.name, p.major, p.minor,
                       double(p.totalGlobalMem) / double(1ull << 30));

@@ -46,6 +46,9 @@ public:
     // Programmatic dependent launch for the decode matrix-vector kernels (cuda_common.cuh): compute capability
     // 9.0 and up, with TFU_CUDA_PDL=1 (opt-in: on the H100 it measured no faster, Q4_0 tg128 525 vs 530 t/s).
     bool pdl = false;
+    // Prefill attention through attention_prefill.cuh's tiled kernel (TFU_CUDA_ATTN_TILES=0: attention_kernel for
+    // every op, to compare).
+    bool attn_tiles = true;
 
     // Values read on the device, so that one executable graph serves every decode position (graph_cache.h): in a
     // run launched through a keyed graph, op i's kernels read its i[0] (KV_STORE's first row, ATTENTION's

@@ -217,6 +217,9 @@ void cases_attention(case_builder& b) {
     const shape shapes[] = {
         {8, 8, 4, 1, 0, 16},   {8, 8, 4, 7, 5, 16},    {64, 8, 4, 7, 40, 64},  {128, 32, 8, 1, 100, 128},
         {64, 32, 8, 64, 30, 128}, {128, 8, 8, 7, 0, 16}, {64, 8, 1, 3, 20, 32},  {24, 6, 2, 5, 9, 20},
+        // prefill-sized (>= 16 queries: CUDA's tiled kernel), partial tiles, several 32-row chunks, head size
+        // 256 (not tiled)
+        {8, 8, 4, 20, 0, 32},     {128, 8, 2, 37, 5, 64},  {80, 6, 3, 33, 70, 128}, {256, 4, 2, 16, 3, 24},
     };
     struct types { dtype k, v; };
     for (types tt : {types{dtype::F32, dtype::F32}, types{dtype::F16, dtype::F16}, types{dtype::BF16, dtype::BF16},
@@ -254,7 +257,8 @@ struct paged_fixture {
 void cases_attention_paged(case_builder& b) {
     struct shape { int32_t hd, n_head, n_head_kv, n, n_past, block; };
     const shape shapes[] = {{8, 8, 4, 1, 0, 16},    {8, 8, 4, 7, 40, 16},  {64, 8, 4, 7, 40, 32},
-                            {128, 32, 8, 1, 100, 32}, {80, 8, 2, 5, 33, 16}, {64, 8, 1, 64, 30, 32}};
+                            {128, 32, 8, 1, 100, 32}, {80, 8, 2, 5, 33, 16}, {64, 8, 1, 64, 30, 32},
+                            {80, 8, 2, 33, 10, 16},   {8, 8, 4, 40, 0, 16}};
     for (kv_format kf : {kv_format::f16, kv_format::bf16, kv_format::q8, kv_format::q4})
         for (kv_format vf : {kv_format::f16, kv_format::q8, kv_format::q4})
             for (const shape& s : shapes) {
