@@ -39,12 +39,13 @@ decoder::decoder(const hparams& hp, const model_weights& w, int32_t n_batch_max,
                                          rope_factor_data_.data(), "rope_factors");
     }
     // One arena for every buffer, each 256-byte aligned (64 floats).
-    std::vector<buffer*> bufs = {&x_, &xn_, &q_, &qr_, &att_, &k_, &kr_, &v_, &o_, &g_, &u_, &ids_, &pos_, &factors_};
+    std::vector<buffer*> bufs = {&x_, &xn_, &q_, &qr_, &att_, &k_, &kr_, &v_, &o_, &g_, &u_, &ids_, &pos_, &factors_,
+                                 &argmax_};
     const size_t sizes[] = {size_t(hp.n_embd) * nb, size_t(hp.n_embd) * nb, size_t(hp.n_embd_q()) * nb,
                             size_t(hp.n_embd_q()) * nb, size_t(hp.n_embd_q()) * nb, size_t(hp.n_embd_kv()) * nb,
                             size_t(hp.n_embd_kv()) * nb, size_t(hp.n_embd_kv()) * nb, size_t(hp.n_embd) * nb,
                             size_t(hp.n_ff) * nb, size_t(hp.n_ff) * nb, nb, nb,
-                            rope_factor_data_.size()};
+                            rope_factor_data_.size(), nb};
     size_t total = 0;
     for (size_t i = 0; i < bufs.size(); ++i) {
         bufs[i]->n = sizes[i];
@@ -112,18 +113,27 @@ void decoder::rope_shift(backend& be, float* rows, const int32_t* deltas, int32_
     be.run(&r, 1);
 }
 
-void decoder::forward(backend& be, const kv_target& kv, const int32_t* tokens, int32_t n, int32_t pos0,
-                      bool all_logits, float* logits, const std::atomic<bool>* cancel) {
+bool decoder::forward(backend& be, const kv_target& kv, const int32_t* tokens, int32_t n, int32_t pos0,
+                      bool all_logits, float* logits, const std::atomic<bool>* cancel, int32_t* argmax) {
     sequence one;
     one.kv = kv;
     one.tokens = tokens;
     one.n = n;
     one.pos0 = pos0;
     one.cancel = cancel;
-    forward_multi(be, &one, 1, all_logits, logits);
+    return forward_multi(be, &one, 1, all_logits, logits, argmax);
 }
 
-void decoder::forward_multi(backend& be, const sequence* seqs, int32_t n_seq, bool all_logits, float* logits) {
+void decoder::download_logits(uint64_t version, float* out, size_t n_floats) {
+    TFU_CHECK(dev_ && n_floats <= dev_logits_n_);
+    if (version != logits_version_)
+        fail(TFU_STATUS_INTERNAL, "the logits kept in device memory were replaced by a later forward pass before "
+                                  "they were read");
+    dev_->download(out, dev_logits_, n_floats * sizeof(float));
+}
+
+bool decoder::forward_multi(backend& be, const sequence* seqs, int32_t n_seq, bool all_logits, float* logits,
+                            int32_t* argmax) {
     TFU_CHECK(n_seq >= 1);
     TFU_CHECK(dev_ ? &be == dev_ : be.host_memory());
     int32_t n = 0;  // columns of the batch
@@ -293,8 +303,22 @@ void decoder::forward_multi(backend& be, const sequence* seqs, int32_t n_seq, bo
     const size_t n_logits = size_t(hp_.n_vocab) * size_t(n_out);
     tensor lg = make_tensor(dtype::F32, hp_.n_vocab, n_out, 1, 1, dev_ ? logits_buffer(n_logits) : logits, "logits");
     ops.push_back(make_op(op_type::MUL_MAT, &lg, &w_.output, &xn_out));
+    // Greedy decoding on a device: the index of each column's largest logit instead of the logits (a 128K
+    // vocabulary is 512 KB per column to copy, while the device waits, against 4 bytes).
+    tensor ids_out = make_tensor(dtype::I32, n_out, 1, 1, 1, argmax_.data, "argmax");
+    bool on_device = false;
+    if (dev_ && argmax && !all_logits) {
+        const op a = make_op(op_type::ARGMAX, &ids_out, &lg);
+        if (be.supports(a, nullptr)) {
+            ops.push_back(a);
+            on_device = true;
+        }
+    }
+    ++logits_version_;  // from here the device logits are this pass's (or garbage, if it fails)
     be.run(ops.data(), ops.size());
-    if (dev_) be.download(logits, lg.data, n_logits * sizeof(float));
+    if (on_device) be.download(argmax, ids_out.data, size_t(n_out) * sizeof(int32_t));
+    else if (dev_) be.download(logits, lg.data, n_logits * sizeof(float));
+    return on_device;
 }
 
 }  // namespace tfu

@@ -57,8 +57,15 @@ public:
     // kv. logits: (n_vocab, n) if all_logits, else (n_vocab) of the last token. `cancel` is checked
     // before every layer; when set, throws TFU_STATUS_CANCELLED (rows already written are simply overwritten by
     // the next forward at the same positions).
-    void forward(backend& be, const kv_target& kv, const int32_t* tokens, int32_t n, int32_t pos0, bool all_logits,
-                 float* logits, const std::atomic<bool>* cancel);
+    //
+    // Greedy decoding (argmax != nullptr, all_logits false): on a device backend that supports ARGMAX for these
+    // logits, ARGMAX (backend/ops.def: the sampler's greedy pick) runs after the output projection in the same
+    // run() and only its index per output column is downloaded, into argmax[0..n_out); `logits` is not written:
+    // the logits stay in device memory, readable with download_logits() until the next forward. Returns true
+    // then; else (host memory, no ARGMAX support, all_logits) the logits are downloaded as usual and it returns
+    // false.
+    bool forward(backend& be, const kv_target& kv, const int32_t* tokens, int32_t n, int32_t pos0, bool all_logits,
+                 float* logits, const std::atomic<bool>* cancel, int32_t* argmax = nullptr);
 
     // One sequence of a batched forward: its own cache, tokens and first position (continuous batching).
     struct sequence {
@@ -75,7 +82,16 @@ public:
     // columns if all_logits, else one per sequence (its last token), in sequence order. Any sequence's cancel
     // flag stops the pass with TFU_STATUS_CANCELLED (checked before every layer). forward() is this with one
     // sequence.
-    void forward_multi(backend& be, const sequence* seqs, int32_t n_seq, bool all_logits, float* logits);
+    // argmax: as forward()'s (one index per sequence).
+    bool forward_multi(backend& be, const sequence* seqs, int32_t n_seq, bool all_logits, float* logits,
+                       int32_t* argmax = nullptr);
+
+    // The logits a forward() that returned true left in device memory: n_floats (n_vocab * n_out) into out. Each
+    // forward that reaches the output projection replaces them and advances logits_version(); `version` is the
+    // value the caller read right after its forward, and a newer one (another forward ran since) throws
+    // TFU_STATUS_INTERNAL rather than return other logits. Needs the device lock like forward().
+    void download_logits(uint64_t version, float* out, size_t n_floats);
+    uint64_t logits_version() const { return logits_version_; }
 
     int32_t n_batch_max() const { return n_batch_max_; }
 
@@ -100,11 +116,13 @@ private:
     void* dev_arena_ = nullptr;            // device: all buffers below
     void* dev_logits_ = nullptr;
     size_t dev_logits_n_ = 0;
+    uint64_t logits_version_ = 0;          // output projections enqueued so far (download_logits)
     tensor rope_factors_;                  // (n_rot/2) f32 in the backend's memory, or data == nullptr
     tensor rope_factors_host_;             // the same on the host (rope_shift)
     std::vector<float> rope_factor_data_;  // llama3 factors computed from hparams
     // Activations, each sized for n_batch_max tokens (shapes in forward()); ids and positions as int32.
-    buffer x_, xn_, q_, k_, v_, qr_, kr_, att_, o_, g_, u_, ids_, pos_, factors_;
+    // argmax_: ARGMAX's indices (n_batch_max int32).
+    buffer x_, xn_, q_, k_, v_, qr_, kr_, att_, o_, g_, u_, ids_, pos_, factors_, argmax_;
     std::vector<int32_t> ids_host_, pos_host_;
 };
 

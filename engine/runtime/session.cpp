@@ -2,6 +2,7 @@
 #include "runtime/session.h"
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 
 #include "core/enum_value.h"
@@ -175,6 +176,9 @@ session::session(model& m, const tfu_session_params& p, std::optional<dtype> con
                  "session's holds " + std::to_string(capacity_));
     }
     logits_.resize(size_t(m.hp.n_vocab));
+    // Greedy decoding keeps the logits on the device (docs/sampling.md); TFU_DEVICE_ARGMAX=0 turns it off.
+    const char* env = std::getenv("TFU_DEVICE_ARGMAX");
+    device_argmax_ = smp_.is_plain_greedy() && !m.eng.device().host_memory() && !(env && std::strcmp(env, "0") == 0);
     m.n_sessions.fetch_add(1);
     m.eng.add_session(this);
 }
@@ -257,7 +261,7 @@ void session::throw_if_cancelled() {
     if (cancel_flag.exchange(false)) fail(TFU_STATUS_CANCELLED, "cancelled by tfu_session_cancel");
 }
 
-void session::forward_batch(const int32_t* tokens, int32_t n, bool all_logits, float* out) {
+bool session::forward_batch(const int32_t* tokens, int32_t n, bool all_logits, float* out, int32_t* token_out) {
     if (policy_ != TFU_KV_POLICY_REFUSE) make_room(n);
     const int32_t pos0 = int32_t(tokens_.size());
     if (table_) {
@@ -265,9 +269,11 @@ void session::forward_batch(const int32_t* tokens, int32_t n, bool all_logits, f
         table_->append(n);  // blocks for the new positions (OUT_OF_MEMORY adds nothing)
     }
     if (policy_ == TFU_KV_POLICY_H2O) scores_.resize(size_t(pos0) + size_t(n), 0.0);
+    bool on_device = false;
     try {
         auto lock = mdl.eng.lock_device();
-        dec_.forward(mdl.eng.device(), target_, tokens, n, pos0, all_logits, out, &cancel_flag);
+        on_device = dec_.forward(mdl.eng.device(), target_, tokens, n, pos0, all_logits, out, &cancel_flag, token_out);
+        if (on_device) device_logits_version_ = dec_.logits_version();
     } catch (...) {
         if (table_) table_->truncate(pos0);  // the positions were not evaluated: give their rows back
         if (policy_ == TFU_KV_POLICY_H2O) scores_.resize(size_t(pos0));  // (scores of a partial pass stay: harmless)
@@ -275,6 +281,7 @@ void session::forward_batch(const int32_t* tokens, int32_t n, bool all_logits, f
     }
     for (int32_t i = 0; i < n; ++i) origin_.push_back(n_seen_ + i);
     n_seen_ += n;
+    return on_device;
 }
 
 void session::eval() {
@@ -298,7 +305,13 @@ void session::eval() {
         while (done < pending_.size()) {
             throw_if_cancelled();
             const int32_t n = int32_t(std::min(pending_.size() - done, size_t(dec_.n_batch_max())));
-            forward_batch(pending_.data() + done, n, false, logits_.data());
+            int32_t token = -1;
+            if (forward_batch(pending_.data() + done, n, false, logits_.data(), device_argmax_ ? &token : nullptr)) {
+                logits_on_device_ = device_token_valid_ = true;
+                device_token_ = token;
+            } else {
+                logits_on_host();
+            }
             tokens_.insert(tokens_.end(), pending_.begin() + long(done), pending_.begin() + long(done) + n);
             for (int32_t i = 0; i < n; ++i) smp_.accept(pending_[done + size_t(i)]);
             done += size_t(n);
@@ -315,6 +328,8 @@ void session::eval() {
 
 void session::eval_logits(const int32_t* tokens, size_t n, float* out) {
     if (!pending_.empty()) eval();
+    // The passes below replace the device's logits: keep the current ones, in case they fail half-way.
+    if (n > 0) fetch_logits();
     for (size_t i = 0; i < n; ++i)
         if (tokens[i] < 0 || tokens[i] >= mdl.hp.n_vocab)
             fail(TFU_STATUS_INVALID_ARGUMENT, "token " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
@@ -337,6 +352,7 @@ void session::eval_logits(const int32_t* tokens, size_t n, float* out) {
     if (n > 0) {
         std::copy(out + (n - 1) * V, out + n * V, logits_.begin());
         has_logits_ = true;
+        logits_on_host();
     }
 }
 
@@ -346,16 +362,35 @@ std::vector<float> session::eval_all_logits(const std::vector<int32_t>& tokens) 
     return out;
 }
 
-const std::vector<float>& session::logits() const {
+const std::vector<float>& session::logits() {
     if (!has_logits_) fail(TFU_STATUS_INVALID_ARGUMENT, "no logits yet: nothing has been evaluated in this session");
+    fetch_logits();
     return logits_;
+}
+
+void session::fetch_logits() {
+    if (!logits_on_device_) return;
+    {
+        auto lock = mdl.eng.lock_device();
+        dec_.download_logits(device_logits_version_, logits_.data(), logits_.size());
+    }
+    logits_on_device_ = false;  // device_token_ stays the pick of these logits
+}
+
+int32_t session::pick_token() {
+    if (!device_token_valid_) return smp_.sample(logits_.data());
+    // sampler::sample() of plain greedy is exactly this pick (ARGMAX has its rules), and touches no state.
+    if (device_token_ < 0)
+        fail(TFU_STATUS_INTERNAL, "sampler: no finite logit among " + std::to_string(smp_.n_vocab()) +
+                                      " (all are NaN or -inf): the model produced no usable output");
+    return device_token_;
 }
 
 int32_t session::sample() {
     if (!pending_.empty()) eval();
-    const std::vector<float>& lg = logits();
+    if (!has_logits_) fail(TFU_STATUS_INVALID_ARGUMENT, "no logits yet: nothing has been evaluated in this session");
     check_room(1);
-    int32_t t = smp_.sample(lg.data());
+    int32_t t = pick_token();
     pending_.push_back(t);
     return t;
 }
@@ -368,6 +403,7 @@ void session::reset() {
     n_seen_ = 0;
     pending_.clear();
     has_logits_ = false;
+    logits_on_host();
     smp_.reset();
     cancel_flag.store(false);
     total_prompt_ = total_generated_ = n_prefix_reused_ = 0;

@@ -34,8 +34,12 @@ public:
     void generate(const tfu_generate_params& p, tfu_generate_result* result);
     void reset();
     int32_t sample();
-    const std::vector<float>& logits() const;  // last evaluated position; throws if none
+    // Last evaluated position; throws if none. After a greedy device step (see device_argmax_) this downloads
+    // them first.
+    const std::vector<float>& logits();
     void stats(tfu_session_stats* out) const;
+    // Whether the last pass took the greedy device path and its logits are still only in device memory (tests).
+    bool logits_on_device() const { return logits_on_device_; }
     const std::vector<int32_t>& tokens() const { return tokens_; }  // in the cache, position order
     // For each cache position, the index in the session's whole input (0 = its first token) of the token there
     // (of the first token of a chunk summary): with an eviction policy, what survived.
@@ -89,7 +93,19 @@ private:
     int32_t evict_quota() const { return std::max(1, capacity_ / 4); }
     void drop_window_blocks(int32_t n);                                   // sliding window
     void compact_cache(const std::vector<std::pair<int32_t, int32_t>>& groups);  // H2O, chunk summary
-    void forward_batch(const int32_t* tokens, int32_t n, bool all_logits, float* out);
+    // Returns true when the pass took the greedy device path (token_out != nullptr: decoder::forward's argmax):
+    // then out was not written and *token_out holds the greedy pick of the last position.
+    bool forward_batch(const int32_t* tokens, int32_t n, bool all_logits, float* out, int32_t* token_out = nullptr);
+    // The token the sampler picks from the last logits: the device's ARGMAX when the last pass computed it, else
+    // smp_.sample(logits_).
+    int32_t pick_token();
+    // Brings logits kept in device memory to logits_ (no-op when they are already there).
+    void fetch_logits();
+    // The logits of the last pass are now in logits_ (host): forget the device's.
+    void logits_on_host() {
+        logits_on_device_ = false;
+        device_token_valid_ = false;
+    }
     void throw_if_cancelled();
 
     int32_t n_ctx_;
@@ -112,6 +128,15 @@ private:
     std::vector<int32_t> pending_;  // added, not evaluated yet
     std::vector<float> logits_;
     bool has_logits_ = false;
+    // Greedy decoding on a device backend (docs/sampling.md): when the sampler is plain greedy
+    // (sampler::is_plain_greedy) and TFU_DEVICE_ARGMAX is not 0, each pass asks the decoder for the ARGMAX of the
+    // last position's logits; a pass that did it leaves the logits in device memory (logits_on_device_, until
+    // fetch_logits() or the next pass) and the picked token in device_token_ (-1: no finite logit).
+    bool device_argmax_ = false;
+    bool logits_on_device_ = false;
+    bool device_token_valid_ = false;
+    int32_t device_token_ = -1;
+    uint64_t device_logits_version_ = 0;
     uint64_t total_prompt_ = 0, total_generated_ = 0, n_prefix_reused_ = 0;
     uint64_t n_evictions_ = 0, n_evicted_tokens_ = 0;
     bool evicted_ = false;  // the cache no longer equals a prefill of tokens_: publish no prefix blocks

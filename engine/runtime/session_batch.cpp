@@ -114,6 +114,7 @@ void session::decode_batch(session* const* ss, const int32_t* tokens, size_t n) 
         if (!tokens) s.pending_.clear();
         std::copy(m.batch_logits.begin() + long(i * V), m.batch_logits.begin() + long((i + 1) * V), s.logits_.begin());
         s.has_logits_ = true;
+        s.logits_on_host();
         if (s.table_ && !s.evicted_) s.table_->publish_prefix(s.tokens_.data(), int32_t(s.tokens_.size()));
     }
 }

@@ -122,6 +122,7 @@ void put_vec(writer& w, const std::vector<T>& v) {
 
 void session::save(const std::string& path) {
     if (!table_) fail(TFU_STATUS_UNSUPPORTED, "session files need the paged KV cache");
+    fetch_logits();  // a greedy device step left them in device memory
     header hd;
     hd.fingerprint = model_fingerprint(mdl);
     hd.model_size = mdl.file->size();
@@ -280,6 +281,7 @@ void session::load(const std::string& path) {
     pending_ = std::move(pending);
     has_logits_ = (hd.flags & k_has_logits) != 0;
     if (has_logits_) logits_ = std::move(logits);
+    logits_on_host();
     evicted_ = (hd.flags & k_evicted) != 0;
     total_prompt_ = hd.prompt;
     total_generated_ = hd.generated;

@@ -80,7 +80,7 @@ void session::generate(const tfu_generate_params& p, tfu_generate_result* result
                 finish(TFU_STOP_CONTEXT_FULL);
                 break;
             }
-            const int32_t t = smp_.sample(logits_.data());
+            const int32_t t = pick_token();
             pending_.push_back(t);
             ++res.n_generated;
             last_token = t;

@@ -65,6 +65,10 @@ public:
     void reset();
 
     const sampler_config& config() const { return cfg_; }
+    // Whether sample() is, for every history, the plain greedy pick of the logits (temperature <= 0 and no
+    // penalty that can change a logit): then it equals ARGMAX of backend/ops.def, which a device backend can
+    // compute next to the logits instead of copying them (runtime/session.cpp).
+    bool is_plain_greedy() const { return cfg_.temperature <= 0.0f && (!any_penalty() || cfg_.penalty_last_n == 0); }
     int32_t n_vocab() const { return n_vocab_; }
     // The tokens the penalties look at now (the last penalty_last_n accepted tokens, oldest first).
     std::vector<int32_t> penalty_window() const;
