@@ -179,6 +179,21 @@ TEST_F(BenchTool, BatchedSessions) {
     EXPECT_NE(table.out.find("| tg4 x2 "), std::string::npos) << table.out;
 }
 
+// A depth on a backend without session files (Vulkan's contiguous device cache; CI runs it on lavapipe): every
+// repetition prefills the depth again instead of loading a snapshot. Skips where no Vulkan device is usable.
+TEST_F(BenchTool, DepthWithoutSessionFiles) {
+    const run_result probe = run_tool("-m " + k_stories + " --backend vulkan -p 0 -n 1 -r 1 --no-warmup");
+    if (probe.rc != 0 && probe.out.find("TFU_STATUS_BACKEND_UNAVAILABLE") != std::string::npos)
+        GTEST_SKIP() << "no Vulkan device: " << probe.out;
+    const run_result r = run_tool("-m " + k_stories + " --backend vulkan -p 0 -n 4 -d 16 -r 2 --no-warmup --json -", false);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    const tfu::json::value j = tfu::json::parse(r.out);
+    ASSERT_EQ(j.size(), 1u);
+    EXPECT_EQ(j[0].at("test").as_string(), "tg4 @ d16");
+    EXPECT_EQ(j[0].at("samples_ts").size(), 2u);
+    EXPECT_EQ(j[0].at("kv_n_past").as_int(), 16 + 4);
+}
+
 TEST_F(BenchTool, BadArgumentsFailWithMessage) {
     struct bad_case {
         std::string args, message;
