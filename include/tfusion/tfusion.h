@@ -367,7 +367,9 @@ TFU_API tfu_status tfu_session_cancel(tfu_session* session);
 TFU_API tfu_status tfu_session_reset(tfu_session* session);
 
 /* The logits (n_vocab floats) of the last evaluated position, after tfu_session_eval or generate; valid until
- * the next call on the session. Returns TFU_STATUS_INVALID_ARGUMENT if nothing was evaluated yet. */
+ * the next call on the session. Returns TFU_STATUS_INVALID_ARGUMENT if nothing was evaluated yet. On a GPU
+ * backend a plain-greedy session (temperature <= 0, no penalties) picks its tokens on the device and keeps the
+ * logits there: this call copies them to the host first (docs/sampling.md). */
 TFU_API tfu_status tfu_session_get_logits(tfu_session* session, const float** out_logits, size_t* out_n_vocab);
 /* Evaluates `n_tokens` tokens (after any pending input) and writes the logits of every one of them to
  * out_logits: n_tokens * n_vocab floats, row i for tokens[i]. For perplexity and scoring; the tokens stay in the
