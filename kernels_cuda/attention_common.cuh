@@ -201,8 +201,9 @@ inline bool attention_tiled(int n, int hd) {
 }
 
 // Launches attention_tile_kernel for prefill (attention_tiled), else attention_kernel with the smallest R that
-// covers the head size (hd <= 32 R), split over the sequence when n_head x n blocks would not fill the device
-// twice over and the context is long. TFU_CUDA_ATTN_TILES=0 keeps attention_kernel for prefill too.
+// covers the head size (hd <= 32 R), split over the sequence (attention_split_count) when n_head x n blocks would
+// not fill the device twice over and the context is long. TFU_CUDA_ATTN_TILES=0 keeps attention_kernel for
+// prefill too.
 template <typename READER>
 void launch_attention(context& ctx, attn_params p, int n, const READER& kv, const char* what) {
     const int r = (p.hd + k_warp - 1) / k_warp;
