@@ -44,7 +44,8 @@ t0=$SECONDS
 step "configure (preset cuda)" build.log cmake --preset cuda -DCMAKE_CUDA_COMPILER="$NVCC" "${prefix_args[@]}" || {
   tail -30 "$OUT/build.log"; exit 1; }
 step "build" build.log cmake --build build/cuda -j "$JOBS" --target tfusion-cuda test_ops test_ops_contract \
-  test_cuda_backend test_cuda_paths test_cuda_fusion test_cuda_fused_rows test_cuda_graphs test_stories260k || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
+  test_cuda_backend test_cuda_paths test_cuda_fusion test_cuda_fused_rows test_cuda_graphs test_stories260k \
+  test_device_argmax test_batch_decode tfusion-synth || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
 note "build time: $((SECONDS - t0)) s"
 
 T=build/cuda/tests
@@ -61,6 +62,9 @@ step "test_cuda_graphs" tests.log $T/test_cuda_graphs; summary
 step "test_ops (cuda)" tests.log $T/test_ops --gtest_filter='*cuda*'; summary
 step "test_stories260k (cuda)" tests.log $T/test_stories260k --gtest_filter='*cuda*'; summary
 step "test_ops_contract" tests.log $T/test_ops_contract; summary
+step "test_ops attention (TFU_CUDA_ATTN_TILES=0)" tests.log env TFU_CUDA_ATTN_TILES=0 $T/test_ops --gtest_filter='*cuda_attention*'; summary
+step "test_device_argmax (cuda)" tests.log $T/test_device_argmax --gtest_filter='*cuda*'; summary
+step "test_batch_decode (TFU_BACKEND=cuda)" tests.log env TFU_BACKEND=cuda TFU_MODULE_DIR=build/cuda/modules $T/test_batch_decode; summary
 
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
 for tool in memcheck racecheck; do
@@ -76,7 +80,7 @@ tail -3 "$OUT/sanitizer.log" | grep -E "RACECHECK SUMMARY" | tee -a "$report"
 # failed API call as an error).
 step "compute-sanitizer memcheck (test_cuda_paths, test_cuda_backend)" sanitizer.log bash -c \
   "'$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_paths && '$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_fusion && '$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_graphs && '$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_fused_rows && '$SAN' --tool memcheck --error-exitcode 99 \
-   $T/test_cuda_backend --gtest_filter=-*huge_alloc*"
+   $T/test_cuda_backend --gtest_filter=-*huge_alloc* && '$SAN' --tool memcheck --error-exitcode 99 $T/test_device_argmax --gtest_filter=*cuda*"
 grep -E "ERROR SUMMARY" "$OUT/sanitizer.log" | tail -2 | tee -a "$report"
 if [ "$status" = 0 ]; then note "RESULT: all steps passed"; else note "RESULT: some steps failed"; fi
 exit $status
