@@ -133,6 +133,7 @@ vk_backend::~vk_backend() {
     drop_kept();
     mem_->destroy(staging_);
     mem_->destroy(placeholder_);
+    mem_->destroy(scratch_);
     for (frame& fr : frames_) {
         mem_->destroy(fr.rec.arena);
         mem_->destroy(fr.upload);
@@ -411,6 +412,33 @@ void vk_backend::record_ops(const op* ops, size_t n_ops) {
     }
 }
 
+void vk_backend::reserve_scratch(const op* ops, size_t n_ops) {
+    uint64_t need = 0;
+    for (size_t i = 0; i < n_ops; ++i) need = std::max(need, attention_scratch_bytes(ops[i]));
+    if (need <= scratch_.size) return;
+    if (need > max_binding_)
+        fail(TFU_STATUS_UNSUPPORTED, name_ + ": attention split-K needs " + std::to_string(need) +
+                                         " bytes of scratch, more than one binding (" + std::to_string(max_binding_) + ")");
+    uint64_t bytes = uint64_t(256) << 10;
+    while (bytes < need) bytes *= 2;
+    bytes = std::min(bytes, max_binding_);
+    if (scratch_.buffer) {
+        wait_all();         // frames in flight may read or write the old buffer
+        drop_kept();        // kept command buffers bind it
+        drop_set_caches();  // cached sets name its handle, which a new buffer may reuse
+        mem_->destroy(scratch_);
+    }
+    scratch_ = mem_->create_device_buffer(bytes, "attention split-K scratch");
+}
+
+binding vk_backend::scratch(uint64_t bytes) const {
+    TFU_CHECK(scratch_.buffer && bytes <= scratch_.size);
+    binding b;
+    b.buffer = scratch_.buffer;
+    b.range = scratch_.size;
+    return b;
+}
+
 void vk_backend::run(const op* ops, size_t n_ops) {
     std::lock_guard<std::mutex> lock(mutex_);
     const auto t0 = std::chrono::steady_clock::now();
@@ -421,6 +449,7 @@ void vk_backend::run(const op* ops, size_t n_ops) {
         std::string why;
         if (!supports(ops[i], &why)) fail(TFU_STATUS_UNSUPPORTED, name_ + ": " + why);
     }
+    reserve_scratch(ops, n_ops);  // before a kept run is looked up or recorded: growing drops them
     bool replayed = false;
     if (kept_run* kept = replay_ && keepable(ops, n_ops) ? kept_for(ops, n_ops) : nullptr) {
         replayed = kept->frame != SIZE_MAX;  // else recorded just now

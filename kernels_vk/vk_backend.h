@@ -79,6 +79,11 @@ public:
     void dispatch(const char* shader, const std::vector<uint32_t>& spec, const binding* b, size_t n_b,
                   std::vector<uint32_t> push, uint64_t groups, const std::vector<uint32_t>* params = nullptr,
                   size_t param_slot = 0);
+    // The device scratch (split-K partials of ATTENTION) bound whole, for a recording that needs `bytes` of it
+    // (reserved by run() before recording: at least the largest attention_scratch_bytes of the call's ops).
+    // Every dispatch is followed by a global barrier and every submission opens with one, so one scratch serves
+    // all ops and frames in queue order.
+    binding scratch(uint64_t bytes) const;
     // Whether the run being recorded goes into a kept command buffer (replayed with other i[0] values): the
     // recorders of reads_i0_on_device ops then bind and launch for any i[0] and read it through dyn_slot().
     bool recording_kept() const { return kept_ != nullptr; }
@@ -117,6 +122,12 @@ private:
     VkDescriptorSet descriptor_set(cmd_target& t, const binding* b, size_t n_b);
     void upload_small(const location& loc, const void* src_host, size_t bytes);
     void record_ops(const op* ops, size_t n_ops);  // into the open frame or kept_
+    // Makes the scratch at least as large as the ops of one run() need, before anything of the run is recorded.
+    // Growing waits for every frame (they may use the old buffer), drops the kept runs and the cached descriptor
+    // sets (they name the old VkBuffer), then replaces the buffer: no recorded command buffer ever refers to a
+    // destroyed scratch. Sizes are bounded (splits only below 256 blocks, <= 1024 / blocks + 1 each), so it grows
+    // a few times at most.
+    void reserve_scratch(const op* ops, size_t n_ops);
     // Replay (vk_replay.h): whether run(ops) may be kept (every op replay_safe, small enough); the kept run for
     // its key (recorded now when the key was seen before, nullptr on first sight); writing its i[0] values and
     // submitting it; destroying kept runs (waits for their last submission).
@@ -158,6 +169,7 @@ private:
     bool open_ = false;        // frames_[cur_] has been waited for and is being filled
     gpu_buffer staging_;       // large upload/download staging (host-visible, cached), used with a wait
     gpu_buffer placeholder_;   // bound to unused descriptor slots
+    gpu_buffer scratch_;       // device-local split-K partials (reserve_scratch), none until a split needs it
     uint64_t serial_ = 0;      // submissions so far
 
     // Kept runs: a decode step of an L-layer model keeps L (one per layer's run), 128 covers the largest models.

@@ -451,8 +451,14 @@ void record_kv_store(vk_backend& be, const op& o) {
                 ceil_div(n_words, 256));
 }
 
-// One workgroup (128) per (query, head) over the contiguous cache (attention.comp). In a kept run n_past = i[0] is
-// read on the device and the whole caches are bound. The pipeline is specialized for the K and V dtypes, the head
+// Split-K constants (attention_splits, vk_ops.h): no split up to 256 rows (the merge launch would cost more than it
+// saves), at least 128 rows (one chunk of attention.comp) per split, at most 64 splits, and a target of 1024
+// workgroups: 8 x 128 compute units (an H100 has 132 SMs; CUDA's rule fills the device 8 times over).
+constexpr uint64_t k_split_min_rows = 256, k_split_rows = 128, k_split_max = 64, k_split_target = 1024;
+
+// One workgroup (128) per (query, head, split) over the contiguous cache (attention.comp); with n_split > 1 the
+// partials go to the backend's scratch (binding 5) and attention_merge (one workgroup of 64 per (query, head))
+// writes dst. In a kept run n_past = i[0] is read on the device and the whole caches are bound. The pipeline is specialized for the K and V dtypes, the head
 // size, its team width (threads per team: the power of 2 covering hd / 2 channel pairs) and whether every head row
 // of K (V) starts on a 4-byte boundary (16-bit pairs then load as one word).
 void record_attention(vk_backend& be, const op& o) {
@@ -475,11 +481,19 @@ void record_attention(vk_backend& be, const op& o) {
     };
     const std::vector<uint32_t> spec = {uint32_t(k.type), uint32_t(v.type), hd, team, words_aligned(k, b[2]),
                                         words_aligned(v, b[3])};
-    be.dispatch("attention", spec, b, 4,
+    const uint32_t n_split = attention_splits(o);
+    const uint64_t blocks = uint64_t(q.ne[2]) * uint64_t(q.ne[1]);
+    binding bs[5] = {b[0], b[1], b[2], b[3], binding{}};
+    if (n_split > 1) bs[4] = be.scratch(attention_scratch_bytes(o));
+    be.dispatch("attention", spec, bs, n_split > 1 ? 5 : 4,
                 {uint32_t(q.ne[0]), uint32_t(q.ne[1]), uint32_t(q.ne[2]), uint32_t(o.i[0]), uint32_t(q.ne[1] / o.i[1]),
                  fbits(o.f[0]), b[1].word, words(q.nb[1]), b[0].word, words(d.nb[1]), uint32_t(k.type), b[2].byte,
-                 uint32_t(k.nb[1]), uint32_t(v.type), b[3].byte, uint32_t(v.nb[1]), dyn},
-                uint64_t(q.ne[2]) * uint64_t(q.ne[1]));
+                 uint32_t(k.nb[1]), uint32_t(v.type), b[3].byte, uint32_t(v.nb[1]), dyn, n_split, bs[4].word},
+                blocks * n_split);
+    if (n_split == 1) return;
+    const binding bm[2] = {b[0], bs[4]};  // dst, the partials as src0
+    be.dispatch("attention_merge", {}, bm, 2,
+                {hd, uint32_t(blocks), n_split, bs[4].word, b[0].word, words(d.nb[1])}, blocks);
 }
 
 // Layout code of a KV head block for the shader: 0 f16, 1 bf16, 2 q8, 3 q4 per channel (K), 4 q4 per token (V).
@@ -656,6 +670,26 @@ bool replay_safe(const vk_backend& be, const op& o) {
     }
     return false;
 }
+
+uint32_t attention_splits(const op& o) {
+    if (o.type != op_type::ATTENTION) return 1;
+    if (const char* env = std::getenv("TFU_VK_ATTN_SPLIT"); env && std::strcmp(env, "0") == 0) return 1;
+    const tensor& q = *o.src[0];
+    const uint64_t blocks = uint64_t(q.ne[1]) * uint64_t(q.ne[2]);
+    const uint64_t rows = uint64_t(o.i[0]) + uint64_t(q.ne[2]);
+    if (rows <= k_split_min_rows || blocks == 0 || blocks >= k_split_target / 4) return 1;
+    const uint64_t want = ceil_div(k_split_target, blocks);
+    return uint32_t(std::max<uint64_t>(1, std::min({want, ceil_div(rows, k_split_rows), k_split_max})));
+}
+
+uint64_t attention_scratch_bytes(const op& o) {
+    const uint32_t n_split = attention_splits(o);
+    if (n_split <= 1) return 0;
+    const tensor& q = *o.src[0];
+    return uint64_t(q.ne[1]) * uint64_t(q.ne[2]) * n_split * (uint64_t(q.ne[0]) + 2) * 4;
+}
+
+uint32_t max_dispatches(const op& o) { return attention_splits(o) > 1 ? 2 : 1; }
 
 uint64_t replay_param_bytes(const op& o) {
     return o.type == op_type::ROPE ? align_up(uint64_t(o.i[0] < 0 ? 0 : o.i[0]) * 4, 16) : 0;

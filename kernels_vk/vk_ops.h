@@ -26,11 +26,25 @@ void record_op(vk_backend& be, const op& o);
 // Each result must overlap no x, weight or other result of the launch; every weight must fit one binding (no row
 // pieces), and the weights (results) of the launch must lie in one memory chunk within one binding's range.
 size_t record_fused(vk_backend& be, const op* ops, size_t n_ops);
-// Whether o (supported) may be part of a kept run (vk_replay.h): it records at most one dispatch whose commands
+// Whether o (supported) may be part of a kept run (vk_replay.h): it records max_dispatches(o) at most, whose commands
 // depend only on the replay key (its fields and tensors, minus KV_STORE's and ATTENTION's i[0], which the kernels
 // then read on the device). Not: MUL_MAT of more than 8 columns (prefill), weights in row pieces, ATTENTION whose
 // whole caches do not fit one binding, ATTENTION_PAGED (its block table depends on i[0] and on the cache).
 bool replay_safe(const vk_backend& be, const op& o);
+// Split-K of the contiguous-cache ATTENTION o (attention.comp + attention_merge.comp): how many workgroups share
+// each (query, head), a pure function of blocks = n_head x n and the rows the last query sees (i[0] + n), so that a
+// kept run keyed on it (vk_replay.cpp) launches what a fresh recording would. 1 (no split, no merge) up to 256
+// rows or when blocks >= 256; else min(ceil(1024 / blocks), ceil(rows / 128), 64): enough workgroups to fill a
+// device of ~128 compute units 8 times over, at least 128 rows each (CUDA's attention_split_count with a fixed
+// device size: Vulkan has no portable compute-unit count). The count changes only at 128-row boundaries. Env
+// TFU_VK_ATTN_SPLIT=0 disables splitting (read per call). Other ops: 1.
+uint32_t attention_splits(const op& o);
+// Bytes of device scratch o's recording uses (the split-K partials: n_head x n x splits x (hd + 2) floats), 0 for
+// none. run() reserves the largest before recording (vk_backend::reserve_scratch).
+uint64_t attention_scratch_bytes(const op& o);
+// Dispatches o records at most (2 for a split ATTENTION: the split pass and the merge), for sizing a kept run's
+// descriptor pool.
+uint32_t max_dispatches(const op& o);
 // Bytes of the parameter arena that o's recording stores (RoPE's frequency table), for sizing a kept run's.
 uint64_t replay_param_bytes(const op& o);
 

@@ -2,11 +2,19 @@
 #include "vk_replay.h"
 
 #include "backend/replay_key.h"
+#include "vk_ops.h"
 
 namespace tfu::vk {
 
 namespace {
 uint64_t mix(uint64_t h, uint64_t w) { return (h ^ w) * 1099511628211ull; }  // FNV-1a step over words
+
+// What stands for o's i[0] in the key: ATTENTION's split count (the recorded launch sizes and the merge depend on
+// it; its ranges follow the n_past read on the device), 0 for KV_STORE (read on the device), else i[0] itself.
+uint64_t word_for_i0(const op& o) {
+    if (o.type == op_type::ATTENTION) return attention_splits(o);
+    return reads_i0_on_device(o) ? 0 : uint64_t(uint32_t(o.i[0]));
+}
 }  // namespace
 
 size_t set_key_hash::operator()(const set_key& k) const noexcept {
@@ -18,8 +26,7 @@ size_t set_key_hash::operator()(const set_key& k) const noexcept {
 void replay_key(const op* ops, size_t n_ops, std::vector<uint64_t>& key) {
     key.clear();
     key.push_back(n_ops);
-    for (size_t i = 0; i < n_ops; ++i)
-        append_op_key(key, ops[i], reads_i0_on_device(ops[i]) ? 0 : uint64_t(uint32_t(ops[i].i[0])));
+    for (size_t i = 0; i < n_ops; ++i) append_op_key(key, ops[i], word_for_i0(ops[i]));
 }
 
 size_t replay_cache::key_hash::operator()(const std::vector<uint64_t>& k) const noexcept {

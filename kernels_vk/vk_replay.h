@@ -45,7 +45,8 @@ inline bool reads_i0_on_device(const op& o) { return o.type == op_type::KV_STORE
 
 // Writes the key of ops[0 .. n_ops) into `key` (old contents replaced): the op count, then per op the words of
 // backend/replay_key.h (type, i[], f[], ext, and every tensor's address, dtype, ne and nb), with i[0] as 0 for
-// reads_i0_on_device ops. Hash with tfu::replay_key_hash (backend/replay_key.h).
+// reads_i0_on_device ops (ATTENTION: its split count instead, attention_splits in vk_ops.h: the recorded launch
+// sizes depend on it). Hash with tfu::replay_key_hash (backend/replay_key.h).
 void replay_key(const op* ops, size_t n_ops, std::vector<uint64_t>& key);
 
 // One kept run: its command buffer (recorded once, without ONE_TIME_SUBMIT, opening with the same leading

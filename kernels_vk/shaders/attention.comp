@@ -2,8 +2,13 @@
 // K = src1, V = src2 (hd * n_head_kv, n_ctx; f32, f16 or bf16 each). Query j sits at position n_past + j and sees
 // cache rows 0 .. n_past + j (later rows are never read); head h reads KV head h / group.
 // dyn != 0 (a kept run, vk_backend_replay.cpp): n_past is param_w[dyn - 1] instead of the push constant.
+// Split-K (flash-decoding, n_split > 1; the count is vk_ops.cpp's attention_splits): n_split workgroups share one
+// (query, head), workgroup z taking the contiguous rows [z c, min((z + 1) c, n_kv)) with c = ceil(n_kv / n_split)
+// (n_kv read on the device in a kept run, so the ranges follow it), and writing (max, sum, unnormalised acc[HD])
+// relative to its own max to the scratch at binding 5, words p_off + g (HD + 2) ..; an empty range writes
+// (-inf, 0, 0). attention_merge.comp then combines the n_split partials of each (query, head) into dst.
 //
-// Launch: one workgroup of 128 per (query, head), index = j * n_head + h. Rows in chunks of 128 with an online
+// Launch: one workgroup of 128 per (query, head, split), index g = (j * n_head + h) * n_split + z. Rows in chunks of 128 with an online
 // softmax (Milakov & Gimelshein, arXiv 1805.02867); per chunk:
 //  - scores: thread t reads the whole K row t0 + t (HD / 2 channel pairs, loads unrolled in batches of 8 pairs
 //    and issued before their FMAs) against q in shared memory; the chunk max by a shared-memory tree;
@@ -32,7 +37,10 @@ layout(push_constant) uniform pc_t {
     uint k_type, k_off, k_nb1;         // GGUF type id (0, 1, 30); bytes
     uint v_type, v_off, v_nb1;
     uint dyn;                          // 0, or the parameter-arena word holding n_past, + 1
+    uint n_split;                      // >= 1; 1: normalised rows to dst, else partials to binding 5
+    uint p_off;                        // words: the partials' start in binding 5
 } pc;
+layout(set = 0, binding = 5) buffer part_buf { float part_f[]; };  // (n * n_head * n_split, HD + 2) partials
 
 const uint WG = 128u;
 const uint TEAMS = WG / CT;
@@ -72,13 +80,17 @@ uint esize(uint type) { return type == 0u ? 4u : 2u; }
 
 void main() {
     uint g = group_index();
-    if (g >= pc.n * pc.n_head) return;  // the whole workgroup: no barrier is skipped by part of it
-    uint j = g / pc.n_head, h = g % pc.n_head, hk = h / pc.group;
+    if (g >= pc.n * pc.n_head * pc.n_split) return;  // the whole workgroup: no barrier is skipped by part of it
+    uint row = g / pc.n_split, z = g % pc.n_split;     // row = j * n_head + h of q and dst
+    uint j = row / pc.n_head, h = row % pc.n_head, hk = h / pc.group;
     uint t = gl_LocalInvocationID.x;
-    for (uint c = t; c < 258u; c += WG) qs[c] = c < HD ? src0_f(pc.q_off + g * pc.q_s + c) : 0.0;
+    for (uint c = t; c < 258u; c += WG) qs[c] = c < HD ? src0_f(pc.q_off + row * pc.q_s + c) : 0.0;
     barrier();
     uint n_past = pc.dyn != 0u ? param_w[pc.dyn - 1u] : pc.n_past;
     uint n_kv = n_past + j + 1u;
+    // This workgroup's rows [s0, s1): all of them without a split.
+    uint per = (n_kv + pc.n_split - 1u) / pc.n_split;
+    uint s0 = min(n_kv, z * per), s1 = min(n_kv, s0 + per);
     uint kcol = pc.k_off + hk * HD * esize(K_TYPE), vcol = pc.v_off + hk * HD * esize(V_TYPE);
     uint team = t / CT, slot = t % CT, c2 = 2u * slot;
     bool owns = c2 < HD;  // CT may exceed HD / 2: those slots compute nothing
@@ -86,10 +98,10 @@ void main() {
     float M = NEG_INF;     // running max, the same in every thread
     float lsum = 0.0;      // this thread's rows' weights (scores phase indexing)
     vec2 acc = vec2(0.0);  // channels c2, c2 + 1 over this team's rows
-    for (uint t0 = 0u; t0 < n_kv; t0 += WG) {
-        uint n_here = min(WG, n_kv - t0);
-        // Scores: row t0 + t (clamped to the last row: loads are unconditional, the score is discarded).
-        uint pos = min(t0 + t, n_kv - 1u);
+    for (uint t0 = s0; t0 < s1; t0 += WG) {
+        uint n_here = min(WG, s1 - t0);
+        // Scores: row t0 + t (clamped to the range's last row: loads are unconditional, the score is discarded).
+        uint pos = min(t0 + t, s1 - 1u);
         uint krow = kcol + pos * pc.k_nb1;
         float s = 0.0;
         [[unroll]] for (uint c0 = 0u; c0 < HD; c0 += 2u * U) {
@@ -106,7 +118,7 @@ void main() {
             if (t < off) red[t] = max(red[t], red[t + off]);
             barrier();
         }
-        float m_new = max(M, red[0]);  // finite: row t0 is always in range
+        float m_new = max(M, red[0]);  // finite: row t0 is always in range (t0 < s1)
         float f = exp(M - m_new);      // 0 on the first chunk (M = -inf)
         float p = t < n_here ? exp(s - m_new) : 0.0;
         lsum = lsum * f + p;
@@ -138,11 +150,25 @@ void main() {
         if (t < off) red[t] += red[t + off];
         barrier();
     }
+    if (pc.n_split > 1u) {  // split-K: this range's (max, sum, acc) relative to M; (-inf, 0, 0) when empty
+        uint p = pc.p_off + g * (HD + 2u);
+        if (t == 0u) {
+            part_f[p] = M;
+            part_f[p + 1u] = red[0];
+        }
+        if (team == 0u && owns) {
+            vec2 a = part[slot];
+            for (uint k = 1u; k < TEAMS; ++k) a += part[k * CT + slot];
+            part_f[p + 2u + c2] = a.x;
+            if (c2 + 1u < HD) part_f[p + 3u + c2] = a.y;
+        }
+        return;
+    }
     if (team == 0u && owns) {
         vec2 a = part[slot];
         for (uint k = 1u; k < TEAMS; ++k) a += part[k * CT + slot];
         float inv = 1.0 / red[0];
-        uint d = pc.d_off + g * pc.d_s + c2;
+        uint d = pc.d_off + row * pc.d_s + c2;
         dst_set(d, a.x * inv);
         if (c2 + 1u < HD) dst_set(d + 1u, a.y * inv);
     }

@@ -6,13 +6,21 @@
 //  - contexts right at the 128-row chunk boundaries (127, 128, 129, 255, 256, 257 rows seen by the last query);
 //  - odd head sizes (7, 63: f16/bf16 head rows that start mid-word, the unaligned loads), caches with padded rows
 //    starting 4 bytes into their allocation;
-//  - a decode loop of single-op runs, which the backend keeps and replays (n_past read on the device: `dyn`).
+//  - a decode loop of single-op runs, which the backend keeps and replays (n_past read on the device: `dyn`);
+//  - split-K (kernels_vk/vk_ops.cpp attention_splits: above 256 rows and below 256 (query, head) blocks, the rows
+//    are split over min(ceil(1024 / blocks), ceil(rows / 128), 64) workgroups per (query, head), merged by
+//    attention_merge.comp): contexts of 257, 300, 1000, 3000 and 4100 rows, n = 1 and 3, GQA 1 and 4, every dtype
+//    pair at head size 64 and some at 8, 128, 256; that the split path is taken (its sums differ in the last bits
+//    from TFU_VK_ATTN_SPLIT=0's); and decode loops (KV_STORE k, v then ATTENTION, caches NaN until stored) across
+//    the split count's changes at 256/257, 384/385, 512/513 rows, kept and replayed (the key holds the split
+//    count: exactly one recording per count) and with TFU_VK_REPLAY=0.
 // Rows past the last query's position hold NaN: reading one would poison the output. Bounds: test_ops' ATTENTION
 // bounds (relative L2 1e-5, max error 1e-4 of the reference's rms; f32 online softmax against cpu-ref's double
 // two-pass softmax). Inputs random from the printed seed (test_seed()). Run under TFU_VK_VALIDATION=1 in CI.
 // Skips when no Vulkan device is usable.
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "ops/device_test_util.h"
 
@@ -65,7 +73,8 @@ protected:
 
     // One ATTENTION op on cpu-ref and on the device. The caches hold n_past + n rows plus `extra` NaN rows, row
     // stride padded by `pad` bytes and starting `lead` bytes into their allocation (both multiples of 4).
-    void check(const shape& s, dtype kt, dtype vt, size_t lead = 0, size_t pad = 0, int64_t extra = 24) {
+    // Returns the device's output.
+    std::vector<float> check(const shape& s, dtype kt, dtype vt, size_t lead = 0, size_t pad = 0, int64_t extra = 24) {
         const std::string what = describe(s, kt, vt) + " lead=" + std::to_string(lead) + " pad=" + std::to_string(pad);
         SCOPED_TRACE(what);
         device_case dc(*vk_);
@@ -97,9 +106,13 @@ protected:
         o.i[1] = int32_t(s.n_head_kv);
         o.f[0] = float(1.0 / std::sqrt(double(s.hd)));
         std::string why;
-        ASSERT_TRUE(vk_->supports(o, &why)) << why;
+        const bool ok = vk_->supports(o, &why);
+        EXPECT_TRUE(ok) << why;
+        if (!ok) return {};
         dc.run({o});
-        expect_close(dc.device_values(d), std::vector<float>(d->ptr<float>(), d->ptr<float>() + d->nelements()), what);
+        std::vector<float> got = dc.device_values(d);
+        expect_close(got, std::vector<float>(d->ptr<float>(), d->ptr<float>() + d->nelements()), what);
+        return got;
     }
 
     std::unique_ptr<backend> vk_;
@@ -176,6 +189,126 @@ TEST_F(vk_attention, kept_run_decode_loop) {
                          std::string("kept run ") + dtype_name(kt) + " n_past=" + std::to_string(n_past));
         }
     }
+}
+
+// Split-K: every context splits (rows > 256, blocks = n_head x n <= 24 < 256): e.g. 4100 rows, 8 heads, n = 1:
+// min(128, 33, 64) = 33 splits of 125 rows; 257 rows: 3 splits of 86.
+TEST_F(vk_attention, split_contexts_every_dtype_pair) {
+    for (int64_t rows : {257, 300, 1000, 3000, 4100})
+        for (int64_t n : {1, 3})
+            for (int64_t group : {1, 4}) {
+                const shape s{64, group == 1 ? 4 : 8, group == 1 ? 4 : 2, n, rows - n};
+                for (dtype kt : k_types)
+                    for (dtype vt : k_types) check(s, kt, vt);
+            }
+    for (int64_t rows : {300, 4100})
+        for (int64_t n : {1, 3}) {
+            check({8, 8, 2, n, rows - n}, dtype::F16, dtype::F16);
+            check({128, 4, 1, n, rows - n}, dtype::BF16, dtype::F32);
+            check({256, 2, 2, n, rows - n}, dtype::F32, dtype::BF16);
+            check({63, 4, 2, n, rows - n}, dtype::F16, dtype::BF16);  // unaligned 16-bit head rows
+        }
+    check({64, 32, 8, 1, 4095}, dtype::F16, dtype::F16);  // a 1B Llama's decode step at 4K: 32 splits of 128 rows
+    check({64, 100, 100, 3, 997}, dtype::F16, dtype::F32);  // 300 blocks: no split (the device is full)
+}
+
+// The split path is really taken: the same case with TFU_VK_ATTN_SPLIT=0 (one workgroup per (query, head)) sums
+// in another order, so some output differs in its last bits; both match cpu-ref.
+TEST_F(vk_attention, split_path_is_taken) {
+    const shape s{64, 8, 2, 1, 2999};
+    const uint64_t seed = test_seed() + 7;
+    rng_.seed(seed);
+    setenv("TFU_VK_ATTN_SPLIT", "0", 1);
+    const std::vector<float> whole = check(s, dtype::F16, dtype::F16);
+    unsetenv("TFU_VK_ATTN_SPLIT");
+    rng_.seed(seed);
+    const std::vector<float> split = check(s, dtype::F16, dtype::F16);
+    ASSERT_EQ(whole.size(), split.size());
+    size_t differ = 0;
+    for (size_t i = 0; i < whole.size(); ++i) differ += whole[i] != split[i];
+    std::printf("split vs unsplit: %zu of %zu outputs differ\n", differ, whole.size());
+    EXPECT_GT(differ, 0u);
+}
+
+// Decode steps at n_past = first .. last on `dev`: KV_STORE the step's random k and v rows at n_past (caches NaN
+// from row `first` on until stored), ATTENTION over rows 0 .. n_past, each step against cpu-ref.
+void split_decode_loop(backend& dev, dtype kt, dtype vt, int first, int last, std::mt19937_64& rng) {
+    const int64_t hd = 64, n_head = 8, n_head_kv = 2, n_ctx = last + 8, width = hd * n_head_kv;
+    std::unique_ptr<backend> ref = make_cpu_ref_backend();
+    owned_tensor q(dtype::F32, hd, n_head, 1), kx(dtype::F32, width), vx(dtype::F32, width), att(dtype::F32, hd, n_head, 1);
+    owned_tensor kc(kt, width, n_ctx), vc(vt, width, n_ctx);
+    std::vector<float> nan_row(size_t(width), std::nanf(""));
+    for (int64_t r = 0; r < n_ctx; ++r) {
+        std::vector<float> kr = random_floats(rng, size_t(width)), vr = random_floats(rng, size_t(width));
+        quantize_row(kt, r < first ? kr.data() : nan_row.data(), kc.t.row(r), width);
+        quantize_row(vt, r < first ? vr.data() : nan_row.data(), vc.t.row(r), width);
+    }
+    fill_random(rng, q.t);
+    dev_tensor dq(dev, q.t), dkx(dev, kx.t), dvx(dev, vx.t), datt(dev, att.t), dkc(dev, kc.t), dvc(dev, vc.t);
+    auto step = [&](tensor* a, tensor* qq, tensor* k, tensor* v, tensor* ck, tensor* cv, int pos) {
+        std::vector<op> ops = {make_op(op_type::KV_STORE, ck, k), make_op(op_type::KV_STORE, cv, v),
+                               make_op(op_type::ATTENTION, a, qq, ck, cv)};
+        ops[0].i[0] = ops[1].i[0] = ops[2].i[0] = pos;
+        ops[2].i[1] = int32_t(n_head_kv);
+        ops[2].f[0] = 0.125f;
+        return ops;
+    };
+    std::vector<float> got(size_t(hd * n_head));
+    for (int pos = first; pos <= last; ++pos) {
+        fill_random(rng, q.t);
+        fill_random(rng, kx.t);
+        fill_random(rng, vx.t);
+        dev.upload(dq.t.data, q.t.data, q.t.nbytes());
+        dev.upload(dkx.t.data, kx.t.data, kx.t.nbytes());
+        dev.upload(dvx.t.data, vx.t.data, vx.t.nbytes());
+        const std::vector<op> h = step(&att.t, &q.t, &kx.t, &vx.t, &kc.t, &vc.t, pos);
+        const std::vector<op> d = step(&datt.t, &dq.t, &dkx.t, &dvx.t, &dkc.t, &dvc.t, pos);
+        ref->run(h.data(), h.size());
+        dev.run(d.data(), d.size());
+        dev.download(got.data(), datt.t.data, got.size() * sizeof(float));
+        const std::vector<float> want = to_floats(att.t);
+        SCOPED_TRACE(std::string("decode K ") + dtype_name(kt) + " V " + dtype_name(vt) + " n_past=" + std::to_string(pos));
+        expect_close(got, want, "decode step");
+        if (::testing::Test::HasFailure()) return;  // one failing step is enough
+    }
+}
+
+// The counters of the profile line "vulkan: replay on|off: R runs replayed, C recorded, ..." (TFU_VK_PROFILE=1).
+bool parse_replay(const std::string& log, unsigned long long* replayed, unsigned long long* recorded) {
+    const size_t at = log.find("vulkan: replay ");
+    if (at == std::string::npos) return false;
+    const size_t colon = log.find(": ", at + 15);
+    return colon != std::string::npos &&
+           std::sscanf(log.c_str() + colon + 2, "%llu runs replayed, %llu recorded", replayed, recorded) == 2;
+}
+
+// n_past 250 .. 530 (rows 251 .. 531): split counts 1 (<= 256 rows), 3 (257 .. 384), 4 (385 .. 512), 5 (513 ..):
+// four keys, each seen once, recorded at its second step and replayed after: 281 - 8 = 273 replays.
+TEST_F(vk_attention, split_decode_loop_kept_and_replayed) {
+    for (dtype kt : {dtype::F16, dtype::BF16}) {
+        setenv("TFU_VK_PROFILE", "1", 1);
+        start_log_capture();
+        std::string why;
+        std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
+        unsetenv("TFU_VK_PROFILE");
+        ASSERT_TRUE(dev) << why;
+        split_decode_loop(*dev, kt, dtype::F16, 250, 530, rng_);
+        dev.reset();  // logs the profile
+        stop_log_capture();
+        unsigned long long replayed = 0, recorded = 0;
+        ASSERT_TRUE(parse_replay(captured_log, &replayed, &recorded)) << captured_log;
+        EXPECT_EQ(recorded, 4u) << captured_log;
+        EXPECT_EQ(replayed, 273u) << captured_log;
+    }
+}
+
+TEST_F(vk_attention, split_decode_loop_replay_off) {
+    setenv("TFU_VK_REPLAY", "0", 1);
+    std::string why;
+    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
+    unsetenv("TFU_VK_REPLAY");
+    ASSERT_TRUE(dev) << why;
+    split_decode_loop(*dev, dtype::F16, dtype::BF16, 250, 530, rng_);
 }
 
 }  // namespace
