@@ -93,6 +93,7 @@ private:
     };
     void build_candidates(const float* logits);  // fills cand_ (sorted prefix of size n_sorted_), after penalties
     void sort_prefix(size_t n);                  // makes cand_[0, n) the top n in (logit desc, id asc) order
+    void select_top_k(size_t k);                 // build_candidates with top_k = k (0 < k < n_vocab) in one pass
     void apply_top_k();
     void apply_top_p();
     void apply_min_p();

@@ -2,6 +2,7 @@
 // their draw frequencies, penalties, temperature, non-finite logits, config validation.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstdio>
@@ -429,6 +430,67 @@ TEST(Sampler, GreedyFastPathMatchesTheReferenceLoop) {
                 continue;
             }
             EXPECT_EQ(s.sample(l.data()), want) << "n " << n << " trial " << trial;
+        }
+    }
+}
+
+// top_k in (0, n_vocab) selects while the candidates are built (sampler.cpp, select_top_k): the distribution must
+// be the reference's, id for id and in the same order (the draw walks it in order): with more than k finite
+// logits the k best under (logit desc, id asc) best first, else every finite logit in id order; probabilities
+// the softmax over them. Logits with many ties (a few distinct values), NaN, -inf, +inf and FLT_MAX; k from 1 to
+// past the finite count; vocab sizes up to a real one; then the same with top-p and min-p after top-k.
+TEST(Sampler, TopKSelectionMatchesTheReference) {
+    std::mt19937_64 rng(k_seed + 91);
+    for (int32_t n : {2, 9, 64, 1000, 128256}) {
+        for (int trial = 0; trial < 12; ++trial) {
+            std::vector<float> l = random_logits(n, uint32_t(rng()));
+            std::uniform_int_distribution<int32_t> at(0, n - 1);
+            if (trial % 3 == 1)
+                for (float& x : l) x = std::round(x);  // ties everywhere
+            const float specials[] = {std::nanf(""), INFINITY, -INFINITY, FLT_MAX};
+            for (int s = 0; s < trial % 5; ++s) l[size_t(at(rng))] = specials[size_t(at(rng)) % 4];
+            if (trial == 11)
+                for (int32_t i = 0; i < n; i += 2) l[size_t(i)] = -INFINITY;  // half the vocabulary masked
+            for (int32_t k : {1, 2, 5, 40, n / 2 + 1, n - 1}) {
+                if (k < 1 || k >= n) continue;
+                sampler_config c = plain_config();
+                c.top_k = k;
+                sampler s(c, n);
+                std::vector<float> work(static_cast<size_t>(n));
+                s.penalized_logits(l.data(), work.data());
+                std::vector<std::pair<float, int32_t>> fin;
+                for (int32_t i = 0; i < n; ++i)
+                    if (work[size_t(i)] != -INFINITY) fin.push_back({work[size_t(i)], i});
+                if (fin.empty()) continue;
+                const bool truncated = fin.size() > size_t(k);
+                if (truncated) {
+                    std::sort(fin.begin(), fin.end(), [](const auto& a, const auto& b) {
+                        return a.first > b.first || (a.first == b.first && a.second < b.second);
+                    });
+                    fin.resize(size_t(k));
+                }
+                double mx = -INFINITY, z = 0.0;
+                for (const auto& f : fin) mx = std::max(mx, double(f.first));
+                for (const auto& f : fin) z += std::exp(double(f.first) - mx);
+                std::vector<token_prob> d;
+                s.distribution(l.data(), d);
+                ASSERT_EQ(d.size(), fin.size()) << "n " << n << " trial " << trial << " k " << k;
+                for (size_t j = 0; j < d.size(); ++j) {
+                    ASSERT_EQ(d[j].id, fin[j].second) << "n " << n << " trial " << trial << " k " << k << " at " << j;
+                    EXPECT_NEAR(d[j].p, std::exp(double(fin[j].first) - mx) / z, 1e-12);
+                }
+                // top-p and min-p after a top-k that truncated keep a prefix of its best-first list.
+                sampler_config c2 = c;
+                c2.top_p = 0.9f;
+                c2.min_p = 0.02f;
+                std::vector<token_prob> d2;
+                sampler(c2, n).distribution(l.data(), d2);
+                ASSERT_FALSE(d2.empty());
+                if (truncated) {
+                    ASSERT_LE(d2.size(), d.size());
+                    for (size_t j = 0; j < d2.size(); ++j) EXPECT_EQ(d2[j].id, d[j].id) << "k " << k << " at " << j;
+                }
+            }
         }
     }
 }
