@@ -4,7 +4,9 @@
 #   scripts/gpu-bench.sh TOOLS_DIR VOCAB.gguf PEER_BIN_DIR MODEL_DIR [TYPES] [BACKEND]
 # TOOLS_DIR: our tools (build/cuda/tools); VOCAB: ggml-vocab-llama-bpe.gguf; PEER_BIN_DIR: llama.cpp's bin folder
 # (empty: ours only); TYPES (default "f16 q8_0 q4_0"); BACKEND (default cuda). Files are made by tfusion-synth
-# (seed 1) when missing. Prints both tools' tables; the figures go to docs/perf/ by hand, with the device.
+# (seed 1) when missing. Then, for the first type: decode at depths 4096 and 16384 (DEPTHS), and ours with 4
+# batched sessions; EIGHT_B=1 adds the Llama-3-8B shape in Q4_0 (a 4.5 GB file, ~1 min to write with 16 cores).
+# Prints both tools' tables; the figures go to docs/perf/ by hand, with the device.
 set -uo pipefail
 tools=$1 vocab=$2 peer=$3 dir=$4 types=${5:-"f16 q8_0 q4_0"} backend=${6:-cuda}
 mkdir -p "$dir"
@@ -19,3 +21,18 @@ for ty in $types; do
     "$peer/llama-bench" -m "$m" -ngl 99 -fa 1 -p 512 -n 128 -r 3 2>&1 | grep -E '^\||error'
   fi
 done
+first=${types%% *}
+m="$dir/llama-3.2-1b-$first.gguf"
+echo "## $first: decode at depth (${DEPTHS:-4096,16384}), ours then llama-bench"
+"$tools/bench/tfusion-bench" -m "$m" --backend "$backend" -p 0 -n 128 -d "${DEPTHS:-4096,16384}" -r 2 2>&1 | grep -E '^\| [a-z]|error|TFU_'
+[ -n "$peer" ] && "$peer/llama-bench" -m "$m" -ngl 99 -fa 1 -p 0 -n 128 -d "${DEPTHS:-4096,16384}" -r 2 2>&1 | grep -E '^\| [a-z]|error'
+echo "## $first: 4 sessions in one batched step (ours)"
+"$tools/bench/tfusion-bench" -m "$m" --backend "$backend" -p 0 -n 128 -r 2 --sessions 4 2>&1 | grep -E '^\| [a-z]|error|TFU_'
+if [ "${EIGHT_B:-0}" = 1 ]; then
+  m8="$dir/llama-3-8b-q4_0.gguf"
+  [ -f "$m8" ] || "$tools/synth/tfusion-synth" --preset Llama-3-8B --vocab "$vocab" --type q4_0 --seed 1 -o "$m8" >&2
+  echo "## 8B q4_0: ours then llama-bench"
+  "$tools/bench/tfusion-bench" -m "$m8" --backend "$backend" -p 512 -n 128 -r 3 2>&1 | grep -E '^\| [a-z]|error|TFU_'
+  [ -n "$peer" ] && "$peer/llama-bench" -m "$m8" -ngl 99 -fa 1 -p 512 -n 128 -r 3 2>&1 | grep -E '^\| [a-z]|error'
+fi
+exit 0
