@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 
 #include "ops/device_test_util.h"
 
@@ -231,8 +232,10 @@ TEST_F(vk_attention, split_path_is_taken) {
 }
 
 // Decode steps at n_past = first .. last on `dev`: KV_STORE the step's random k and v rows at n_past (caches NaN
-// from row `first` on until stored), ATTENTION over rows 0 .. n_past, each step against cpu-ref.
-void split_decode_loop(backend& dev, dtype kt, dtype vt, int first, int last, std::mt19937_64& rng) {
+// from row `first` on until stored), ATTENTION over rows 0 .. n_past, each step against cpu-ref. `mid` (if set)
+// runs after step mid_at's run() is submitted, before its result is downloaded.
+void split_decode_loop(backend& dev, dtype kt, dtype vt, int first, int last, std::mt19937_64& rng,
+                       const std::function<void()>& mid = {}, int mid_at = -1) {
     const int64_t hd = 64, n_head = 8, n_head_kv = 2, n_ctx = last + 8, width = hd * n_head_kv;
     std::unique_ptr<backend> ref = make_cpu_ref_backend();
     owned_tensor q(dtype::F32, hd, n_head, 1), kx(dtype::F32, width), vx(dtype::F32, width), att(dtype::F32, hd, n_head, 1);
@@ -265,6 +268,7 @@ void split_decode_loop(backend& dev, dtype kt, dtype vt, int first, int last, st
         const std::vector<op> d = step(&datt.t, &dq.t, &dkx.t, &dvx.t, &dkc.t, &dvc.t, pos);
         ref->run(h.data(), h.size());
         dev.run(d.data(), d.size());
+        if (pos == mid_at && mid) mid();
         dev.download(got.data(), datt.t.data, got.size() * sizeof(float));
         const std::vector<float> want = to_floats(att.t);
         SCOPED_TRACE(std::string("decode K ") + dtype_name(kt) + " V " + dtype_name(vt) + " n_past=" + std::to_string(pos));
@@ -309,6 +313,21 @@ TEST_F(vk_attention, split_decode_loop_replay_off) {
     unsetenv("TFU_VK_REPLAY");
     ASSERT_TRUE(dev) << why;
     split_decode_loop(*dev, dtype::F16, dtype::BF16, 250, 530, rng_);
+}
+
+// The scratch grows in the middle of a kept decode loop (a 4100-row, 24-block op at head size 256 needs 817 KiB,
+// more than the first 256 KiB) while that loop's step is still in flight: the growth waits for it, drops the kept
+// runs and cached sets that bind the old buffer, and the loop goes on (re-recorded) with correct values. Under
+// TFU_VK_VALIDATION=1 any use of the destroyed buffer is an error.
+TEST_F(vk_attention, scratch_grows_during_a_kept_decode_loop) {
+    bool grown = false;
+    split_decode_loop(*vk_, dtype::F16, dtype::F16, 250, 420, rng_,
+                      [&] {
+                          check({256, 8, 2, 3, 4097}, dtype::F16, dtype::BF16);
+                          grown = true;
+                      },
+                      300);
+    EXPECT_TRUE(grown);
 }
 
 }  // namespace
