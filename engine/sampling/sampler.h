@@ -93,7 +93,8 @@ private:
     };
     void build_candidates(const float* logits);  // fills cand_ (sorted prefix of size n_sorted_), after penalties
     void sort_prefix(size_t n);                  // makes cand_[0, n) the top n in (logit desc, id asc) order
-    void select_top_k(size_t k);                 // build_candidates with top_k = k (0 < k < n_vocab) in one pass
+    // build_candidates with top_k = k (0 < k < n_vocab) in one pass over src (sanitized on the fly)
+    void select_top_k(const float* src, size_t k);
     void apply_top_k();
     void apply_top_p();
     void apply_min_p();
