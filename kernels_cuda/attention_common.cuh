@@ -23,6 +23,7 @@
 
 #include <algorithm>
 
+#include "backend/attention_split.h"
 #include "cuda_common.cuh"
 #include "cuda_ops.h"
 
@@ -179,20 +180,11 @@ static __global__ void attention_merge_kernel(attn_params p, int n_split) {
     }
 }
 
-// No split up to k_split_min_rows visible rows (the merge launch costs more than it saves there); beyond, at least
-// k_split_rows rows per split and at most k_split_max splits.
-constexpr int k_split_min_rows = 256;
-constexpr int k_split_rows = 128;
-constexpr int k_split_max = 64;
-
-// Split-K blocks per (query, head) for `blocks` = n_head x n blocks over at most max_n_kv rows: enough to fill
-// the device 8 times over where the context is long (a decode step of a 1B model has 32 blocks: at 4K rows, 32
-// splits of 128 rows; with 2x, as before, 4K decode ran at 0.71x llama.cpp's and 16K at 0.41x). A replayed graph
-// keeps its split count, so run() keys its graphs by this too (attention_splits).
+// Split-K blocks per (query, head) for `blocks` = n_head x n blocks over at most max_n_kv rows: the shared rule
+// (backend/attention_split.h) with a target of 8 blocks per multiprocessor. A replayed graph keeps its split count,
+// so run() keys its graphs by this too (attention_splits).
 inline int attention_split_count(const context& ctx, int64_t blocks, int max_n_kv) {
-    if (max_n_kv <= k_split_min_rows || blocks >= 2 * int64_t(ctx.sm_count)) return 1;
-    const int want = int((8 * int64_t(ctx.sm_count) + blocks - 1) / blocks);
-    return std::max(1, std::min({want, (max_n_kv + k_split_rows - 1) / k_split_rows, k_split_max}));
+    return tfu::attention_split_count(blocks, max_n_kv, 8 * int64_t(ctx.sm_count));
 }
 
 // Prefill-sized ops (at least a tile of queries, head size <= 128) take attention_tile_kernel, never split.

@@ -60,7 +60,8 @@ public:
     const int32_t* dyn_base = nullptr;
     size_t op_index = 0;
     // Where the op being enqueued reads its i[0], or null when it is a launch argument.
-    const int32_t* dyn_at() const { return dyn_base ? dyn_base + op_index : nullptr; }
+    // `later`: of the op that many places after it (a fused launch's later ops: rope_store_kernel's KV_STOREs).
+    const int32_t* dyn_at(size_t later = 0) const { return dyn_base ? dyn_base + op_index + later : nullptr; }
 
     // A device buffer of at least `bytes` for the op being enqueued, valid until the next scratch() call (all
     // work is on one stream, so the next op's kernels run after this op's, whatever run() they belong to).

@@ -303,12 +303,13 @@ __global__ void rope_store_kernel(rope_rows q, rope_rows kk, store_rows ks, stor
     for (int64_t c = threadIdx.x; c < kk.hd; c += blockDim.x) store_cache_value<T>(crow, h * kk.hd + c, vr[c]);
 }
 
-// ROPE(dq, q), ROPE(dk, k), KV_STORE(ck, xk), KV_STORE(cv, xv) where the ropes and the stores each fuse as pairs,
-// xk is dk's memory seen as (hd * n_head_kv, n) (the decoder's kr2 view of kr), xv has that shape too, and nothing
-// one part of the launch writes is read or written by another part running at the same time.
+// ROPE(dq, q), ROPE(dk, k) (already found to fuse as a pair by the caller), KV_STORE(ck, xk), KV_STORE(cv, xv)
+// where the stores fuse as a pair, xk is dk's memory seen as (hd * n_head_kv, n) (the decoder's kr2 view of kr),
+// xv has that shape too, and nothing one part of the launch writes is read or written by another part running at
+// the same time.
 bool rope_store_fusable(const op* ops) {
     const op &rq = ops[0], &rk = ops[1], &sk = ops[2], &sv = ops[3];
-    if (!rope_pair_fusable(rq, rk) || !kv_store_pair_fusable(sk, sv)) return false;
+    if (!kv_store_pair_fusable(sk, sv)) return false;
     const tensor& dk = *rk.dst;
     const tensor& xk = *sk.src[0];
     const tensor& xv = *sv.src[0];
@@ -334,8 +335,8 @@ void rope_store(context& ctx, const op* ops) {
                         static_cast<uint8_t*>(sk.dst->data), sk.dst->nb[1]};
     const store_rows vs{static_cast<const uint8_t*>(sv.src[0]->data), sv.src[0]->nb[1],
                         static_cast<uint8_t*>(sv.dst->data), sv.dst->nb[1]};
-    // The stores' first row: their own op's device-read slot (context::dyn_at names the launch's first op).
-    const int32_t* first_dev = ctx.dyn_base ? ctx.dyn_base + ctx.op_index + 2 : nullptr;
+    // The stores' first row: the device-read slot of the first KV_STORE, two ops after the launch's first.
+    const int32_t* first_dev = ctx.dyn_at(2);
     auto go = [&](auto kernel) {
         kernel<<<q_blocks + 2 * k_blocks, 64, 0, ctx.stream>>>(
             rope_rows_of(rq), rope_rows_of(rk), ks, vs, q_blocks, k_blocks, static_cast<const int32_t*>(rq.src[1]->data),
@@ -361,11 +362,11 @@ size_t fused_rows(context& ctx, const op* ops, size_t n_ops) {
             add_rms_norm(ctx, a, b);
             return 2;
         case op_type::ROPE:
+            if (!rope_pair_fusable(a, b)) return 0;
             if (n_ops >= 4 && rope_store_fusable(ops)) {
                 rope_store(ctx, ops);
                 return 4;
             }
-            if (!rope_pair_fusable(a, b)) return 0;
             rope_pair(ctx, a, b);
             return 2;
         case op_type::KV_STORE:

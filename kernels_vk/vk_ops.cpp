@@ -10,6 +10,7 @@
 #include <cstring>
 #include <map>
 
+#include "backend/attention_split.h"
 #include "backend/kv_format.h"
 #include "core/error.h"
 #include "vk_backend.h"
@@ -451,10 +452,9 @@ void record_kv_store(vk_backend& be, const op& o) {
                 ceil_div(n_words, 256));
 }
 
-// Split-K constants (attention_splits, vk_ops.h): no split up to 256 rows (the merge launch would cost more than it
-// saves), at least 128 rows (one chunk of attention.comp) per split, at most 64 splits, and a target of 1024
-// workgroups: 8 x 128 compute units (an H100 has 132 SMs; CUDA's rule fills the device 8 times over).
-constexpr uint64_t k_split_min_rows = 256, k_split_rows = 128, k_split_max = 64, k_split_target = 1024;
+// Split-K target (attention_splits, vk_ops.h; the rule is backend/attention_split.h's): 1024 workgroups, 8 x 128
+// compute units (core Vulkan reports no count; an H100 has 132 SMs, CUDA's rule aims at 8 per SM).
+constexpr int64_t k_split_target = 1024;
 
 // One workgroup (128) per (query, head, split) over the contiguous cache (attention.comp); with n_split > 1 the
 // partials go to the backend's scratch (binding 5) and attention_merge (one workgroup of 64 per (query, head))
@@ -675,11 +675,7 @@ uint32_t attention_splits(const op& o) {
     if (o.type != op_type::ATTENTION) return 1;
     if (const char* env = std::getenv("TFU_VK_ATTN_SPLIT"); env && std::strcmp(env, "0") == 0) return 1;
     const tensor& q = *o.src[0];
-    const uint64_t blocks = uint64_t(q.ne[1]) * uint64_t(q.ne[2]);
-    const uint64_t rows = uint64_t(o.i[0]) + uint64_t(q.ne[2]);
-    if (rows <= k_split_min_rows || blocks == 0 || blocks >= k_split_target / 4) return 1;
-    const uint64_t want = ceil_div(k_split_target, blocks);
-    return uint32_t(std::max<uint64_t>(1, std::min({want, ceil_div(rows, k_split_rows), k_split_max})));
+    return uint32_t(attention_split_count(q.ne[1] * q.ne[2], int64_t(o.i[0]) + q.ne[2], k_split_target));
 }
 
 uint64_t attention_scratch_bytes(const op& o) {
