@@ -40,8 +40,7 @@ void replay_many(backend& dev, const char* what) {
     std::vector<float> got(static_cast<size_t>(k));
     for (int it = 0; it < 80; ++it) {
         const int s = it % 2;
-        fill_random(rng, x.t);
-        dev.upload(dx.t.data, x.t.data, x.t.nbytes());
+        dx.refill(rng, x.t);
         // gate/up/SWIGLU, down, then y += x: a decode MLP.
         const std::vector<op> host_ops = {make_op(op_type::MUL_MAT, &g.t, &wg[s].t, &x.t),
                                           make_op(op_type::MUL_MAT, &u.t, &wu[s].t, &x.t),
@@ -90,12 +89,9 @@ double decode_steps(backend& dev, int n_steps) {
     double worst = 0;
     for (int pos = 0; pos < n_steps; ++pos) {
         for (int l = 0; l < 2; ++l) {
-            fill_random(rng, q.t);
-            fill_random(rng, kx.t);
-            fill_random(rng, vx.t);
-            dev.upload(dq.t.data, q.t.data, q.t.nbytes());
-            dev.upload(dkx.t.data, kx.t.data, kx.t.nbytes());
-            dev.upload(dvx.t.data, vx.t.data, vx.t.nbytes());
+            dq.refill(rng, q.t);
+            dkx.refill(rng, kx.t);
+            dvx.refill(rng, vx.t);
             auto step = [&](tensor* a, tensor* qq, tensor* k, tensor* v, tensor* ck, tensor* cv) {
                 std::vector<op> ops = {make_op(op_type::KV_STORE, ck, k), make_op(op_type::KV_STORE, cv, v),
                                        make_op(op_type::ATTENTION, a, qq, ck, cv)};

@@ -149,6 +149,11 @@ struct dev_tensor {
         be.upload(t.data, host.data, host.nbytes());
     }
     ~dev_tensor() { be.free(t.data); }
+    // New random values (fill_random) in the host tensor, then the same bytes here: a step's fresh inputs.
+    void refill(std::mt19937_64& rng, tensor& host) {
+        fill_random(rng, host);
+        be.upload(t.data, host.data, host.nbytes());
+    }
     dev_tensor(const dev_tensor&) = delete;
     dev_tensor& operator=(const dev_tensor&) = delete;
     std::vector<uint8_t> read() const {

@@ -258,12 +258,9 @@ void split_decode_loop(backend& dev, dtype kt, dtype vt, int first, int last, st
     };
     std::vector<float> got(size_t(hd * n_head));
     for (int pos = first; pos <= last; ++pos) {
-        fill_random(rng, q.t);
-        fill_random(rng, kx.t);
-        fill_random(rng, vx.t);
-        dev.upload(dq.t.data, q.t.data, q.t.nbytes());
-        dev.upload(dkx.t.data, kx.t.data, kx.t.nbytes());
-        dev.upload(dvx.t.data, vx.t.data, vx.t.nbytes());
+        dq.refill(rng, q.t);
+        dkx.refill(rng, kx.t);
+        dvx.refill(rng, vx.t);
         const std::vector<op> h = step(&att.t, &q.t, &kx.t, &vx.t, &kc.t, &vc.t, pos);
         const std::vector<op> d = step(&datt.t, &dq.t, &dkx.t, &dvx.t, &dkc.t, &dvc.t, pos);
         ref->run(h.data(), h.size());

@@ -175,6 +175,22 @@ struct shape {
     size_t w_pad, w_lead, x_pad_floats, x_lead, d_pad_floats;
 };
 
+// Case idx's k x m x n with its layout: row padding (2 shifts blocks across word boundaries row by row; f32 rows
+// stay 4-byte strided), leading bytes and padded x / dst columns, cycling with idx.
+shape padded_shape(dtype t, int idx, int64_t k, int64_t m, int64_t n) {
+    shape s{};
+    s.k = k;
+    s.m = m;
+    s.n = n;
+    const size_t pads[] = {0, 2, 4, 16}, f32_pads[] = {0, 4, 16, 4};
+    s.w_pad = t == dtype::F32 ? f32_pads[idx % 4] : pads[idx % 4];
+    s.w_lead = size_t(idx % 2) * 4;
+    s.x_pad_floats = size_t((idx + 1) % 3 == 0 ? 1 : ((idx + 1) % 3 == 1 ? 0 : 4));
+    s.x_lead = size_t((idx / 2) % 2) * 4;
+    s.d_pad_floats = size_t(idx % 3);
+    return s;
+}
+
 // The largest relative L2 error seen per type (printed by every_type_odd_shapes).
 std::map<dtype, double>& worst_error() {
     static std::map<dtype, double> w;
@@ -255,17 +271,7 @@ TEST(vk_mul_mat, every_type_odd_shapes) {
             const int64_t ms[] = {37, 130, 1, 200}, ns[] = {9, 67, 130, 17};
             for (int v = 0; v < 2; ++v) {
                 const int idx = int(ki) * 2 + v;
-                shape s{};
-                s.k = ks[ki];
-                s.m = ms[idx % 4];
-                s.n = ns[(idx + int(t)) % 4];
-                // Row padding: 2 shifts blocks across word boundaries row by row; f32 rows stay 4-byte strided.
-                const size_t pads[] = {0, 2, 4, 16}, f32_pads[] = {0, 4, 16, 4};
-                s.w_pad = t == dtype::F32 ? f32_pads[idx % 4] : pads[idx % 4];
-                s.w_lead = (idx % 2) * 4;
-                s.x_pad_floats = size_t((idx + 1) % 3 == 0 ? 1 : ((idx + 1) % 3 == 1 ? 0 : 4));
-                s.x_lead = ((idx / 2) % 2) * 4;
-                s.d_pad_floats = size_t(idx % 3);
+                const shape s = padded_shape(t, idx, ks[ki], ms[idx % 4], ns[(idx + int(t)) % 4]);
                 // Each type meets every tile over its 4 or 6 cases (each (type, tile) pair is a pipeline to
                 // compile: lavapipe takes ~1 s each).
                 const char* tile = k_tiles[size_t(idx + int(t)) % 4];
@@ -419,16 +425,8 @@ void cm_every_type(const char* mode, const std::vector<dtype>& types) {
             const int64_t ms[] = {37, emu ? 70 : 130, 1, emu ? 100 : 200}, ns[] = {32, 67, emu ? 100 : 130, 33, 200};
             for (int v = 0; v < 2; ++v) {
                 const int idx = int(ki) * 2 + v;
-                shape s{};
-                s.k = ks[ki];
-                s.m = ms[idx % 4];
-                s.n = emu ? std::min<int64_t>(ns[(idx + int(t)) % 5], 100) : ns[(idx + int(t)) % 5];
-                const size_t pads[] = {0, 2, 4, 16}, f32_pads[] = {0, 4, 16, 4};
-                s.w_pad = t == dtype::F32 ? f32_pads[idx % 4] : pads[idx % 4];
-                s.w_lead = (idx % 2) * 4;
-                s.x_pad_floats = size_t((idx + 1) % 3 == 0 ? 1 : ((idx + 1) % 3 == 1 ? 0 : 4));
-                s.x_lead = ((idx / 2) % 2) * 4;
-                s.d_pad_floats = size_t(idx % 3);
+                const int64_t n = ns[(idx + int(t)) % 5];
+                const shape s = padded_shape(t, idx, ks[ki], ms[idx % 4], emu ? std::min<int64_t>(n, 100) : n);
                 const char* tile = tiles[size_t(idx + int(t)) % 4];
                 if (!tile && t == dtype::F32) tile = "cm64x128";
                 scoped_env env("TFU_VK_MM_TILE", tile);

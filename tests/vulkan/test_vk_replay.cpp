@@ -87,12 +87,9 @@ double decode_steps(backend& dev, int n_steps) {
     double worst = 0;
     for (int pos = 0; pos < n_steps; ++pos) {
         for (int l = 0; l < 2; ++l) {
-            fill_random(rng, x.t);
-            fill_random(rng, kx.t);
-            fill_random(rng, vx.t);
-            dev.upload(dx.t.data, x.t.data, x.t.nbytes());
-            dev.upload(dkx.t.data, kx.t.data, kx.t.nbytes());
-            dev.upload(dvx.t.data, vx.t.data, vx.t.nbytes());
+            dx.refill(rng, x.t);
+            dkx.refill(rng, kx.t);
+            dvx.refill(rng, vx.t);
             auto step = [&](tensor* a, tensor* xx, tensor* w, tensor* qq, tensor* k, tensor* v, tensor* ck,
                             tensor* cv, std::vector<tensor>& views) {
                 views = {make_tensor(dtype::F32, hd, n_head, 1, 1, qq->data)};  // q as (hd, n_head, 1)
@@ -166,8 +163,7 @@ TEST(vk_replay, kv_store_rows_starting_mid_word) {
         dev_tensor dx(dev, x.t), dc(dev, c.t);
         std::vector<uint16_t> got(size_t(c.t.nbytes() / 2));
         for (int s = 0; s + 1 < n_ctx; ++s) {
-            fill_random(rng, x.t);
-            dev.upload(dx.t.data, x.t.data, x.t.nbytes());
+            dx.refill(rng, x.t);
             op h = make_op(op_type::KV_STORE, &c.t, &x.t), d = make_op(op_type::KV_STORE, &dc.t, &dx.t);
             h.i[0] = d.i[0] = s;
             ref->run(&h, 1);
