@@ -72,6 +72,20 @@ __device__ __forceinline__ double block_sum(double v) {
     return total;
 }
 
+// silu(g) * u as the reference computes it (double arithmetic): the SWIGLU kernel and the fused gate/up launches.
+__device__ __forceinline__ float silu_mul(float g, float u) { return float(double(g) / (1.0 + exp(-double(g))) * u); }
+
+// 16 bytes global -> shared without passing through registers (sm_80+), in commit groups: cp_async_wait<N> returns
+// when at most the N newest groups of this thread are still in flight (then a barrier makes them visible to the
+// other threads).
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+    const unsigned dst = unsigned(__cvta_generic_to_shared(smem));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+
 // Loads at a byte address (the tensors' strides are in bytes).
 template <typename T>
 __device__ __forceinline__ T ld(const void* base, size_t byte_off) {

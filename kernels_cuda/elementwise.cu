@@ -22,7 +22,7 @@ __global__ void elementwise_kernel(const uint8_t* a, size_t a_stride, const uint
         float out;
         if constexpr (OP == ew::add) out = x + z;
         else if constexpr (OP == ew::mul) out = x * z;
-        else out = float(double(x) / (1.0 + exp(-double(x))) * z);  // the reference's double arithmetic
+        else out = silu_mul(x, z);  // the reference's double arithmetic
         reinterpret_cast<float*>(y + size_t(r) * y_stride)[i] = out;
     }
 }

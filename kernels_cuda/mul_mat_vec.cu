@@ -24,6 +24,7 @@
 
 #include "cuda_ops.h"
 #include "mul_mat_vec.h"
+#include "mul_mat_vec_args.h"
 #include "mul_mat_vec_units.cuh"
 
 namespace tfu::cuda {
@@ -32,31 +33,6 @@ namespace {
 
 constexpr int k_warps = 4;
 constexpr int k_threads = k_warps * k_warp;
-
-// What one launch computes: up to 3 matrices that share x (the Q, K and V projections of one normed input), or with
-// GLU the gate and up projections in lockstep, one block holding R rows of each, so that the block can write
-// silu(gate) * up itself (the SWIGLU op that follows them, fused: the intermediate never leaves the chip before it
-// is final). Every matrix has the same weight type and k.
-struct mmv_matrix {
-    const uint8_t* w;
-    size_t w_stride;
-    int64_t m;
-    uint8_t* d;
-    size_t d_stride;
-};
-struct mmv_args {
-    mmv_matrix mat[3];
-    int64_t first_block[4];  // matrix s owns blocks first_block[s] .. first_block[s + 1] - 1 (plain launches)
-    const uint8_t* x;
-    size_t x_stride;
-    const int8_t* xq;  // I8: x quantized (quantize_x_kernel)
-    int64_t n_units, row_bytes;
-    uint8_t* glu_d;  // GLU: where silu(gate) * up goes
-    size_t glu_stride;
-};
-
-// silu(g) * u as the reference computes it (double arithmetic), as the SWIGLU kernel does.
-__device__ __forceinline__ float silu_mul(float g, float u) { return float(double(g) / (1.0 + exp(-double(g))) * u); }
 
 // x (k, NC) f32 -> NC * k int8 codes then NC * k / 32 f32 scales: one warp per block of 32 values, d = max|x| /
 // 127, code = round(x / d) (0 for an all-zero block). Launch: NC * k / 32 warps, 4 per block of 128 threads.
@@ -253,14 +229,6 @@ __global__ void __launch_bounds__(k_threads) mmv_fast_kernel(const mmv_args a) {
     mmv_rows<T, R, NC, GLU, I8>(a, s, i0, rows);
 }
 
-// 16 bytes global -> shared without passing through registers (sm_80+), in commit groups waited for below.
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
-    const unsigned dst = unsigned(__cvta_generic_to_shared(smem));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-__device__ __forceinline__ void cp_async_wait_all_but_one() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
-
 // The pipelined form (the quantized types' default; mmv_mode): a grid of resident blocks, each looping over row
 // groups g, g + gridDim.x, ...; while it computes one group from one half of its shared memory, the next group's
 // rows are already being copied into the other half (cp.async), so every block keeps a stage of weights in
@@ -290,7 +258,7 @@ __global__ void __launch_bounds__(k_threads) mmv_pipe_kernel(const mmv_args a, i
     for (int buf = 0; g < n_groups; g += gridDim.x, buf ^= 1) {
         if (g + gridDim.x < n_groups) issue(g + gridDim.x, buf ^ 1);
         cp_async_commit();
-        cp_async_wait_all_but_one();  // this group's copies have landed (the next group's may still fly)
+        cp_async_wait<1>();  // this group's copies have landed (the next group's may still fly)
         __syncthreads();
         int s = 0;
         int64_t i0 = 0;
@@ -306,22 +274,26 @@ __global__ void __launch_bounds__(k_threads) mmv_pipe_kernel(const mmv_args a, i
 constexpr size_t k_max_stage_bytes = 48 * 1024;  // the dynamic shared memory a launch gets without opting in
 
 // Which kernels the quantized types use, chosen by TFU_CUDA_MMV for measuring one against the other:
-//  - pipelined (the default): mmv_pipe_kernel, float arithmetic on rows staged in shared memory with the next
-//    row group's copy in flight, where two stages fit in 48 KB (else staged). On the H100 (1B, tg128, one call):
-//    Q4_0 634 vs 589 t/s staged, Q8_0 534 vs 494. The float types load 16 bytes per unit directly.
+//  - warp (the default): Q4_0 and Q8_0 (up to 4 columns) take mul_mat_vec_i8.cu's kernel (x quantized to int8
+//    in shared memory, a warp per row, __dp4a); the other types and shapes take the pipelined kernel below.
+//  - pipelined (also TFU_CUDA_MMV=float): mmv_pipe_kernel, float arithmetic on rows staged in shared memory with
+//    the next row group's copy in flight, where two stages fit in 48 KB (else staged). On the H100 (1B, tg128,
+//    one call): Q4_0 634 vs 589 t/s staged, Q8_0 534 vs 494. The float types load 16 bytes per unit directly.
 //  - staged: mmv_fast_kernel, one row group per block, loaded then computed.
-//  - i8 (Q4_0 / Q8_0, up to 2 columns): x quantized to int8 once per launch by quantize_x_kernel, then __dp4a,
-//    pipelined where it fits. Same call: Q4_0 612 (not pipelined), Q8_0 495. An earlier i8 that quantized x
-//    inside every block was slower still (Q4_0 398 vs 543 t/s). gpu-check runs the fusion tests with it.
+//  - i8 (Q4_0 / Q8_0, up to 2 columns): x quantized to int8 once per launch by quantize_x_kernel, then __dp4a in
+//    the block kernels, pipelined where it fits. Same call: Q4_0 612 (not pipelined), Q8_0 495. An earlier i8
+//    that quantized x inside every block was slower still (Q4_0 398 vs 543 t/s). gpu-check runs the fusion tests
+//    with it.
 //  - direct: unit loads from global memory, no staging.
-enum class mmv_path { staged, i8, direct, pipelined };
+enum class mmv_path { warp, staged, i8, direct, pipelined };
 mmv_path mmv_mode() {
     static const mmv_path mode = [] {
         const char* e = std::getenv("TFU_CUDA_MMV");
         if (e && std::strcmp(e, "direct") == 0) return mmv_path::direct;
         if (e && std::strcmp(e, "i8") == 0) return mmv_path::i8;
         if (e && std::strcmp(e, "staged") == 0) return mmv_path::staged;
-        return mmv_path::pipelined;
+        if (e && (std::strcmp(e, "pipelined") == 0 || std::strcmp(e, "float") == 0)) return mmv_path::pipelined;
+        return mmv_path::warp;
     }();
     return mode;
 }
@@ -378,6 +350,7 @@ void launch_nc(context& ctx, mmv_args a, int n_mat) {
     // Staging: the quantized types only (the float types' unit loads are 16 bytes already; F16 pipelined
     // measured 490 +- 24 against 515 +- 28 t/s direct on the H100).
     const bool staged = traits(T).quantized && stageable;
+    if (staged && mmv_mode() == mmv_path::warp && mul_mat_vec_i8(ctx, a, n_mat, GLU, T, NC)) return;
     // The pipelined kernel where two stages fit in shared memory: a grid of resident blocks (as many as fit), each
     // with its next rows in flight.
     const bool pipelined = staged && mmv_mode() != mmv_path::staged && 2 * stage_bytes <= k_max_stage_bytes;

@@ -3,6 +3,8 @@
 # compute-sanitizer memcheck and racecheck on the CUDA op tests, and writes logs plus report.md to $OUT
 # (default out/gpu-check). GoogleTest is built from .gpu/googletest when the machine has none
 # (copy /usr/src/googletest there; the folder travels with `carry`). Exit status: 0 when every step passed.
+# BUILD_DIR=DIR with PREBUILT=1: use a tree already built for sm_90a (e.g. on the CPU machine, which has nvcc, and
+# carried), so that the GPU machine's time goes to the tests; its compiled-in paths must exist here.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu-check}
@@ -32,29 +34,35 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv
 NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 note "nvcc: $($NVCC --version | tail -2 | head -1)"
 
+B=${BUILD_DIR:-build/cuda}
 prefix_args=()
-if [ -d .gpu/googletest ] && ! [ -f /usr/lib/x86_64-linux-gnu/cmake/GTest/GTestConfig.cmake ]; then
+if [ "${PREBUILT:-0}" = 1 ]; then
+  note "prebuilt tree: $B"
+elif [ -d .gpu/googletest ] && ! [ -f /usr/lib/x86_64-linux-gnu/cmake/GTest/GTestConfig.cmake ]; then
   step "googletest build" build.log bash -c "cmake -S .gpu/googletest -B /tmp/gtest-build -G Ninja \
     -DCMAKE_BUILD_TYPE=Release -DBUILD_GMOCK=OFF -DCMAKE_INSTALL_PREFIX=/tmp/gtest && \
     cmake --build /tmp/gtest-build -j $JOBS && cmake --install /tmp/gtest-build"
   prefix_args=(-DCMAKE_PREFIX_PATH=/tmp/gtest)
 fi
 
-t0=$SECONDS
-step "configure (preset cuda)" build.log cmake --preset cuda -DCMAKE_CUDA_COMPILER="$NVCC" "${prefix_args[@]}" || {
-  tail -30 "$OUT/build.log"; exit 1; }
-step "build" build.log cmake --build build/cuda -j "$JOBS" --target tfusion-cuda test_ops test_ops_contract \
-  test_cuda_backend test_cuda_paths test_cuda_fusion test_cuda_fused_rows test_cuda_graphs test_stories260k \
-  test_device_argmax test_batch_decode tfusion-synth || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
-note "build time: $((SECONDS - t0)) s"
+if [ "${PREBUILT:-0}" != 1 ]; then
+  t0=$SECONDS
+  step "configure (preset cuda)" build.log cmake --preset cuda -B "$B" -DCMAKE_CUDA_COMPILER="$NVCC" "${prefix_args[@]}" || {
+    tail -30 "$OUT/build.log"; exit 1; }
+  step "build" build.log cmake --build "$B" -j "$JOBS" --target tfusion-cuda test_ops test_ops_contract \
+    test_cuda_backend test_cuda_paths test_cuda_fusion test_cuda_fused_rows test_cuda_graphs test_stories260k \
+    test_device_argmax test_batch_decode tfusion-synth || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
+  note "build time: $((SECONDS - t0)) s"
+fi
 
-T=build/cuda/tests
+T=$B/tests
 # The gtest summary lines of the last step in tests.log.
 summary() { sed -n '/^===== /h;/^===== /!H;${x;p}' "$OUT/tests.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED) " | head -40 | tee -a "$report"; }
 step "test_cuda_backend" tests.log $T/test_cuda_backend; summary
 step "test_cuda_paths" tests.log $T/test_cuda_paths; summary
 step "test_cuda_fusion" tests.log $T/test_cuda_fusion; summary
 step "test_cuda_fusion (TFU_CUDA_MMV=i8)" tests.log env TFU_CUDA_MMV=i8 $T/test_cuda_fusion; summary
+step "test_cuda_fusion (TFU_CUDA_MMV=float)" tests.log env TFU_CUDA_MMV=float $T/test_cuda_fusion; summary
 step "test_cuda_fusion (TFU_CUDA_MMV=staged)" tests.log env TFU_CUDA_MMV=staged $T/test_cuda_fusion; summary
 step "test_cuda_fusion (TFU_CUDA_PDL=1)" tests.log env TFU_CUDA_PDL=1 $T/test_cuda_fusion; summary
 step "test_cuda_fused_rows" tests.log $T/test_cuda_fused_rows; summary
@@ -64,7 +72,7 @@ step "test_stories260k (cuda)" tests.log $T/test_stories260k --gtest_filter='*cu
 step "test_ops_contract" tests.log $T/test_ops_contract; summary
 step "test_ops attention (TFU_CUDA_ATTN_TILES=0)" tests.log env TFU_CUDA_ATTN_TILES=0 $T/test_ops --gtest_filter='*cuda_attention*'; summary
 step "test_device_argmax (cuda)" tests.log $T/test_device_argmax --gtest_filter='*cuda*'; summary
-step "test_batch_decode (TFU_BACKEND=cuda)" tests.log env TFU_BACKEND=cuda TFU_MODULE_DIR=build/cuda/modules $T/test_batch_decode; summary
+step "test_batch_decode (TFU_BACKEND=cuda)" tests.log env TFU_BACKEND=cuda TFU_MODULE_DIR=$B/modules $T/test_batch_decode; summary
 
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
 for tool in memcheck racecheck; do

@@ -1,0 +1,39 @@
+// What a decode matrix-vector launch computes (mul_mat_vec.cu builds it from the ops; mul_mat_vec.cu's kernels and
+// mul_mat_vec_i8.cu's read it), and the int8-activation launch that mul_mat_vec.cu hands Q4_0 and Q8_0 to.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "cuda_ops.h"
+
+namespace tfu::cuda {
+
+// Up to 3 matrices that share x (the Q, K and V projections of one normed input), or with GLU the gate and up
+// projections in lockstep (mat[0] gate, mat[1] up), so that one block or warp holds the same rows of both and
+// writes silu(gate) * up itself (the SWIGLU op that follows them, fused: the intermediate never leaves the chip
+// before it is final). Every matrix has the same weight type and k.
+struct mmv_matrix {
+    const uint8_t* w;
+    size_t w_stride;
+    int64_t m;
+    uint8_t* d;
+    size_t d_stride;
+};
+struct mmv_args {
+    mmv_matrix mat[3];
+    int64_t first_block[4];  // matrix s owns blocks (i8: rows) first_block[s] .. first_block[s + 1] - 1 (plain)
+    const uint8_t* x;        // (k, NC) f32, rows x_stride bytes apart
+    size_t x_stride;
+    const int8_t* xq;  // the block kernels' I8 path: x quantized by quantize_x_kernel
+    int64_t n_units, row_bytes;  // k / 8; bytes of one weight row
+    uint8_t* glu_d;              // GLU: where silu(gate) * up goes
+    size_t glu_stride;
+};
+
+// Enqueues mul_mat_vec_i8.cu's launch for a (weights Q4_0 or Q8_0 with 16-byte aligned rows whose bytes are a
+// multiple of 16, x of nc <= 4 columns; first_block is ignored) and returns true; false (nothing enqueued) when
+// the type, nc or the shared memory it would need rule it out.
+bool mul_mat_vec_i8(context& ctx, const mmv_args& a, int n_mat, bool glu, dtype type, int nc);
+
+}  // namespace tfu::cuda

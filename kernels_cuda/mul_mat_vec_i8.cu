@@ -1,0 +1,315 @@
+// The decode matrix-vector kernel for Q4_0 and Q8_0 weights (the default for them; mul_mat_vec.cu hands them over):
+// dst (m, NC) f32 = W (k, m) . X (k, NC) f32 for NC <= 4, with x quantized to int8 per block of 32 (as the CPU
+// backend's q8_0 activations) and each block's dot product formed by __dp4a.
+//
+// Why (ncu on the H100, Llama-3-8B shape, mul_mat_vec.cu's float kernels): the gate/up launch issued an
+// instruction in 70% of the scheduler cycles at 1.6 TB/s (about 3.5 instructions per weight: a byte permute, a
+// subtraction and an FMA each, plus the loads), and the smaller launches, with one row group per block, never
+// overlapped loading with computing (0.9 TB/s). Here a weight costs about one instruction, and every warp keeps
+// its next chunks in flight:
+//  - A block (8 warps) first quantizes x into shared memory, once (a thread per 4 values): per block of 32, d = max|x| / 127, codes
+//    round(x / d), and for Q4_0 the term 8 d sum(codes) that its code offset (w = d_w (q - 8)) subtracts.
+//  - Each warp then owns whole rows (with GLU the same row of gate and up), walking them in chunks of 64 weight
+//    blocks (lane l: blocks 2l and 2l + 1, i.e. 36 bytes of Q4_0 or 68 of Q8_0 as 9 or 17 aligned words, read
+//    from shared memory without bank conflicts since both strides are odd in words). A chunk is copied into the
+//    warp's ring of S stages with 16-byte cp.async while the chunks before it are computed: nothing waits for a
+//    block-wide barrier, and the weights start streaming before x is ready (before pdl_wait, too).
+//  - x sits in shared memory in the lanes' order (per chunk: 4 x 32 uint4, lane l's 64 codes in its 4 slots, then
+//    its two blocks' (d, offset) as one float4), so that each load is 32 consecutive 16-byte words.
+//  - A row's partial sums meet in warp shuffles; lane 0 stores (with GLU also silu(gate) * up). f32 accumulation
+//    of the blocks' exact integer dot products.
+#include <algorithm>
+
+#include "cuda_common.cuh"
+#include "mul_mat_vec_args.h"
+
+namespace tfu::cuda {
+
+namespace {
+
+constexpr int k_i8_warps = 8;
+constexpr int k_i8_threads = k_i8_warps * k_warp;
+constexpr int k_chunk_blocks = 2 * k_warp;  // weight blocks of 32 in a chunk: 2 per lane
+constexpr int k_stages = 3;                 // chunks a warp has in its ring: 2 in flight while one is computed
+constexpr int k_x_loads = 4;                // float4 loads of x a thread has in flight while quantizing
+constexpr size_t k_x_chunk_bytes = 4 * k_warp * 16 + k_warp * 16;  // codes + scales of one chunk of x, one column
+
+// A lane's two weight blocks as words w[0 .. lane_words) and the matching 2 x 32 x codes (x[0..7]: block A's
+// elements 0..31, x[8..15]: block B's) with their (d, offset) pairs in xs; returns the lane's share of the dot.
+template <dtype T>
+struct i8_blocks;
+
+// Q4_0: 18-byte blocks {f16 d, 16 bytes of nibbles}: element i < 16 is the low nibble of byte i, element 16 + i
+// its high nibble; w = d (q - 8). Block A: d = bytes 0-1, nibbles bytes 2..17 (unaligned: each word from two by a
+// byte permute); block B: d = bytes 18-19, nibbles bytes 20..35 = words 5..8.
+template <>
+struct i8_blocks<dtype::Q4_0> {
+    static constexpr int block_bytes = 18, lane_words = 9, offset = 8;
+    __device__ static float dot(const uint32_t (&w)[lane_words], const uint32_t (&x)[16], float4 xs) {
+        int sa = 0, sb = 0;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const uint32_t qa = __byte_perm(w[j], w[j + 1], 0x5432), qb = w[5 + j];
+            sa = __dp4a(int(qa & 0x0f0f0f0fu), int(x[j]), sa);
+            sa = __dp4a(int((qa >> 4) & 0x0f0f0f0fu), int(x[4 + j]), sa);
+            sb = __dp4a(int(qb & 0x0f0f0f0fu), int(x[8 + j]), sb);
+            sb = __dp4a(int((qb >> 4) & 0x0f0f0f0fu), int(x[12 + j]), sb);
+        }
+        const float da = h2f(uint16_t(w[0] & 0xffffu)), db = h2f(uint16_t(w[4] >> 16));
+        return da * fmaf(xs.x, float(sa), -xs.y) + db * fmaf(xs.z, float(sb), -xs.w);
+    }
+};
+
+// Q8_0: 34-byte blocks {f16 d, 32 int8}: w = d q. Block A: d = bytes 0-1, codes bytes 2..33 (unaligned); block B:
+// d = bytes 34-35, codes bytes 36..67 = words 9..16.
+template <>
+struct i8_blocks<dtype::Q8_0> {
+    static constexpr int block_bytes = 34, lane_words = 17, offset = 0;
+    __device__ static float dot(const uint32_t (&w)[lane_words], const uint32_t (&x)[16], float4 xs) {
+        int sa = 0, sb = 0;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            sa = __dp4a(int(__byte_perm(w[j], w[j + 1], 0x5432)), int(x[j]), sa);
+            sb = __dp4a(int(w[9 + j]), int(x[8 + j]), sb);
+        }
+        const float da = h2f(uint16_t(w[0] & 0xffffu)), db = h2f(uint16_t(w[8] >> 16));
+        return da * xs.x * float(sa) + db * xs.z * float(sb);
+    }
+};
+
+// Grid: up to (resident blocks) of k_i8_threads; warp gw of G = gridDim.x * k_i8_warps owns row groups gw, gw + G,
+// ... of n_groups (plain: the rows of mat[0], then mat[1], mat[2], numbered through first_block; GLU: row i of gate
+// and of up). Dynamic shared memory: NC * n_chunks * k_x_chunk_bytes of x, then k_i8_warps * k_stages * RG chunks.
+template <dtype T, bool GLU, int NC>
+__global__ void __launch_bounds__(k_i8_threads) mmv_i8_kernel(const mmv_args a, int64_t n_groups, int n_chunks) {
+    using Q = i8_blocks<T>;
+    constexpr int RG = GLU ? 2 : 1;
+    constexpr int chunk_bytes = k_chunk_blocks * Q::block_bytes;  // a multiple of 16
+    pdl_trigger();
+    extern __shared__ uint4 smem[];
+    const int lane = threadIdx.x % k_warp, warp = threadIdx.x / k_warp;
+    uint4* const xcodes = smem;                                                  // [NC][n_chunks][4][32]
+    float4* const xscale = reinterpret_cast<float4*>(smem + NC * n_chunks * 4 * k_warp);  // [NC][n_chunks][32]
+    uint8_t* const ring =
+        reinterpret_cast<uint8_t*>(xscale + NC * n_chunks * k_warp) + size_t(warp) * k_stages * RG * chunk_bytes;
+    const int64_t nb = a.n_units / 4;  // weight blocks per row
+    const int64_t G = int64_t(gridDim.x) * k_i8_warps, gw = int64_t(blockIdx.x) * k_i8_warps + warp;
+    const int64_t n_tasks = (gw < n_groups ? (n_groups - 1 - gw) / G + 1 : 0) * n_chunks;
+
+    // Row group g's matrix s and row i.
+    auto locate = [&](int64_t g, int& s, int64_t& i) {
+        s = 0;
+        if constexpr (!GLU) s = g >= a.first_block[1] ? (g >= a.first_block[2] ? 2 : 1) : 0;
+        i = g - a.first_block[s];
+    };
+    // The warp's tasks, in order: chunks 0 .. n_chunks - 1 of its groups gw, gw + G, ...; task t goes through ring
+    // stage t % k_stages. Counters instead of divisions (64-bit division is a long subroutine on the GPU).
+    int64_t iss_t = 0, iss_g = gw;
+    int iss_c = 0, iss_stage = 0;
+    auto issue_next = [&] {  // copies the next task's chunk (if any) as one commit group
+        if (iss_t < n_tasks) {
+            int s;
+            int64_t i;
+            locate(iss_g, s, i);
+            const int64_t left = a.row_bytes - int64_t(iss_c) * chunk_bytes;
+            const int vecs = int((left < chunk_bytes ? left : chunk_bytes) / 16);
+            uint8_t* st = ring + iss_stage * RG * chunk_bytes;
+#pragma unroll
+            for (int r = 0; r < RG; ++r) {
+                const mmv_matrix& mt = a.mat[GLU ? r : s];
+                const uint4* src =
+                    reinterpret_cast<const uint4*>(mt.w + size_t(i) * mt.w_stride + size_t(iss_c) * chunk_bytes);
+                for (int v = lane; v < vecs; v += k_warp) cp_async16(st + r * chunk_bytes + 16 * v, src + v);
+            }
+        }
+        cp_async_commit();
+        ++iss_t;
+        if (++iss_c == n_chunks) iss_c = 0, iss_g += G;
+        if (++iss_stage == k_stages) iss_stage = 0;
+    };
+#pragma unroll
+    for (int t = 0; t < k_stages - 1; ++t) issue_next();
+
+    pdl_wait();  // x: only once the kernel before has finished (cuda_common.cuh)
+    // x -> codes and scales: a thread per 4 values (8 threads per block of 32: max and sum by 3 shuffles each),
+    // its k_x_loads float4 loads issued together (a chain of dependent L2 round trips per warp measured 15 us for
+    // k = 14336 in the first version). k is a multiple of 256, so a warp's lanes are all in range or all out.
+    const int k4 = int(a.n_units * 2);  // float4s per column
+    for (int j = 0; j < NC; ++j) {
+        const float4* xj = reinterpret_cast<const float4*>(a.x + size_t(j) * a.x_stride);
+        for (int base = threadIdx.x; base < k4; base += k_i8_threads * k_x_loads) {
+            float4 f[k_x_loads];
+#pragma unroll
+            for (int u = 0; u < k_x_loads; ++u)
+                if (base + u * k_i8_threads < k4) f[u] = xj[base + u * k_i8_threads];
+#pragma unroll
+            for (int u = 0; u < k_x_loads; ++u) {
+                const int e4 = base + u * k_i8_threads;
+                if (e4 >= k4) break;
+                float amax = fmaxf(fmaxf(fabsf(f[u].x), fabsf(f[u].y)), fmaxf(fabsf(f[u].z), fabsf(f[u].w)));
+#pragma unroll
+                for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+                const float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
+                const int q0 = __float2int_rn(f[u].x * id), q1 = __float2int_rn(f[u].y * id);
+                const int q2 = __float2int_rn(f[u].z * id), q3 = __float2int_rn(f[u].w * id);
+                int sum = q0 + q1 + q2 + q3;
+#pragma unroll
+                for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+                const int gb = e4 / 8, t8 = e4 % 8;  // block of 32, and which 4 of it
+                const int c = gb / k_chunk_blocks, slot = (gb % k_chunk_blocks) / 2, half = gb % 2;
+                const int byte = 32 * half + 4 * t8, cj = j * n_chunks + c;
+                reinterpret_cast<uint32_t*>(xcodes + (cj * 4 + byte / 16) * k_warp + slot)[(byte % 16) / 4] =
+                    (uint32_t(q0) & 0xffu) | (uint32_t(q1) & 0xffu) << 8 | (uint32_t(q2) & 0xffu) << 16 | uint32_t(q3) << 24;
+                if (t8 == 0) {
+                    float* sc = reinterpret_cast<float*>(xscale + cj * k_warp + slot) + 2 * half;
+                    sc[0] = d;
+                    sc[1] = float(Q::offset) * d * float(sum);
+                }
+            }
+        }
+    }
+    __syncthreads();
+
+    float acc[RG][NC];
+#pragma unroll
+    for (int r = 0; r < RG; ++r)
+#pragma unroll
+        for (int j = 0; j < NC; ++j) acc[r][j] = 0.0f;
+    int64_t g = gw;
+    int c = 0, stage = 0;
+    for (int64_t t = 0; t < n_tasks; ++t) {
+        issue_next();
+        cp_async_wait<k_stages - 1>();  // task t's copies have landed (the newer ones may still fly)
+        __syncwarp();
+        if (2 * lane < nb - int64_t(c) * k_chunk_blocks) {  // lanes past a row's last blocks sit the last chunk out
+            const uint8_t* st = ring + stage * RG * chunk_bytes;
+#pragma unroll
+            for (int j = 0; j < NC; ++j) {
+                const int cj = j * n_chunks + c;
+                uint32_t x[16];
+#pragma unroll
+                for (int qq = 0; qq < 4; ++qq) {
+                    const uint4 v = xcodes[(cj * 4 + qq) * k_warp + lane];
+                    x[4 * qq] = v.x, x[4 * qq + 1] = v.y, x[4 * qq + 2] = v.z, x[4 * qq + 3] = v.w;
+                }
+                const float4 xs = xscale[cj * k_warp + lane];
+#pragma unroll
+                for (int r = 0; r < RG; ++r) {
+                    const uint32_t* src = reinterpret_cast<const uint32_t*>(st + r * chunk_bytes) + Q::lane_words * lane;
+                    uint32_t w[Q::lane_words];
+#pragma unroll
+                    for (int q = 0; q < Q::lane_words; ++q) w[q] = src[q];
+                    acc[r][j] += Q::dot(w, x, xs);
+                }
+            }
+        }
+        __syncwarp();  // every lane is done with this stage before a later issue refills it
+        if (c == n_chunks - 1) {
+            int s;
+            int64_t i;
+            locate(g, s, i);
+            float v[RG][NC];
+#pragma unroll
+            for (int r = 0; r < RG; ++r)
+#pragma unroll
+                for (int j = 0; j < NC; ++j) v[r][j] = warp_sum(acc[r][j]), acc[r][j] = 0.0f;
+            if (lane == 0) {
+#pragma unroll
+                for (int r = 0; r < RG; ++r) {
+                    const mmv_matrix& mt = a.mat[GLU ? r : s];
+#pragma unroll
+                    for (int j = 0; j < NC; ++j) reinterpret_cast<float*>(mt.d + size_t(j) * mt.d_stride)[i] = v[r][j];
+                }
+                if constexpr (GLU) {
+#pragma unroll
+                    for (int j = 0; j < NC; ++j)
+                        reinterpret_cast<float*>(a.glu_d + size_t(j) * a.glu_stride)[i] = silu_mul(v[0][j], v[RG - 1][j]);
+                }
+            }
+        }
+        if (++c == n_chunks) c = 0, g += G;
+        if (++stage == k_stages) stage = 0;
+    }
+}
+
+// Resident blocks per SM of `kernel` with `smem` bytes (the last answer per kernel kept: a decode step asks the
+// same few sizes every time).
+template <typename K>
+int blocks_per_sm(K kernel, size_t smem) {
+    thread_local size_t last_smem = 0;
+    thread_local int last = 0;
+    if (smem != last_smem) {
+        int n = 0;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, k_i8_threads, smem) != cudaSuccess) {
+            cudaGetLastError();
+            n = 0;
+        }
+        last_smem = smem, last = n;
+    }
+    return last;
+}
+
+template <dtype T, bool GLU, int NC>
+bool launch(context& ctx, const mmv_args& a, int64_t n_groups, int n_chunks) {
+    constexpr int RG = GLU ? 2 : 1;
+    const size_t smem = size_t(NC) * n_chunks * k_x_chunk_bytes +
+                        size_t(k_i8_warps) * k_stages * RG * k_chunk_blocks * i8_blocks<T>::block_bytes;
+    auto kernel = mmv_i8_kernel<T, GLU, NC>;
+    // Above 48 KB a launch must opt in (per kernel; the H100 allows 227 KB per block).
+    if (smem > 48 * 1024 && cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    const int per_sm = blocks_per_sm(kernel, smem);
+    if (per_sm < 1) return false;
+    const int64_t grid = std::min<int64_t>(ceil_div(n_groups, k_i8_warps), int64_t(ctx.sm_count) * per_sm);
+    if (!ctx.pdl) {
+        kernel<<<unsigned(grid), k_i8_threads, smem, ctx.stream>>>(a, n_groups, n_chunks);
+    } else {
+        cudaLaunchConfig_t cfg{};
+        cfg.gridDim = dim3(unsigned(grid));
+        cfg.blockDim = dim3(k_i8_threads);
+        cfg.dynamicSmemBytes = smem;
+        cfg.stream = ctx.stream;
+        cudaLaunchAttribute attr[1];
+        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.attrs = attr;
+        cfg.numAttrs = 1;
+        cudaLaunchKernelEx(&cfg, kernel, a, n_groups, n_chunks);  // a failure shows in check_launch
+    }
+    check_launch("mmv_i8_kernel");
+    return true;
+}
+
+template <dtype T, bool GLU>
+bool launch_nc(context& ctx, const mmv_args& a, int64_t n_groups, int n_chunks, int nc) {
+    switch (nc) {
+        case 1: return launch<T, GLU, 1>(ctx, a, n_groups, n_chunks);
+        case 2: return launch<T, GLU, 2>(ctx, a, n_groups, n_chunks);
+        case 3: return launch<T, GLU, 3>(ctx, a, n_groups, n_chunks);
+        case 4: return launch<T, GLU, 4>(ctx, a, n_groups, n_chunks);
+        default: return false;
+    }
+}
+
+}  // namespace
+
+bool mul_mat_vec_i8(context& ctx, const mmv_args& in, int n_mat, bool glu, dtype type, int nc) {
+    if ((type != dtype::Q4_0 && type != dtype::Q8_0) || nc < 1 || nc > 4 || in.row_bytes % 16 != 0) return false;
+    mmv_args a = in;
+    int64_t n_groups = 0;  // plain: rows of every matrix, numbered in order; GLU: rows of gate (= of up)
+    for (int s = 0; s < (glu ? 1 : n_mat); ++s) {
+        a.first_block[s] = n_groups;
+        n_groups += a.mat[s].m;
+    }
+    for (int s = glu ? 1 : n_mat; s < 4; ++s) a.first_block[s] = n_groups;
+    const int n_chunks = int(ceil_div(a.n_units / 4, k_chunk_blocks));
+    if (type == dtype::Q4_0)
+        return glu ? launch_nc<dtype::Q4_0, true>(ctx, a, n_groups, n_chunks, nc)
+                   : launch_nc<dtype::Q4_0, false>(ctx, a, n_groups, n_chunks, nc);
+    return glu ? launch_nc<dtype::Q8_0, true>(ctx, a, n_groups, n_chunks, nc)
+               : launch_nc<dtype::Q8_0, false>(ctx, a, n_groups, n_chunks, nc);
+}
+
+}  // namespace tfu::cuda
