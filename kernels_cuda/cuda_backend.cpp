@@ -439,7 +439,9 @@ private:
                 ctx_.report_slot = int32_t(reporters_.size());
                 reporters_.push_back({n_runs_, i, o.src[0]->ne[1], o.src[0]->name});
             }
-            if (o.type == op_type::MUL_MAT) {  // with the MUL_MATs and SWIGLU after it that share its launch
+            // A MUL_MAT with the MUL_MATs, SWIGLU or ADD after it that share its launch; an RMS_NORM with the
+            // projections after it (mul_mat_vec.h).
+            if (o.type == op_type::MUL_MAT || o.type == op_type::RMS_NORM) {
                 const size_t used = mul_mat_vec_fused(ctx_, ops + i, n_ops - i);
                 if (used) {
                     i += used - 1;

@@ -116,6 +116,11 @@ inline bool tensors_overlap(const tensor& a, const tensor& b) {
     const uint8_t* b1 = b0 + size_t(b.nrows() - 1) * b.nb[1] + b.row_bytes();
     return a0 < b1 && b0 < a1;
 }
+// The same rows of the same memory: element (r, i) of one is element (r, i) of the other.
+inline bool same_rows(const tensor& a, const tensor& b) {
+    return a.data == b.data && a.type == b.type && a.ne[0] == b.ne[0] && a.nrows() == b.nrows() &&
+           (a.nrows() == 1 || a.nb[1] == b.nb[1]);
+}
 
 // One launch function per op (ops.def): the op has passed check_op and supported_here.
 #define TFU_OP(NAME, name, n_src) void name(context& ctx, const op& o);

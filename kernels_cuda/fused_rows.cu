@@ -36,12 +36,6 @@ byte_range span_of(const tensor& t) { return rows_of(t, 0, t.nrows()); }
 bool overlaps(byte_range a, byte_range b) { return a.lo < b.hi && b.lo < a.hi; }
 bool overlaps(const tensor& a, const tensor& b) { return tensors_overlap(a, b); }
 
-// The same rows of the same memory: element (r, i) of one is element (r, i) of the other.
-bool same_rows(const tensor& a, const tensor& b) {
-    return a.data == b.data && a.type == b.type && a.ne[0] == b.ne[0] && a.nrows() == b.nrows() &&
-           (a.nrows() == 1 || a.nb[1] == b.nb[1]);
-}
-
 // A tensor written by a fused kernel next to another tensor of the pair: apart, or the very same rows (each
 // element is then read and written by one thread, in the order of the ops).
 bool apart_or_same(const tensor& w, const tensor& t) { return !overlaps(w, t) || same_rows(w, t); }

@@ -474,17 +474,22 @@ size_t mul_mat_vec_scratch_bytes(const op& o) {
     return nc * k + nc * (k / 32) * sizeof(float);
 }
 
-size_t mul_mat_vec_fused(context& ctx, const op* ops, size_t n_ops) {
+namespace {
+
+// The launch that ops[0] (a MUL_MAT) starts: fills a, n_mat and glu and returns how many ops it computes (3: gate,
+// up, SWIGLU; 1-3: MUL_MATs of one x), or 0 when ops[0] has no fast kernel.
+size_t plan(const op* ops, size_t n_ops, mmv_args& a, int& n_mat, bool& glu) {
     if (n_ops == 0 || ops[0].type != op_type::MUL_MAT) return 0;
     const tensor& w = *ops[0].src[0];
     const tensor& x = *ops[0].src[1];
     if (!eligible(w, x) || overlaps(*ops[0].dst, x)) return 0;
-    mmv_args a{};
+    a = mmv_args{};
     a.x = static_cast<const uint8_t*>(x.data);
     a.x_stride = x.nb[1];
     a.row_bytes = w.ne[0] / int64_t(traits(w.type).block_size) * int64_t(traits(w.type).type_size);
     a.n_units = w.ne[0] / 8;
     a.mat[0] = matrix_of(ops[0]);
+    glu = false;
     // gate, up, SWIGLU(gate, gate, up): dst = silu(gate) * up, written by the launch (up is written too).
     if (n_ops >= 3 && joins(ops, 1) && ops[1].src[0]->ne[1] == w.ne[1] && ops[2].type == op_type::SWIGLU) {
         const op& g = ops[2];
@@ -502,17 +507,97 @@ size_t mul_mat_vec_fused(context& ctx, const op* ops, size_t n_ops) {
             a.mat[1] = matrix_of(ops[1]);
             a.glu_d = static_cast<uint8_t*>(g.dst->data);
             a.glu_stride = g.dst->nb[1];
-            dispatch<true>(ctx, w.type, a, 2, x.nrows());
+            n_mat = 2;
+            glu = true;
             return 3;
         }
     }
-    int n_mat = 1;
+    n_mat = 1;
     while (n_mat < 3 && size_t(n_mat) < n_ops && joins(ops, size_t(n_mat))) {
         a.mat[n_mat] = matrix_of(ops[n_mat]);
         ++n_mat;
     }
-    dispatch<false>(ctx, w.type, a, n_mat, x.nrows());
     return size_t(n_mat);
+}
+
+// Whether a launch planned for weights of type t goes to mul_mat_vec_i8 (which may still decline on shared memory).
+bool int8_path(const mmv_args& a, int n_mat, dtype t, int64_t nc) {
+    if (mmv_mode() != mmv_path::warp || (t != dtype::Q4_0 && t != dtype::Q8_0) || nc > 4 || a.row_bytes % 16 != 0)
+        return false;
+    for (int s = 0; s < n_mat; ++s)
+        if (!aligned(a.mat[s].w, a.mat[s].w_stride, 16)) return false;
+    return true;
+}
+
+// RMS_NORM(xn, src, g) followed by a launch that reads xn: one int8 launch that normalises src itself (block 0
+// also stores xn). Its writes must not reach what other blocks still read: xn and the launch's results stay
+// apart from src and g. Returns the ops computed, 0 when it does not apply (nothing enqueued).
+size_t norm_fused(context& ctx, const op* ops, size_t n_ops) {
+    const op& nrm = ops[0];
+    if (n_ops < 2 || ops[1].type != op_type::MUL_MAT) return 0;
+    const tensor& xn = *nrm.dst;
+    const tensor& src = *nrm.src[0];
+    const tensor& g = *nrm.src[1];
+    if (!same_rows(*ops[1].src[1], xn)) return 0;
+    mmv_args a{};
+    int n_mat = 0;
+    bool glu = false;
+    const size_t used = plan(ops + 1, n_ops - 1, a, n_mat, glu);
+    const dtype t = ops[1].src[0]->type;
+    if (!used || !int8_path(a, n_mat, t, xn.nrows())) return 0;
+    if (!aligned(src.data, src.nb[1], 16) || !aligned(xn.data, xn.nb[1], 16) || !aligned(g.data, 16, 16)) return 0;
+    if (overlaps(xn, src) || overlaps(xn, g)) return 0;
+    for (size_t i = 1; i <= used; ++i)
+        if (overlaps(*ops[i].dst, src) || overlaps(*ops[i].dst, g)) return 0;
+    a.x = static_cast<const uint8_t*>(src.data);
+    a.x_stride = src.nb[1];
+    a.norm_w = static_cast<const float*>(g.data);
+    a.norm_eps = nrm.f[0];
+    a.norm_dst = static_cast<uint8_t*>(xn.data);
+    a.norm_dst_stride = xn.nb[1];
+    return mul_mat_vec_i8(ctx, a, n_mat, glu, t, int(xn.nrows())) ? 1 + used : 0;
+}
+
+// A single projection d = W x followed by ADD(y, r, d) (or ADD(y, d, r)), r of d's shape: the int8 launch stores
+// y[i] = r[i] + d[i] beside d[i], from the lane that stores d[i] (so y may be r itself). y touches neither x nor W
+// (other warps still read them) and is d's rows or apart from d; r is apart from d (stored before r is read).
+// Returns the ops computed (the launch's plus the ADD), 0 when it does not apply (nothing enqueued).
+size_t add_fused(context& ctx, const op* ops, size_t n_ops, size_t used, mmv_args a, int n_mat, bool glu) {
+    if (glu || n_mat != 1 || used >= n_ops || ops[used].type != op_type::ADD) return 0;
+    const op& ad = ops[used];
+    const tensor& d = *ops[0].dst;
+    const tensor& x = *ops[0].src[1];
+    const tensor& w = *ops[0].src[0];
+    if (!int8_path(a, n_mat, w.type, x.nrows())) return 0;
+    const tensor* r = same_rows(*ad.src[1], d) ? ad.src[0] : same_rows(*ad.src[0], d) ? ad.src[1] : nullptr;
+    if (!r || r->type != dtype::F32 || r->ne[0] != d.ne[0] || r->nrows() != d.nrows()) return 0;
+    if (d.nrows() > 1 && r->nb[1] == 0) return 0;  // a broadcast row
+    const tensor& y = *ad.dst;
+    if (overlaps(*r, d) || overlaps(y, x) || overlaps(y, w)) return 0;
+    if (!(same_rows(y, *r) || !overlaps(y, *r)) || !(same_rows(y, d) || !overlaps(y, d))) return 0;
+    a.add_r = static_cast<const uint8_t*>(r->data);
+    a.add_r_stride = r->nb[1];
+    a.add_y = static_cast<uint8_t*>(y.data);
+    a.add_y_stride = y.nb[1];
+    return mul_mat_vec_i8(ctx, a, n_mat, false, w.type, int(x.nrows())) ? used + 1 : 0;
+}
+
+}  // namespace
+
+size_t mul_mat_vec_fused(context& ctx, const op* ops, size_t n_ops) {
+    if (n_ops == 0) return 0;
+    if (ops[0].type == op_type::RMS_NORM) return norm_fused(ctx, ops, n_ops);
+    mmv_args a{};
+    int n_mat = 0;
+    bool glu = false;
+    const size_t used = plan(ops, n_ops, a, n_mat, glu);
+    if (!used) return 0;
+    if (const size_t with_add = add_fused(ctx, ops, n_ops, used, a, n_mat, glu)) return with_add;
+    const tensor& w = *ops[0].src[0];
+    const int64_t n = ops[0].src[1]->nrows();
+    if (glu) dispatch<true>(ctx, w.type, a, n_mat, n);
+    else dispatch<false>(ctx, w.type, a, n_mat, n);
+    return used;
 }
 
 }  // namespace tfu::cuda

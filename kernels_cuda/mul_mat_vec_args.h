@@ -29,11 +29,25 @@ struct mmv_args {
     int64_t n_units, row_bytes;  // k / 8; bytes of one weight row
     uint8_t* glu_d;              // GLU: where silu(gate) * up goes
     size_t glu_stride;
+    // The int8 launch only (mul_mat_vec.cu's norm_fused / add_fused decide when, and check the aliasing):
+    //  - with norm_w: the RMS_NORM before the projections, inside the launch: x is the norm's source, every block
+    //    normalises it as rms_norm.cu does (bit-identical) before quantizing it, and block 0 also stores the
+    //    normalised x at norm_dst (for any later reader of the norm's result);
+    //  - with add_y: the ADD after a single projection: lane 0 stores add_y[i] = add_r[i] + dst[i] beside dst[i].
+    const float* norm_w;
+    float norm_eps;
+    uint8_t* norm_dst;
+    size_t norm_dst_stride;
+    const uint8_t* add_r;
+    size_t add_r_stride;
+    uint8_t* add_y;
+    size_t add_y_stride;
 };
 
 // Enqueues mul_mat_vec_i8.cu's launch for a (weights Q4_0 or Q8_0 with 16-byte aligned rows whose bytes are a
-// multiple of 16, x of nc <= 4 columns; first_block is ignored) and returns true; false (nothing enqueued) when
-// the type, nc or the shared memory it would need rule it out.
+// multiple of 16, x of nc <= 4 columns with 16-byte aligned rows, and with norm_w the norm's weight and result
+// 16-byte aligned too; first_block is ignored) and returns true; false (nothing enqueued) when the type, nc or
+// the shared memory it would need rule it out.
 bool mul_mat_vec_i8(context& ctx, const mmv_args& a, int n_mat, bool glu, dtype type, int nc);
 
 }  // namespace tfu::cuda

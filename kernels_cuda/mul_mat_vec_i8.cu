@@ -19,6 +19,7 @@
 //  - A row's partial sums meet in warp shuffles; lane 0 stores (with GLU also silu(gate) * up). f32 accumulation
 //    of the blocks' exact integer dot products.
 #include <algorithm>
+#include <cstdlib>
 
 #include "cuda_common.cuh"
 #include "mul_mat_vec_args.h"
@@ -30,7 +31,12 @@ namespace {
 constexpr int k_i8_warps = 8;
 constexpr int k_i8_threads = k_i8_warps * k_warp;
 constexpr int k_chunk_blocks = 2 * k_warp;  // weight blocks of 32 in a chunk: 2 per lane
-constexpr int k_stages = 3;                 // chunks a warp has in its ring: 2 in flight while one is computed
+// Chunks a warp has in its ring (2 in flight while one is computed) and resident blocks per SM at most: on the
+// H100, 1B / 8B Q4_0 tg (one call, stages x cap): 3 x 2 gave 1201 / 368 t/s, the best 8B and within 1% of the best
+// 1B (2 x 3: 1214 / 354); 2 stages 1156-1214 / 339-359, 4 stages 1105-1129 / 347-361; no cap 1183 / 350 (fewer
+// blocks quantize x fewer times). TFU_CUDA_MMV_I8_BLOCKS=N sets the cap, for measuring.
+constexpr int k_stages = 3;
+constexpr int k_blocks_per_sm = 2;
 constexpr int k_x_loads = 4;                // float4 loads of x a thread has in flight while quantizing
 constexpr size_t k_x_chunk_bytes = 4 * k_warp * 16 + k_warp * 16;  // codes + scales of one chunk of x, one column
 
@@ -131,10 +137,27 @@ __global__ void __launch_bounds__(k_i8_threads) mmv_i8_kernel(const mmv_args a, 
     for (int t = 0; t < k_stages - 1; ++t) issue_next();
 
     pdl_wait();  // x: only once the kernel before has finished (cuda_common.cuh)
+    // With norm_w, x's columns are first normalised (rms_norm.cu's arithmetic and reduction order: thread t sums
+    // elements t, t + 256, ... in double, block_sum<256>, so the values equal its output bit for bit).
+    const int64_t k = a.n_units * 8;
+    double scale[NC];
+#pragma unroll
+    for (int j = 0; j < NC; ++j) {
+        scale[j] = 1.0;
+        if (a.norm_w) {
+            const float* xj = reinterpret_cast<const float*>(a.x + size_t(j) * a.x_stride);
+            double ss = 0;
+            for (int64_t i = threadIdx.x; i < k; i += k_i8_threads) ss += double(xj[i]) * xj[i];
+            const double total = block_sum<k_i8_threads>(ss);
+            scale[j] = 1.0 / sqrt(total / double(k) + double(a.norm_eps));
+            __syncthreads();  // block_sum's slots are reused by the next column
+        }
+    }
     // x -> codes and scales: a thread per 4 values (8 threads per block of 32: max and sum by 3 shuffles each),
     // its k_x_loads float4 loads issued together (a chain of dependent L2 round trips per warp measured 15 us for
     // k = 14336 in the first version). k is a multiple of 256, so a warp's lanes are all in range or all out.
-    const int k4 = int(a.n_units * 2);  // float4s per column
+    const int k4 = int(k / 4);  // float4s per column
+    const bool store_norm = a.norm_w && a.norm_dst && blockIdx.x == 0;
     for (int j = 0; j < NC; ++j) {
         const float4* xj = reinterpret_cast<const float4*>(a.x + size_t(j) * a.x_stride);
         for (int base = threadIdx.x; base < k4; base += k_i8_threads * k_x_loads) {
@@ -142,6 +165,20 @@ __global__ void __launch_bounds__(k_i8_threads) mmv_i8_kernel(const mmv_args a, 
 #pragma unroll
             for (int u = 0; u < k_x_loads; ++u)
                 if (base + u * k_i8_threads < k4) f[u] = xj[base + u * k_i8_threads];
+            if (a.norm_w) {
+                const float4* g4 = reinterpret_cast<const float4*>(a.norm_w);
+                float4* out = reinterpret_cast<float4*>(a.norm_dst + size_t(j) * a.norm_dst_stride);
+#pragma unroll
+                for (int u = 0; u < k_x_loads; ++u) {
+                    const int e4 = base + u * k_i8_threads;
+                    if (e4 >= k4) break;
+                    const float4 g = g4[e4];
+                    const double sc = scale[j];
+                    f[u] = make_float4(float(f[u].x * sc * g.x), float(f[u].y * sc * g.y), float(f[u].z * sc * g.z),
+                                       float(f[u].w * sc * g.w));
+                    if (store_norm) out[e4] = f[u];
+                }
+            }
 #pragma unroll
             for (int u = 0; u < k_x_loads; ++u) {
                 const int e4 = base + u * k_i8_threads;
@@ -220,6 +257,12 @@ __global__ void __launch_bounds__(k_i8_threads) mmv_i8_kernel(const mmv_args a, 
 #pragma unroll
                     for (int j = 0; j < NC; ++j) reinterpret_cast<float*>(mt.d + size_t(j) * mt.d_stride)[i] = v[r][j];
                 }
+                if (a.add_y) {  // the ADD after the projection (elementwise.cu's one f32 add)
+#pragma unroll
+                    for (int j = 0; j < NC; ++j)
+                        reinterpret_cast<float*>(a.add_y + size_t(j) * a.add_y_stride)[i] =
+                            reinterpret_cast<const float*>(a.add_r + size_t(j) * a.add_r_stride)[i] + v[0][j];
+                }
                 if constexpr (GLU) {
 #pragma unroll
                     for (int j = 0; j < NC; ++j)
@@ -249,6 +292,11 @@ int blocks_per_sm(K kernel, size_t smem) {
     return last;
 }
 
+int env_int(const char* name, int def) {
+    const char* e = std::getenv(name);
+    return e && *e ? std::atoi(e) : def;
+}
+
 template <dtype T, bool GLU, int NC>
 bool launch(context& ctx, const mmv_args& a, int64_t n_groups, int n_chunks) {
     constexpr int RG = GLU ? 2 : 1;
@@ -260,8 +308,10 @@ bool launch(context& ctx, const mmv_args& a, int64_t n_groups, int n_chunks) {
         cudaGetLastError();
         return false;
     }
-    const int per_sm = blocks_per_sm(kernel, smem);
+    static const int cap = env_int("TFU_CUDA_MMV_I8_BLOCKS", k_blocks_per_sm);
+    int per_sm = blocks_per_sm(kernel, smem);
     if (per_sm < 1) return false;
+    if (cap > 0) per_sm = std::min(per_sm, cap);
     const int64_t grid = std::min<int64_t>(ceil_div(n_groups, k_i8_warps), int64_t(ctx.sm_count) * per_sm);
     if (!ctx.pdl) {
         kernel<<<unsigned(grid), k_i8_threads, smem, ctx.stream>>>(a, n_groups, n_chunks);

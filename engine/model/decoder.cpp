@@ -197,9 +197,10 @@ bool decoder::forward_multi(backend& be, const sequence* seqs, int32_t n_seq, bo
         return false;
     };
 
-    // One run() per layer: from the layer's attention norm to the next layer's attention norm (the residual ADD
-    // and the norm after it in one run, so that a backend can fuse them), the embedding lookup in the first and
-    // the output norm and projection in the last.
+    // One run() per layer: from the layer's attention norm to its last residual ADD, so that a backend can fuse
+    // each norm into the projections after it and each residual ADD into the projection before it (the CUDA
+    // backend does both: kernels_cuda/mul_mat_vec.h); the embedding lookup in the first and the output norm and
+    // projection in the last.
     auto attn_norm = [&](int32_t il) {
         op norm = make_op(op_type::RMS_NORM, &xn, &x, &w_.layers[size_t(il)].attn_norm);
         norm.f[0] = hp_.rms_eps;
@@ -208,11 +209,11 @@ bool decoder::forward_multi(backend& be, const sequence* seqs, int32_t n_seq, bo
     std::vector<op> ops;
     ops.reserve(28 + 3 * size_t(n_seq));
     ops.push_back(make_op(op_type::GET_ROWS, &x, &w_.tok_embd, &ids));
-    if (hp_.n_layer > 0) ops.push_back(attn_norm(0));
 
     for (int32_t il = 0; il < hp_.n_layer; ++il) {
         if (cancelled()) fail(TFU_STATUS_CANCELLED, "cancelled");
         const layer_weights& L = w_.layers[size_t(il)];
+        ops.push_back(attn_norm(il));
         ops.push_back(make_op(op_type::MUL_MAT, &q, &L.wq, &xn));
         ops.push_back(make_op(op_type::MUL_MAT, &k, &L.wk, &xn));
         ops.push_back(make_op(op_type::MUL_MAT, &v, &L.wv, &xn));
@@ -271,7 +272,6 @@ bool decoder::forward_multi(backend& be, const sequence* seqs, int32_t n_seq, bo
         ops.push_back(make_op(op_type::MUL_MAT, &o, &L.ffn_down, &g));
         ops.push_back(make_op(op_type::ADD, &x, &x, &o));
         if (il + 1 < hp_.n_layer) {
-            ops.push_back(attn_norm(il + 1));
             be.run(ops.data(), ops.size());
             ops.clear();
         }
