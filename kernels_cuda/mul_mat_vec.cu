@@ -184,6 +184,11 @@ __device__ __forceinline__ void mmv_rows(const mmv_args& a, int s, int64_t i0,
             for (int q = 0; q < k_warps; ++q) v += part[q][threadIdx.x];
             const mmv_matrix& mt = a.mat[GLU ? r / R : s];
             reinterpret_cast<float*>(mt.d + size_t(j) * mt.d_stride)[i] = v;
+            if constexpr (!GLU) {
+                if (a.add_y)  // the residual ADD after the projection (add_fused; elementwise.cu's one f32 add)
+                    reinterpret_cast<float*>(a.add_y + size_t(j) * a.add_y_stride)[i] =
+                        reinterpret_cast<const float*>(a.add_r + size_t(j) * a.add_r_stride)[i] + v;
+            }
             if constexpr (GLU) {
                 part[0][threadIdx.x] = v;  // the block's results, for the gate x up pass below
             }
@@ -558,17 +563,18 @@ size_t norm_fused(context& ctx, const op* ops, size_t n_ops) {
     return mul_mat_vec_i8(ctx, a, n_mat, glu, t, int(xn.nrows())) ? 1 + used : 0;
 }
 
-// A single projection d = W x followed by ADD(y, r, d) (or ADD(y, d, r)), r of d's shape: the int8 launch stores
-// y[i] = r[i] + d[i] beside d[i], from the lane that stores d[i] (so y may be r itself). y touches neither x nor W
-// (other warps still read them) and is d's rows or apart from d; r is apart from d (stored before r is read).
-// Returns the ops computed (the launch's plus the ADD), 0 when it does not apply (nothing enqueued).
+// A single projection d = W x followed by ADD(y, r, d) (or ADD(y, d, r)), r of d's shape: the launch (int8 or
+// float) stores y[i] = r[i] + d[i] beside d[i], from the thread that stores d[i] (so y may be r itself). y touches
+// neither x nor W (other warps still read them) and is d's rows or apart from d; r is apart from d (stored before
+// r is read). Every weight type with a fast kernel: with the decoder's run per layer ending in the residual ADD,
+// this keeps the launch that ADD + RMS_NORM (fused_rows.h) shared before. Returns the ops computed (the launch's
+// plus the ADD), 0 when it does not apply (nothing enqueued).
 size_t add_fused(context& ctx, const op* ops, size_t n_ops, size_t used, mmv_args a, int n_mat, bool glu) {
     if (glu || n_mat != 1 || used >= n_ops || ops[used].type != op_type::ADD) return 0;
     const op& ad = ops[used];
     const tensor& d = *ops[0].dst;
     const tensor& x = *ops[0].src[1];
     const tensor& w = *ops[0].src[0];
-    if (!int8_path(a, n_mat, w.type, x.nrows())) return 0;
     const tensor* r = same_rows(*ad.src[1], d) ? ad.src[0] : same_rows(*ad.src[0], d) ? ad.src[1] : nullptr;
     if (!r || r->type != dtype::F32 || r->ne[0] != d.ne[0] || r->nrows() != d.nrows()) return 0;
     if (d.nrows() > 1 && r->nb[1] == 0) return 0;  // a broadcast row
@@ -579,7 +585,8 @@ size_t add_fused(context& ctx, const op* ops, size_t n_ops, size_t used, mmv_arg
     a.add_r_stride = r->nb[1];
     a.add_y = static_cast<uint8_t*>(y.data);
     a.add_y_stride = y.nb[1];
-    return mul_mat_vec_i8(ctx, a, n_mat, false, w.type, int(x.nrows())) ? used + 1 : 0;
+    dispatch<false>(ctx, w.type, a, n_mat, x.nrows());  // the int8 launch where it takes Q4_0 / Q8_0
+    return used + 1;
 }
 
 }  // namespace

@@ -18,8 +18,8 @@ constexpr int k_mmv_fast_max_cols = 8;
 //      launch (gate and up too);
 //   2 or 3: further MUL_MATs of the same x, weight type and k (the Q, K and V projections);
 //   1: ops[0] alone;
-//   +1: with Q4_0 / Q8_0 weights (the int8 launch, up to 4 columns), a single MUL_MAT followed by the residual
-//      ADD of its result (ADD(y, r, d) or ADD(y, d, r), r of d's shape; y may be r): the launch stores y too.
+//   +1: a single MUL_MAT followed by the residual ADD of its result (ADD(y, r, d) or ADD(y, d, r), r of d's shape;
+//      y may be r): the launch stores y too.
 // When ops[0] is an RMS_NORM whose result is the x of such an int8 launch right after it (the attention and FFN
 // norms before Q/K/V and gate/up, the output norm before the output projection), the launch normalises x itself
 // and stores the norm's result too (bit-identical to rms_norm.cu): returns 1 + the launch's ops.

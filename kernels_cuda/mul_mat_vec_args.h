@@ -29,11 +29,12 @@ struct mmv_args {
     int64_t n_units, row_bytes;  // k / 8; bytes of one weight row
     uint8_t* glu_d;              // GLU: where silu(gate) * up goes
     size_t glu_stride;
-    // The int8 launch only (mul_mat_vec.cu's norm_fused / add_fused decide when, and check the aliasing):
-    //  - with norm_w: the RMS_NORM before the projections, inside the launch: x is the norm's source, every block
-    //    normalises it as rms_norm.cu does (bit-identical) before quantizing it, and block 0 also stores the
-    //    normalised x at norm_dst (for any later reader of the norm's result);
-    //  - with add_y: the ADD after a single projection: lane 0 stores add_y[i] = add_r[i] + dst[i] beside dst[i].
+    // Fused ops (mul_mat_vec.cu's norm_fused / add_fused decide when, and check the aliasing):
+    //  - with norm_w (the int8 launch only): the RMS_NORM before the projections, inside the launch: x is the
+    //    norm's source, every block normalises it as rms_norm.cu does (bit-identical) before quantizing it, and
+    //    block 0 also stores the normalised x at norm_dst (for any later reader of the norm's result);
+    //  - with add_y (every launch of a single matrix): the ADD after the projection: the thread that stores dst[i]
+    //    also stores add_y[i] = add_r[i] + dst[i].
     const float* norm_w;
     float norm_eps;
     uint8_t* norm_dst;

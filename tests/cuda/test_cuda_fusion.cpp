@@ -131,15 +131,15 @@ TEST(cuda_fusion, long_rows) {
 
 // A decoder layer's run as the decoder now cuts it (decoder.cpp): each RMS_NORM is computed inside the int8 launch
 // of the projections after it (block 0 also stores its result) and each residual ADD inside the launch of the
-// projection before it (in place, either operand order), then the output norm with its projection. Q4_K runs the
-// same ops op by op (no int8 kernel). Last, lookalikes that must not fuse: a norm in place over its source, and an
+// projection before it (in place, either operand order), then the output norm with its projection. Q4_K and F16
+// (float kernels) fuse the ADDs only; their norms run as RMS_NORM launches. Last, lookalikes that must not fuse: a norm in place over its source, and an
 // ADD of a broadcast row. Bounds grow by one matrix bound per projection on the path to each value.
 TEST(cuda_fusion, norm_and_residual_inside_the_projections) {
     std::string why;
     std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_CUDA, &why);
     if (!dev) GTEST_SKIP() << why;
     std::mt19937_64 rng(test_seed() + 15);
-    for (dtype t : {dtype::Q4_0, dtype::Q8_0, dtype::Q4_K})
+    for (dtype t : {dtype::Q4_0, dtype::Q8_0, dtype::Q4_K, dtype::F16})
         for (int64_t n : {1, 2, 4}) {
             const int64_t k = 1024, f = 2304, kv = 256, vocab = 777;
             device_case c(*dev);
