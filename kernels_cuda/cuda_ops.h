@@ -134,6 +134,8 @@ int attention_splits(const context& ctx, const op& o);
 // most: run() reserves them before a capture, where growing scratch (a host wait) is not allowed.
 size_t attention_scratch_bytes(const context& ctx, const op& o);
 size_t mul_mat_vec_scratch_bytes(const op& o);
+// ARGMAX's partial bests (argmax.cu), reserved the same way.
+size_t argmax_scratch_bytes(const op& o);
 
 // CUDA-specific limits beyond check_op (head size, alignment); false with *why (if given) when one fails.
 bool supported_here(const op& o, std::string* why);
