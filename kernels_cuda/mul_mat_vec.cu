@@ -319,27 +319,6 @@ int mmv_rows_override() {
     return rows;
 }
 
-// Launches a decode kernel, with programmatic dependent launch where the device has it (context::pdl): the
-// kernel stages its weights while the one before it finishes (cuda_common.cuh, pdl_wait).
-template <typename... P, typename... A>
-void launch_mmv(const context& ctx, void (*kernel)(P...), unsigned blocks, size_t smem, const A&... args) {
-    if (!ctx.pdl) {
-        kernel<<<blocks, k_threads, smem, ctx.stream>>>(args...);
-        return;
-    }
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(blocks);
-    cfg.blockDim = dim3(k_threads);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = ctx.stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    cudaLaunchKernelEx(&cfg, kernel, args...);  // a failure shows in check_launch
-}
-
 template <dtype T, int NC, bool GLU, int R_ASKED = 0>  // 0: rows_per_block
 void launch_nc(context& ctx, mmv_args a, int n_mat) {
     constexpr int R = R_ASKED ? R_ASKED : rows_per_block(NC, GLU), RR = GLU ? 2 * R : R;
@@ -366,7 +345,7 @@ void launch_nc(context& ctx, mmv_args a, int n_mat) {
             per_sm = 1;
         }
         const int64_t grid = std::min<int64_t>(blocks, int64_t(ctx.sm_count) * std::max(per_sm, 1));
-        launch_mmv(ctx, kernel, unsigned(grid), 2 * stage_bytes, a, blocks);
+        launch_mmv(ctx, kernel, unsigned(grid), k_threads, 2 * stage_bytes, a, blocks);
         check_launch("mmv_pipe_kernel");
     };
     constexpr bool has_i8 = (T == dtype::Q4_0 || T == dtype::Q8_0) && NC <= 2;
@@ -380,16 +359,16 @@ void launch_nc(context& ctx, mmv_args a, int n_mat) {
             check_launch("quantize_x_kernel");
             a.xq = xq;
             if (pipelined) return launch_pipelined(mmv_pipe_kernel<T, R, NC, GLU, true>);
-            launch_mmv(ctx, mmv_fast_kernel<T, R, NC, true, GLU, true>, unsigned(blocks), stage_bytes, a);
+            launch_mmv(ctx, mmv_fast_kernel<T, R, NC, true, GLU, true>, unsigned(blocks), k_threads, stage_bytes, a);
             check_launch("mmv_fast_kernel");
             return;
         }
     }
     if (pipelined) return launch_pipelined(mmv_pipe_kernel<T, R, NC, GLU, false>);
     if (staged)
-        launch_mmv(ctx, mmv_fast_kernel<T, R, NC, true, GLU, false>, unsigned(blocks), stage_bytes, a);
+        launch_mmv(ctx, mmv_fast_kernel<T, R, NC, true, GLU, false>, unsigned(blocks), k_threads, stage_bytes, a);
     else
-        launch_mmv(ctx, mmv_fast_kernel<T, R, NC, false, GLU, false>, unsigned(blocks), 0, a);
+        launch_mmv(ctx, mmv_fast_kernel<T, R, NC, false, GLU, false>, unsigned(blocks), k_threads, 0, a);
     check_launch("mmv_fast_kernel");
 }
 

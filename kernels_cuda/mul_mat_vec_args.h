@@ -1,5 +1,6 @@
 // What a decode matrix-vector launch computes (mul_mat_vec.cu builds it from the ops; mul_mat_vec.cu's kernels and
-// mul_mat_vec_i8.cu's read it), and the int8-activation launch that mul_mat_vec.cu hands Q4_0 and Q8_0 to.
+// mul_mat_vec_i8.cu's read it), how both launch their kernels, and the int8-activation launch that mul_mat_vec.cu
+// hands Q4_0 and Q8_0 to. For .cu files only (it launches with <<< >>>).
 #pragma once
 
 #include <cstddef>
@@ -44,6 +45,29 @@ struct mmv_args {
     uint8_t* add_y;
     size_t add_y_stride;
 };
+
+// Launches a decode matrix-vector kernel on ctx.stream, with programmatic dependent launch where the context asks
+// for it (context::pdl): the kernel stages its weights while the one before it finishes (cuda_common.cuh,
+// pdl_wait). A failure shows in the caller's check_launch.
+template <typename... P, typename... A>
+void launch_mmv(const context& ctx, void (*kernel)(P...), unsigned blocks, unsigned threads, size_t smem,
+                const A&... args) {
+    if (!ctx.pdl) {
+        kernel<<<blocks, threads, smem, ctx.stream>>>(args...);
+        return;
+    }
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(blocks);
+    cfg.blockDim = dim3(threads);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = ctx.stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    cudaLaunchKernelEx(&cfg, kernel, args...);
+}
 
 // Enqueues mul_mat_vec_i8.cu's launch for a (weights Q4_0 or Q8_0 with 16-byte aligned rows whose bytes are a
 // multiple of 16, x of nc <= 4 columns with 16-byte aligned rows, and with norm_w the norm's weight and result

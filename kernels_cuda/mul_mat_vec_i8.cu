@@ -313,21 +313,7 @@ bool launch(context& ctx, const mmv_args& a, int64_t n_groups, int n_chunks) {
     if (per_sm < 1) return false;
     if (cap > 0) per_sm = std::min(per_sm, cap);
     const int64_t grid = std::min<int64_t>(ceil_div(n_groups, k_i8_warps), int64_t(ctx.sm_count) * per_sm);
-    if (!ctx.pdl) {
-        kernel<<<unsigned(grid), k_i8_threads, smem, ctx.stream>>>(a, n_groups, n_chunks);
-    } else {
-        cudaLaunchConfig_t cfg{};
-        cfg.gridDim = dim3(unsigned(grid));
-        cfg.blockDim = dim3(k_i8_threads);
-        cfg.dynamicSmemBytes = smem;
-        cfg.stream = ctx.stream;
-        cudaLaunchAttribute attr[1];
-        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr[0].val.programmaticStreamSerializationAllowed = 1;
-        cfg.attrs = attr;
-        cfg.numAttrs = 1;
-        cudaLaunchKernelEx(&cfg, kernel, a, n_groups, n_chunks);  // a failure shows in check_launch
-    }
+    launch_mmv(ctx, kernel, unsigned(grid), k_i8_threads, smem, a, n_groups, n_chunks);
     check_launch("mmv_i8_kernel");
     return true;
 }
