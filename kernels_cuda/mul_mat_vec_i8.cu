@@ -7,17 +7,18 @@
 // subtraction and an FMA each, plus the loads), and the smaller launches, with one row group per block, never
 // overlapped loading with computing (0.9 TB/s). Here a weight costs about one instruction, and every warp keeps
 // its next chunks in flight:
-//  - A block (8 warps) first quantizes x into shared memory, once (a thread per 4 values): per block of 32, d = max|x| / 127, codes
-//    round(x / d), and for Q4_0 the term 8 d sum(codes) that its code offset (w = d_w (q - 8)) subtracts.
+//  - A block (8 warps) first quantizes x into shared memory, once (a thread per 4 values): per block of 32,
+//    d = max|x| / 127, codes round(x / d), and for Q4_0 the term 8 d sum(codes) that its code offset
+//    (w = d_w (q - 8)) subtracts. With a fused RMS_NORM (mmv_args::norm_w) x is normalised first.
 //  - Each warp then owns whole rows (with GLU the same row of gate and up), walking them in chunks of 64 weight
 //    blocks (lane l: blocks 2l and 2l + 1, i.e. 36 bytes of Q4_0 or 68 of Q8_0 as 9 or 17 aligned words, read
 //    from shared memory without bank conflicts since both strides are odd in words). A chunk is copied into the
-//    warp's ring of S stages with 16-byte cp.async while the chunks before it are computed: nothing waits for a
+//    warp's ring of k_stages stages with 16-byte cp.async while the chunks before it are computed: nothing waits for a
 //    block-wide barrier, and the weights start streaming before x is ready (before pdl_wait, too).
 //  - x sits in shared memory in the lanes' order (per chunk: 4 x 32 uint4, lane l's 64 codes in its 4 slots, then
 //    its two blocks' (d, offset) as one float4), so that each load is 32 consecutive 16-byte words.
-//  - A row's partial sums meet in warp shuffles; lane 0 stores (with GLU also silu(gate) * up). f32 accumulation
-//    of the blocks' exact integer dot products.
+//  - A row's partial sums meet in warp shuffles; lane 0 stores (with GLU also silu(gate) * up; with a fused ADD
+//    also r + the result). f32 accumulation of the blocks' exact integer dot products.
 #include <algorithm>
 #include <cstdlib>
 
@@ -275,21 +276,19 @@ __global__ void __launch_bounds__(k_i8_threads) mmv_i8_kernel(const mmv_args a, 
     }
 }
 
-// Resident blocks per SM of `kernel` with `smem` bytes (the last answer per kernel kept: a decode step asks the
-// same few sizes every time).
+// Resident blocks per SM of `kernel` with `smem` bytes; the caller keeps the last answer (a decode step asks the
+// same few sizes every time), one cache per kernel.
 template <typename K>
-int blocks_per_sm(K kernel, size_t smem) {
-    thread_local size_t last_smem = 0;
-    thread_local int last = 0;
-    if (smem != last_smem) {
+int blocks_per_sm(K kernel, size_t smem, size_t& cached_smem, int& cached) {
+    if (smem != cached_smem) {
         int n = 0;
         if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, k_i8_threads, smem) != cudaSuccess) {
             cudaGetLastError();
             n = 0;
         }
-        last_smem = smem, last = n;
+        cached_smem = smem, cached = n;
     }
-    return last;
+    return cached;
 }
 
 int env_int(const char* name, int def) {
@@ -309,7 +308,9 @@ bool launch(context& ctx, const mmv_args& a, int64_t n_groups, int n_chunks) {
         return false;
     }
     static const int cap = env_int("TFU_CUDA_MMV_I8_BLOCKS", k_blocks_per_sm);
-    int per_sm = blocks_per_sm(kernel, smem);
+    thread_local size_t cached_smem = 0;  // per instantiation: kernels differ in registers, hence in occupancy
+    thread_local int cached = 0;
+    int per_sm = blocks_per_sm(kernel, smem, cached_smem, cached);
     if (per_sm < 1) return false;
     if (cap > 0) per_sm = std::min(per_sm, cap);
     const int64_t grid = std::min<int64_t>(ceil_div(n_groups, k_i8_warps), int64_t(ctx.sm_count) * per_sm);
