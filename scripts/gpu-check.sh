@@ -3,8 +3,8 @@
 # compute-sanitizer memcheck and racecheck on the CUDA op tests, and writes logs plus report.md to $OUT
 # (default out/gpu-check). GoogleTest is built from .gpu/googletest when the machine has none
 # (copy /usr/src/googletest there; the folder travels with `carry`). Exit status: 0 when every step passed.
-# BUILD_DIR=DIR with PREBUILT=1: use a tree already built for sm_90a (e.g. on the CPU machine, which has nvcc, and
-# carried), so that the GPU machine's time goes to the tests; its compiled-in paths must exist here.
+# BUILD_DIR=DIR with PREBUILT=1: use a tree already built for sm_90a (scripts/gpu-prebuild.sh, on a machine with nvcc
+# and no GPU, then carried), so that the GPU machine's time goes to the tests; its compiled-in paths must exist here.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu-check}
