@@ -319,6 +319,15 @@ int mmv_rows_override() {
     return rows;
 }
 
+// Whether a launch planned for weights of type t goes to mul_mat_vec_i8 (which may still decline on shared memory).
+bool int8_path(const mmv_args& a, int n_mat, dtype t, int64_t nc) {
+    if (mmv_mode() != mmv_path::warp || (t != dtype::Q4_0 && t != dtype::Q8_0) || nc > 4 || a.row_bytes % 16 != 0)
+        return false;
+    for (int s = 0; s < n_mat; ++s)
+        if (!aligned(a.mat[s].w, a.mat[s].w_stride, 16)) return false;
+    return true;
+}
+
 template <dtype T, int NC, bool GLU, int R_ASKED = 0>  // 0: rows_per_block
 void launch_nc(context& ctx, mmv_args a, int n_mat) {
     constexpr int R = R_ASKED ? R_ASKED : rows_per_block(NC, GLU), RR = GLU ? 2 * R : R;
@@ -333,8 +342,9 @@ void launch_nc(context& ctx, mmv_args a, int n_mat) {
     for (int s = 0; s < n_mat; ++s) stageable = stageable && aligned(a.mat[s].w, a.mat[s].w_stride, 16);
     // Staging: the quantized types only (the float types' unit loads are 16 bytes already; F16 pipelined
     // measured 490 +- 24 against 515 +- 28 t/s direct on the H100).
+    // Q4_0 / Q8_0: the int8 warp kernel, whatever a block kernel's stage would take (it streams chunks).
+    if (int8_path(a, n_mat, T, NC) && mul_mat_vec_i8(ctx, a, n_mat, GLU, T, NC)) return;
     const bool staged = traits(T).quantized && stageable;
-    if (staged && mmv_mode() == mmv_path::warp && mul_mat_vec_i8(ctx, a, n_mat, GLU, T, NC)) return;
     // The pipelined kernel where two stages fit in shared memory: a grid of resident blocks (as many as fit), each
     // with its next rows in flight.
     const bool pipelined = staged && mmv_mode() != mmv_path::staged && 2 * stage_bytes <= k_max_stage_bytes;
@@ -502,15 +512,6 @@ size_t plan(const op* ops, size_t n_ops, mmv_args& a, int& n_mat, bool& glu) {
         ++n_mat;
     }
     return size_t(n_mat);
-}
-
-// Whether a launch planned for weights of type t goes to mul_mat_vec_i8 (which may still decline on shared memory).
-bool int8_path(const mmv_args& a, int n_mat, dtype t, int64_t nc) {
-    if (mmv_mode() != mmv_path::warp || (t != dtype::Q4_0 && t != dtype::Q8_0) || nc > 4 || a.row_bytes % 16 != 0)
-        return false;
-    for (int s = 0; s < n_mat; ++s)
-        if (!aligned(a.mat[s].w, a.mat[s].w_stride, 16)) return false;
-    return true;
 }
 
 // RMS_NORM(xn, src, g) followed by a launch that reads xn: one int8 launch that normalises src itself (block 0
