@@ -470,7 +470,6 @@ private:
         size_t need = 0;
         for (size_t i = 0; i < n_ops; ++i) {
             if (ops[i].type == op_type::ATTENTION) need = std::max(need, attention_scratch_bytes(ctx_, ops[i]));
-            if (ops[i].type == op_type::MUL_MAT) need = std::max(need, mul_mat_vec_scratch_bytes(ops[i]));
             if (ops[i].type == op_type::ARGMAX) need = std::max(need, argmax_scratch_bytes(ops[i]));
         }
         if (need) ctx_.scratch(need);

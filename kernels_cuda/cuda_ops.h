@@ -130,10 +130,9 @@ inline bool same_rows(const tensor& a, const tensor& b) {
 // ATTENTION's split-K count for this op (a launch shape that depends on i[0]; see attention_common.cuh).
 int attention_splits(const context& ctx, const op& o);
 
-// The scratch bytes ATTENTION (split-K partials) and a decode MUL_MAT (TFU_CUDA_MMV=i8: x quantized) take, at
-// most: run() reserves them before a capture, where growing scratch (a host wait) is not allowed.
+// The scratch bytes ATTENTION (split-K partials) takes, at most: run() reserves them before a capture, where
+// growing scratch (a host wait) is not allowed.
 size_t attention_scratch_bytes(const context& ctx, const op& o);
-size_t mul_mat_vec_scratch_bytes(const op& o);
 // ARGMAX's partial bests (argmax.cu), reserved the same way.
 size_t argmax_scratch_bytes(const op& o);
 

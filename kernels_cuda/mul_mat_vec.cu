@@ -34,31 +34,12 @@ namespace {
 constexpr int k_warps = 4;
 constexpr int k_threads = k_warps * k_warp;
 
-// x (k, NC) f32 -> NC * k int8 codes then NC * k / 32 f32 scales: one warp per block of 32 values, d = max|x| /
-// 127, code = round(x / d) (0 for an all-zero block). Launch: NC * k / 32 warps, 4 per block of 128 threads.
-__global__ void quantize_x_kernel(const uint8_t* __restrict__ x, size_t x_stride, int64_t k, int64_t n_b32_all,
-                                  int8_t* __restrict__ out) {
-    pdl_trigger();
-    const int64_t b = int64_t(blockIdx.x) * (blockDim.x / k_warp) + threadIdx.x / k_warp;  // over NC * k / 32
-    if (b >= n_b32_all) return;
-    const int lane = threadIdx.x % k_warp;
-    const int64_t n_b32 = k / 32, j = b / n_b32, e = 32 * (b % n_b32) + lane;
-    const float v = reinterpret_cast<const float*>(x + size_t(j) * x_stride)[e];
-    const float d = warp_max(fabsf(v)) / 127.0f;
-    out[j * k + e] = int8_t(__float2int_rn(d > 0.0f ? v / d : 0.0f));
-    if (lane == 0) reinterpret_cast<float*>(out + n_b32_all * 32)[b] = d;
-}
-
 // One block: RR rows (R of one matrix; with GLU R of the gate then the same R of up), NC columns of x. Rows past m
 // repeat row m - 1 and are not stored.
 // STAGED: the rows (row_bytes each, a multiple of 16, 16-byte aligned) are first copied whole into shared memory
 // with 16-byte loads, so that global memory sees only full, coalesced vectors whatever the block layout (18- and
 // 34-byte blocks are only 2-byte aligned: direct unit loads of 2 bytes measured 1.4x slower in total), and the
 // units then read the rows from shared memory.
-// I8 (with STAGED; Q4_0 and Q8_0): x was quantized to int8 per block of 32 by quantize_x_kernel (once per launch,
-// into scratch: NC * k codes then NC * k / 32 f32 scales, as the CPU backend's q8_0 activations) and each unit is
-// two __dp4a: about a third of the float path's instructions, which ncu showed near the SM's limit on large
-// matrices.
 // Where block (or row group) g of a launch starts: matrix s, first row i0, and its RR row addresses (rows past m
 // repeat row m - 1 and are not stored).
 template <int R, bool GLU>
@@ -82,7 +63,7 @@ __device__ __forceinline__ void mmv_group(const mmv_args& a, int64_t g, int& s, 
 
 // The dot products of one row group (rows in shared or global memory) with x, reduced over the block and stored
 // (with GLU also silu(gate) * up). Every thread of the block calls it; it synchronises the block.
-template <dtype T, int R, int NC, bool GLU, bool I8>
+template <dtype T, int R, int NC, bool GLU>
 __device__ __forceinline__ void mmv_rows(const mmv_args& a, int s, int64_t i0,
                                          const uint8_t* const (&rows)[GLU ? 2 * R : R]) {
     constexpr int RR = GLU ? 2 * R : R;
@@ -92,76 +73,43 @@ __device__ __forceinline__ void mmv_rows(const mmv_args& a, int s, int64_t i0,
     for (int r = 0; r < RR; ++r)
 #pragma unroll
         for (int j = 0; j < NC; ++j) acc[r][j] = 0.0f;
-    if constexpr (I8) {
-        const int64_t k = a.n_units * 8, n_b32 = k / 32;
-        const int8_t* xq = a.xq;  // NC * k codes, then NC * n_b32 scales (quantize_x_kernel)
-        const float* xd = reinterpret_cast<const float*>(a.xq + NC * k);
 #pragma unroll 2
-        for (int64_t u = threadIdx.x; u < a.n_units; u += k_threads) {
-            int64_t e0, e1;
-            unit<T>::x_at(u, e0, e1);
-            uint32_t xa[NC], xb[NC];
-            int sx[NC];
-            float dx[NC];
+    for (int64_t u = threadIdx.x; u < a.n_units; u += k_threads) {
+        int64_t e0, e1;
+        unit<T>::x_at(u, e0, e1);
+        float4 xa[NC], xb[NC];
+#pragma unroll
+        for (int j = 0; j < NC; ++j) {
+            const float* xj = reinterpret_cast<const float*>(a.x + size_t(j) * a.x_stride);
+            xa[j] = *reinterpret_cast<const float4*>(xj + e0);
+            xb[j] = *reinterpret_cast<const float4*>(xj + e1);
+        }
+        float sx0[NC], sx1[NC];  // the groups' sums of x, for has_min
+        if constexpr (unit<T>::has_min) {
 #pragma unroll
             for (int j = 0; j < NC; ++j) {
-                xa[j] = *reinterpret_cast<const uint32_t*>(xq + j * k + e0);
-                xb[j] = *reinterpret_cast<const uint32_t*>(xq + j * k + e1);
-                sx[j] = __dp4a(int(xa[j]), 0x01010101, __dp4a(int(xb[j]), 0x01010101, 0));
-                dx[j] = xd[j * n_b32 + e0 / 32];
-            }
-#pragma unroll
-            for (int r = 0; r < RR; ++r) {
-                uint32_t q0, q1;
-                float dw;
-                unit_i8<T>::w(rows[r], u, q0, q1, dw);
-#pragma unroll
-                for (int j = 0; j < NC; ++j) {
-                    const int si =
-                        __dp4a(int(q0), int(xa[j]), __dp4a(int(q1), int(xb[j]), -unit_i8<T>::offset * sx[j]));
-                    acc[r][j] = fmaf(dw * dx[j], float(si), acc[r][j]);
-                }
+                sx0[j] = (xa[j].x + xa[j].y) + (xa[j].z + xa[j].w);
+                sx1[j] = (xb[j].x + xb[j].y) + (xb[j].z + xb[j].w);
             }
         }
-    } else {
-#pragma unroll 2
-        for (int64_t u = threadIdx.x; u < a.n_units; u += k_threads) {
-            int64_t e0, e1;
-            unit<T>::x_at(u, e0, e1);
-            float4 xa[NC], xb[NC];
+#pragma unroll
+        for (int r = 0; r < RR; ++r) {
+            float c[8], sc[4];
+            unit<T>::w(rows[r], u, c, sc);
 #pragma unroll
             for (int j = 0; j < NC; ++j) {
-                const float* xj = reinterpret_cast<const float*>(a.x + size_t(j) * a.x_stride);
-                xa[j] = *reinterpret_cast<const float4*>(xj + e0);
-                xb[j] = *reinterpret_cast<const float4*>(xj + e1);
-            }
-            float sx0[NC], sx1[NC];  // the groups' sums of x, for has_min
-            if constexpr (unit<T>::has_min) {
-#pragma unroll
-                for (int j = 0; j < NC; ++j) {
-                    sx0[j] = (xa[j].x + xa[j].y) + (xa[j].z + xa[j].w);
-                    sx1[j] = (xb[j].x + xb[j].y) + (xb[j].z + xb[j].w);
+                float p0 = c[0] * xa[j].x;
+                p0 = fmaf(c[1], xa[j].y, p0), p0 = fmaf(c[2], xa[j].z, p0), p0 = fmaf(c[3], xa[j].w, p0);
+                float p1 = c[4] * xb[j].x;
+                p1 = fmaf(c[5], xb[j].y, p1), p1 = fmaf(c[6], xb[j].z, p1), p1 = fmaf(c[7], xb[j].w, p1);
+                float v = acc[r][j];
+                if constexpr (unit<T>::scaled) {
+                    v = fmaf(sc[0], p0, v), v = fmaf(sc[1], p1, v);
+                    if constexpr (unit<T>::has_min) v = fmaf(-sc[2], sx0[j], v), v = fmaf(-sc[3], sx1[j], v);
+                } else {
+                    v += p0 + p1;
                 }
-            }
-#pragma unroll
-            for (int r = 0; r < RR; ++r) {
-                float c[8], sc[4];
-                unit<T>::w(rows[r], u, c, sc);
-#pragma unroll
-                for (int j = 0; j < NC; ++j) {
-                    float p0 = c[0] * xa[j].x;
-                    p0 = fmaf(c[1], xa[j].y, p0), p0 = fmaf(c[2], xa[j].z, p0), p0 = fmaf(c[3], xa[j].w, p0);
-                    float p1 = c[4] * xb[j].x;
-                    p1 = fmaf(c[5], xb[j].y, p1), p1 = fmaf(c[6], xb[j].z, p1), p1 = fmaf(c[7], xb[j].w, p1);
-                    float v = acc[r][j];
-                    if constexpr (unit<T>::scaled) {
-                        v = fmaf(sc[0], p0, v), v = fmaf(sc[1], p1, v);
-                        if constexpr (unit<T>::has_min) v = fmaf(-sc[2], sx0[j], v), v = fmaf(-sc[3], sx1[j], v);
-                    } else {
-                        v += p0 + p1;
-                    }
-                    acc[r][j] = v;
-                }
+                acc[r][j] = v;
             }
         }
     }
@@ -206,10 +154,9 @@ __device__ __forceinline__ void mmv_rows(const mmv_args& a, int s, int64_t i0,
     }
 }
 
-template <dtype T, int R, int NC, bool STAGED, bool GLU, bool I8>
+template <dtype T, int R, int NC, bool STAGED, bool GLU>
 __global__ void __launch_bounds__(k_threads) mmv_fast_kernel(const mmv_args a) {
     constexpr int RR = GLU ? 2 * R : R;
-    static_assert(!I8 || STAGED, "the int8 path stages the weight rows");
     pdl_trigger();  // the next projection (down after gate/up) may start staging its weights
     int s = 0;
     int64_t i0 = 0;
@@ -231,14 +178,14 @@ __global__ void __launch_bounds__(k_threads) mmv_fast_kernel(const mmv_args a) {
     } else {
         pdl_wait();
     }
-    mmv_rows<T, R, NC, GLU, I8>(a, s, i0, rows);
+    mmv_rows<T, R, NC, GLU>(a, s, i0, rows);
 }
 
 // The pipelined form (the quantized types' default; mmv_mode): a grid of resident blocks, each looping over row
 // groups g, g + gridDim.x, ...; while it computes one group from one half of its shared memory, the next group's
 // rows are already being copied into the other half (cp.async), so every block keeps a stage of weights in
 // flight the whole time instead of alternating between loading and computing.
-template <dtype T, int R, int NC, bool GLU, bool I8>
+template <dtype T, int R, int NC, bool GLU>
 __global__ void __launch_bounds__(k_threads) mmv_pipe_kernel(const mmv_args a, int64_t n_groups) {
     constexpr int RR = GLU ? 2 * R : R;
     pdl_trigger();
@@ -271,7 +218,7 @@ __global__ void __launch_bounds__(k_threads) mmv_pipe_kernel(const mmv_args a, i
         mmv_group<R, GLU>(a, g, s, i0, rows);
 #pragma unroll
         for (int r = 0; r < RR; ++r) rows[r] = reinterpret_cast<const uint8_t*>(stage + (buf * RR + r) * vecs);
-        mmv_rows<T, R, NC, GLU, I8>(a, s, i0, rows);
+        mmv_rows<T, R, NC, GLU>(a, s, i0, rows);
         __syncthreads();  // every thread is done with this half before the next iteration refills it
     }
 }
@@ -279,23 +226,21 @@ __global__ void __launch_bounds__(k_threads) mmv_pipe_kernel(const mmv_args a, i
 constexpr size_t k_max_stage_bytes = 48 * 1024;  // the dynamic shared memory a launch gets without opting in
 
 // Which kernels the quantized types use, chosen by TFU_CUDA_MMV for measuring one against the other:
-//  - warp (the default): Q4_0 and Q8_0 (up to 4 columns) take mul_mat_vec_i8.cu's kernel (x quantized to int8
-//    in shared memory, a warp per row, __dp4a); the other types and shapes take the pipelined kernel below.
+//  - warp (the default): Q4_0, Q8_0, Q4_K and Q6_K (up to 4 columns, rows a multiple of 16 bytes) take
+//    mul_mat_vec_i8.cu's kernel (x quantized to int8 in shared memory, a warp per row, __dp4a); the other types
+//    and shapes take the pipelined kernel below.
 //  - pipelined (also TFU_CUDA_MMV=float): mmv_pipe_kernel, float arithmetic on rows staged in shared memory with
 //    the next row group's copy in flight, where two stages fit in 48 KB (else staged). On the H100 (1B, tg128,
 //    one call): Q4_0 634 vs 589 t/s staged, Q8_0 534 vs 494. The float types load 16 bytes per unit directly.
 //  - staged: mmv_fast_kernel, one row group per block, loaded then computed.
-//  - i8 (Q4_0 / Q8_0, up to 2 columns): x quantized to int8 once per launch by quantize_x_kernel, then __dp4a in
-//    the block kernels, pipelined where it fits. Same call: Q4_0 612 (not pipelined), Q8_0 495. An earlier i8
-//    that quantized x inside every block was slower still (Q4_0 398 vs 543 t/s). gpu-check runs the fusion tests
-//    with it.
 //  - direct: unit loads from global memory, no staging.
-enum class mmv_path { warp, staged, i8, direct, pipelined };
+//  (Removed: an int8 path in these block kernels, x quantized once per launch by its own kernel: Q4_0 612 t/s
+//  against the pipelined float kernel's 634, Q8_0 495 vs 534, on the H100 (1B, tg128); the warp kernel replaced it.)
+enum class mmv_path { warp, staged, direct, pipelined };
 mmv_path mmv_mode() {
     static const mmv_path mode = [] {
         const char* e = std::getenv("TFU_CUDA_MMV");
         if (e && std::strcmp(e, "direct") == 0) return mmv_path::direct;
-        if (e && std::strcmp(e, "i8") == 0) return mmv_path::i8;
         if (e && std::strcmp(e, "staged") == 0) return mmv_path::staged;
         if (e && (std::strcmp(e, "pipelined") == 0 || std::strcmp(e, "float") == 0)) return mmv_path::pipelined;
         return mmv_path::warp;
@@ -321,7 +266,7 @@ int mmv_rows_override() {
 
 // Whether a launch planned for weights of type t goes to mul_mat_vec_i8 (which may still decline on shared memory).
 bool int8_path(const mmv_args& a, int n_mat, dtype t, int64_t nc) {
-    if (mmv_mode() != mmv_path::warp || (t != dtype::Q4_0 && t != dtype::Q8_0) || nc > 4 || a.row_bytes % 16 != 0)
+    if (mmv_mode() != mmv_path::warp || !mmv_i8_type(t) || nc > 4 || a.row_bytes % 16 != 0)
         return false;
     for (int s = 0; s < n_mat; ++s)
         if (!aligned(a.mat[s].w, a.mat[s].w_stride, 16)) return false;
@@ -342,7 +287,7 @@ void launch_nc(context& ctx, mmv_args a, int n_mat) {
     for (int s = 0; s < n_mat; ++s) stageable = stageable && aligned(a.mat[s].w, a.mat[s].w_stride, 16);
     // Staging: the quantized types only (the float types' unit loads are 16 bytes already; F16 pipelined
     // measured 490 +- 24 against 515 +- 28 t/s direct on the H100).
-    // Q4_0 / Q8_0: the int8 warp kernel, whatever a block kernel's stage would take (it streams chunks).
+    // The int8 warp kernel's types: that kernel, whatever a block kernel's stage would take (it streams chunks).
     if (int8_path(a, n_mat, T, NC) && mul_mat_vec_i8(ctx, a, n_mat, GLU, T, NC)) return;
     const bool staged = traits(T).quantized && stageable;
     // The pipelined kernel where two stages fit in shared memory: a grid of resident blocks (as many as fit), each
@@ -358,27 +303,11 @@ void launch_nc(context& ctx, mmv_args a, int n_mat) {
         launch_mmv(ctx, kernel, unsigned(grid), k_threads, 2 * stage_bytes, a, blocks);
         check_launch("mmv_pipe_kernel");
     };
-    constexpr bool has_i8 = (T == dtype::Q4_0 || T == dtype::Q8_0) && NC <= 2;
-    if constexpr (has_i8) {
-        if (staged && mmv_mode() == mmv_path::i8) {
-            // x quantized once for the whole launch, into scratch (read by every block through L1/L2).
-            const int64_t k = a.n_units * 8, n_b32_all = NC * (k / 32);
-            int8_t* xq = static_cast<int8_t*>(ctx.scratch(size_t(NC * k) + size_t(n_b32_all) * sizeof(float)));
-            quantize_x_kernel<<<unsigned(ceil_div(n_b32_all, int64_t(k_warps))), k_threads, 0, ctx.stream>>>(
-                a.x, a.x_stride, k, n_b32_all, xq);
-            check_launch("quantize_x_kernel");
-            a.xq = xq;
-            if (pipelined) return launch_pipelined(mmv_pipe_kernel<T, R, NC, GLU, true>);
-            launch_mmv(ctx, mmv_fast_kernel<T, R, NC, true, GLU, true>, unsigned(blocks), k_threads, stage_bytes, a);
-            check_launch("mmv_fast_kernel");
-            return;
-        }
-    }
-    if (pipelined) return launch_pipelined(mmv_pipe_kernel<T, R, NC, GLU, false>);
+    if (pipelined) return launch_pipelined(mmv_pipe_kernel<T, R, NC, GLU>);
     if (staged)
-        launch_mmv(ctx, mmv_fast_kernel<T, R, NC, true, GLU, false>, unsigned(blocks), k_threads, stage_bytes, a);
+        launch_mmv(ctx, mmv_fast_kernel<T, R, NC, true, GLU>, unsigned(blocks), k_threads, stage_bytes, a);
     else
-        launch_mmv(ctx, mmv_fast_kernel<T, R, NC, false, GLU, false>, unsigned(blocks), k_threads, 0, a);
+        launch_mmv(ctx, mmv_fast_kernel<T, R, NC, false, GLU>, unsigned(blocks), k_threads, 0, a);
     check_launch("mmv_fast_kernel");
 }
 
@@ -457,18 +386,6 @@ bool joins(const op* ops, size_t i) {
         if (overlaps(*b.dst, *ops[j].dst)) return false;
     return true;
 }
-
-}  // namespace
-
-size_t mul_mat_vec_scratch_bytes(const op& o) {
-    const tensor& w = *o.src[0];
-    const tensor& x = *o.src[1];
-    if (mmv_mode() != mmv_path::i8 || (w.type != dtype::Q4_0 && w.type != dtype::Q8_0) || !eligible(w, x)) return 0;
-    const size_t nc = size_t(x.nrows()), k = size_t(w.ne[0]);
-    return nc * k + nc * (k / 32) * sizeof(float);
-}
-
-namespace {
 
 // The launch that ops[0] (a MUL_MAT) starts: fills a, n_mat and glu and returns how many ops it computes (3: gate,
 // up, SWIGLU; 1-3: MUL_MATs of one x), or 0 when ops[0] has no fast kernel.
@@ -565,7 +482,7 @@ size_t add_fused(context& ctx, const op* ops, size_t n_ops, size_t used, mmv_arg
     a.add_r_stride = r->nb[1];
     a.add_y = static_cast<uint8_t*>(y.data);
     a.add_y_stride = y.nb[1];
-    dispatch<false>(ctx, w.type, a, n_mat, x.nrows());  // the int8 launch where it takes Q4_0 / Q8_0
+    dispatch<false>(ctx, w.type, a, n_mat, x.nrows());  // the int8 launch where it takes the type
     return used + 1;
 }
 

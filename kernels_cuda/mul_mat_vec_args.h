@@ -1,6 +1,6 @@
 // What a decode matrix-vector launch computes (mul_mat_vec.cu builds it from the ops; mul_mat_vec.cu's kernels and
 // mul_mat_vec_i8.cu's read it), how both launch their kernels, and the int8-activation launch that mul_mat_vec.cu
-// hands Q4_0 and Q8_0 to. For .cu files only (it launches with <<< >>>).
+// hands Q4_0, Q8_0, Q4_K and Q6_K to. For .cu files only (it launches with <<< >>>).
 #pragma once
 
 #include <cstddef>
@@ -26,7 +26,6 @@ struct mmv_args {
     int64_t first_block[4];  // matrix s owns blocks (i8: rows) first_block[s] .. first_block[s + 1] - 1 (plain)
     const uint8_t* x;        // (k, NC) f32, rows x_stride bytes apart
     size_t x_stride;
-    const int8_t* xq;  // the block kernels' I8 path: x quantized by quantize_x_kernel
     int64_t n_units, row_bytes;  // k / 8; bytes of one weight row
     uint8_t* glu_d;              // GLU: where silu(gate) * up goes
     size_t glu_stride;
@@ -69,7 +68,12 @@ void launch_mmv(const context& ctx, void (*kernel)(P...), unsigned blocks, unsig
     cudaLaunchKernelEx(&cfg, kernel, args...);
 }
 
-// Enqueues mul_mat_vec_i8.cu's launch for a (weights Q4_0 or Q8_0 with 16-byte aligned rows whose bytes are a
+// The weight types mul_mat_vec_i8.cu has a kernel for.
+inline bool mmv_i8_type(dtype t) {
+    return t == dtype::Q4_0 || t == dtype::Q8_0 || t == dtype::Q4_K || t == dtype::Q6_K;
+}
+
+// Enqueues mul_mat_vec_i8.cu's launch for a (weights of an mmv_i8_type with 16-byte aligned rows whose bytes are a
 // multiple of 16, x of nc <= 4 columns with 16-byte aligned rows, and with norm_w the norm's weight and result
 // 16-byte aligned too; first_block is ignored) and returns true; false (nothing enqueued) when the type, nc or
 // the shared memory it would need rule it out.

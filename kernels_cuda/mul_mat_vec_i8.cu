@@ -1,4 +1,5 @@
-// The decode matrix-vector kernel for Q4_0 and Q8_0 weights (the default for them; mul_mat_vec.cu hands them over):
+// The decode matrix-vector kernel for Q4_0, Q8_0, Q4_K and Q6_K weights (the default for them; mul_mat_vec.cu hands
+// them over):
 // dst (m, NC) f32 = W (k, m) . X (k, NC) f32 for NC <= 4, with x quantized to int8 per block of 32 (as the CPU
 // backend's q8_0 activations) and each block's dot product formed by __dp4a.
 //
@@ -8,21 +9,22 @@
 // overlapped loading with computing (0.9 TB/s). Here a weight costs about one instruction, and every warp keeps
 // its next chunks in flight:
 //  - A block (8 warps) first quantizes x into shared memory, once (a thread per 4 values): per block of 32,
-//    d = max|x| / 127, codes round(x / d), and for Q4_0 the term 8 d sum(codes) that its code offset
-//    (w = d_w (q - 8)) subtracts. With a fused RMS_NORM (mmv_args::norm_w) x is normalised first.
-//  - Each warp then owns whole rows (with GLU the same row of gate and up), walking them in chunks of 64 weight
-//    blocks (lane l: blocks 2l and 2l + 1, i.e. 36 bytes of Q4_0 or 68 of Q8_0 as 9 or 17 aligned words, read
-//    from shared memory without bank conflicts since both strides are odd in words). A chunk is copied into the
+//    d = max|x| / 127, codes round(x / d), and d sum(codes), for the types whose weights carry an offset
+//    (Q4_0: w = d_w (q - 8)) or a min (Q4_K). With a fused RMS_NORM (mmv_args::norm_w) x is normalised first.
+//  - Each warp then owns whole rows (with GLU the same row of gate and up), walking them in chunks of 2048
+//    weights, 64 blocks of 32 (lane l: blocks 2l and 2l + 1; i8_blocks says how each type lays them out). A chunk
+//    is copied into the
 //    warp's ring of k_stages stages with 16-byte cp.async while the chunks before it are computed: nothing waits for a
 //    block-wide barrier, and the weights start streaming before x is ready (before pdl_wait, too).
 //  - x sits in shared memory in the lanes' order (per chunk: 4 x 32 uint4, lane l's 64 codes in its 4 slots, then
-//    its two blocks' (d, offset) as one float4), so that each load is 32 consecutive 16-byte words.
+//    its two blocks' (d, d sum) as one float4), so that each load is 32 consecutive 16-byte words.
 //  - A row's partial sums meet in warp shuffles; lane 0 stores (with GLU also silu(gate) * up; with a fused ADD
 //    also r + the result). f32 accumulation of the blocks' exact integer dot products.
 #include <algorithm>
 #include <cstdlib>
 
 #include "cuda_common.cuh"
+#include "mul_mat_q.cuh"
 #include "mul_mat_vec_args.h"
 
 namespace tfu::cuda {
@@ -41,18 +43,26 @@ constexpr int k_blocks_per_sm = 2;
 constexpr int k_x_loads = 4;                // float4 loads of x a thread has in flight while quantizing
 constexpr size_t k_x_chunk_bytes = 4 * k_warp * 16 + k_warp * 16;  // codes + scales of one chunk of x, one column
 
-// A lane's two weight blocks as words w[0 .. lane_words) and the matching 2 x 32 x codes (x[0..7]: block A's
-// elements 0..31, x[8..15]: block B's) with their (d, offset) pairs in xs; returns the lane's share of the dot.
+// A lane's share of a chunk: the weights of its two blocks of 32 (elements 64 lane .. 64 lane + 63 of the chunk),
+// read from the chunk's stage st (16-byte aligned, chunk_bytes long), against their 2 x 32 x codes (x[0..7]: block
+// A's elements 0..31, x[8..15]: block B's) with xs = (d_A, d_A sum(codes_A), d_B, d_B sum(codes_B)); returns the
+// lane's part of the dot product. A chunk is 64 blocks of 32 (2048 weights) of every type: 8 super-blocks of the
+// K-quants, 4 lanes per super-block.
 template <dtype T>
 struct i8_blocks;
 
 // Q4_0: 18-byte blocks {f16 d, 16 bytes of nibbles}: element i < 16 is the low nibble of byte i, element 16 + i
-// its high nibble; w = d (q - 8). Block A: d = bytes 0-1, nibbles bytes 2..17 (unaligned: each word from two by a
-// byte permute); block B: d = bytes 18-19, nibbles bytes 20..35 = words 5..8.
+// its high nibble; w = d (q - 8). The lane's 36 bytes are 9 words at 36 lane: block A's d = bytes 0-1, nibbles
+// bytes 2..17 (unaligned: each word from two by a byte permute); block B's d = bytes 18-19, nibbles 20..35 = words
+// 5..8 (odd word strides across lanes: no bank conflicts).
 template <>
 struct i8_blocks<dtype::Q4_0> {
-    static constexpr int block_bytes = 18, lane_words = 9, offset = 8;
-    __device__ static float dot(const uint32_t (&w)[lane_words], const uint32_t (&x)[16], float4 xs) {
+    static constexpr int chunk_bytes = 64 * 18;
+    __device__ static float dot(const uint8_t* st, int lane, const uint32_t (&x)[16], float4 xs) {
+        const uint32_t* src = reinterpret_cast<const uint32_t*>(st) + 9 * lane;
+        uint32_t w[9];
+#pragma unroll
+        for (int q = 0; q < 9; ++q) w[q] = src[q];
         int sa = 0, sb = 0;
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
@@ -63,16 +73,20 @@ struct i8_blocks<dtype::Q4_0> {
             sb = __dp4a(int((qb >> 4) & 0x0f0f0f0fu), int(x[12 + j]), sb);
         }
         const float da = h2f(uint16_t(w[0] & 0xffffu)), db = h2f(uint16_t(w[4] >> 16));
-        return da * fmaf(xs.x, float(sa), -xs.y) + db * fmaf(xs.z, float(sb), -xs.w);
+        return da * fmaf(xs.x, float(sa), -8.0f * xs.y) + db * fmaf(xs.z, float(sb), -8.0f * xs.w);
     }
 };
 
-// Q8_0: 34-byte blocks {f16 d, 32 int8}: w = d q. Block A: d = bytes 0-1, codes bytes 2..33 (unaligned); block B:
-// d = bytes 34-35, codes bytes 36..67 = words 9..16.
+// Q8_0: 34-byte blocks {f16 d, 32 int8}: w = d q. The lane's 68 bytes are 17 words at 68 lane: block A's d = bytes
+// 0-1, codes bytes 2..33 (unaligned); block B's d = bytes 34-35, codes bytes 36..67 = words 9..16.
 template <>
 struct i8_blocks<dtype::Q8_0> {
-    static constexpr int block_bytes = 34, lane_words = 17, offset = 0;
-    __device__ static float dot(const uint32_t (&w)[lane_words], const uint32_t (&x)[16], float4 xs) {
+    static constexpr int chunk_bytes = 64 * 34;
+    __device__ static float dot(const uint8_t* st, int lane, const uint32_t (&x)[16], float4 xs) {
+        const uint32_t* src = reinterpret_cast<const uint32_t*>(st) + 17 * lane;
+        uint32_t w[17];
+#pragma unroll
+        for (int q = 0; q < 17; ++q) w[q] = src[q];
         int sa = 0, sb = 0;
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
@@ -84,6 +98,72 @@ struct i8_blocks<dtype::Q8_0> {
     }
 };
 
+// Q4_K: 144-byte super-blocks {f16 d, f16 dmin, 12 bytes of 6-bit scales and mins (scale_min_k4), 128 bytes of
+// nibbles}: sub-block j of 32 has w = d sc_j q - dmin m_j; nibble group g (bytes 16 + 32 g ..) holds sub-block 2 g
+// in its low nibbles and 2 g + 1 in its high ones (element i of each at byte i). Lane l takes super-block l / 4,
+// group g = l % 4: its blocks A, B are sub-blocks 2 g, 2 g + 1 (8 words of nibbles, 16-byte aligned: 144 = 9 x 16).
+template <>
+struct i8_blocks<dtype::Q4_K> {
+    static constexpr int chunk_bytes = 8 * 144;
+    __device__ static float dot(const uint8_t* st, int lane, const uint32_t (&x)[16], float4 xs) {
+        const uint8_t* b = st + 144 * (lane >> 2);
+        const int g = lane & 3;
+        const uint4* qs = reinterpret_cast<const uint4*>(b + 16 + 32 * g);
+        const uint4 q0 = qs[0], q1 = qs[1];
+        const uint32_t w[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
+        int sa = 0, sb = 0;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            sa = __dp4a(int(w[j] & 0x0f0f0f0fu), int(x[j]), sa);
+            sb = __dp4a(int((w[j] >> 4) & 0x0f0f0f0fu), int(x[8 + j]), sb);
+        }
+        const uint32_t dd = *reinterpret_cast<const uint32_t*>(b);
+        const float d = h2f(uint16_t(dd & 0xffffu)), dmin = h2f(uint16_t(dd >> 16));
+        int sca, ma, scb, mb;
+        scale_min_k4(b + 4, 2 * g, &sca, &ma);
+        scale_min_k4(b + 4, 2 * g + 1, &scb, &mb);
+        return d * (float(sca) * xs.x * float(sa) + float(scb) * xs.z * float(sb)) -
+               dmin * (float(ma) * xs.y + float(mb) * xs.w);
+    }
+};
+
+// Q6_K: 210-byte super-blocks {ql[128], qh[64], int8 scales[16], f16 d}: element e of half h (128 each) is
+// q = 4 bits of ql[64 h + e % 64] (low nibble for e < 64) | 2 bits of qh[32 h + e % 32] (bits 2 (e / 32) ..) << 4,
+// w = d scales[8 h + e / 16] (q - 32). Lane l takes super-block l / 4, quarter Q = l % 4 (half h = Q / 2, elements
+// 64 (Q % 2) .. of it): block A from ql[64 h ..] and qh bits 4 (Q % 2), block B from ql[64 h + 32 ..] and qh bits
+// 4 (Q % 2) + 2; codes q - 32 as signed bytes, each 16 with its own scale. Super-blocks start 2-byte aligned
+// (210 = 2 mod 4): the lane reads aligned words and shifts them by a byte permute whose selector is its offset.
+template <>
+struct i8_blocks<dtype::Q6_K> {
+    static constexpr int chunk_bytes = 8 * 210;
+    __device__ static float dot(const uint8_t* st, int lane, const uint32_t (&x)[16], float4 xs) {
+        const int sb = lane >> 2, Q = lane & 3, h = Q >> 1, odd = Q & 1;
+        const uint8_t* b = st + 210 * sb;
+        const unsigned sel = (210 * sb) & 2 ? 0x5432u : 0x3210u;  // bytes 2.. of (lo, hi), or lo itself
+        const uint32_t* ql = reinterpret_cast<const uint32_t*>(st + ((210 * sb + 64 * h) & ~3));
+        const uint32_t* qh = reinterpret_cast<const uint32_t*>(st + ((210 * sb + 128 + 32 * h) & ~3));
+        const uint32_t* scw = reinterpret_cast<const uint32_t*>(st + ((210 * sb + 192 + 8 * h + 4 * odd) & ~3));
+        const int ns = 4 * odd;  // nibble shift; qh shift 4 odd (A) and 4 odd + 2 (B)
+        int s[4] = {0, 0, 0, 0};  // A's elements 0-15, 16-31, B's 0-15, 16-31
+        uint32_t hprev = qh[0], lprev = ql[0], bprev = ql[8];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            const uint32_t hn = qh[j + 1], ln = ql[j + 1], bn = ql[9 + j];
+            const uint32_t hw = __byte_perm(hprev, hn, sel), la = __byte_perm(lprev, ln, sel), lb = __byte_perm(bprev, bn, sel);
+            hprev = hn, lprev = ln, bprev = bn;
+            const uint32_t va = ((la >> ns) & 0x0f0f0f0fu) | ((hw >> ns) & 0x03030303u) << 4;
+            const uint32_t vb = ((lb >> ns) & 0x0f0f0f0fu) | ((hw >> (ns + 2)) & 0x03030303u) << 4;
+            s[j >> 2] = __dp4a(int(__vsub4(va, 0x20202020u)), int(x[j]), s[j >> 2]);
+            s[2 + (j >> 2)] = __dp4a(int(__vsub4(vb, 0x20202020u)), int(x[8 + j]), s[2 + (j >> 2)]);
+        }
+        const uint32_t sc4 = __byte_perm(scw[0], scw[1], sel);  // scales[8 h + 4 odd + 0 .. 3]
+        const int sc0 = int(int8_t(sc4 & 0xffu)), sc1 = int(int8_t((sc4 >> 8) & 0xffu));
+        const int sc2 = int(int8_t((sc4 >> 16) & 0xffu)), sc3 = int(int8_t(sc4 >> 24));
+        const float d = h2f(*reinterpret_cast<const uint16_t*>(b + 208));
+        return d * (xs.x * float(sc0 * s[0] + sc1 * s[1]) + xs.z * float(sc2 * s[2] + sc3 * s[3]));
+    }
+};
+
 // Grid: up to (resident blocks) of k_i8_threads; warp gw of G = gridDim.x * k_i8_warps owns row groups gw, gw + G,
 // ... of n_groups (plain: the rows of mat[0], then mat[1], mat[2], numbered through first_block; GLU: row i of gate
 // and of up). Dynamic shared memory: NC * n_chunks * k_x_chunk_bytes of x, then k_i8_warps * k_stages * RG chunks.
@@ -91,7 +171,7 @@ template <dtype T, bool GLU, int NC>
 __global__ void __launch_bounds__(k_i8_threads) mmv_i8_kernel(const mmv_args a, int64_t n_groups, int n_chunks) {
     using Q = i8_blocks<T>;
     constexpr int RG = GLU ? 2 : 1;
-    constexpr int chunk_bytes = k_chunk_blocks * Q::block_bytes;  // a multiple of 16
+    constexpr int chunk_bytes = Q::chunk_bytes;  // a multiple of 16
     pdl_trigger();
     extern __shared__ uint4 smem[];
     const int lane = threadIdx.x % k_warp, warp = threadIdx.x / k_warp;
@@ -201,7 +281,7 @@ __global__ void __launch_bounds__(k_i8_threads) mmv_i8_kernel(const mmv_args a, 
                 if (t8 == 0) {
                     float* sc = reinterpret_cast<float*>(xscale + cj * k_warp + slot) + 2 * half;
                     sc[0] = d;
-                    sc[1] = float(Q::offset) * d * float(sum);
+                    sc[1] = d * float(sum);
                 }
             }
         }
@@ -232,13 +312,7 @@ __global__ void __launch_bounds__(k_i8_threads) mmv_i8_kernel(const mmv_args a, 
                 }
                 const float4 xs = xscale[cj * k_warp + lane];
 #pragma unroll
-                for (int r = 0; r < RG; ++r) {
-                    const uint32_t* src = reinterpret_cast<const uint32_t*>(st + r * chunk_bytes) + Q::lane_words * lane;
-                    uint32_t w[Q::lane_words];
-#pragma unroll
-                    for (int q = 0; q < Q::lane_words; ++q) w[q] = src[q];
-                    acc[r][j] += Q::dot(w, x, xs);
-                }
+                for (int r = 0; r < RG; ++r) acc[r][j] += Q::dot(st + r * chunk_bytes, lane, x, xs);
             }
         }
         __syncwarp();  // every lane is done with this stage before a later issue refills it
@@ -300,7 +374,7 @@ template <dtype T, bool GLU, int NC>
 bool launch(context& ctx, const mmv_args& a, int64_t n_groups, int n_chunks) {
     constexpr int RG = GLU ? 2 : 1;
     const size_t smem = size_t(NC) * n_chunks * k_x_chunk_bytes +
-                        size_t(k_i8_warps) * k_stages * RG * k_chunk_blocks * i8_blocks<T>::block_bytes;
+                        size_t(k_i8_warps) * k_stages * RG * i8_blocks<T>::chunk_bytes;
     auto kernel = mmv_i8_kernel<T, GLU, NC>;
     // Above 48 KB a launch must opt in (per kernel; the H100 allows 227 KB per block).
     if (smem > 48 * 1024 && cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) != cudaSuccess) {
@@ -333,7 +407,7 @@ bool launch_nc(context& ctx, const mmv_args& a, int64_t n_groups, int n_chunks, 
 }  // namespace
 
 bool mul_mat_vec_i8(context& ctx, const mmv_args& in, int n_mat, bool glu, dtype type, int nc) {
-    if ((type != dtype::Q4_0 && type != dtype::Q8_0) || nc < 1 || nc > 4 || in.row_bytes % 16 != 0) return false;
+    if (!mmv_i8_type(type) || nc < 1 || nc > 4 || in.row_bytes % 16 != 0) return false;
     mmv_args a = in;
     int64_t n_groups = 0;  // plain: rows of every matrix, numbered in order; GLU: rows of gate (= of up)
     for (int s = 0; s < (glu ? 1 : n_mat); ++s) {
@@ -342,11 +416,16 @@ bool mul_mat_vec_i8(context& ctx, const mmv_args& in, int n_mat, bool glu, dtype
     }
     for (int s = glu ? 1 : n_mat; s < 4; ++s) a.first_block[s] = n_groups;
     const int n_chunks = int(ceil_div(a.n_units / 4, k_chunk_blocks));
-    if (type == dtype::Q4_0)
-        return glu ? launch_nc<dtype::Q4_0, true>(ctx, a, n_groups, n_chunks, nc)
-                   : launch_nc<dtype::Q4_0, false>(ctx, a, n_groups, n_chunks, nc);
-    return glu ? launch_nc<dtype::Q8_0, true>(ctx, a, n_groups, n_chunks, nc)
-               : launch_nc<dtype::Q8_0, false>(ctx, a, n_groups, n_chunks, nc);
+    switch (type) {
+        case dtype::Q4_0: return glu ? launch_nc<dtype::Q4_0, true>(ctx, a, n_groups, n_chunks, nc)
+                                     : launch_nc<dtype::Q4_0, false>(ctx, a, n_groups, n_chunks, nc);
+        case dtype::Q8_0: return glu ? launch_nc<dtype::Q8_0, true>(ctx, a, n_groups, n_chunks, nc)
+                                     : launch_nc<dtype::Q8_0, false>(ctx, a, n_groups, n_chunks, nc);
+        case dtype::Q4_K: return glu ? launch_nc<dtype::Q4_K, true>(ctx, a, n_groups, n_chunks, nc)
+                                     : launch_nc<dtype::Q4_K, false>(ctx, a, n_groups, n_chunks, nc);
+        default: return glu ? launch_nc<dtype::Q6_K, true>(ctx, a, n_groups, n_chunks, nc)
+                            : launch_nc<dtype::Q6_K, false>(ctx, a, n_groups, n_chunks, nc);
+    }
 }
 
 }  // namespace tfu::cuda

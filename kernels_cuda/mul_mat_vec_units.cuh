@@ -160,34 +160,4 @@ struct unit<dtype::Q6_K> {
     }
 };
 
-// The integer path (Q4_0, Q8_0 with x quantized to int8 per block of 32, as q8_0): unit u's codes as two words of
-// 4 signed bytes (q0 pairs with x[e0 .. e0 + 3], q1 with x[e1 .. e1 + 3]) for __dp4a, the block scale, and the
-// code offset (Q4_0: q - 8, folded as -8 * sum(x) of the unit).
-template <dtype T>
-struct unit_i8;
-
-template <>
-struct unit_i8<dtype::Q4_0> {
-    static constexpr int offset = 8;
-    __device__ static void w(const uint8_t* row, int64_t u, uint32_t& q0, uint32_t& q1, float& d) {
-        const uint8_t* b = row + (u >> 2) * 18;
-        d = h2f(ld16(b));
-        const uint32_t q = ld_u16_pair(b + 2 + 4 * (u & 3));
-        q0 = q & 0x0f0f0f0fu;
-        q1 = (q >> 4) & 0x0f0f0f0fu;
-    }
-};
-
-template <>
-struct unit_i8<dtype::Q8_0> {
-    static constexpr int offset = 0;
-    __device__ static void w(const uint8_t* row, int64_t u, uint32_t& q0, uint32_t& q1, float& d) {
-        const uint8_t* b = row + (u >> 2) * 34;
-        d = h2f(ld16(b));
-        const uint8_t* qs = b + 2 + 8 * (u & 3);
-        q0 = ld_u16_pair(qs);
-        q1 = ld_u16_pair(qs + 4);
-    }
-};
-
 }  // namespace tfu::cuda

@@ -61,7 +61,6 @@ summary() { sed -n '/^===== /h;/^===== /!H;${x;p}' "$OUT/tests.log" | grep -E "^
 step "test_cuda_backend" tests.log $T/test_cuda_backend; summary
 step "test_cuda_paths" tests.log $T/test_cuda_paths; summary
 step "test_cuda_fusion" tests.log $T/test_cuda_fusion; summary
-step "test_cuda_fusion (TFU_CUDA_MMV=i8)" tests.log env TFU_CUDA_MMV=i8 $T/test_cuda_fusion; summary
 step "test_cuda_fusion (TFU_CUDA_MMV=float)" tests.log env TFU_CUDA_MMV=float $T/test_cuda_fusion; summary
 step "test_cuda_fusion (TFU_CUDA_MMV=staged)" tests.log env TFU_CUDA_MMV=staged $T/test_cuda_fusion; summary
 step "test_cuda_fusion (TFU_CUDA_PDL=1)" tests.log env TFU_CUDA_PDL=1 $T/test_cuda_fusion; summary

@@ -5,8 +5,9 @@
 //    values through the op-by-op path;
 //  - RMS_NORM and the residual ADD inside the int8 projection launches (a whole layer's run), and their lookalikes.
 // Every fast weight type and a type without a fast kernel (Q5_0), 1, 2, 3 and 8 columns (gpu-check runs it once
-// more with TFU_CUDA_MMV=float for the float kernels that Q4_0 and Q8_0 otherwise leave to other types, and with
-// TFU_CUDA_MMV=i8), row counts that are not a multiple of the rows per block, rows of several chunks. Bounds: test_ops' MUL_MAT bounds per type (the SWIGLU of the fused launch is
+// more with TFU_CUDA_MMV=float for the float kernels that the int8 kernel's types otherwise leave to other types),
+// row counts that are not a multiple of the rows per block, rows of several chunks (Q6_K rows take the int8 kernel
+// only when k is a multiple of 2048, so both of its paths show). Bounds: test_ops' MUL_MAT bounds per type (the SWIGLU of the fused launch is
 // the reference's double arithmetic on those values). Skips with the reason when no CUDA device is usable.
 #include <cmath>
 
@@ -97,14 +98,14 @@ TEST(cuda_fusion, lookalikes_run_op_by_op) {
 
 // Rows longer than one chunk of mul_mat_vec_i8.cu (64 weight blocks): several chunks, a last chunk that is partly
 // used (k = 2304: 64 + 8 blocks), the 8B down projection's k, with GLU, three matrices, and 1-5 columns (5 takes
-// the float kernel); Q4_K shows the path of a type without the int8 kernel at the same shapes.
+// the float kernel); Q6_K's rows of k = 2304 and 4352 are not a multiple of 16 bytes and take the float kernel.
 TEST(cuda_fusion, long_rows) {
     std::string why;
     std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_CUDA, &why);
     if (!dev) GTEST_SKIP() << why;
     std::mt19937_64 rng(test_seed() + 14);
-    for (dtype t : {dtype::Q4_0, dtype::Q8_0, dtype::Q4_K})
-        for (int64_t k : {2304, 4352, 14336})
+    for (dtype t : {dtype::Q4_0, dtype::Q8_0, dtype::Q4_K, dtype::Q6_K})
+        for (int64_t k : {2304, 4352, 6144, 14336})
             for (int64_t n : {1, 2, 4, 5}) {
                 const int64_t m = 45;
                 device_case c(*dev);
@@ -131,17 +132,19 @@ TEST(cuda_fusion, long_rows) {
 
 // A decoder layer's run as the decoder now cuts it (decoder.cpp): each RMS_NORM is computed inside the int8 launch
 // of the projections after it (block 0 also stores its result) and each residual ADD inside the launch of the
-// projection before it (in place, either operand order), then the output norm with its projection. Q4_K and F16
-// (float kernels) fuse the ADDs only; their norms run as RMS_NORM launches. Last, lookalikes that must not fuse: a norm in place over its source, and an
-// ADD of a broadcast row. Bounds grow by one matrix bound per projection on the path to each value.
+// projection before it (in place, either operand order), then the output norm with its projection: Q4_0, Q8_0,
+// Q4_K and Q6_K (the int8 kernel's types); F16 (float kernels) fuses the ADDs only, its norms run as RMS_NORM
+// launches. Last, lookalikes that must not fuse: a norm in place over its source, and an ADD of a broadcast row. Bounds grow by one matrix bound per projection on the path to each value.
 TEST(cuda_fusion, norm_and_residual_inside_the_projections) {
     std::string why;
     std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_CUDA, &why);
     if (!dev) GTEST_SKIP() << why;
     std::mt19937_64 rng(test_seed() + 15);
-    for (dtype t : {dtype::Q4_0, dtype::Q8_0, dtype::Q4_K, dtype::F16})
+    for (dtype t : {dtype::Q4_0, dtype::Q8_0, dtype::Q4_K, dtype::Q6_K, dtype::F16})
         for (int64_t n : {1, 2, 4}) {
-            const int64_t k = 1024, f = 2304, kv = 256, vocab = 777;
+            // Q6_K rows take the int8 kernel when they are a multiple of 16 bytes: k a multiple of 2048.
+            const bool q6 = t == dtype::Q6_K;
+            const int64_t k = q6 ? 2048 : 1024, f = q6 ? 4096 : 2304, kv = 256, vocab = 777;
             device_case c(*dev);
             tensor* h = c.add(rng, dtype::F32, k, n, true);
             tensor* g1 = c.add(rng, dtype::F32, k, 1, true);
