@@ -15,8 +15,9 @@
 // long, grid.z = n_split blocks share one (j, h), each taking a contiguous range of its rows; they write
 // (max, sum, unnormalised accumulator) to scratch and attention_merge_kernel combines them.
 // Prefill (n >= 16 queries) takes attention_prefill.cuh's tiled kernel instead, which reads each K/V row once per
-// 16 queries. TODO(#5): one block per KV head serving its whole group of query heads (K/V read once per group),
-// and tensor-core tiles for prefill.
+// 16 queries. Decode over an f16 or bf16 contiguous cache with head size 64 or 128 and groups of 1, 2 or 4 takes
+// attention_gqa.cuh's kernel instead (K/V read once per group where split, 16-byte loads). TODO(#5): the same for
+// the paged cache and other head sizes, and tensor-core tiles for prefill.
 #pragma once
 
 #include <math_constants.h>

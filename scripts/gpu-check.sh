@@ -51,7 +51,7 @@ if [ "${PREBUILT:-0}" != 1 ]; then
     tail -30 "$OUT/build.log"; exit 1; }
   step "build" build.log cmake --build "$B" -j "$JOBS" --target tfusion-cuda test_ops test_ops_contract \
     test_cuda_backend test_cuda_paths test_cuda_fusion test_cuda_fused_rows test_cuda_graphs test_stories260k \
-    test_device_argmax test_batch_decode tfusion-synth || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
+    test_device_argmax test_batch_decode test_cuda_attention tfusion-synth || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
   note "build time: $((SECONDS - t0)) s"
 fi
 
@@ -69,6 +69,8 @@ step "test_cuda_graphs" tests.log $T/test_cuda_graphs; summary
 step "test_ops (cuda)" tests.log $T/test_ops --gtest_filter='*cuda*'; summary
 step "test_stories260k (cuda)" tests.log $T/test_stories260k --gtest_filter='*cuda*'; summary
 step "test_ops_contract" tests.log $T/test_ops_contract; summary
+step "test_cuda_attention" tests.log $T/test_cuda_attention; summary
+step "test_cuda_attention (TFU_CUDA_ATTN_GQA=0)" tests.log env TFU_CUDA_ATTN_GQA=0 $T/test_cuda_attention; summary
 step "test_ops attention (TFU_CUDA_ATTN_TILES=0)" tests.log env TFU_CUDA_ATTN_TILES=0 $T/test_ops --gtest_filter='*cuda_attention*'; summary
 step "test_device_argmax (cuda)" tests.log $T/test_device_argmax --gtest_filter='*cuda*'; summary
 step "test_batch_decode (TFU_BACKEND=cuda)" tests.log env TFU_BACKEND=cuda TFU_MODULE_DIR=$B/modules $T/test_batch_decode; summary
@@ -80,13 +82,13 @@ for tool in memcheck racecheck; do
   tail -3 "$OUT/sanitizer.log" | grep -E "ERROR SUMMARY|RACECHECK SUMMARY" | tee -a "$report"
 done
 # The decode kernels' shared-memory stages (mul_mat_vec.cu: cp.async double buffering) under racecheck.
-step "compute-sanitizer racecheck (test_cuda_fusion)" sanitizer.log "$SAN" --tool racecheck --error-exitcode 99 \
-  $T/test_cuda_fusion
+step "compute-sanitizer racecheck (test_cuda_fusion, test_cuda_attention)" sanitizer.log bash -c \
+  "'$SAN' --tool racecheck --error-exitcode 99 $T/test_cuda_fusion && '$SAN' --tool racecheck --error-exitcode 99 $T/test_cuda_attention"
 tail -3 "$OUT/sanitizer.log" | grep -E "RACECHECK SUMMARY" | tee -a "$report"
 # The module tests, without the one that provokes a cudaMalloc failure on purpose (memcheck reports the
 # failed API call as an error).
 step "compute-sanitizer memcheck (test_cuda_paths, test_cuda_backend)" sanitizer.log bash -c \
-  "'$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_paths && '$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_fusion && '$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_graphs && '$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_fused_rows && '$SAN' --tool memcheck --error-exitcode 99 \
+  "'$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_paths && '$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_fusion && '$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_graphs && '$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_fused_rows && '$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_attention && '$SAN' --tool memcheck --error-exitcode 99 \
    $T/test_cuda_backend --gtest_filter=-*huge_alloc* && '$SAN' --tool memcheck --error-exitcode 99 $T/test_device_argmax --gtest_filter=*cuda*"
 grep -E "ERROR SUMMARY" "$OUT/sanitizer.log" | tail -2 | tee -a "$report"
 if [ "$status" = 0 ]; then note "RESULT: all steps passed"; else note "RESULT: some steps failed"; fi

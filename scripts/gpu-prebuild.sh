@@ -9,7 +9,8 @@
 #   mkdir -p SHARED_DIR && cp -r <../shared>/* SHARED_DIR/
 #   PREBUILT=1 BUILD_DIR=BUILD_DIR scripts/gpu-check.sh
 #   scripts/gpu-bench.sh BUILD_DIR/tools ...
-# The tarball holds the two modules, libtfusion, tfusion-bench, tfusion-synth and the GPU tests, stripped (~15 MB;
+# The tarball holds the two modules, libtfusion, tfusion-bench, -synth, -perplexity (scripts/gpu-ppl-check.sh) and
+# -quantize (Q4_K_M files) and the GPU tests, stripped (~16 MB;
 # the device tool carries at most 64 MiB). Set CCACHE=1 to build through ccache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,18 +22,18 @@ nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 cmake --preset cuda -B "$bdir" -DCMAKE_CUDA_COMPILER="$nvcc" -DTFU_VULKAN=ON -DTFU_BUILD_SAMPLES=ON \
   -DTFU_SHARED_DIR="$shared" "${launcher[@]}" >/dev/null
 tests=(test_cuda_backend test_cuda_paths test_cuda_fusion test_cuda_fused_rows test_cuda_graphs test_ops
-  test_ops_contract test_stories260k test_device_argmax test_batch_decode test_decoder_runs test_vk_attention
-  test_vk_mul_mat)
-cmake --build "$bdir" -j "$(nproc)" --target tfusion-cuda tfusion-vulkan tfusion-bench tfusion-synth "${tests[@]}"
+  test_ops_contract test_stories260k test_device_argmax test_batch_decode test_decoder_runs test_cuda_attention
+  test_vk_attention test_vk_mul_mat)
+cmake --build "$bdir" -j "$(nproc)" --target tfusion-cuda tfusion-vulkan tfusion-bench tfusion-synth tfusion-perplexity \
+  tfusion-quantize "${tests[@]}"
 
 # The packed tree mirrors BUILD_DIR's layout (absolute paths inside the tarball, without the leading /).
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 dst="$stage${bdir}"
-mkdir -p "$dst/tests" "$dst/tools/bench" "$dst/tools/synth" "$dst/engine" "$dst/modules"
+mkdir -p "$dst/tests" "$dst/engine" "$dst/modules"
 cp "$bdir"/modules/*.so "$dst/modules/"
-cp "$bdir/tools/bench/tfusion-bench" "$dst/tools/bench/"
-cp "$bdir/tools/synth/tfusion-synth" "$dst/tools/synth/"
+for t in bench synth perplexity quantize; do mkdir -p "$dst/tools/$t" && cp "$bdir/tools/$t/tfusion-$t" "$dst/tools/$t/"; done
 for t in "${tests[@]}"; do cp "$bdir/tests/$t" "$dst/tests/"; done
 # libtfusion's links become copies (a carried tree may not keep links).
 real=$(readlink -f "$bdir/engine/libtfusion.so")
