@@ -40,12 +40,12 @@ decoder::decoder(const hparams& hp, const model_weights& w, int32_t n_batch_max,
     }
     // One arena for every buffer, each 256-byte aligned (64 floats).
     std::vector<buffer*> bufs = {&x_, &xn_, &q_, &qr_, &att_, &k_, &kr_, &v_, &o_, &g_, &u_, &ids_, &pos_, &factors_,
-                                 &argmax_};
+                                 &argmax_, &columns_};
     const size_t sizes[] = {size_t(hp.n_embd) * nb, size_t(hp.n_embd) * nb, size_t(hp.n_embd_q()) * nb,
                             size_t(hp.n_embd_q()) * nb, size_t(hp.n_embd_q()) * nb, size_t(hp.n_embd_kv()) * nb,
                             size_t(hp.n_embd_kv()) * nb, size_t(hp.n_embd_kv()) * nb, size_t(hp.n_embd) * nb,
                             size_t(hp.n_ff) * nb, size_t(hp.n_ff) * nb, nb, nb,
-                            rope_factor_data_.size(), nb};
+                            rope_factor_data_.size(), nb, nb};
     size_t total = 0;
     for (size_t i = 0; i < bufs.size(); ++i) {
         bufs[i]->n = sizes[i];
@@ -66,6 +66,11 @@ decoder::decoder(const hparams& hp, const model_weights& w, int32_t n_batch_max,
     }
     ids_host_.resize(nb);
     pos_host_.resize(nb);
+    // columns_: 0 .. nb - 1, the ids of forward_multi's per-sequence logits copies (keep).
+    std::vector<int32_t> cols(nb);
+    for (size_t i = 0; i < nb; ++i) cols[i] = int32_t(i);
+    if (dev_) dev_->upload(columns_.data, cols.data(), nb * sizeof(int32_t));
+    else std::copy(cols.begin(), cols.end(), reinterpret_cast<int32_t*>(columns_.data));
     if (!rope_factor_data_.empty()) {
         rope_factors_ = make_tensor(dtype::F32, int64_t(rope_factor_data_.size()), 1, 1, 1, factors_.data,
                                     "rope_factors");
@@ -133,7 +138,7 @@ void decoder::download_logits(uint64_t version, float* out, size_t n_floats) {
 }
 
 bool decoder::forward_multi(backend& be, const sequence* seqs, int32_t n_seq, bool all_logits, float* logits,
-                            int32_t* argmax) {
+                            int32_t* argmax, decoder* const* keep) {
     TFU_CHECK(n_seq >= 1);
     TFU_CHECK(dev_ ? &be == dev_ : be.host_memory());
     int32_t n = 0;  // columns of the batch
@@ -307,14 +312,35 @@ bool decoder::forward_multi(backend& be, const sequence* seqs, int32_t n_seq, bo
     // vocabulary is 512 KB per column to copy, while the device waits, against 4 bytes).
     tensor ids_out = make_tensor(dtype::I32, n_out, 1, 1, 1, argmax_.data, "argmax");
     bool on_device = false;
+    // keep: each sequence's column of the logits copied into keep[s]'s own device logits by a GET_ROWS of that
+    // column (512 KB on the device instead of over the bus), where it stays after this decoder's next pass.
+    std::vector<tensor> kept;  // per kept sequence: its destination and its column id; alive until run()
+    kept.reserve(2 * size_t(n_seq));
+    std::vector<decoder*> kept_by;
     if (dev_ && argmax && !all_logits) {
         const op a = make_op(op_type::ARGMAX, &ids_out, &lg);
-        if (be.supports(a, nullptr)) {
+        bool ok = be.supports(a, nullptr);
+        std::vector<op> copies;
+        for (int32_t s = 0; ok && keep && s < n_seq; ++s) {
+            decoder* d = keep[s];
+            if (!d) continue;
+            TFU_CHECK(d != this && d->dev_ == dev_ && d->hp_.n_vocab == hp_.n_vocab);
+            kept.push_back(make_tensor(dtype::F32, hp_.n_vocab, 1, 1, 1, d->logits_buffer(size_t(hp_.n_vocab)), "kept logits"));
+            kept.push_back(make_tensor(dtype::I32, 1, 1, 1, 1, reinterpret_cast<int32_t*>(columns_.data) + s, "column"));
+            copies.push_back(make_op(op_type::GET_ROWS, &kept[kept.size() - 2], &lg, &kept.back()));
+            ok = be.supports(copies.back(), nullptr);
+            kept_by.push_back(d);
+        }
+        if (ok) {
             ops.push_back(a);
+            ops.insert(ops.end(), copies.begin(), copies.end());
             on_device = true;
+        } else {
+            kept_by.clear();
         }
     }
     ++logits_version_;  // from here the device logits are this pass's (or garbage, if it fails)
+    for (decoder* d : kept_by) ++d->logits_version_;  // theirs too (a failed pass leaves them garbage as well)
     be.run(ops.data(), ops.size());
     if (on_device) be.download(argmax, ids_out.data, size_t(n_out) * sizeof(int32_t));
     else if (dev_) be.download(logits, lg.data, n_logits * sizeof(float));

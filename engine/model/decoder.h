@@ -83,8 +83,13 @@ public:
     // flag stops the pass with TFU_STATUS_CANCELLED (checked before every layer). forward() is this with one
     // sequence.
     // argmax: as forward()'s (one index per sequence).
+    // keep (with argmax; may be null, as may each entry): when the pass takes the device path, sequence s's logits
+    // are also copied on the device into keep[s]'s own device logits (keep[s]: another decoder of this model on
+    // this backend, e.g. the session's own, while this one is the model's batch decoder), whose logits_version()
+    // advances: keep[s]->download_logits() then reads them until keep[s]'s next forward, whatever this decoder
+    // runs meanwhile. The device path is not taken when the backend cannot make the copies.
     bool forward_multi(backend& be, const sequence* seqs, int32_t n_seq, bool all_logits, float* logits,
-                       int32_t* argmax = nullptr);
+                       int32_t* argmax = nullptr, decoder* const* keep = nullptr);
 
     // The logits a forward() that returned true left in device memory: n_floats (n_vocab * n_out) into out. Each
     // forward that reaches the output projection replaces them and advances logits_version(); `version` is the
@@ -121,8 +126,9 @@ private:
     tensor rope_factors_host_;             // the same on the host (rope_shift)
     std::vector<float> rope_factor_data_;  // llama3 factors computed from hparams
     // Activations, each sized for n_batch_max tokens (shapes in forward()); ids and positions as int32.
-    // argmax_: ARGMAX's indices (n_batch_max int32).
-    buffer x_, xn_, q_, k_, v_, qr_, kr_, att_, o_, g_, u_, ids_, pos_, factors_, argmax_;
+    // argmax_: ARGMAX's indices (n_batch_max int32); columns_: the int32s 0 .. n_batch_max - 1 (forward_multi's
+    // keep copies).
+    buffer x_, xn_, q_, k_, v_, qr_, kr_, att_, o_, g_, u_, ids_, pos_, factors_, argmax_, columns_;
     std::vector<int32_t> ids_host_, pos_host_;
 };
 

@@ -76,6 +76,17 @@ void session::decode_batch(session* const* ss, const int32_t* tokens, size_t n) 
         }
     };
     const size_t V = size_t(m.hp.n_vocab);
+    // Greedy sessions on a device (session::device_argmax_), all of them: the step ends with ARGMAX on the device
+    // and each session's logits are copied on the device into its own decoder (decoder::forward_multi's keep),
+    // downloaded only if asked for; n x 4 bytes cross the bus instead of n x the vocabulary's logits.
+    bool greedy_device = true;
+    std::vector<decoder*> keep(n);
+    for (size_t i = 0; i < n; ++i) {
+        greedy_device = greedy_device && ss[i]->device_argmax_;
+        keep[i] = &ss[i]->dec_;
+    }
+    std::vector<int32_t> picks(n, -1);
+    bool on_device = false;
     std::lock_guard<std::mutex> batch_lock(m.batch_mutex);  // the batch decoder and logits are the model's
     try {
         for (size_t i = 0; i < n; ++i) {
@@ -96,7 +107,8 @@ void session::decode_batch(session* const* ss, const int32_t* tokens, size_t n) 
         decoder& dec = m.batch_decoder();
         m.batch_logits.resize(V * n);
         auto lock = m.eng.lock_device();
-        dec.forward_multi(m.eng.device(), seqs.data(), int32_t(n), false, m.batch_logits.data());
+        on_device = dec.forward_multi(m.eng.device(), seqs.data(), int32_t(n), false, m.batch_logits.data(),
+                                      greedy_device ? picks.data() : nullptr, greedy_device ? keep.data() : nullptr);
     } catch (const error& e) {
         undo();
         if (e.status() == TFU_STATUS_CANCELLED) clear_cancels();
@@ -112,9 +124,16 @@ void session::decode_batch(session* const* ss, const int32_t* tokens, size_t n) 
         s.tokens_.push_back(tok[i]);
         s.smp_.accept(tok[i]);
         if (!tokens) s.pending_.clear();
-        std::copy(m.batch_logits.begin() + long(i * V), m.batch_logits.begin() + long((i + 1) * V), s.logits_.begin());
         s.has_logits_ = true;
-        s.logits_on_host();
+        if (on_device) {
+            s.logits_on_device_ = s.device_token_valid_ = true;
+            s.device_token_ = picks[i];
+            s.device_logits_version_ = s.dec_.logits_version();
+        } else {
+            std::copy(m.batch_logits.begin() + long(i * V), m.batch_logits.begin() + long((i + 1) * V),
+                      s.logits_.begin());
+            s.logits_on_host();
+        }
         if (s.table_ && !s.evicted_) s.table_->publish_prefix(s.tokens_.data(), int32_t(s.tokens_.size()));
     }
 }

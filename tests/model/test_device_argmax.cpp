@@ -1,6 +1,8 @@
 // Greedy decoding on a device backend with ARGMAX (model/decoder.h, runtime/session.cpp): the tokens and the
-// logits equal those of the full-logits path (TFU_DEVICE_ARGMAX=0), on stories260K with every GPU backend present
-// (Vulkan runs on lavapipe in CI; CUDA skips without a GPU), and the path is taken only where it may be.
+// logits equal those of the full-logits path (TFU_DEVICE_ARGMAX=0), alone and in batched steps
+// (runtime/session_batch.cpp: each session's logits kept on the device in its own decoder), on stories260K with
+// every GPU backend present (Vulkan runs on lavapipe in CI; CUDA skips without a GPU), and the path is taken only
+// where it may be.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -131,6 +133,46 @@ TEST_P(device_argmax, generate_matches_full_logits_path) {
     EXPECT_LE(tfu::test::rel_l2(la, lb), 1e-6);
     EXPECT_EQ(host_argmax(la), host_argmax(lb));
     EXPECT_EQ(ss[0]->sample(), ss[1]->sample());  // the next step, on both paths
+}
+
+// Batched steps of greedy sessions (tfu_session_decode_batch): ARGMAX on the device and each session's logits
+// copied into its own decoder. The same tokens as the same sessions on the full-logits path, batched alike; the
+// same logits when asked for, also those of a session left out of the batches since (the model's batch decoder
+// has run again meanwhile); a left-out session goes on alone and joins the batch again.
+TEST_P(device_argmax, batched_steps_match_full_logits_path) {
+    constexpr size_t n = 3;
+    const char* prompts[n] = {"Once upon a time", "The little dog", "Lily and Tom went"};
+    std::unique_ptr<tfu::session> on[n], off[n];
+    tfu::session* on_p[n];
+    tfu::session* off_p[n];
+    for (size_t i = 0; i < n; ++i) {
+        on[i] = fx->make(true);
+        off[i] = fx->make(false);
+        on[i]->add_text(prompts[i], true);
+        off[i]->add_text(prompts[i], true);
+        on_p[i] = on[i].get();
+        off_p[i] = off[i].get();
+    }
+    for (int step = 0; step < 24; ++step) {
+        for (size_t i = 0; i < n; ++i) {  // the left-out session's pending token is evaluated alone here
+            const int32_t a = on[i]->sample(), b = off[i]->sample();
+            ASSERT_EQ(a, b) << "step " << step << " session " << i;
+        }
+        const size_t nb = step % 4 == 3 ? n - 1 : n;  // now and then a batch without the last session
+        tfu::session::decode_batch(on_p, nullptr, nb);
+        tfu::session::decode_batch(off_p, nullptr, nb);
+        for (size_t i = 0; i < nb; ++i) {
+            EXPECT_TRUE(on[i]->logits_on_device()) << "step " << step << ": the device path was not taken";
+            EXPECT_FALSE(off[i]->logits_on_device());
+        }
+        if (nb < n || step % 6 == 1)
+            for (size_t i = 0; i < n; ++i) {
+                const std::vector<float>& la = on[i]->logits();
+                const std::vector<float>& lb = off[i]->logits();
+                EXPECT_LE(tfu::test::rel_l2(la, lb), 1e-6) << "step " << step << " session " << i;
+                EXPECT_EQ(host_argmax(la), host_argmax(lb)) << "step " << step << " session " << i;
+            }
+    }
 }
 
 // Samplers that need the full logits never take the device path.
