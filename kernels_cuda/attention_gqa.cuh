@@ -11,9 +11,10 @@
 // Launch: grid (n_head / G, n, n_split), block k_attn_warps warps; block x serves query heads G x .. G x + G - 1,
 // which share KV head G x / group. G is the group (a block per KV head) where the rows are split over blocks;
 // without a split (up to 256 rows) G = 1, so that the short contexts still get a block per query head (8 blocks of
-// a 1B model's 8 KV heads measured 7 us per launch under ncu, more than the per-head kernel's 32). A row is read by LPR = hd / 8 lanes, each taking
-// 8 consecutive channels as one 16-byte load (a warp reads 32 / LPR rows at once, U of them per lane group per
-// step, their K and V loads issued together); a score is the group's LPR-lane shuffle sum. Each lane group keeps
+// a 1B model's 8 KV heads measured 7 us per launch under ncu, more than the per-head kernel's 32).
+// A row is read by LPR = hd / 8 lanes, each taking 8 consecutive channels as one 16-byte load (a warp reads
+// 32 / LPR rows at once, U of them per lane group per step, their K and V loads issued together); a score is the
+// group's LPR-lane shuffle sum. Each lane group keeps
 // its own (max, sum, accumulator) per query head over the rows it read; they are merged across the warp's lane
 // groups by shuffles, then across warps through shared memory, as attention_kernel merges its warps.
 // G: query heads per block (1, 2 or 4); registers hold G x 8 of q and of the accumulators per lane.

@@ -325,7 +325,8 @@ bool decoder::forward_multi(backend& be, const sequence* seqs, int32_t n_seq, bo
             decoder* d = keep[s];
             if (!d) continue;
             TFU_CHECK(d != this && d->dev_ == dev_ && d->hp_.n_vocab == hp_.n_vocab);
-            kept.push_back(make_tensor(dtype::F32, hp_.n_vocab, 1, 1, 1, d->logits_buffer(size_t(hp_.n_vocab)), "kept logits"));
+            float* dst = d->logits_buffer(size_t(hp_.n_vocab));
+            kept.push_back(make_tensor(dtype::F32, hp_.n_vocab, 1, 1, 1, dst, "kept logits"));
             kept.push_back(make_tensor(dtype::I32, 1, 1, 1, 1, reinterpret_cast<int32_t*>(columns_.data) + s, "column"));
             copies.push_back(make_op(op_type::GET_ROWS, &kept[kept.size() - 2], &lg, &kept.back()));
             ok = be.supports(copies.back(), nullptr);
