@@ -13,9 +13,9 @@
 //    (Q4_0: w = d_w (q - 8)) or a min (Q4_K). With a fused RMS_NORM (mmv_args::norm_w) x is normalised first.
 //  - Each warp then owns whole rows (with GLU the same row of gate and up), walking them in chunks of 2048
 //    weights, 64 blocks of 32 (lane l: blocks 2l and 2l + 1; i8_blocks says how each type lays them out). A chunk
-//    is copied into the
-//    warp's ring of k_stages stages with 16-byte cp.async while the chunks before it are computed: nothing waits for a
-//    block-wide barrier, and the weights start streaming before x is ready (before pdl_wait, too).
+//    is copied into the warp's ring of k_stages stages with 16-byte cp.async while the chunks before it are
+//    computed: nothing waits for a block-wide barrier, and the weights start streaming before x is ready (before
+//    pdl_wait, too).
 //  - x sits in shared memory in the lanes' order (per chunk: 4 x 32 uint4, lane l's 64 codes in its 4 slots, then
 //    its two blocks' (d, d sum) as one float4), so that each load is 32 consecutive 16-byte words.
 //  - A row's partial sums meet in warp shuffles; lane 0 stores (with GLU also silu(gate) * up; with a fused ADD
