@@ -315,7 +315,7 @@ bool decoder::forward_multi(backend& be, const sequence* seqs, int32_t n_seq, bo
     // keep: each sequence's column of the logits copied into keep[s]'s own device logits by a GET_ROWS of that
     // column (512 KB on the device instead of over the bus), where it stays after this decoder's next pass.
     std::vector<tensor> kept;  // per kept sequence: its destination and its column id; alive until run()
-    kept.reserve(2 * size_t(n_seq));
+    if (keep) kept.reserve(2 * size_t(n_seq));  // no reallocation: the ops point into it
     std::vector<decoder*> kept_by;
     if (dev_ && argmax && !all_logits) {
         const op a = make_op(op_type::ARGMAX, &ids_out, &lg);
