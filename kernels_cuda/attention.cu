@@ -80,59 +80,35 @@ void launch_contiguous_k(context& ctx, const attn_params& p, int n, const tensor
     }
 }
 
-// Whether o takes attention_gqa_kernel: a decode-sized op (not tiled), K and V both f16 or both bf16, head size
-// 64 or 128, 1, 2 or 4 query heads per KV head, 16-byte aligned rows. TFU_CUDA_ATTN_GQA=0 turns it off (for
-// comparing).
-bool gqa_shape(const context& ctx, const op& o) {
+template <dtype T>
+void launch_gqa_t(context& ctx, const attn_params& p, int n, int n_head_kv, const tensor& k, const tensor& v) {
+    const contiguous_rows<T> rows{static_cast<const uint8_t*>(k.data), static_cast<const uint8_t*>(v.data), k.nb[1],
+                                  v.nb[1], p.hd};
+    launch_gqa(ctx, p, n, n_head_kv, rows);
+}
+
+}  // namespace
+
+// Whether o takes attention_gqa_kernel: a decode-sized op (not tiled), head size 64 or 128, 1, 2 or 4 query heads
+// per KV head, 16-byte aligned q rows; ATTENTION: K and V both f16 or both bf16 with 16-byte aligned rows;
+// ATTENTION_BLOCKS: the format pairs attention_blocks.cu instantiates (blocks_gqa_pair). TFU_CUDA_ATTN_GQA=0 turns
+// it off (for comparing).
+bool attention_gqa_shape(const context& ctx, const op& o) {
     static const bool on = [] {
         const char* e = std::getenv("TFU_CUDA_ATTN_GQA");
         return !(e && std::strcmp(e, "0") == 0);
     }();
     const tensor& q = *o.src[0];
-    const tensor& k = *o.src[1];
-    const tensor& v = *o.src[2];
     const int64_t hd = q.ne[0], group = q.ne[1] / o.i[1];
     auto rows16 = [](const tensor& t) { return reinterpret_cast<uintptr_t>(t.data) % 16 == 0 && t.nb[1] % 16 == 0; };
-    return on && !(ctx.attn_tiles && attention_tiled(int(q.ne[2]), int(hd))) && k.type == v.type &&
-           (k.type == dtype::F16 || k.type == dtype::BF16) && (hd == 64 || hd == 128) &&
-           (group == 1 || group == 2 || group == 4) && rows16(q) && rows16(k) && rows16(v) &&
-           reinterpret_cast<uintptr_t>(o.dst->data) % 4 == 0;
+    if (!(on && !(ctx.attn_tiles && attention_tiled(int(q.ne[2]), int(hd))) && (hd == 64 || hd == 128) &&
+          (group == 1 || group == 2 || group == 4) && rows16(q) && reinterpret_cast<uintptr_t>(o.dst->data) % 4 == 0))
+        return false;
+    if (o.type == op_type::ATTENTION_BLOCKS) return blocks_gqa_pair(*static_cast<const kv_block_map*>(o.ext));
+    const tensor& k = *o.src[1];
+    const tensor& v = *o.src[2];
+    return k.type == v.type && (k.type == dtype::F16 || k.type == dtype::BF16) && rows16(k) && rows16(v);
 }
-
-// G query heads per block: the group where the rows are split over blocks (n_split > 1), else 1.
-template <int LPR, int G, dtype T>
-void launch_gqa(context& ctx, attn_params p, int n, int n_split, const tensor& k, const tensor& v) {
-    p.partial = n_split > 1 ? static_cast<float*>(ctx.scratch(size_t(p.n_head) * size_t(n) * size_t(n_split) *
-                                                              size_t(p.hd + 2) * sizeof(float)))
-                            : nullptr;  // attention_scratch_bytes: the same size
-    const dim3 grid{unsigned(p.n_head / G), unsigned(n), unsigned(n_split)};
-    attention_gqa_kernel<LPR, G, T><<<grid, k_attn_warps * k_warp, 0, ctx.stream>>>(
-        p, static_cast<const uint8_t*>(k.data), k.nb[1], static_cast<const uint8_t*>(v.data), v.nb[1]);
-    check_launch("attention_gqa_kernel");
-    if (n_split > 1) {
-        attention_merge_kernel<<<unsigned(p.n_head) * unsigned(n), 128, 0, ctx.stream>>>(p, n_split);
-        check_launch("attention_merge_kernel");
-    }
-}
-
-template <int LPR, dtype T>
-void launch_gqa_g(context& ctx, const attn_params& p, int n, int n_head_kv, const tensor& k, const tensor& v) {
-    const int n_split = attention_split_count(ctx, int64_t(n_head_kv) * n, p.n_past + n);
-    if (n_split == 1) return launch_gqa<LPR, 1, T>(ctx, p, n, 1, k, v);
-    switch (p.group) {
-        case 1: return launch_gqa<LPR, 1, T>(ctx, p, n, n_split, k, v);
-        case 2: return launch_gqa<LPR, 2, T>(ctx, p, n, n_split, k, v);
-        default: return launch_gqa<LPR, 4, T>(ctx, p, n, n_split, k, v);
-    }
-}
-
-template <dtype T>
-void launch_gqa_t(context& ctx, const attn_params& p, int n, int n_head_kv, const tensor& k, const tensor& v) {
-    if (p.hd == 64) launch_gqa_g<8, T>(ctx, p, n, n_head_kv, k, v);
-    else launch_gqa_g<16, T>(ctx, p, n, n_head_kv, k, v);
-}
-
-}  // namespace
 
 void attention(context& ctx, const op& o) {
     const tensor& q = *o.src[0];
@@ -149,7 +125,7 @@ void attention(context& ctx, const op& o) {
     p.n_past = o.i[0];
     p.n_past_dev = ctx.dyn_at();
     p.scale = o.f[0];
-    if (gqa_shape(ctx, o)) {
+    if (attention_gqa_shape(ctx, o)) {
         if (k.type == dtype::F16) return launch_gqa_t<dtype::F16>(ctx, p, int(q.ne[2]), int(o.i[1]), k, v);
         return launch_gqa_t<dtype::BF16>(ctx, p, int(q.ne[2]), int(o.i[1]), k, v);
     }
@@ -165,7 +141,8 @@ int attention_splits(const context& ctx, const op& o) {
     const tensor& q = *o.src[0];
     if (ctx.attn_tiles && attention_tiled(int(q.ne[2]), int(q.ne[0]))) return 1;
     // attention_gqa.cuh splits a block per KV head (launch_gqa_g)
-    const int64_t blocks = gqa_shape(ctx, o) ? int64_t(o.i[1]) * q.ne[2] : q.ne[1] * q.ne[2];
+    const bool gqa = attention_gqa_shape(ctx, o);
+    const int64_t blocks = gqa ? int64_t(o.i[1]) * q.ne[2] : q.ne[1] * q.ne[2];
     return attention_split_count(ctx, blocks, int(o.i[0] + q.ne[2]));
 }
 

@@ -18,10 +18,17 @@
 // its own (max, sum, accumulator) per query head over the rows it read; they are merged across the warp's lane
 // groups by shuffles, then across warps through shared memory, as attention_kernel merges its warps.
 // G: query heads per block (1, 2 or 4); registers hold G x 8 of q and of the accumulators per lane.
+// ROWS says where a lane's 8 channels of row t are and how they decode (the cache's layout): stage() fills the
+// block's shared `staged` for the rows [s0, s1) it reads (all threads call it), at(hk, sl, ...) gives the lane's
+// view, whose load_k(t) / load_v(t) issue the loads (raw words: k_raw, v_raw) and ROWS::unpack_k/_v turn them
+// into floats after the loads of the step are all in flight (U of them per lane group: ROWS::k_rows_per_step).
+// contiguous_rows<T> below: the contiguous f16 or
+// bf16 cache (ATTENTION); attention_blocks.cu: the paged cache of a block map (ATTENTION_BLOCKS).
 #pragma once
 
 #include <math_constants.h>
 
+#include "attention_common.cuh"
 #include "cuda_common.cuh"
 
 namespace tfu::cuda {
@@ -40,6 +47,39 @@ __device__ __forceinline__ void unpack8(uint4 w, float (&f)[8]) {
     }
 }
 
+// The contiguous f16 or bf16 cache: row t of KV head hk at k + t * k_stride + hk * hd * 2; a lane's 8 channels are
+// one 16-byte load.
+template <dtype T>
+struct contiguous_rows {
+    const uint8_t* k;
+    const uint8_t* v;
+    size_t k_stride, v_stride;
+    int hd;
+
+    static constexpr int k_rows_per_step = 2;
+    using k_raw = uint4;
+    using v_raw = uint4;
+    struct staged {};  // nothing: a row's address is arithmetic
+    __device__ __forceinline__ void stage(staged&, int, int) const {}
+    struct lane_view {
+        const uint8_t* kb;
+        const uint8_t* vb;
+        size_t k_stride, v_stride;
+        __device__ __forceinline__ uint4 load_k(int t) const {
+            return *reinterpret_cast<const uint4*>(kb + size_t(t) * k_stride);
+        }
+        __device__ __forceinline__ uint4 load_v(int t) const {
+            return *reinterpret_cast<const uint4*>(vb + size_t(t) * v_stride);
+        }
+    };
+    __device__ __forceinline__ lane_view at(int hk, int sl, const staged&, int, int) const {
+        const size_t off = size_t(hk) * size_t(hd) * 2 + 16 * size_t(sl);
+        return {k + off, v + off, k_stride, v_stride};
+    }
+    __device__ static __forceinline__ void unpack_k(const uint4& w, float (&f)[8]) { unpack8<T>(w, f); }
+    __device__ static __forceinline__ void unpack_v(const uint4& w, float (&f)[8]) { unpack8<T>(w, f); }
+};
+
 // (m, l, acc) of one lane absorbs another's (a lane group with no rows has m = -inf, l = 0, acc = 0).
 __device__ __forceinline__ void softmax_merge(float& m, float& l, float (&acc)[8], float mo, float lo,
                                               const float (&ao)[8]) {
@@ -51,12 +91,10 @@ __device__ __forceinline__ void softmax_merge(float& m, float& l, float (&acc)[8
     m = mn;
 }
 
-template <int LPR, int G, dtype T>
-__global__ void __launch_bounds__(k_attn_warps * k_warp)
-    attention_gqa_kernel(attn_params p, const uint8_t* __restrict__ kc, size_t k_stride, const uint8_t* __restrict__ vc,
-                         size_t v_stride) {
+template <int LPR, int G, typename ROWS>
+__global__ void __launch_bounds__(k_attn_warps * k_warp) attention_gqa_kernel(attn_params p, ROWS rows) {
     constexpr int RPW = k_warp / LPR;  // rows a warp reads at once
-    constexpr int U = 2;               // rows per lane group per step
+    constexpr int U = ROWS::k_rows_per_step;  // rows per lane group per step
     constexpr int hd = 8 * LPR;
     pdl_trigger();
     const int h0 = blockIdx.x * G, hk = h0 / p.group, j = blockIdx.y, z = blockIdx.z, n_split = gridDim.z;
@@ -76,8 +114,10 @@ __global__ void __launch_bounds__(k_attn_warps * k_warp)
     const int s0 = min(n_kv, z * chunk), s1 = min(n_kv, s0 + chunk);
     const int per = (s1 - s0 + k_attn_warps - 1) / k_attn_warps;
     const int t0 = s0 + warp * per, t1 = min(s1, t0 + per);
-    const uint8_t* kb = kc + size_t(hk) * hd * 2 + 16 * sl;
-    const uint8_t* vb = vc + size_t(hk) * hd * 2 + 16 * sl;
+    // What the rows of [s0, s1) need in shared memory (block maps: their blocks' addresses), then the lane's view.
+    __shared__ typename ROWS::staged staged;
+    rows.stage(staged, s0, s1);
+    const typename ROWS::lane_view lv = rows.at(hk, sl, staged, s0, s1);
     float m[G], l[G], acc[G][8];
 #pragma unroll
     for (int g = 0; g < G; ++g) {
@@ -87,21 +127,22 @@ __global__ void __launch_bounds__(k_attn_warps * k_warp)
     }
     for (int t = t0; t < t1; t += RPW * U) {
         // Rows past t1 read row t (always valid) and get weight 0: no branch around the loads.
-        uint4 kw[U], vw[U];
+        typename ROWS::k_raw kw[U];
+        typename ROWS::v_raw vw[U];
         bool ok[U];
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const int tu = t + u * RPW + rg;
             ok[u] = tu < t1;
             const int tr = ok[u] ? tu : t;
-            kw[u] = *reinterpret_cast<const uint4*>(kb + size_t(tr) * k_stride);
-            vw[u] = *reinterpret_cast<const uint4*>(vb + size_t(tr) * v_stride);
+            kw[u] = lv.load_k(tr);
+            vw[u] = lv.load_v(tr);
         }
         float s[U][G];
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             float kf[8];
-            unpack8<T>(kw[u], kf);
+            ROWS::unpack_k(kw[u], kf);
 #pragma unroll
             for (int g = 0; g < G; ++g) {
                 float d = 0.0f;
@@ -118,7 +159,7 @@ __global__ void __launch_bounds__(k_attn_warps * k_warp)
                 for (int g = 0; g < G; ++g) s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], off);
         float vf[U][8];
 #pragma unroll
-        for (int u = 0; u < U; ++u) unpack8<T>(vw[u], vf[u]);
+        for (int u = 0; u < U; ++u) ROWS::unpack_v(vw[u], vf[u]);
 #pragma unroll
         for (int g = 0; g < G; ++g) {
             float mx = m[g];
@@ -185,6 +226,39 @@ __global__ void __launch_bounds__(k_attn_warps * k_warp)
             part[2 + c] = o;
         }
     }
+}
+
+// G query heads per block: the group where the rows are split over blocks (n_split > 1), else 1.
+template <int LPR, int G, typename ROWS>
+void launch_gqa_grid(context& ctx, attn_params p, int n, int n_split, const ROWS& rows) {
+    p.partial = n_split > 1 ? static_cast<float*>(ctx.scratch(size_t(p.n_head) * size_t(n) * size_t(n_split) *
+                                                              size_t(p.hd + 2) * sizeof(float)))
+                            : nullptr;  // attention_scratch_bytes: the same size
+    const dim3 grid{unsigned(p.n_head / G), unsigned(n), unsigned(n_split)};
+    attention_gqa_kernel<LPR, G, ROWS><<<grid, k_attn_warps * k_warp, 0, ctx.stream>>>(p, rows);
+    check_launch("attention_gqa_kernel");
+    if (n_split > 1) {
+        attention_merge_kernel<<<unsigned(p.n_head) * unsigned(n), 128, 0, ctx.stream>>>(p, n_split);
+        check_launch("attention_merge_kernel");
+    }
+}
+
+template <int LPR, typename ROWS>
+void launch_gqa_g(context& ctx, const attn_params& p, int n, int n_head_kv, const ROWS& rows) {
+    const int n_split = attention_split_count(ctx, int64_t(n_head_kv) * n, p.n_past + n);
+    if (n_split == 1) return launch_gqa_grid<LPR, 1>(ctx, p, n, 1, rows);
+    switch (p.group) {
+        case 1: return launch_gqa_grid<LPR, 1>(ctx, p, n, n_split, rows);
+        case 2: return launch_gqa_grid<LPR, 2>(ctx, p, n, n_split, rows);
+        default: return launch_gqa_grid<LPR, 4>(ctx, p, n, n_split, rows);
+    }
+}
+
+// The group kernel for head size 64 or 128 (attention_gqa_shape checked the rest).
+template <typename ROWS>
+void launch_gqa(context& ctx, const attn_params& p, int n, int n_head_kv, const ROWS& rows) {
+    if (p.hd == 64) launch_gqa_g<8>(ctx, p, n, n_head_kv, rows);
+    else launch_gqa_g<16>(ctx, p, n, n_head_kv, rows);
 }
 
 }  // namespace tfu::cuda

@@ -1,14 +1,15 @@
 // ATTENTION_PAGED: ATTENTION with K and V read through the paged, possibly quantized cache of ext
 // (paged_kv_view, backend/kv_format.h): for block b and KV head h, k[b * n_head_kv + h] / v[...] hold the head
 // block's layout (host memory) and data (device memory). Per op, the host flattens those into a table of
-// kv_entry (device address + the layout's offsets, 40 bytes each; K entries then V entries), which goes to the
+// kv_entry (device address + the layout's offsets, 32 bytes each; K entries then V entries), which goes to the
 // device through the context's pinned staging ring; the kernel (attention_common.cuh) looks up the entry of
-// each row and dequantizes it in registers (f16, bf16, q8 per token, q4 V per token and group, q4 K per
-// channel; each block may have its own layout, e.g. the f16 residual blocks of a q4-key cache).
+// each row and dequantizes it in registers (kv_rows.cuh: f16, bf16, q8 per token, q4 V per token and group, q4 K
+// per channel; each block may have its own layout, e.g. the f16 residual blocks of a q4-key cache).
 #include <vector>
 
 #include "attention_common.cuh"
 #include "backend/kv_format.h"
+#include "kv_rows.cuh"
 #include "cuda_ops.h"
 
 namespace tfu::cuda {
@@ -17,12 +18,9 @@ namespace {
 
 struct kv_entry {
     const uint8_t* data;
-    uint32_t scale_offset, min_offset, code_offset;
-    int32_t row_code_bytes;
-    int32_t group;  // q4 V: channels per (scale, min); 0 otherwise
-    uint8_t format, part, pad[6];
+    kv_row_format f;
 };
-static_assert(sizeof(kv_entry) == 40, "kv_entry layout");
+static_assert(sizeof(kv_entry) == 32, "kv_entry layout");
 
 struct paged_reader {
     const kv_entry* k;  // n_blocks * n_head_kv entries each
@@ -33,47 +31,7 @@ struct paged_reader {
     __device__ static void load(const kv_entry* tab, int n_head_kv, int block_tokens, int hd, int hk, int t, int lane,
                                 float x[R]) {
         const kv_entry& e = tab[(t / block_tokens) * n_head_kv + hk];
-        const int tt = t % block_tokens;
-        const uint8_t* data = e.data;
-        const uint8_t* row = data + e.code_offset + size_t(tt) * size_t(e.row_code_bytes);
-        switch (e.format) {
-            case uint8_t(kv_format::f16):
-            case uint8_t(kv_format::bf16): {
-                const bool f16 = e.format == uint8_t(kv_format::f16);
-#pragma unroll
-                for (int r = 0; r < R; ++r) {
-                    const int c = lane + k_warp * r;
-                    const uint16_t u = c < hd ? reinterpret_cast<const uint16_t*>(row)[c] : 0;
-                    x[r] = f16 ? h2f(u) : bf2f(u);
-                }
-                break;
-            }
-            case uint8_t(kv_format::q8): {  // x = scale[t] * code
-                const float s = h2f(ld16(data + e.scale_offset + 2 * size_t(tt)));
-#pragma unroll
-                for (int r = 0; r < R; ++r) {
-                    const int c = lane + k_warp * r;
-                    x[r] = c < hd ? s * float(reinterpret_cast<const int8_t*>(row)[c]) : 0.0f;
-                }
-                break;
-            }
-            default: {  // q4: nibble c of the row; K: scale/min per channel, V: per (token, group)
-                const bool per_channel = e.part == uint8_t(kv_part::k);
-                const int ng = per_channel ? 0 : hd / e.group;
-#pragma unroll
-                for (int r = 0; r < R; ++r) {
-                    const int c = lane + k_warp * r;
-                    float v = 0.0f;
-                    if (c < hd) {
-                        const int q = (row[c >> 1] >> (4 * (c & 1))) & 0x0f;
-                        const size_t pi = per_channel ? size_t(c) : size_t(tt) * size_t(ng) + size_t(c / e.group);
-                        v = float(q) * h2f(ld16(data + e.scale_offset + 2 * pi)) + h2f(ld16(data + e.min_offset + 2 * pi));
-                    }
-                    x[r] = v;
-                }
-                break;
-            }
-        }
+        kv_load_row<R>(e.f, e.data, t % block_tokens, hd, lane, x);
     }
     template <int R>
     __device__ void load_k(int hk, int t, int lane, float x[R]) const {
@@ -97,16 +55,7 @@ kv_entry make_entry(const kv_rows& r, int hd, int block_tokens, const char* part
     if (uint8_t(l.format) > uint8_t(kv_format::q4)) bad("unknown format");
     if (l.format == kv_format::q4 && l.part == kv_part::v && (l.group < 1 || hd % l.group != 0)) bad("bad q4 group");
     if (reinterpret_cast<uintptr_t>(r.data) % 2 != 0) bad("data not 2-byte aligned");
-    kv_entry e{};
-    e.data = r.data;
-    e.scale_offset = uint32_t(l.scale_offset);
-    e.min_offset = uint32_t(l.min_offset);
-    e.code_offset = uint32_t(l.code_offset);
-    e.row_code_bytes = l.row_code_bytes;
-    e.group = l.group;
-    e.format = uint8_t(l.format);
-    e.part = uint8_t(l.part);
-    return e;
+    return {r.data, kv_row_format_of(l)};
 }
 
 }  // namespace

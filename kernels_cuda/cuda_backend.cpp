@@ -23,6 +23,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/ref/op_check.h"
+#include "backend/kv_block_map.h"
 #include "backend/module.h"
 #include "core/error.h"
 #include "cuda_ops.h"
@@ -189,7 +190,14 @@ bool supported_here(const op& o, std::string* why) {
         if (reinterpret_cast<uintptr_t>(t->data) % a != 0 || t->nb[1] % a != 0)
             return no(describe_tensor(t) + " is not aligned to its element size");
     }
-    if (o.type == op_type::ATTENTION || o.type == op_type::ATTENTION_PAGED) {
+    if (o.type == op_type::KV_STORE_BLOCKS || o.type == op_type::ATTENTION_BLOCKS) {
+        const kv_block_map& m = *static_cast<const kv_block_map*>(o.ext);
+        if (m.k.head_dim > k_max_head_dim)
+            return no("head size " + std::to_string(m.k.head_dim) + " exceeds " + std::to_string(k_max_head_dim));
+        if (reinterpret_cast<uintptr_t>(m.blocks) % 8 != 0 || m.k_offset % 16 != 0 || m.v_offset % 16 != 0)
+            return no("the block map's table or offsets are not aligned");
+    }
+    if (o.type == op_type::ATTENTION || o.type == op_type::ATTENTION_PAGED || o.type == op_type::ATTENTION_BLOCKS) {
         if (o.src[0]->ne[0] > k_max_head_dim)
             return no("head size " + std::to_string(o.src[0]->ne[0]) + " exceeds " + std::to_string(k_max_head_dim));
     }
@@ -419,6 +427,12 @@ public:
         wait_and_check_status("download()");
         if (profile_) timeline_.close_window();
     }
+    // Device to device on the stream: ordered with the runs around it, and the host does not wait.
+    void copy(void* dst, const void* src, size_t bytes) override {
+        check(cudaSetDevice(ctx_.device), "cudaSetDevice");
+        if (bytes)
+            check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ctx_.stream), "cudaMemcpyAsync (copy)");
+    }
     void memory_info(uint64_t* total, uint64_t* free_bytes) const override {
         check(cudaSetDevice(ctx_.device), "cudaSetDevice");
         size_t f = 0, t = 0;
@@ -469,7 +483,8 @@ private:
     void reserve_scratch(const op* ops, size_t n_ops) {
         size_t need = 0;
         for (size_t i = 0; i < n_ops; ++i) {
-            if (ops[i].type == op_type::ATTENTION) need = std::max(need, attention_scratch_bytes(ctx_, ops[i]));
+            if (ops[i].type == op_type::ATTENTION || ops[i].type == op_type::ATTENTION_BLOCKS)
+                need = std::max(need, attention_scratch_bytes(ctx_, ops[i]));
             if (ops[i].type == op_type::ARGMAX) need = std::max(need, argmax_scratch_bytes(ops[i]));
         }
         if (need) ctx_.scratch(need);

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/kv_block_map.h"
 #include "backend/op.h"
 #include "core/error.h"
 
@@ -127,10 +128,16 @@ inline bool same_rows(const tensor& a, const tensor& b) {
 #include "backend/ops.def"
 #undef TFU_OP
 
-// ATTENTION's split-K count for this op (a launch shape that depends on i[0]; see attention_common.cuh).
+// ATTENTION's (and ATTENTION_BLOCKS') split-K count for this op (a launch shape that depends on i[0]; see
+// attention_common.cuh).
 int attention_splits(const context& ctx, const op& o);
 
-// The scratch bytes ATTENTION (split-K partials) takes, at most: run() reserves them before a capture, where
+// Whether ATTENTION or ATTENTION_BLOCKS op o takes the group kernel (attention_gqa.cuh; attention.cu says when).
+bool attention_gqa_shape(const context& ctx, const op& o);
+// Whether a block map's format pair has a group kernel (attention_blocks.cu).
+bool blocks_gqa_pair(const kv_block_map& m);
+
+// The scratch bytes ATTENTION or ATTENTION_BLOCKS (split-K partials) takes, at most: run() reserves them before a capture, where
 // growing scratch (a host wait) is not allowed.
 size_t attention_scratch_bytes(const context& ctx, const op& o);
 // ARGMAX's partial bests (argmax.cu), reserved the same way.

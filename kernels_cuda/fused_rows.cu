@@ -13,6 +13,7 @@
 #include <algorithm>
 
 #include "cuda_common.cuh"
+#include "fused_rope_blocks.h"
 #include "fused_rows.h"
 #include "rope_row.cuh"
 
@@ -120,14 +121,6 @@ void add_rms_norm(context& ctx, const op& add, const op& norm) {
 }
 
 // ---- ROPE q + ROPE k -------------------------------------------------------------------------------------
-struct rope_rows {
-    const uint8_t* x;
-    size_t x_stride;
-    uint8_t* y;
-    size_t y_stride;
-    int64_t hd, n_head;
-};
-
 __global__ void rope_pair_kernel(rope_rows q, rope_rows kk, unsigned q_blocks, const int32_t* __restrict__ pos,
                                  const float* __restrict__ factors, int n_rot, bool neox, double base,
                                  double freq_scale) {
@@ -161,12 +154,6 @@ bool rope_pair_fusable(const op& p, const op& o) {
         if (p.src[2] && overlaps(*d, *p.src[2])) return false;
     }
     return true;
-}
-
-rope_rows rope_rows_of(const op& o) {
-    const tensor& x = *o.src[0];
-    return {static_cast<const uint8_t*>(x.data), x.nb[1], static_cast<uint8_t*>(o.dst->data), o.dst->nb[1], x.ne[0],
-            x.ne[1]};
 }
 
 void rope_pair(context& ctx, const op& p, const op& o) {
@@ -360,6 +347,10 @@ size_t fused_rows(context& ctx, const op* ops, size_t n_ops) {
             if (n_ops >= 4 && rope_store_fusable(ops)) {
                 rope_store(ctx, ops);
                 return 4;
+            }
+            if (n_ops >= 3 && rope_store_blocks_fusable(ops)) {
+                rope_store_blocks(ctx, ops);
+                return 3;
             }
             rope_pair(ctx, a, b);
             return 2;

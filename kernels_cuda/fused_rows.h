@@ -24,6 +24,8 @@ namespace tfu::cuda {
 //   ROPE q, ROPE k, KV_STORE(ck, xk), KV_STORE(cv, xv): both pairs as above, xk = the roped k seen as
 //       (hd * n_head_kv, n) rows (same memory), xv of that shape; the cache rows overlap none of the ropes'
 //       tensors, and xv overlaps neither rotated result.
+//   ROPE q, ROPE k, KV_STORE_BLOCKS(xk, xv): the ROPE pair as above, xk and xv as for the four ops
+//       (fused_rope_blocks.h); returns 3.
 size_t fused_rows(context& ctx, const op* ops, size_t n_ops);
 
 }  // namespace tfu::cuda

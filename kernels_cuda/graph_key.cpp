@@ -12,7 +12,8 @@ void graph_key(const context& ctx, const op* ops, size_t n_ops, std::vector<uint
     key.push_back(n_ops);
     for (size_t i = 0; i < n_ops; ++i) {
         const op& o = ops[i];
-        const int64_t i0 = o.type == op_type::ATTENTION ? attention_splits(ctx, o) : reads_i0_on_device(o) ? 0 : o.i[0];
+        const bool split = o.type == op_type::ATTENTION || o.type == op_type::ATTENTION_BLOCKS;
+        const int64_t i0 = split ? attention_splits(ctx, o) : reads_i0_on_device(o) ? 0 : o.i[0];
         append_op_key(key, o, uint64_t(i0));
     }
 }

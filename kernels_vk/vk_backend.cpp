@@ -363,6 +363,13 @@ void vk_backend::upload(void* dst, const void* src_host, size_t bytes) {
     throw_validation_errors();
 }
 
+void vk_backend::copy(void* dst, const void* src, size_t bytes) {
+    if (bytes == 0) return;
+    std::vector<uint8_t> tmp(bytes);
+    download(tmp.data(), src, bytes);
+    upload(dst, tmp.data(), bytes);
+}
+
 void vk_backend::download(void* dst_host, const void* src, size_t bytes) {
     std::lock_guard<std::mutex> lock(mutex_);
     throw_validation_errors();

@@ -55,6 +55,8 @@ public:
     void free(void* p) noexcept override;
     void upload(void* dst, const void* src_host, size_t bytes) override;
     void download(void* dst_host, const void* src, size_t bytes) override;
+    // Through host memory (a download, then an upload): nothing on Vulkan copies device memory often yet.
+    void copy(void* dst, const void* src, size_t bytes) override;
     void memory_info(uint64_t* total, uint64_t* free_bytes) const override;
 
     // ---- for the op recorders (vk_ops.cpp), valid while run() records -------------------------------------

@@ -645,6 +645,11 @@ bool op_supported(const op& o, const device_caps& caps, uint64_t max_binding, st
         case op_type::ARGMAX:
             if (o.src[0]->ne[0] > int64_t(INT32_MAX)) return refuse(why, o, "src0 columns too long for 32-bit indices");
             return activation_ok(o, o.src[0], "src0", mb, why) && activation_ok(o, o.dst, "dst", mb, why);
+        case op_type::KV_STORE_BLOCKS:
+        case op_type::ATTENTION_BLOCKS:
+            // TODO(#6): a block map holds device addresses; the shaders would need buffer device addresses or the
+            // pool's chunks bound as buffers.
+            return refuse(why, o, "the paged cache in device memory is not implemented on Vulkan yet");
         case op_type::COUNT: break;
     }
     return refuse(why, o, "unknown op");
@@ -666,6 +671,8 @@ bool replay_safe(const vk_backend& be, const op& o) {
                 if (extent(*o.src[i]) + 256 > be.max_binding()) return false;
             return true;
         case op_type::ATTENTION_PAGED:
+        case op_type::KV_STORE_BLOCKS:
+        case op_type::ATTENTION_BLOCKS:
         case op_type::COUNT: break;
     }
     return false;
@@ -704,6 +711,8 @@ void record_op(vk_backend& be, const op& o) {
         case op_type::KV_STORE: record_kv_store(be, o); return;
         case op_type::ATTENTION: record_attention(be, o); return;
         case op_type::ARGMAX: record_argmax(be, o); return;
+        case op_type::KV_STORE_BLOCKS:
+        case op_type::ATTENTION_BLOCKS:
         case op_type::COUNT: break;
     }
     fail(TFU_STATUS_UNSUPPORTED, std::string(be.name()) + ": " + op_name(o.type) + " is not implemented");

@@ -5,7 +5,8 @@
 # TOOLS_DIR: our tools (build/cuda/tools); VOCAB: ggml-vocab-llama-bpe.gguf; PEER_BIN_DIR: llama.cpp's bin folder
 # (empty: ours only); TYPES (default "f16 q8_0 q4_0"); BACKEND (default cuda). Files are made by tfusion-synth
 # (seed 1) when missing, or for llama.cpp's mixes (q4_k_m ...) by tfusion-quantize from the F16 file. Then, for
-# the first type: decode at depths 4096 and 16384 (DEPTHS), and ours with 4
+# the first type: decode at depths 4096 and 16384 (DEPTHS), with quantized KV caches at 8192 and 16384
+# (KV_DEPTHS), and ours with 4
 # batched sessions; EIGHT_B=1 adds the Llama-3-8B shape in Q4_0 (a 4.5 GB file, ~1 min to write with 16 cores).
 # Prints both tools' tables; the figures go to docs/perf/ by hand, with the device.
 set -uo pipefail
@@ -39,6 +40,17 @@ m="$dir/llama-3.2-1b-$first.gguf"
 echo "## $first: decode at depth (${DEPTHS:-4096,16384}), ours then llama-bench"
 "$tools/bench/tfusion-bench" -m "$m" --backend "$backend" -p 0 -n 128 -d "${DEPTHS:-4096,16384}" -r 2 2>&1 | grep -E '^\| [a-z]|error|TFU_'
 [ -n "$peer" ] && "$peer/llama-bench" -m "$m" -ngl 99 -fa 1 -p 0 -n 128 -d "${DEPTHS:-4096,16384}" -r 2 2>&1 | grep -E '^\| [a-z]|error'
+# The quantized KV caches at depth (ours: the paged cache in device memory; llama.cpp: its q8_0 / q4_0 cache),
+# against the f16 figures above.
+kv_depths=${KV_DEPTHS:-8192,16384}
+echo "## $first: decode at depth ($kv_depths) with quantized KV caches, ours then llama-bench"
+"$tools/bench/tfusion-bench" -m "$m" --backend "$backend" -p 0 -n 128 -d "$kv_depths" -r 2 -ctk f16,q8 -ctv q8,q4 2>&1 |
+  grep -E '^\| [a-z]|error|TFU_'
+if [ -n "$peer" ]; then
+  for t in q8_0 q4_0; do
+    "$peer/llama-bench" -m "$m" -ngl 99 -fa 1 -p 0 -n 128 -d "$kv_depths" -r 2 -ctk $t -ctv $t 2>&1 | grep -E '^\| [a-z]|error'
+  done
+fi
 echo "## $first: 4 sessions in one batched step (ours)"
 "$tools/bench/tfusion-bench" -m "$m" --backend "$backend" -p 0 -n 128 -r 2 --sessions 4 2>&1 | grep -E '^\| [a-z]|error|TFU_'
 if [ "${EIGHT_B:-0}" = 1 ]; then

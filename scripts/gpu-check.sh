@@ -51,7 +51,7 @@ if [ "${PREBUILT:-0}" != 1 ]; then
     tail -30 "$OUT/build.log"; exit 1; }
   step "build" build.log cmake --build "$B" -j "$JOBS" --target tfusion-cuda test_ops test_ops_contract \
     test_cuda_backend test_cuda_paths test_cuda_fusion test_cuda_fused_rows test_cuda_graphs test_stories260k \
-    test_device_argmax test_batch_decode test_cuda_attention tfusion-synth || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
+    test_device_argmax test_batch_decode test_cuda_attention test_kv_blocks tfusion-synth || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
   note "build time: $((SECONDS - t0)) s"
 fi
 
@@ -74,6 +74,8 @@ step "test_cuda_attention (TFU_CUDA_ATTN_GQA=0)" tests.log env TFU_CUDA_ATTN_GQA
 step "test_ops attention (TFU_CUDA_ATTN_TILES=0)" tests.log env TFU_CUDA_ATTN_TILES=0 $T/test_ops --gtest_filter='*cuda_attention*'; summary
 step "test_device_argmax (cuda)" tests.log $T/test_device_argmax --gtest_filter='*cuda*'; summary
 step "test_batch_decode (TFU_BACKEND=cuda)" tests.log env TFU_BACKEND=cuda TFU_MODULE_DIR=$B/modules $T/test_batch_decode; summary
+step "test_kv_blocks (cuda)" tests.log $T/test_kv_blocks --gtest_filter='*cuda*'; summary
+step "test_ops attention_blocks (TFU_CUDA_ATTN_GQA=0)" tests.log env TFU_CUDA_ATTN_GQA=0 $T/test_ops --gtest_filter='*cuda_attention_blocks*'; summary
 
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
 for tool in memcheck racecheck; do
@@ -89,7 +91,7 @@ tail -3 "$OUT/sanitizer.log" | grep -E "RACECHECK SUMMARY" | tee -a "$report"
 # failed API call as an error).
 step "compute-sanitizer memcheck (test_cuda_paths, test_cuda_backend)" sanitizer.log bash -c \
   "'$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_paths && '$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_fusion && '$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_graphs && '$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_fused_rows && '$SAN' --tool memcheck --error-exitcode 99 $T/test_cuda_attention && '$SAN' --tool memcheck --error-exitcode 99 \
-   $T/test_cuda_backend --gtest_filter=-*huge_alloc* && '$SAN' --tool memcheck --error-exitcode 99 $T/test_device_argmax --gtest_filter=*cuda*"
+   $T/test_cuda_backend --gtest_filter=-*huge_alloc* && '$SAN' --tool memcheck --error-exitcode 99 $T/test_device_argmax --gtest_filter=*cuda* && '$SAN' --tool memcheck --error-exitcode 99 $T/test_kv_blocks --gtest_filter=*cuda*"
 grep -E "ERROR SUMMARY" "$OUT/sanitizer.log" | tail -2 | tee -a "$report"
 if [ "$status" = 0 ]; then note "RESULT: all steps passed"; else note "RESULT: some steps failed"; fi
 exit $status

@@ -25,4 +25,8 @@ void backend::download(void* dst_host, const void* src, size_t bytes) {
     if (bytes) std::memcpy(dst_host, src, bytes);
 }
 
+void backend::copy(void* dst, const void* src, size_t bytes) {
+    if (bytes) std::memcpy(dst, src, bytes);
+}
+
 }  // namespace tfu

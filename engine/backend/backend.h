@@ -43,6 +43,9 @@ public:
     // download() returns when the bytes are in dst_host (after all work queued before it).
     virtual void upload(void* dst, const void* src_host, size_t bytes);
     virtual void download(void* dst_host, const void* src, size_t bytes);
+    // Copies between two addresses of this backend's memory (regions must not overlap), ordered like a run():
+    // after the work queued before it, before the work queued after it (the paged KV cache's copy-on-write).
+    virtual void copy(void* dst, const void* src, size_t bytes);
     // Device memory (bytes): total and currently free; host backends report 0, 0 (use the engine budget).
     virtual void memory_info(uint64_t* total, uint64_t* free_bytes) const {
         *total = 0;

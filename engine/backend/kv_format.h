@@ -54,6 +54,11 @@ struct kv_layout {
     size_t bytes = 0;          // size of the head block, a multiple of 16
 
     bool per_token() const { return !(format == kv_format::q4 && part == kv_part::k); }
+    bool operator==(const kv_layout& o) const {
+        return format == o.format && part == o.part && block_tokens == o.block_tokens && head_dim == o.head_dim &&
+               group == o.group && row_code_bytes == o.row_code_bytes && scale_offset == o.scale_offset &&
+               min_offset == o.min_offset && code_offset == o.code_offset && bytes == o.bytes;
+    }
 };
 
 // The rows of one (block, layer, head) of the paged cache: read with kv_dot_row / kv_axpy_row(*layout, data, t,

@@ -20,7 +20,7 @@
 
 // Bumped whenever backend.h, op.h, ops.def, tensor.h or kv_format.h change in a way a module would notice; a
 // module built against another version is refused with a message naming both numbers.
-#define TFU_MODULE_ABI_VERSION 1
+#define TFU_MODULE_ABI_VERSION 2
 
 struct tfu_module_options {
     uint32_t struct_size;

@@ -40,6 +40,7 @@ public:
     void download(void* dst, const void* src, size_t bytes) override {
         guard([&] { inner_->download(dst, src, bytes); });
     }
+    void copy(void* dst, const void* src, size_t bytes) override { guard([&] { inner_->copy(dst, src, bytes); }); }
     void memory_info(uint64_t* total, uint64_t* free_bytes) const override {
         guard([&] { inner_->memory_info(total, free_bytes); });
     }

@@ -3,6 +3,8 @@
 
 #include <cstring>
 
+#include "backend/kv_block_map.h"
+
 namespace tfu {
 
 namespace {
@@ -32,6 +34,17 @@ void append_op_key(std::vector<uint64_t>& key, const op& o, uint64_t i0_word) {
     for (int j = 1; j < 4; ++j) key.push_back(uint64_t(uint32_t(o.i[j])));
     for (int j = 0; j < 4; ++j) key.push_back(float_bits(o.f[j]));
     key.push_back(uint64_t(reinterpret_cast<uintptr_t>(o.ext)));
+    // A block map's contents are what the recorded commands take from it (the runtime keeps one map per layer at
+    // one address, but a key must not depend on that).
+    if ((o.type == op_type::KV_STORE_BLOCKS || o.type == op_type::ATTENTION_BLOCKS) && o.ext) {
+        const kv_block_map& m = *static_cast<const kv_block_map*>(o.ext);
+        key.push_back(uint64_t(m.k.format) | uint64_t(m.v.format) << 8 | uint64_t(uint32_t(m.k.block_tokens)) << 16 |
+                      uint64_t(uint32_t(m.k.head_dim)) << 40);
+        key.push_back(uint64_t(uint32_t(m.n_head_kv)) | uint64_t(uint32_t(m.n_blocks)) << 32);
+        key.push_back(m.k_offset);
+        key.push_back(m.v_offset);
+        key.push_back(uint64_t(reinterpret_cast<uintptr_t>(m.blocks)));
+    }
     append_tensor(key, o.dst);
     for (const tensor* s : o.src) append_tensor(key, s);
 }

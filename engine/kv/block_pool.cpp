@@ -57,7 +57,11 @@ kv_block_pool::kv_block_pool(const kv_pool_params& p) : p_(p) {
 }
 
 kv_block_pool::~kv_block_pool() {
-    for (int32_t i = 0; i < n_chunks_; ++i) ::operator delete(chunks_[size_t(i)].load(), std::align_val_t(k_align));
+    for (int32_t i = 0; i < n_chunks_; ++i) {
+        uint8_t* c = chunks_[size_t(i)].load();
+        if (p_.device) p_.device->free(c);
+        else ::operator delete(c, std::align_val_t(k_align));
+    }
 }
 
 uint8_t* kv_block_pool::data(int32_t id) const {
@@ -82,7 +86,16 @@ int32_t kv_block_pool::allocate_locked() {
             if (room < n_blocks) n_blocks = room;
         }
         if (n_blocks > 0) {
-            void* mem = ::operator new(n_blocks * block_bytes_, std::align_val_t(k_align), std::nothrow);
+            void* mem = nullptr;
+            if (!p_.device) {
+                mem = ::operator new(n_blocks * block_bytes_, std::align_val_t(k_align), std::nothrow);
+            } else {
+                try {  // 256-byte aligned (backend::alloc)
+                    mem = p_.device->alloc(n_blocks * block_bytes_, "KV cache blocks");
+                } catch (const error& e) {
+                    if (e.status() != TFU_STATUS_OUT_OF_MEMORY) throw;
+                }
+            }
             if (mem != nullptr) {
                 const int32_t first = n_chunks_ * p_.chunk_blocks;
                 chunks_[size_t(n_chunks_)].store(static_cast<uint8_t*>(mem), std::memory_order_release);
@@ -190,7 +203,8 @@ int32_t kv_block_pool::make_writable(int32_t id) {
         ++st_.cow_copies;
     }
     // The source is shared (refcount > 1), hence immutable, and we hold a reference: copy without the lock.
-    std::memcpy(data(copy), data(id), block_bytes_);
+    if (p_.device) p_.device->copy(data(copy), data(id), block_bytes_);
+    else std::memcpy(data(copy), data(id), block_bytes_);
     release(id);
     return copy;
 }

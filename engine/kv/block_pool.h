@@ -9,6 +9,8 @@
 // 16-byte multiples; blocks are 64-byte aligned (chunks are allocated 64-byte aligned). A GPU backend mirrors the
 // same layout with the offsets from layer_offset() / k_layout() / v_layout().
 //
+// Memory: host memory, or a device backend's (kv_pool_params::device: the paged cache of sessions on a GPU,
+// written and read by the KV_STORE_BLOCKS and ATTENTION_BLOCKS ops through a kv_block_map).
 // Lifetimes: blocks are carved out of chunks of `chunk_blocks` blocks, allocated when the free list is empty and
 // the cap allows; chunks are kept until the pool is destroyed (a freed block goes to the free list), so data(id)
 // stays valid for the pool's lifetime and may be read without the lock.
@@ -38,6 +40,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "backend/backend.h"
 #include "backend/kv_format.h"
 
 namespace tfu {
@@ -54,6 +57,9 @@ struct kv_pool_params {
     // partial one; KIVI keeps about 128 recent tokens in full precision, arXiv 2402.02750 sec. 3.3). >= 2.
     int32_t residual_blocks = 4;
     size_t max_bytes = 0;           // cap on reserved bytes (whole chunks; the last chunk may be partial); 0 = none
+    // Where the blocks live: this backend's memory (a device's: data() is then an address for its kernels, never
+    // dereferenced on the host, and make_writable() copies through backend::copy), or host memory (nullptr).
+    backend* device = nullptr;
 };
 
 struct kv_pool_stats {
@@ -119,7 +125,7 @@ public:
     int32_t lookup_prefix(uint64_t key);
     bool publish_prefix(uint64_t key, int32_t id);
 
-    // Block memory, valid for the pool's lifetime; no lock.
+    // Block memory, valid for the pool's lifetime; no lock. With params().device, device addresses.
     uint8_t* data(int32_t id) const;
     uint8_t* k_head(int32_t id, int32_t layer, int32_t head) const {
         return data(id) + layer_offset(layer) + size_t(head) * k_layout_.bytes;

@@ -12,6 +12,10 @@ namespace tfu {
 
 kv_block_table::kv_block_table(kv_block_pool& pool)
     : pool_(pool), B_(pool.params().block_tokens), R_(pool.params().residual_blocks) {
+    if (k_residual() && pool.params().device)
+        fail(TFU_STATUS_UNSUPPORTED, std::string("q4 keys are not available in the device's KV cache yet (their newest "
+                                                 "rows wait in an f16 tail on the host); backend ") +
+                                         pool.params().device->name() + " takes K f16, bf16 or q8");
     if (k_residual()) {
         const kv_pool_params& p = pool.params();
         residual_layout_ = kv_layout_make(kv_format::f16, kv_part::k, B_, p.head_dim);
@@ -128,7 +132,14 @@ void kv_block_table::truncate_residual(int32_t n_keep) {
     r_ = r;
 }
 
+void kv_block_table::check_host(const char* what) const {
+    if (pool_.params().device)
+        fail(TFU_STATUS_UNSUPPORTED, std::string("kv_block_table::") + what + ": the blocks are in " +
+                                         pool_.params().device->name() + " memory (written by KV_STORE_BLOCKS)");
+}
+
 void kv_block_table::check_write(const char* what, int32_t layer, int32_t head, int32_t pos0, int32_t n) const {
+    check_host(what);
     const kv_pool_params& p = pool_.params();
     if (layer < 0 || layer >= p.n_layer || head < 0 || head >= p.n_head_kv || n < 0 || pos0 < 0 ||
         int64_t(pos0) + n > n_tokens_)
@@ -226,6 +237,7 @@ void kv_block_table::publish_prefix(const int32_t* tokens, int32_t n) {
 }
 
 void kv_block_table::drop_blocks(int32_t first, int32_t count, const key_rotate_fn& rotate_k) {
+    check_host("drop_blocks");
     const kv_pool_params& p = pool_.params();
     if (first < 0 || count < 1 || first + count > n_final_blocks())
         fail(TFU_STATUS_INVALID_ARGUMENT, "kv_block_table::drop_blocks: blocks " + std::to_string(first) + "+" +
@@ -284,6 +296,7 @@ void kv_block_table::drop_blocks(int32_t first, int32_t count, const key_rotate_
 }
 
 void kv_block_table::compact(const std::vector<std::pair<int32_t, int32_t>>& groups, const key_rotate_fn& rotate_k) {
+    check_host("compact");
     const kv_pool_params& p = pool_.params();
     for (int32_t w : written_)
         if (w != n_tokens_) fail(TFU_STATUS_INTERNAL, "kv_block_table::compact during an unfinished pass");
@@ -352,7 +365,12 @@ size_t kv_block_table::image_bytes(int32_t n_tokens) const {
 void kv_block_table::write_image(const byte_sink& out) const {
     for (int32_t w : written_)
         if (w != n_tokens_) fail(TFU_STATUS_INTERNAL, "kv_block_table::write_image during an unfinished pass");
-    for (int32_t id : blocks_) out(pool_.data(id), pool_.block_bytes());
+    backend* dev = pool_.params().device;
+    std::vector<uint8_t> staged(dev ? pool_.block_bytes() : 0);
+    for (int32_t id : blocks_) {
+        if (dev) dev->download(staged.data(), pool_.data(id), staged.size());
+        out(dev ? staged.data() : pool_.data(id), pool_.block_bytes());
+    }
     if (!residual_.empty()) out(residual_.data(), residual_.size() * 2);
 }
 
@@ -363,7 +381,12 @@ void kv_block_table::read_image(int32_t n_tokens, int32_t final_blocks, const by
         fail(TFU_STATUS_INVALID_ARGUMENT, "kv_block_table::read_image: bad token or block count");
     try {
         append(n_tokens);
-        for (int32_t id : blocks_) in(pool_.data(id), pool_.block_bytes());
+        backend* dev = pool_.params().device;
+        std::vector<uint8_t> staged(dev ? pool_.block_bytes() : 0);
+        for (int32_t id : blocks_) {
+            in(dev ? staged.data() : pool_.data(id), pool_.block_bytes());
+            if (dev) dev->upload(pool_.data(id), staged.data(), staged.size());
+        }
         if (!residual_.empty()) in(residual_.data(), residual_.size() * 2);
     } catch (...) {
         truncate(0);

@@ -33,6 +33,11 @@
 // final). A shared block is never written: append() makes every block it may still write (the partial tail; for
 // q4 keys also the residual's full blocks, quantized later) writable (copy if shared) before rows go in.
 //
+// Device pools (kv_pool_params::device): the table keeps the same bookkeeping, but its blocks are written and read
+// on the device by ops (runtime/paged_kv.h builds the kv_block_map); here only whole blocks move (write_image /
+// read_image: download / upload). The host-side row writers, drop_blocks and compact refuse (UNSUPPORTED), and q4
+// keys are refused when the table is made (their f16 tail is host memory).
+//
 // Thread safety: one table is used by one thread at a time; tables of one pool may run on different threads.
 #pragma once
 
@@ -136,6 +141,7 @@ private:
     void quantize_from_residual(int32_t layer, int32_t head, int32_t b);
     void truncate_residual(int32_t n_keep);
     void check_write(const char* what, int32_t layer, int32_t head, int32_t pos0, int32_t n) const;
+    void check_host(const char* what) const;  // UNSUPPORTED when the pool's blocks are device memory
 
     kv_block_pool& pool_;
     int32_t B_;

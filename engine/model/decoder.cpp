@@ -146,14 +146,14 @@ bool decoder::forward_multi(backend& be, const sequence* seqs, int32_t n_seq, bo
     for (int32_t s = 0; s < n_seq; ++s) {
         const kv_target& kv = seqs[s].kv;
         TFU_CHECK(seqs[s].n >= 1);
-        TFU_CHECK((kv.contiguous != nullptr) != (kv.paged != nullptr));
+        TFU_CHECK(int(kv.contiguous != nullptr) + int(kv.paged != nullptr) + int(kv.blocks != nullptr) == 1);
         any_paged = any_paged || kv.paged;
         n += seqs[s].n;
     }
     TFU_CHECK(n >= 1 && n <= n_batch_max_);
     if (dev_ && any_paged)
-        fail(TFU_STATUS_UNSUPPORTED, std::string("the paged KV cache is written on the host; backend ") + be.name() +
-                                         " needs the contiguous cache");
+        fail(TFU_STATUS_UNSUPPORTED, std::string("this paged KV cache is written on the host; backend ") + be.name() +
+                                         " needs the contiguous cache or block maps");
     const int64_t E = hp_.n_embd, HD = hp_.head_dim, NH = hp_.n_head, NKV = hp_.n_head_kv, F = hp_.n_ff;
     for (int32_t s = 0, c = 0; s < n_seq; ++s)
         for (int32_t i = 0; i < seqs[s].n; ++i, ++c) {
@@ -257,6 +257,13 @@ bool decoder::forward_multi(backend& be, const sequence* seqs, int32_t n_seq, bo
                 stv.i[0] = pos0;
                 ops.push_back(stv);
                 a = make_op(op_type::ATTENTION, &sv.att, &sv.qr, c.k, c.v);
+            } else if (const kv_block_map* bm = seqs[s].kv.blocks) {
+                op st = make_op(op_type::KV_STORE_BLOCKS, nullptr, &sv.kr2, &sv.v);
+                st.ext = &bm[il];
+                st.i[0] = pos0;
+                ops.push_back(st);
+                a = make_op(op_type::ATTENTION_BLOCKS, &sv.att, &sv.qr);
+                a.ext = &bm[il];
             } else {
                 a = make_op(op_type::ATTENTION_PAGED, &sv.att, &sv.qr);
                 a.ext = seqs[s].kv.paged->view(il);  // valid until this sink's next view(): after this run

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/kv_block_map.h"
 #include "backend/kv_format.h"
 #include "model/hparams.h"
 #include "model/weights.h"
@@ -35,17 +36,20 @@ public:
     }
 };
 
-// Where forward() keeps K and V: exactly one of the two is set.
+// Where forward() keeps K and V: exactly one of the three is set.
 struct kv_target {
     const kv_layer* contiguous = nullptr;  // [n_layer]
-    kv_sink* paged = nullptr;
+    kv_sink* paged = nullptr;              // the paged cache, rows written on the host
+    // The paged cache written and read by ops (KV_STORE_BLOCKS, ATTENTION_BLOCKS) in the backend's memory: one
+    // map per layer ([n_layer]), its block array up to date for the pass (runtime/paged_kv.h: sync_blocks).
+    const kv_block_map* blocks = nullptr;
 };
 
 // Per-session activations for batches of up to n_batch_max tokens. Not thread-safe: one forward at a time.
 // With a device backend (one whose host_memory() is false) the activations, token ids, positions, RoPE factors
 // and logits live in that backend's memory (one allocation, carved up), the weights must already be there
-// (place_weights), and forward() uploads the ids and positions and downloads the logits; only the contiguous
-// cache is supported there (the paged cache is written on the host).
+// (place_weights), and forward() uploads the ids and positions and downloads the logits; the caches there are the
+// contiguous one and the paged one of block maps (kv_target::blocks), not the paged one written on the host.
 class decoder {
 public:
     decoder(const hparams& hp, const model_weights& w, int32_t n_batch_max, backend* device = nullptr);

@@ -76,6 +76,8 @@ kv_block_pool& model::kv_pool(kv_format k, kv_format v) {
         pp.head_dim = hp.head_dim;
         pp.k_format = k;
         pp.v_format = v;
+        // A device engine's sessions read the paged cache on the device (session.cpp: device_cache).
+        if (!eng.device().host_memory()) pp.device = &eng.device();
         p = std::make_unique<kv_block_pool>(pp);
     }
     return *p;

@@ -3,14 +3,82 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "core/error.h"
 
 namespace tfu {
 
-paged_kv::paged_kv(kv_block_table& table, int32_t n_layer)
-    : table_(table), n_head_kv_(table.pool().params().n_head_kv), head_dim_(table.pool().params().head_dim) {
+paged_kv::paged_kv(kv_block_table& table, int32_t n_layer, backend* ops, int32_t max_blocks)
+    : table_(table), n_head_kv_(table.pool().params().n_head_kv), head_dim_(table.pool().params().head_dim), ops_(ops) {
     TFU_CHECK(n_layer == table.pool().params().n_layer);
+    if (!ops_) return;
+    TFU_CHECK(max_blocks >= 1);
+    const kv_block_pool& pool = table.pool();
+    blocks_mem_ = static_cast<uint64_t*>(ops_->alloc(size_t(max_blocks) * sizeof(uint64_t), "KV cache block table"));
+    sent_.assign(size_t(max_blocks), 0);
+    for (int32_t l = 0; l < n_layer; ++l) {
+        kv_block_map m;
+        m.k = pool.k_layout();
+        m.v = pool.v_layout();
+        m.n_head_kv = n_head_kv_;
+        m.n_blocks = max_blocks;
+        m.k_offset = pool.layer_offset(l);
+        m.v_offset = pool.layer_offset(l) + size_t(n_head_kv_) * pool.k_layout().bytes;
+        m.blocks = blocks_mem_;
+        maps_.push_back(m);
+    }
+    // No entry holds an address yet: the first sync writes all the table's.
+    std::fill(sent_.begin(), sent_.end(), ~uint64_t(0));
+}
+
+paged_kv::~paged_kv() {
+    if (blocks_mem_) ops_->free(blocks_mem_);
+}
+
+void paged_kv::sync_blocks() {
+    TFU_CHECK(ops_);
+    const std::vector<int32_t>& ids = table_.blocks();
+    if (ids.size() > sent_.size())
+        fail(TFU_STATUS_INTERNAL, "paged_kv: the table holds " + std::to_string(ids.size()) + " blocks, the map " +
+                                      std::to_string(sent_.size()));
+    size_t first = ids.size(), last = 0;
+    for (size_t b = 0; b < ids.size(); ++b) {
+        const uint64_t a = uint64_t(reinterpret_cast<uintptr_t>(table_.pool().data(ids[b])));
+        if (a == sent_[b]) continue;
+        sent_[b] = a;
+        first = std::min(first, b);
+        last = b;
+    }
+    if (first < ids.size()) ops_->upload(blocks_mem_ + first, sent_.data() + first, (last - first + 1) * sizeof(uint64_t));
+}
+
+bool paged_kv::block_ops_supported(backend& be, const kv_layout& k, const kv_layout& v, int32_t n_head_kv,
+                                   std::string* why) {
+    // Stand-in addresses: the probe is never run, only checked (shapes, dtypes, layouts, alignment).
+    void* fake = reinterpret_cast<void*>(uintptr_t(4096));
+    kv_block_map m;
+    m.k = k;
+    m.v = v;
+    m.n_head_kv = n_head_kv;
+    m.n_blocks = 1;
+    m.v_offset = size_t(n_head_kv) * k.bytes;
+    m.blocks = static_cast<const uint64_t*>(fake);
+    const int64_t hd = k.head_dim;
+    tensor rows = make_tensor(dtype::F32, hd * n_head_kv, 1, 1, 1, fake, "probe rows");
+    tensor q = make_tensor(dtype::F32, hd, n_head_kv, 1, 1, fake, "probe q");
+    op st;
+    st.type = op_type::KV_STORE_BLOCKS;
+    st.src[0] = st.src[1] = &rows;
+    st.ext = &m;
+    op at;
+    at.type = op_type::ATTENTION_BLOCKS;
+    at.dst = &q;
+    at.src[0] = &q;
+    at.ext = &m;
+    at.i[1] = n_head_kv;
+    at.f[0] = 1.0f;
+    return be.supports(st, why) && be.supports(at, why);
 }
 
 void paged_kv::store(int32_t layer, const tensor& k, const tensor& v, int32_t pos0) {

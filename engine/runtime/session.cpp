@@ -89,8 +89,10 @@ uint64_t kv_budget_bytes(model& m, const tfu_session_params& p, int32_t n_ctx, s
 
 namespace {
 
-// On a device backend the cache is the contiguous one in device memory (the paged cache is written on the host
-// for now): f16 or bf16 as asked; the quantized formats and the eviction policies need the paged cache.
+// On a device backend, f16/f16 and bf16/bf16 take the contiguous cache in device memory (its attention kernel
+// reads a KV head's rows once per group of query heads); the other format pairs take the paged cache in device
+// memory, written and read by the block ops (runtime/paged_kv.h), where the backend runs them. The eviction
+// policies rewrite the cache on the host, so they are refused there.
 // The enum fields a C caller filled, checked as integers before anything reads them as enums (core/enum_value.h).
 void check_enums(const tfu_session_params& p) {
     const int32_t pol = enum_value(p.kv_policy), tk = enum_value(p.kv_type_k), tv = enum_value(p.kv_type_v);
@@ -111,8 +113,28 @@ std::optional<dtype> device_cache(model& m, const tfu_session_params& p, std::op
                                          " backend yet (they need the paged cache in device memory)");
     if (p.kv_type_k == TFU_KV_F16 && p.kv_type_v == TFU_KV_F16) return dtype::F16;
     if (p.kv_type_k == TFU_KV_BF16 && p.kv_type_v == TFU_KV_BF16) return dtype::BF16;
-    fail(TFU_STATUS_UNSUPPORTED, "quantized KV cache formats are not available on the " + be +
-                                     " backend yet (they need the paged cache in device memory); use f16 or bf16");
+    if (p.kv_type_k == TFU_KV_Q4)
+        fail(TFU_STATUS_UNSUPPORTED, "q4 keys are not available on the " + be + " backend yet (their newest rows wait "
+                                     "in an f16 tail on the host); use kv_type_k f16, bf16 or q8 (V may be q4)");
+    kv_block_pool& pool = pool_of(m, p);
+    std::string why;
+    if (!paged_kv::block_ops_supported(m.eng.device(), pool.k_layout(), pool.v_layout(), m.hp.n_head_kv, &why))
+        fail(TFU_STATUS_UNSUPPORTED, "KV cache formats K " + std::string(kv_format_name(pool.k_layout().format)) +
+                                         " V " + kv_format_name(pool.v_layout().format) + " are not available on the " +
+                                         be + " backend (" + why + "); use f16 or bf16");
+    return std::nullopt;
+}
+
+// Whether a paged session runs the block ops (KV_STORE_BLOCKS, ATTENTION_BLOCKS) and on which backend: always on a
+// device backend (device_cache admitted it); on a host backend only with TFU_KV_BLOCK_OPS=1 (tests: the device's
+// code path on the CPU, whose kernels leave the same bytes as the host writers), for per-token keys and without an
+// eviction policy.
+backend* block_ops_backend(model& m, const tfu_session_params& p) {
+    backend& be = m.eng.device();
+    if (!be.host_memory()) return &be;
+    const char* env = std::getenv("TFU_KV_BLOCK_OPS");
+    if (!env || std::strcmp(env, "1") != 0) return nullptr;
+    return p.kv_type_k != TFU_KV_Q4 && p.kv_policy == TFU_KV_POLICY_REFUSE ? &be : nullptr;
 }
 
 }  // namespace
@@ -143,10 +165,9 @@ session::session(model& m, const tfu_session_params& p, std::optional<dtype> con
         for (int32_t l = 0; l < m.hp.n_layer; ++l) kv_views_.push_back(kv_layer{&contiguous_->k(l), &contiguous_->v(l)});
         target_.contiguous = kv_views_.data();
     } else {
-        table_ = std::make_unique<kv_block_table>(
-            m.kv_pool(to_kv_format(p.kv_type_k, "kv_type_k"), to_kv_format(p.kv_type_v, "kv_type_v")));
-        paged_ = std::make_unique<paged_kv>(*table_, m.hp.n_layer);
-        target_.paged = paged_.get();
+        table_ = std::make_unique<kv_block_table>(pool_of(m, p));
+        block_ops_ = block_ops_backend(m, p);
+        attach_paged();
     }
     if (policy_ != TFU_KV_POLICY_REFUSE && !table_)
         fail(TFU_STATUS_INVALID_ARGUMENT, "the eviction policies need the paged KV cache");
@@ -188,16 +209,32 @@ session::~session() {
     mdl.n_sessions.fetch_sub(1);
 }
 
+void session::attach_paged() {
+    const int32_t B = table_->pool().params().block_tokens;
+    paged_ = std::make_unique<paged_kv>(*table_, mdl.hp.n_layer, block_ops_, (n_ctx_ + B - 1) / B);
+    target_ = kv_target{};
+    if (block_ops_) target_.blocks = paged_->maps();
+    else target_.paged = paged_.get();
+}
+
+std::unique_lock<std::mutex> session::lock_for_cache() {
+    if (table_ && table_->pool().params().device) return mdl.eng.lock_device();
+    return {};
+}
+
 void session::offload() {
     if (!can_offload()) return;
     host_tokens_ = table_->n_tokens();
     host_final_blocks_ = table_->final_blocks();
     std::vector<uint8_t> image(table_->image_bytes(host_tokens_));
     size_t at = 0;
-    table_->write_image([&](const void* p, size_t n) {
-        std::memcpy(image.data() + at, p, n);
-        at += n;
-    });
+    {
+        auto lock = lock_for_cache();  // a device pool's blocks come back through download()
+        table_->write_image([&](const void* p, size_t n) {
+            std::memcpy(image.data() + at, p, n);
+            at += n;
+        });
+    }
     TFU_CHECK(at == image.size());
     host_image_ = std::move(image);
     host_bytes_.store(host_image_.size());
@@ -214,6 +251,7 @@ void session::ensure_resident() {
                        this);
     try {
         size_t at = 0;
+        auto lock = lock_for_cache();
         table_->read_image(host_tokens_, host_final_blocks_, [&](void* p, size_t n) {
             std::memcpy(p, host_image_.data() + at, n);
             at += n;
@@ -264,6 +302,8 @@ void session::throw_if_cancelled() {
 bool session::forward_batch(const int32_t* tokens, int32_t n, bool all_logits, float* out, int32_t* token_out) {
     if (policy_ != TFU_KV_POLICY_REFUSE) make_room(n);
     const int32_t pos0 = int32_t(tokens_.size());
+    // Before the appends: with a device pool they may copy blocks (copy-on-write) and then upload the block map.
+    auto lock = mdl.eng.lock_device();
     if (table_) {
         TFU_CHECK(table_->n_tokens() == pos0);
         table_->append(n);  // blocks for the new positions (OUT_OF_MEMORY adds nothing)
@@ -271,7 +311,7 @@ bool session::forward_batch(const int32_t* tokens, int32_t n, bool all_logits, f
     if (policy_ == TFU_KV_POLICY_H2O) scores_.resize(size_t(pos0) + size_t(n), 0.0);
     bool on_device = false;
     try {
-        auto lock = mdl.eng.lock_device();
+        if (block_ops_) paged_->sync_blocks();
         on_device = dec_.forward(mdl.eng.device(), target_, tokens, n, pos0, all_logits, out, &cancel_flag, token_out);
         if (on_device) device_logits_version_ = dec_.logits_version();
     } catch (...) {

@@ -23,7 +23,8 @@ class session {
 public:
     // The KV cache is the paged one in the formats p.kv_type_k / kv_type_v, unless `contiguous` names a dtype
     // (F32, F16, BF16): then a contiguous cache of that dtype (tests: exact f32 comparisons, paged vs contiguous).
-    // On a device backend the cache is always the contiguous f16/bf16 one (see session.cpp, device_cache).
+    // On a device backend: the contiguous cache for f16/f16 and bf16/bf16, else the paged one in device memory
+    // (session.cpp, device_cache).
     session(model& m, const tfu_session_params& p, std::optional<dtype> contiguous = std::nullopt);
     ~session();
 
@@ -107,6 +108,10 @@ private:
         device_token_valid_ = false;
     }
     void throw_if_cancelled();
+    // Makes paged_ for table_ (block-op mode when block_ops_) and points target_ at it.
+    void attach_paged();
+    // The device lock when the cache's blocks are device memory (their bytes move through the backend), else none.
+    std::unique_lock<std::mutex> lock_for_cache();
 
     int32_t n_ctx_;
     int32_t n_batch_;
@@ -121,6 +126,7 @@ private:
     std::vector<kv_layer> kv_views_;
     std::unique_ptr<kv_block_table> table_;
     std::unique_ptr<paged_kv> paged_;
+    backend* block_ops_ = nullptr;  // where the block ops run (a device's paged cache), or null (runtime/paged_kv.h)
     kv_target target_;
     decoder dec_;
     sampler smp_;

@@ -89,6 +89,8 @@ void session::decode_batch(session* const* ss, const int32_t* tokens, size_t n) 
     bool on_device = false;
     std::lock_guard<std::mutex> batch_lock(m.batch_mutex);  // the batch decoder and logits are the model's
     try {
+        // Before the appends: with a device pool they may copy blocks (copy-on-write) and upload the block maps.
+        auto lock = m.eng.lock_device();
         for (size_t i = 0; i < n; ++i) {
             session& s = *ss[i];
             pos0[i] = int32_t(s.tokens_.size());
@@ -97,6 +99,7 @@ void session::decode_batch(session* const* ss, const int32_t* tokens, size_t n) 
                 s.table_->append(1);  // OUT_OF_MEMORY adds nothing
             }
             ++n_appended;
+            if (s.block_ops_) s.paged_->sync_blocks();
             if (s.policy_ == TFU_KV_POLICY_H2O) s.scores_.resize(size_t(pos0[i]) + 1, 0.0);
             seqs[i].kv = s.target_;
             seqs[i].tokens = &tok[i];
@@ -106,7 +109,6 @@ void session::decode_batch(session* const* ss, const int32_t* tokens, size_t n) 
         }
         decoder& dec = m.batch_decoder();
         m.batch_logits.resize(V * n);
-        auto lock = m.eng.lock_device();
         on_device = dec.forward_multi(m.eng.device(), seqs.data(), int32_t(n), false, m.batch_logits.data(),
                                       greedy_device ? picks.data() : nullptr, greedy_device ? keep.data() : nullptr);
     } catch (const error& e) {

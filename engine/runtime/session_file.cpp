@@ -170,6 +170,7 @@ void session::save(const std::string& path) {
             put_vec(w, st.window);
             if (has_logits_) put_vec(w, logits_);
             if (has_scores) put_vec(w, scores_);
+            auto lock = lock_for_cache();  // a device pool's blocks come back through download()
             table_->write_image([&](const void* p, size_t n) { w.put(p, n); });
             w.finish();
             if (std::fclose(f.release()) != 0) fail(TFU_STATUS_IO_ERROR, tmp + ": close failed: " + std::strerror(errno));
@@ -261,13 +262,15 @@ void session::load(const std::string& path) {
         for (int32_t t : *v)
             if (t < 0 || t >= mdl.hp.n_vocab) bad("token id " + std::to_string(t) + " is outside the vocabulary");
     auto table = std::make_unique<kv_block_table>(table_->pool());
-    table->read_image(hd.n_tokens, hd.final_blocks, [&](void* p, size_t n) { r.get(p, n); });
+    {
+        auto lock = lock_for_cache();  // a device pool's blocks go up through upload()
+        table->read_image(hd.n_tokens, hd.final_blocks, [&](void* p, size_t n) { r.get(p, n); });
+    }
     r.check_trailer();  // throws before anything below changes the session
 
     smp_.restore_state(st);
     table_ = std::move(table);
-    paged_ = std::make_unique<paged_kv>(*table_, mdl.hp.n_layer);
-    target_.paged = paged_.get();
+    attach_paged();
     // H2O scores: restored when the file has them and this session uses H2O (else zeros: scoring starts anew).
     if (policy_ == TFU_KV_POLICY_H2O) {
         scores_ = scores.empty() ? std::vector<double>(size_t(hd.n_tokens), 0.0) : std::move(scores);

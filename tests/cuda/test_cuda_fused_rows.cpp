@@ -1,5 +1,5 @@
 // The CUDA backend's fused row-wise launches (kernels_cuda/fused_rows.h): ADD + RMS_NORM, ROPE q + ROPE k,
-// KV_STORE k + KV_STORE v, and the two last pairs as one launch. Every case runs its ops three ways from the same initial bytes: all in one run() on the
+// KV_STORE k + KV_STORE v, the two last pairs as one launch, and ROPE q + ROPE k + KV_STORE_BLOCKS. Every case runs its ops three ways from the same initial bytes: all in one run() on the
 // device (where the pairs fuse), each op alone in its own run() on the device (never fused), and on cpu-ref.
 // The two device runs must leave every buffer bit-identical (the fused kernels repeat the ops' arithmetic), and the
 // written tensors must match cpu-ref within test_ops' bounds (ADD 1e-6, RMS_NORM 1e-5 / 1e-4, ROPE 1e-5,
@@ -10,7 +10,10 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
+#include <functional>
 #include <stdexcept>
+
+#include "backend/kv_block_map.h"
 
 #include "ops/device_test_util.h"
 
@@ -75,8 +78,15 @@ public:
         return &views_.back().t;
     }
 
-    // Runs ops the three ways from the initial bytes and downloads both device results.
-    void run(const std::vector<op>& ops) {
+    // Where buffer `buf` lives in copy c (device memory, or the host bytes cpu-ref works on).
+    uint8_t* base(size_t buf, copy c) {
+        return static_cast<uint8_t*>(c == copy::fused ? bufs_[buf].fused : c == copy::single ? bufs_[buf].single
+                                                                                              : bufs_[buf].ref.data());
+    }
+
+    // Runs ops the three ways from the initial bytes and downloads both device results. ext(ops, c), if given,
+    // points the ops' descriptors at copy c (a block map's cache), after the initial bytes are in place.
+    void run(const std::vector<op>& ops, const std::function<void(std::vector<op>&, copy)>& ext = {}) {
         for (buf_rec& b : bufs_) {
             std::copy(b.init.begin(), b.init.end(), b.ref.begin());  // in place: views point into ref
             dev_.upload(b.fused, b.init.data(), b.init.size());
@@ -86,18 +96,24 @@ public:
         auto mapped = [&](copy c) {
             std::vector<op> out = ops;
             for (op& o : out) {
-                o.dst = device_view(o.dst, c, dev_tensors);
+                if (o.dst) o.dst = device_view(o.dst, c, dev_tensors);  // KV_STORE_BLOCKS has none
                 for (auto& s : o.src)
                     if (s) s = device_view(s, c, dev_tensors);
             }
             return out;
         };
-        const std::vector<op> fused = mapped(copy::fused);
-        const std::vector<op> single = mapped(copy::single);
+        std::vector<op> fused = mapped(copy::fused);
+        std::vector<op> single = mapped(copy::single);
+        std::vector<op> ref = ops;
+        if (ext) {
+            ext(fused, copy::fused);
+            ext(single, copy::single);
+            ext(ref, copy::ref);
+        }
         dev_.run(fused.data(), fused.size());
         for (const op& o : single) dev_.run(&o, 1);
         dev_.sync();
-        make_cpu_ref_backend()->run(ops.data(), ops.size());
+        make_cpu_ref_backend()->run(ref.data(), ref.size());
         for (buf_rec& b : bufs_) {
             b.got_fused.assign(b.init.size(), 0);
             b.got_single.assign(b.init.size(), 0);
@@ -106,9 +122,12 @@ public:
         }
     }
 
-    // Every buffer bit-identical between the one-run and the op-by-op device passes.
-    void expect_identical(const std::string& what) const {
-        for (const buf_rec& b : bufs_) {
+    // Every buffer bit-identical between the one-run and the op-by-op device passes (but those in `except`: a
+    // block map's address array, which points into each pass's own cache).
+    void expect_identical(const std::string& what, const std::vector<size_t>& except = {}) const {
+        for (size_t i_buf = 0; i_buf < bufs_.size(); ++i_buf) {
+            if (std::find(except.begin(), except.end(), i_buf) != except.end()) continue;
+            const buf_rec& b = bufs_[i_buf];
             size_t first = b.init.size();
             for (size_t i = 0; i < b.init.size(); ++i)
                 if (b.got_fused[i] != b.got_single[i]) {
@@ -426,6 +445,74 @@ TEST(cuda_fused_rows, rope_store_four_ops) {
                 c.expect_close(c.view(bck, rb, t, hd * nkv, xk->ne[1]), kb_bound, what + " cache k");
                 c.expect_close(c.view(bcv, rb, t, hd * nkv, n), f == form::v_is_rotated_k ? kb_bound : k_store,
                                what + " cache v");
+            }
+}
+
+// ROPE q, ROPE k, KV_STORE_BLOCKS in one launch (fused_rope_blocks.cu) for each format pair the device cache takes,
+// at positions that cross a block, and the lookalike that must not fuse (the store of the unrotated k): every
+// buffer, the cache included, bit-identical to the op-by-op run (whose KV_STORE_BLOCKS test_ops compares with
+// cpu-ref byte for byte), and the rotations within test_ops' bounds of cpu-ref.
+TEST(cuda_fused_rows, rope_store_blocks_three_ops) {
+    std::string why;
+    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_CUDA, &why);
+    if (!dev) GTEST_SKIP() << why;
+    std::mt19937_64 rng(test_seed() + 71);
+    const std::pair<kv_format, kv_format> pairs[] = {
+        {kv_format::q8, kv_format::q8}, {kv_format::q8, kv_format::q4}, {kv_format::f16, kv_format::q4},
+        {kv_format::bf16, kv_format::f16}};
+    for (const auto& [kf, vf] : pairs)
+        for (int64_t n : {1, 3})
+            for (bool unrotated : {false, true}) {
+                const int64_t hd = 64, nh = 32, nkv = 8;
+                const int32_t B = 16, pos0 = 30, n_blocks = 3;
+                const std::string what = std::string("K ") + kv_format_name(kf) + " V " + kv_format_name(vf) +
+                                         " n=" + std::to_string(n) + (unrotated ? " unrotated k" : "");
+                pair_case c(*dev);
+                const size_t kb = size_t(hd * nkv * n) * 4;
+                const size_t bq = c.buffer(rng, size_t(hd * nh * n) * 4, "q"), bk = c.buffer(rng, kb, "k");
+                const size_t bv = c.buffer(rng, kb, "v");
+                const size_t bqr = c.buffer(rng, size_t(hd * nh * n) * 4, "qr"), bkr = c.buffer(rng, kb, "kr");
+                const size_t bp = c.buffer(rng, size_t(n) * 4, "pos");
+                c.set(bp, 0, positions(pos0, n));
+                kv_block_map m;
+                m.k = kv_layout_make(kf, kv_part::k, B, int32_t(hd));
+                m.v = kv_layout_make(vf, kv_part::v, B, int32_t(hd));
+                m.n_head_kv = int32_t(nkv);
+                m.n_blocks = n_blocks;
+                m.v_offset = size_t(nkv) * m.k.bytes;
+                const size_t block_bytes = (size_t(nkv) * (m.k.bytes + m.v.bytes) + 63) / 64 * 64;
+                const size_t bcache = c.buffer(rng, block_bytes * n_blocks, "cache");
+                const size_t baddr = c.buffer(rng, size_t(n_blocks) * 8, "block addresses");
+                tensor* q3 = c.view(bq, 0, dtype::F32, hd, nh, n);
+                tensor* k3 = c.view(bk, 0, dtype::F32, hd, nkv, n);
+                tensor* qr = c.view(bqr, 0, dtype::F32, hd, nh, n);
+                tensor* kr = c.view(bkr, 0, dtype::F32, hd, nkv, n);
+                tensor* xk = c.view(unrotated ? bk : bkr, 0, dtype::F32, hd * nkv, n);
+                tensor* xv = c.view(bv, 0, dtype::F32, hd * nkv, n);
+                tensor* pos = c.view(bp, 0, dtype::I32, n);
+                op st;
+                st.type = op_type::KV_STORE_BLOCKS;
+                st.src[0] = xk;
+                st.src[1] = xv;
+                st.i[0] = pos0;
+                // Table block b is cache block (b + 1) % 3: the address array matters.
+                std::deque<kv_block_map> maps;
+                auto point = [&](std::vector<op>& ops, pair_case::copy cp) {
+                    std::vector<uint64_t> addr(n_blocks);
+                    for (int32_t b = 0; b < n_blocks; ++b)
+                        addr[size_t(b)] = uint64_t(uintptr_t(c.base(bcache, cp) + size_t((b + 1) % n_blocks) * block_bytes));
+                    if (cp == pair_case::copy::ref) std::memcpy(c.base(baddr, cp), addr.data(), addr.size() * 8);
+                    else dev->upload(c.base(baddr, cp), addr.data(), addr.size() * 8);
+                    maps.push_back(m);
+                    maps.back().blocks = reinterpret_cast<const uint64_t*>(c.base(baddr, cp));
+                    ops[2].ext = &maps.back();
+                };
+                c.run({rope_op(qr, q3, pos, nullptr, int(hd), 0, 10000.0f, 1.0f),
+                       rope_op(kr, k3, pos, nullptr, int(hd), 0, 10000.0f, 1.0f), st},
+                      point);
+                c.expect_identical(what, {baddr});
+                c.expect_close(qr, k_rope, what + " q");
+                c.expect_close(kr, k_rope, what + " k");
             }
 }
 

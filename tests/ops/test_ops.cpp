@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "backend/kv_block_map.h"
 #include "kv/block_table.h"
 #include "ops/op_test_util.h"
 
@@ -49,6 +50,9 @@ const std::vector<error_bound>& bound_table() {
         {op_type::ATTENTION_PAGED, {}, 1e-5, 1e-4,
          "same decoded K/V values (readers vs kv_read_row); f32 online softmax vs double"},
         {op_type::ARGMAX, {}, 0, 0, "an index: exactly the reference's (compared as integers)"},
+        {op_type::KV_STORE_BLOCKS, {}, 0, 0, "kv_write_row's bytes exactly (compared as bytes)"},
+        {op_type::ATTENTION_BLOCKS, {}, 1e-5, 1e-4,
+         "same decoded K/V values (readers vs kv_read_row); f32 online softmax vs double"},
     };
     return table;
 }
@@ -68,6 +72,27 @@ struct op_case {
     std::vector<std::unique_ptr<owned_tensor>> inputs;
     std::unique_ptr<owned_tensor> dst;  // the initial dst contents (copied for each run)
     std::shared_ptr<void> ext_owner;    // keeps what op.ext points to alive (ATTENTION_PAGED: pool, table, view)
+    // The *_BLOCKS ops: ext is a kv_block_map whose block addresses each run makes for its own copy of the cache
+    // (KV_STORE_BLOCKS: the cache is dst's bytes, compared bit for bit; ATTENTION_BLOCKS: `cache` below).
+    struct block_cache* blocks = nullptr;
+};
+
+// A paged cache of n_blocks pool blocks of two layers, the op's map addressing layer 1 (so that the offsets
+// matter); table block b is pool block order[b] (shuffled, so that the block array matters).
+struct block_cache {
+    kv_block_map map;           // blocks: set per run
+    std::vector<int32_t> order;
+    size_t block_bytes = 0;
+    std::vector<uint8_t> cache; // ATTENTION_BLOCKS: the cache's bytes (KV_STORE_BLOCKS: dst holds them)
+    // The map with block b at base + order[b] * block_bytes, its address array in `addr`.
+    kv_block_map at(const uint8_t* base, std::vector<uint64_t>& addr) const {
+        addr.resize(order.size());
+        for (size_t b = 0; b < order.size(); ++b)
+            addr[b] = uint64_t(reinterpret_cast<uintptr_t>(base + size_t(order[b]) * block_bytes));
+        kv_block_map m = map;
+        m.blocks = addr.data();
+        return m;
+    }
 };
 
 struct case_builder {
@@ -305,6 +330,87 @@ void cases_attention_paged(case_builder& b) {
             }
 }
 
+// A block_cache for (K format, V format, hd, n_head_kv, B) covering n_pos positions.
+std::shared_ptr<block_cache> make_block_cache(std::mt19937_64& rng, kv_format kf, kv_format vf, int32_t hd,
+                                              int32_t n_head_kv, int32_t B, int32_t n_pos) {
+    auto bc = std::make_shared<block_cache>();
+    kv_block_map& m = bc->map;
+    m.k = kv_layout_make(kf, kv_part::k, B, hd);
+    m.v = kv_layout_make(vf, kv_part::v, B, hd);
+    m.n_head_kv = n_head_kv;
+    m.n_blocks = (n_pos + B - 1) / B + 1;  // one spare block past the positions
+    const size_t layer_bytes = size_t(n_head_kv) * (m.k.bytes + m.v.bytes);
+    m.k_offset = layer_bytes;  // layer 1
+    m.v_offset = layer_bytes + size_t(n_head_kv) * m.k.bytes;
+    bc->block_bytes = (2 * layer_bytes + 63) / 64 * 64;
+    bc->order.resize(size_t(m.n_blocks));
+    for (int32_t b = 0; b < m.n_blocks; ++b) bc->order[size_t(b)] = b;
+    std::shuffle(bc->order.begin(), bc->order.end(), rng);
+    return bc;
+}
+
+void cases_kv_store_blocks(case_builder& b) {
+    struct shape { int32_t hd, n_head_kv, n, first, block; };
+    const shape shapes[] = {{8, 4, 1, 0, 16},  {64, 8, 1, 37, 32}, {64, 2, 7, 30, 32},
+                            {80, 2, 40, 10, 16}, {128, 8, 5, 63, 32}, {96, 1, 33, 0, 16}};
+    for (kv_format kf : {kv_format::f16, kv_format::bf16, kv_format::q8})
+        for (kv_format vf : {kv_format::f16, kv_format::bf16, kv_format::q8, kv_format::q4})
+            for (const shape& s : shapes) {
+                op_case& c = b.add(op_type::KV_STORE_BLOCKS,
+                                   fmt("K %s V %s hd=%d n_head_kv=%d n=%d first=%d B=%d", kv_format_name(kf),
+                                       kv_format_name(vf), s.hd, s.n_head_kv, s.n, s.first, s.block));
+                auto bc = make_block_cache(b.rng, kf, vf, s.hd, s.n_head_kv, s.block, s.first + s.n);
+                tensor* k = b.input(c, 0, dtype::F32, int64_t(s.hd) * s.n_head_kv, s.n, 1, 2.0f);
+                b.input(c, 1, dtype::F32, int64_t(s.hd) * s.n_head_kv, s.n, 1, 2.0f);
+                // An outlier channel per row (the q8 scale and a q4 group's range follow it).
+                for (int64_t j = 0; j < s.n; ++j) static_cast<float*>(k->row(j))[(j * 7) % k->ne[0]] = 40.0f;
+                // dst: the cache's bytes (as i32 words), random so that untouched bytes must stay as they were.
+                b.output(c, dtype::I32, int64_t(size_t(bc->map.n_blocks) * bc->block_bytes / 4));
+                std::uniform_int_distribution<int32_t> word(INT32_MIN, INT32_MAX);
+                for (int64_t i = 0; i < c.dst->t.ne[0]; ++i) c.dst->t.ptr<int32_t>()[i] = word(b.rng);
+                c.o.i[0] = s.first;
+                c.blocks = bc.get();
+                c.ext_owner = bc;
+            }
+}
+
+void cases_attention_blocks(case_builder& b) {
+    struct shape { int32_t hd, n_head, n_head_kv, n, n_past, block; };
+    const shape shapes[] = {{8, 8, 4, 1, 0, 16},     {64, 8, 4, 7, 40, 32},  {64, 32, 8, 1, 300, 32},
+                            {128, 32, 8, 1, 100, 32}, {80, 8, 2, 5, 33, 16},  {64, 8, 1, 64, 30, 32},
+                            {64, 32, 8, 1, 4000, 32}};
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (kv_format kf : {kv_format::f16, kv_format::bf16, kv_format::q8})
+        for (kv_format vf : {kv_format::f16, kv_format::q8, kv_format::q4})
+            for (const shape& s : shapes) {
+                op_case& c = b.add(op_type::ATTENTION_BLOCKS,
+                                   fmt("K %s V %s hd=%d n_head=%d/%d n=%d n_past=%d B=%d", kv_format_name(kf),
+                                       kv_format_name(vf), s.hd, s.n_head, s.n_head_kv, s.n, s.n_past, s.block));
+                const int32_t n_pos = s.n_past + s.n;
+                auto bc = make_block_cache(b.rng, kf, vf, s.hd, s.n_head_kv, s.block, n_pos);
+                const kv_block_map& m = bc->map;
+                bc->cache.assign(size_t(m.n_blocks) * bc->block_bytes, 0xff);  // unwritten rows read as NaN
+                std::vector<uint64_t> addr;
+                const kv_block_map host = bc->at(bc->cache.data(), addr);
+                std::vector<float> row(size_t(s.hd));
+                for (int32_t pos = 0; pos < n_pos; ++pos)
+                    for (int32_t h = 0; h < s.n_head_kv; ++h) {
+                        uint8_t* blk = reinterpret_cast<uint8_t*>(uintptr_t(host.blocks[pos / s.block]));
+                        for (float& x : row) x = nd(b.rng);
+                        kv_write_row(m.k, blk + m.k_offset + size_t(h) * m.k.bytes, pos % s.block, row.data());
+                        for (float& x : row) x = nd(b.rng);
+                        kv_write_row(m.v, blk + m.v_offset + size_t(h) * m.v.bytes, pos % s.block, row.data());
+                    }
+                b.input(c, 0, dtype::F32, s.hd, s.n_head, s.n);
+                c.o.i[0] = s.n_past;
+                c.o.i[1] = s.n_head_kv;
+                c.o.f[0] = float(1.0 / std::sqrt(double(s.hd)));
+                b.output(c, dtype::F32, s.hd, s.n_head, s.n);
+                c.blocks = bc.get();
+                c.ext_owner = bc;
+            }
+}
+
 // Columns of random values with the sampler's special cases planted by column (j % 7): ties of the maximum (the
 // lowest index wins), +inf next to FLT_MAX (equal under the sampler's rules), NaN and -inf only (-1), NaN and -inf
 // around an ordinary maximum, -0 and +0 as the maximum (equal), two positive denormals (the larger wins), all
@@ -375,6 +481,8 @@ std::vector<op_case> make_cases(op_type type, std::mt19937_64& rng) {
         case op_type::ATTENTION: cases_attention(b); break;
         case op_type::ATTENTION_PAGED: cases_attention_paged(b); break;
         case op_type::ARGMAX: cases_argmax(b); break;
+        case op_type::KV_STORE_BLOCKS: cases_kv_store_blocks(b); break;
+        case op_type::ATTENTION_BLOCKS: cases_attention_blocks(b); break;
         case op_type::COUNT: break;
     }
     return std::move(b.cases);
@@ -390,6 +498,14 @@ std::unique_ptr<owned_tensor> run_case_host(backend& be, const op_case& c) {
     for (const auto& in : c.inputs) before.push_back(in->bytes());
     op o = c.o;
     o.dst = &dst->t;
+    std::vector<uint64_t> addr;
+    kv_block_map map;
+    if (c.blocks) {  // the map of this run's copy of the cache
+        const bool store = o.type == op_type::KV_STORE_BLOCKS;
+        map = c.blocks->at(store ? static_cast<const uint8_t*>(dst->t.data) : c.blocks->cache.data(), addr);
+        o.ext = &map;
+        if (store) o.dst = nullptr;
+    }
     be.run(&o, 1);
     EXPECT_TRUE(dst->buf->guards_intact()) << be.name() << " wrote outside dst: " << c.desc;
     for (size_t i = 0; i < c.inputs.size(); ++i) {
@@ -465,6 +581,22 @@ std::unique_ptr<owned_tensor> run_case_device(backend& be, const op_case& c) {
     tensor dst_t = c.dst->t;
     dst_t.data = dst_mem.data();
     o.dst = &dst_t;
+    // A block map: the cache (dst for KV_STORE_BLOCKS) and the block address array in backend memory.
+    kv_block_map map;
+    if (c.blocks) {
+        const bool store = o.type == op_type::KV_STORE_BLOCKS;
+        const uint8_t* base = static_cast<const uint8_t*>(dst_mem.data());
+        if (!store) {
+            mem.push_back(std::make_unique<device_copy>(be, c.blocks->cache.data(), c.blocks->cache.size()));
+            base = static_cast<const uint8_t*>(mem.back()->data());
+        }
+        std::vector<uint64_t> addr;
+        map = c.blocks->at(base, addr);
+        mem.push_back(std::make_unique<device_copy>(be, addr.data(), addr.size() * sizeof(uint64_t)));
+        map.blocks = static_cast<const uint64_t*>(mem.back()->data());
+        o.ext = &map;
+        if (store) o.dst = nullptr;
+    }
     be.run(&o, 1);
     be.sync();
 
@@ -557,6 +689,13 @@ TEST_P(op_vs_ref, matches_reference) {
         SCOPED_TRACE(std::string(op_name(p.op)) + " " + c.desc);
         op probe = c.o;
         probe.dst = &c.dst->t;
+        std::vector<uint64_t> probe_addr;
+        kv_block_map probe_map;
+        if (c.blocks) {
+            probe_map = c.blocks->at(static_cast<const uint8_t*>(c.dst->t.data), probe_addr);
+            probe.ext = &probe_map;
+            if (c.o.type == op_type::KV_STORE_BLOCKS) probe.dst = nullptr;
+        }
         std::string why;
         ASSERT_TRUE(ref->supports(probe, &why)) << "cpu-ref rejects its own test case: " << why;
         if (!be->supports(probe, &why)) {
@@ -568,7 +707,7 @@ TEST_P(op_vs_ref, matches_reference) {
 
         std::unique_ptr<owned_tensor> want = run_case(*ref, c);
         std::unique_ptr<owned_tensor> got = run_case(*be, c);
-        if (c.dst->t.type == dtype::I32) {  // indices (ARGMAX): exactly the reference's
+        if (c.dst->t.type == dtype::I32) {  // indices (ARGMAX), cache bytes (KV_STORE_BLOCKS): exactly the reference's
             const int32_t* w = want->t.ptr<int32_t>();
             const int32_t* g = got->t.ptr<int32_t>();
             for (int64_t i = 0; i < want->t.nelements(); ++i)

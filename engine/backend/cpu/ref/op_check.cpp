@@ -3,6 +3,7 @@
 
 #include <sstream>
 
+#include "backend/kv_block_map.h"
 #include "backend/kv_format.h"
 #include "core/error.h"
 
@@ -83,6 +84,26 @@ std::string shapes(const op& o) {
     return s + "]";
 }
 
+// The parts of a kv_block_map both *_BLOCKS ops rely on: per-token layouts of one head size and block size.
+bool check_block_map(checker& c, const kv_block_map* m, const op& o) {
+    if (!c.expect(m != nullptr && m->blocks != nullptr, [] { return std::string("ext must be a kv_block_map"); }))
+        return false;
+    const kv_layout& k = m->k;
+    const kv_layout& v = m->v;
+    const int32_t B = k.block_tokens;
+    // kv_layout_make's own limits first: it throws outside them, and check_op must not.
+    return c.expect(k.part == kv_part::k && v.part == kv_part::v && k.head_dim == v.head_dim &&
+                        B == v.block_tokens && k.head_dim >= 1 && k.head_dim <= 4096 && B >= 16 && B <= 4096 &&
+                        (B & (B - 1)) == 0 &&
+                        uint8_t(k.format) <= uint8_t(kv_format::q4) && uint8_t(v.format) <= uint8_t(kv_format::q4),
+                    [&] { return "the map's K and V layouts disagree" + shapes(o); }) &&
+           c.expect(k.per_token(), [&] { return "per-channel q4 keys cannot be addressed by a block map" + shapes(o); }) &&
+           c.expect(k == kv_layout_make(k.format, k.part, k.block_tokens, k.head_dim) &&
+                        v == kv_layout_make(v.format, v.part, v.block_tokens, v.head_dim),
+                    [&] { return "the map's layouts are not kv_layout_make's" + shapes(o); }) &&
+           c.expect(m->n_head_kv >= 1 && m->n_blocks >= 0, [&] { return "bad n_head_kv or n_blocks" + shapes(o); });
+}
+
 }  // namespace
 
 bool check_op(const op& o, std::string* why) {
@@ -92,7 +113,7 @@ bool check_op(const op& o, std::string* why) {
     const tensor* s0 = o.src[0];
     const tensor* s1 = o.src[1];
     const tensor* s2 = o.src[2];
-    if (!c.layout(d, "dst") || !c.layout(s0, "src0")) return false;
+    if ((o.type != op_type::KV_STORE_BLOCKS && !c.layout(d, "dst")) || !c.layout(s0, "src0")) return false;
     if (op_n_src(o.type) >= 2 && !c.layout(s1, "src1")) return false;
     switch (o.type) {
         case op_type::GET_ROWS:
@@ -175,6 +196,31 @@ bool check_op(const op& o, std::string* why) {
                             [&] { return "positions i[0] + n exceed the paged cache's blocks" + shapes(o); }) &&
                    c.expect(kv->n_blocks == 0 || (kv->k[0].layout->head_dim == hd && kv->v[0].layout->head_dim == hd),
                             [&] { return "the cache's head size differs from q's" + shapes(o); });
+        }
+        case op_type::KV_STORE_BLOCKS: {
+            // K rows src0 and V rows src1 (hd * n_head_kv, n) of positions i[0].. into ext = kv_block_map
+            const kv_block_map* m = static_cast<const kv_block_map*>(o.ext);
+            if (!c.is_type(s0, "src0", dtype::F32) || !c.is_type(s1, "src1", dtype::F32) ||
+                !c.same_shape(s0, "src0", s1, "src1") || !check_block_map(c, m, o))
+                return false;
+            return c.expect(s0->ne[2] == 1 && s0->ne[3] == 1, [&] { return "src0 must be (hd * n_head_kv, n)" + shapes(o); }) &&
+                   c.expect(s0->ne[0] == int64_t(m->k.head_dim) * m->n_head_kv, [&] { return "rows must be hd * n_head_kv of the cache" + shapes(o); }) &&
+                   c.expect(o.i[0] >= 0 && int64_t(o.i[0]) + s0->nrows() <= int64_t(m->n_blocks) * m->k.block_tokens,
+                            [&] { return "positions i[0] = " + std::to_string(o.i[0]) + " .. + n exceed the map's blocks" + shapes(o); });
+        }
+        case op_type::ATTENTION_BLOCKS: {
+            // dst (hd, n_head, n) = attention(src0 (hd, n_head, n), K/V through ext = kv_block_map)
+            const kv_block_map* m = static_cast<const kv_block_map*>(o.ext);
+            const int64_t hd = s0->ne[0], n_head = s0->ne[1], n = s0->ne[2];
+            if (!c.is_type(s0, "src0", dtype::F32) || !c.is_type(d, "dst", dtype::F32) ||
+                !c.same_shape(d, "dst", s0, "src0") || !check_block_map(c, m, o))
+                return false;
+            return c.expect(s0->ne[3] == 1, [&] { return "src0 must be (hd, n_head, n)" + shapes(o); }) &&
+                   c.expect(o.i[1] >= 1 && n_head % o.i[1] == 0 && m->n_head_kv == o.i[1],
+                            [&] { return "n_head_kv (i[1]) must divide n_head and match the map" + shapes(o); }) &&
+                   c.expect(m->k.head_dim == hd, [&] { return "the cache's head size differs from q's" + shapes(o); }) &&
+                   c.expect(o.i[0] >= 0 && int64_t(o.i[0]) + n <= int64_t(m->n_blocks) * m->k.block_tokens,
+                            [&] { return "positions i[0] + n exceed the map's blocks" + shapes(o); });
         }
         case op_type::ARGMAX:
             // dst (n, i32) = index of the largest value of each column of src0 (k, n) f32
