@@ -237,7 +237,6 @@ void kv_block_table::publish_prefix(const int32_t* tokens, int32_t n) {
 }
 
 void kv_block_table::drop_blocks(int32_t first, int32_t count, const key_rotate_fn& rotate_k) {
-    check_host("drop_blocks");
     const kv_pool_params& p = pool_.params();
     if (first < 0 || count < 1 || first + count > n_final_blocks())
         fail(TFU_STATUS_INVALID_ARGUMENT, "kv_block_table::drop_blocks: blocks " + std::to_string(first) + "+" +
@@ -276,14 +275,22 @@ void kv_block_table::drop_blocks(int32_t first, int32_t count, const key_rotate_
     const int32_t d = p.head_dim;
     std::vector<float> rows(size_t(B_) * size_t(d));
     const std::vector<int32_t> deltas(size_t(B_), -count * B_);
+    // A device pool's block is rotated in a host copy: downloaded, rewritten here, uploaded (the q4-key residual,
+    // host memory, never is on a device: refused when the table is made).
+    backend* dev = p.device;
+    std::vector<uint8_t> staged(dev ? pool_.block_bytes() : 0);
     for (int32_t b = first; b < n_blocks(); ++b) {
         blocks_[size_t(b)] = pool_.make_writable(blocks_[size_t(b)]);
+        const int32_t id = blocks_[size_t(b)];
+        if (dev) dev->download(staged.data(), pool_.data(id), staged.size());
+        uint8_t* const base = dev ? staged.data() : pool_.data(id);
         const int32_t n_rows = std::min(B_, n_tokens_ - b * B_);
         const bool in_residual = k_residual() && b >= n_final;
         for (int32_t l = 0; l < p.n_layer; ++l)
             for (int32_t h = 0; h < p.n_head_kv; ++h) {
                 const kv_layout& kl = in_residual ? residual_layout_ : pool_.k_layout();
-                uint8_t* blk = in_residual ? reinterpret_cast<uint8_t*>(residual(l, h, b)) : pool_.k_head(blocks_[size_t(b)], l, h);
+                uint8_t* blk = in_residual ? reinterpret_cast<uint8_t*>(residual(l, h, b))
+                                           : base + pool_.layer_offset(l) + size_t(h) * kl.bytes;
                 for (int32_t t = 0; t < n_rows; ++t) kv_read_row(kl, blk, t, rows.data() + size_t(t) * size_t(d));
                 rotate_k(rows.data(), deltas.data(), n_rows);
                 if (kl.per_token()) {
@@ -292,6 +299,7 @@ void kv_block_table::drop_blocks(int32_t first, int32_t count, const key_rotate_
                     kv_quantize_block_k(kl, blk, rows.data(), d);  // a final q4 block is full (n_rows == B)
                 }
             }
+        if (dev) dev->upload(pool_.data(id), staged.data(), staged.size());
     }
 }
 

@@ -35,8 +35,8 @@
 //
 // Device pools (kv_pool_params::device): the table keeps the same bookkeeping, but its blocks are written and read
 // on the device by ops (runtime/paged_kv.h builds the kv_block_map); here only whole blocks move (write_image /
-// read_image: download / upload). The host-side row writers, drop_blocks and compact refuse (UNSUPPORTED), and q4
-// keys are refused when the table is made (their f16 tail is host memory).
+// read_image: download / upload; drop_blocks: each moved block rotated in a host copy). The host-side row writers
+// and compact refuse (UNSUPPORTED), and q4 keys are refused when the table is made (their f16 tail is host memory).
 //
 // Thread safety: one table is used by one thread at a time; tables of one pool may run on different threads.
 #pragma once

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "runtime/paged_kv.h"
 
 namespace tfu {
 namespace {
@@ -76,8 +77,10 @@ kv_block_pool& model::kv_pool(kv_format k, kv_format v) {
         pp.head_dim = hp.head_dim;
         pp.k_format = k;
         pp.v_format = v;
-        // A device engine's sessions read the paged cache on the device (session.cpp: device_cache).
-        if (!eng.device().host_memory()) pp.device = &eng.device();
+        // A device engine's sessions read the paged cache on the device (session.cpp: device_cache); with
+        // TFU_KV_BLOCK_OPS=1 (when the pool is made) a host engine's per-token-key pools take the same path.
+        if (!eng.device().host_memory() || (paged_kv::host_test_mode() && k != kv_format::q4))
+            pp.device = &eng.device();
         p = std::make_unique<kv_block_pool>(pp);
     }
     return *p;

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "core/error.h"
@@ -51,6 +53,11 @@ void paged_kv::sync_blocks() {
         last = b;
     }
     if (first < ids.size()) ops_->upload(blocks_mem_ + first, sent_.data() + first, (last - first + 1) * sizeof(uint64_t));
+}
+
+bool paged_kv::host_test_mode() {
+    const char* env = std::getenv("TFU_KV_BLOCK_OPS");
+    return env && std::strcmp(env, "1") == 0;
 }
 
 bool paged_kv::block_ops_supported(backend& be, const kv_layout& k, const kv_layout& v, int32_t n_head_kv,

@@ -38,6 +38,10 @@ public:
     // device lock (a device upload).
     void sync_blocks();
 
+    // TFU_KV_BLOCK_OPS=1: host-backend sessions take the block-op mode too, over a pool whose memory goes through
+    // the backend's alloc/copy/upload/download like a device's (tests: the device's code paths on the CPU).
+    static bool host_test_mode();
+
     // Whether `be` runs the block ops for a cache of these layouts (a probe through backend::supports); if not,
     // *why says why.
     static bool block_ops_supported(backend& be, const kv_layout& k, const kv_layout& v, int32_t n_head_kv,

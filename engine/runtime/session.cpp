@@ -91,8 +91,9 @@ namespace {
 
 // On a device backend, f16/f16 and bf16/bf16 take the contiguous cache in device memory (its attention kernel
 // reads a KV head's rows once per group of query heads); the other format pairs take the paged cache in device
-// memory, written and read by the block ops (runtime/paged_kv.h), where the backend runs them. The eviction
-// policies rewrite the cache on the host, so they are refused there.
+// memory, written and read by the block ops (runtime/paged_kv.h), where the backend runs them. Of the eviction
+// policies only the sliding window runs there (whole blocks dropped, the later ones re-rotated through host
+// copies: kv_block_table::drop_blocks); H2O and chunk summary score and rewrite the cache on the host.
 // The enum fields a C caller filled, checked as integers before anything reads them as enums (core/enum_value.h).
 void check_enums(const tfu_session_params& p) {
     const int32_t pol = enum_value(p.kv_policy), tk = enum_value(p.kv_type_k), tv = enum_value(p.kv_type_v);
@@ -108,33 +109,39 @@ std::optional<dtype> device_cache(model& m, const tfu_session_params& p, std::op
     check_enums(p);  // first: the delegating constructor runs this before any member reads the params
     if (contiguous || m.eng.device().host_memory()) return contiguous;
     const std::string be = m.eng.device().name();
-    if (p.kv_policy != TFU_KV_POLICY_REFUSE)
-        fail(TFU_STATUS_UNSUPPORTED, "KV cache eviction policies are not available on the " + be +
-                                         " backend yet (they need the paged cache in device memory)");
-    if (p.kv_type_k == TFU_KV_F16 && p.kv_type_v == TFU_KV_F16) return dtype::F16;
-    if (p.kv_type_k == TFU_KV_BF16 && p.kv_type_v == TFU_KV_BF16) return dtype::BF16;
+    if (p.kv_policy == TFU_KV_POLICY_H2O || p.kv_policy == TFU_KV_POLICY_CHUNK_SUMMARY)
+        fail(TFU_STATUS_UNSUPPORTED, "the H2O and chunk-summary KV cache policies are not available on the " + be +
+                                         " backend yet (they score and rewrite the cache on the host); the sliding "
+                                         "window is");
+    // The sliding window drops whole blocks of the paged cache: even f16 and bf16 sessions take it then.
+    const bool window = p.kv_policy == TFU_KV_POLICY_SLIDING_WINDOW;
+    if (!window && p.kv_type_k == TFU_KV_F16 && p.kv_type_v == TFU_KV_F16) return dtype::F16;
+    if (!window && p.kv_type_k == TFU_KV_BF16 && p.kv_type_v == TFU_KV_BF16) return dtype::BF16;
     if (p.kv_type_k == TFU_KV_Q4)
         fail(TFU_STATUS_UNSUPPORTED, "q4 keys are not available on the " + be + " backend yet (their newest rows wait "
                                      "in an f16 tail on the host); use kv_type_k f16, bf16 or q8 (V may be q4)");
     kv_block_pool& pool = pool_of(m, p);
     std::string why;
-    if (!paged_kv::block_ops_supported(m.eng.device(), pool.k_layout(), pool.v_layout(), m.hp.n_head_kv, &why))
-        fail(TFU_STATUS_UNSUPPORTED, "KV cache formats K " + std::string(kv_format_name(pool.k_layout().format)) +
-                                         " V " + kv_format_name(pool.v_layout().format) + " are not available on the " +
-                                         be + " backend (" + why + "); use f16 or bf16");
+    if (!paged_kv::block_ops_supported(m.eng.device(), pool.k_layout(), pool.v_layout(), m.hp.n_head_kv, &why)) {
+        const std::string what = window ? std::string("the sliding-window policy")
+                                        : std::string("KV cache formats K ") + kv_format_name(pool.k_layout().format) +
+                                              " V " + kv_format_name(pool.v_layout().format);
+        fail(TFU_STATUS_UNSUPPORTED, what + ": the paged cache in device memory is not available on the " + be +
+                                         " backend (" + why + ")" + (window ? "" : "; use f16 or bf16"));
+    }
     return std::nullopt;
 }
 
 // Whether a paged session runs the block ops (KV_STORE_BLOCKS, ATTENTION_BLOCKS) and on which backend: always on a
 // device backend (device_cache admitted it); on a host backend only with TFU_KV_BLOCK_OPS=1 (tests: the device's
-// code path on the CPU, whose kernels leave the same bytes as the host writers), for per-token keys and without an
-// eviction policy.
+// code path on the CPU, whose kernels leave the same bytes as the host writers), for per-token keys and no policy
+// or the sliding window (the device's policies).
 backend* block_ops_backend(model& m, const tfu_session_params& p) {
     backend& be = m.eng.device();
     if (!be.host_memory()) return &be;
-    const char* env = std::getenv("TFU_KV_BLOCK_OPS");
-    if (!env || std::strcmp(env, "1") != 0) return nullptr;
-    return p.kv_type_k != TFU_KV_Q4 && p.kv_policy == TFU_KV_POLICY_REFUSE ? &be : nullptr;
+    if (!paged_kv::host_test_mode()) return nullptr;
+    const bool policy_ok = p.kv_policy == TFU_KV_POLICY_REFUSE || p.kv_policy == TFU_KV_POLICY_SLIDING_WINDOW;
+    return p.kv_type_k != TFU_KV_Q4 && policy_ok ? &be : nullptr;
 }
 
 }  // namespace
@@ -300,10 +307,11 @@ void session::throw_if_cancelled() {
 }
 
 bool session::forward_batch(const int32_t* tokens, int32_t n, bool all_logits, float* out, int32_t* token_out) {
+    // Before the eviction and the appends: with a device pool they move blocks through the backend (copy-on-write,
+    // a sliding window's rotated blocks) and then upload the block map.
+    auto lock = mdl.eng.lock_device();
     if (policy_ != TFU_KV_POLICY_REFUSE) make_room(n);
     const int32_t pos0 = int32_t(tokens_.size());
-    // Before the appends: with a device pool they may copy blocks (copy-on-write) and then upload the block map.
-    auto lock = mdl.eng.lock_device();
     if (table_) {
         TFU_CHECK(table_->n_tokens() == pos0);
         table_->append(n);  // blocks for the new positions (OUT_OF_MEMORY adds nothing)

@@ -58,7 +58,10 @@ void session::decode_batch(session* const* ss, const int32_t* tokens, size_t n) 
             if (ss[i]->cancel_flag.load()) fail(TFU_STATUS_CANCELLED, "cancelled by tfu_session_cancel");
         // 3. Full caches make room by their own policies (what forward_batch does before a pass).
         for (size_t i = 0; i < n; ++i)
-            if (ss[i]->policy_ != TFU_KV_POLICY_REFUSE) ss[i]->make_room(1);
+            if (ss[i]->policy_ != TFU_KV_POLICY_REFUSE) {
+                auto lock = ss[i]->lock_for_cache();  // a device pool's dropped blocks move through the backend
+                ss[i]->make_room(1);
+            }
     } catch (const error& e) {
         if (e.status() == TFU_STATUS_CANCELLED) clear_cancels();
         throw;

@@ -254,7 +254,9 @@ typedef struct tfu_sampler_params {
 /* Formats of the paged KV cache, chosen per session for keys and values separately. Bytes per token and head
  * of head size d: f16/bf16 2d; q8 d + 2 (int8 with a scale per token and head); q4 about d/2 + 4 (keys: 4-bit
  * per channel over each block of 32 tokens, the newest partial block kept in f16; values: 4-bit per token in
- * groups of up to 32 channels). Every head size works (also stories260K's 8). */
+ * groups of up to 32 channels). Every head size works (also stories260K's 8).
+ * On a GPU: the CUDA backend keeps every pair but q4 keys in device memory; Vulkan takes f16/f16 and bf16/bf16.
+ * A pair a backend cannot hold fails tfu_session_create with TFU_STATUS_UNSUPPORTED and the reason. */
 typedef enum tfu_kv_type {
     TFU_KV_F16 = 0,
     TFU_KV_BF16 = 1,
@@ -267,7 +269,8 @@ typedef enum tfu_kv_type {
  * order, and a key that moves down is re-rotated (RoPE) to its new position, as if it had been computed there.
  * Every policy but REFUSE frees a quarter of the cache at a time (so evictions are rare and a prefill batch is at
  * most a quarter of the cache), keeps the first kv_n_sink tokens ("attention sinks") and accepts input beyond
- * n_ctx without limit. docs/kv-cache.md says what each costs. */
+ * n_ctx without limit. docs/kv-cache.md says what each costs. On a GPU backend only REFUSE and (CUDA)
+ * SLIDING_WINDOW are available; the others fail tfu_session_create with TFU_STATUS_UNSUPPORTED. */
 typedef enum tfu_kv_policy {
     TFU_KV_POLICY_REFUSE = 0,         /* TFU_STATUS_CONTEXT_FULL when input does not fit (default) */
     TFU_KV_POLICY_SLIDING_WINDOW = 1, /* StreamingLLM (arXiv 2309.17453): drop the oldest whole 32-token blocks

@@ -4,7 +4,7 @@
 // host-written paged cache of the same formats on the CPU (bit for bit on the CPU; within a bound on the GPU,
 // printed), alone, in batched steps, after a prefix shared from another session and after a session file round
 // trip; a device pool's copy-on-write copies the bytes; where the ops are missing (Vulkan) or the format is q4 keys,
-// a session is refused with a message.
+// a session is refused with a message; the sliding window runs there like on the host.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -43,9 +43,11 @@ struct engine_model {
     }
     // A paged session of these formats; block_ops: with TFU_KV_BLOCK_OPS=1 while it is made (read once, and only
     // on host backends: a device backend always takes the block ops).
-    std::unique_ptr<tfu::session> make(tfu_kv_type k, tfu_kv_type v, bool block_ops, int32_t n_batch = 45) {
+    std::unique_ptr<tfu::session> make(tfu_kv_type k, tfu_kv_type v, bool block_ops, int32_t n_batch = 45,
+                                       tfu_kv_policy policy = TFU_KV_POLICY_REFUSE, int32_t n_ctx = 256) {
         tfu_session_params sp = tfu_session_params_default();
-        sp.n_ctx = 256;
+        sp.n_ctx = n_ctx;
+        sp.kv_policy = policy;
         sp.n_batch = n_batch;
         sp.kv_type_k = k;
         sp.kv_type_v = v;
@@ -212,6 +214,39 @@ TEST_P(kv_blocks, session_file_round_trip) {
     EXPECT_LE(rel_l2(b->logits(), a->logits()), 0.0);  // the same bytes and the same kernels
 }
 
+// The sliding window (the policy a device session may take): a 192-token cache, a 100-token prompt and 200 greedy
+// steps drop a block ten times; each drop re-rotates the later keys through host copies of their blocks. Tokens
+// and logits equal those of the host-written cache under the same policy.
+TEST_P(kv_blocks, sliding_window_equals_host_paged_cache) {
+    const std::vector<int32_t> toks = prompt_tokens();
+    for (const kv_pair& p : {k_pairs[0], k_pairs[4]}) {  // q8/q8; f16/f16 (paged on a device too, under a policy)
+        auto a = host->make(p.k, p.v, false, 32, TFU_KV_POLICY_SLIDING_WINDOW, 192);
+        auto b = dev->make(p.k, p.v, true, 32, TFU_KV_POLICY_SLIDING_WINDOW, 192);
+        a->add_tokens(toks.data(), toks.size());
+        b->add_tokens(toks.data(), toks.size());
+        for (int step = 0; step < 200; ++step) {
+            a->eval();
+            b->eval();
+            const int32_t ta = a->sample(), tb = b->sample();
+            ASSERT_EQ(tb, ta) << p.name << " step " << step;
+            a->add_tokens(&ta, 1);
+            b->add_tokens(&tb, 1);
+        }
+        a->eval();
+        b->eval();
+        tfu_session_stats sa = {}, sb = {};
+        sa.struct_size = sb.struct_size = sizeof sa;
+        a->stats(&sa);
+        b->stats(&sb);
+        EXPECT_EQ(sb.n_evictions, sa.n_evictions);
+        EXPECT_GE(sb.n_evictions, 3u) << p.name;
+        const double e = rel_l2(b->logits(), a->logits());
+        std::printf("%s K/V %s sliding window: %llu evictions, last logits rel L2 %.3e\n", dev->eng->backend_name(),
+                    p.name, (unsigned long long)sb.n_evictions, e);
+        EXPECT_LE(e, bound()) << p.name;
+    }
+}
+
 // A device pool's make_writable copies a shared block's bytes (backend::copy) and leaves the original as it was.
 TEST_P(kv_blocks, pool_copy_on_write) {
     tfu::backend& be = dev->eng->device();
@@ -241,8 +276,8 @@ TEST_P(kv_blocks, pool_copy_on_write) {
     pool.release(id);
 }
 
-// What the block ops cannot hold is refused with a message when the session is made: q4 keys on a device, and
-// every quantized format on a device whose module lacks the ops.
+// What the block ops cannot hold is refused with a message when the session is made: q4 keys and the H2O and
+// chunk-summary policies on a device, and every quantized format on a device whose module lacks the ops.
 TEST_P(kv_blocks, refused_where_unsupported) {
     if (dev->eng->device().host_memory()) GTEST_SKIP() << "host backends take every format";
     try {
@@ -251,6 +286,15 @@ TEST_P(kv_blocks, refused_where_unsupported) {
     } catch (const tfu::error& e) {
         EXPECT_EQ(e.status(), TFU_STATUS_UNSUPPORTED);
         EXPECT_NE(std::string(e.what()).find("q4 keys"), std::string::npos) << e.what();
+    }
+    for (tfu_kv_policy pol : {TFU_KV_POLICY_H2O, TFU_KV_POLICY_CHUNK_SUMMARY}) {
+        try {
+            dev->make(TFU_KV_Q8, TFU_KV_Q8, true, 32, pol, 128);
+            ADD_FAILURE() << "policy " << int(pol) << " accepted on " << dev->eng->backend_name();
+        } catch (const tfu::error& e) {
+            EXPECT_EQ(e.status(), TFU_STATUS_UNSUPPORTED);
+            EXPECT_NE(std::string(e.what()).find("policies are not available"), std::string::npos) << e.what();
+        }
     }
 }
 
