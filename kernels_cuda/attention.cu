@@ -114,17 +114,7 @@ void attention(context& ctx, const op& o) {
     const tensor& q = *o.src[0];
     const tensor& k = *o.src[1];
     const tensor& v = *o.src[2];
-    attn_params p{};
-    p.q = static_cast<const uint8_t*>(q.data);
-    p.q_stride = q.nb[1];
-    p.dst = static_cast<uint8_t*>(o.dst->data);
-    p.d_stride = o.dst->nb[1];
-    p.hd = int(q.ne[0]);
-    p.n_head = int(q.ne[1]);
-    p.group = int(q.ne[1] / o.i[1]);
-    p.n_past = o.i[0];
-    p.n_past_dev = ctx.dyn_at();
-    p.scale = o.f[0];
+    const attn_params p = attn_params_of(ctx, o);
     if (attention_gqa_shape(ctx, o)) {
         if (k.type == dtype::F16) return launch_gqa_t<dtype::F16>(ctx, p, int(q.ne[2]), int(o.i[1]), k, v);
         return launch_gqa_t<dtype::BF16>(ctx, p, int(q.ne[2]), int(o.i[1]), k, v);

@@ -176,17 +176,7 @@ bool blocks_gqa_pair(const kv_block_map& m) {
 void attention_blocks(context& ctx, const op& o) {
     const tensor& q = *o.src[0];
     const kv_block_map& m = *static_cast<const kv_block_map*>(o.ext);
-    attn_params p{};
-    p.q = static_cast<const uint8_t*>(q.data);
-    p.q_stride = q.nb[1];
-    p.dst = static_cast<uint8_t*>(o.dst->data);
-    p.d_stride = o.dst->nb[1];
-    p.hd = int(q.ne[0]);
-    p.n_head = int(q.ne[1]);
-    p.group = int(q.ne[1] / o.i[1]);
-    p.n_past = o.i[0];
-    p.n_past_dev = ctx.dyn_at();
-    p.scale = o.f[0];
+    const attn_params p = attn_params_of(ctx, o);
     if (attention_gqa_shape(ctx, o)) {
         const int n = int(q.ne[2]);
         const bool k8 = m.k.format == kv_format::q8;

@@ -46,6 +46,24 @@ struct attn_params {
     float* partial;    // split-K: (n * n_head, n_split, hd + 2) floats = (max, sum, acc[hd]); nullptr: no split
 };
 
+// The parameters every attention op shares (ops.def: q = src0 (hd, n_head, n), dst alike, i[0] = position of
+// query 0, read on the device in replayed graphs: context::dyn_at; i[1] = n_head_kv; f[0] = scale).
+inline attn_params attn_params_of(const context& ctx, const op& o) {
+    const tensor& q = *o.src[0];
+    attn_params p{};
+    p.q = static_cast<const uint8_t*>(q.data);
+    p.q_stride = q.nb[1];
+    p.dst = static_cast<uint8_t*>(o.dst->data);
+    p.d_stride = o.dst->nb[1];
+    p.hd = int(q.ne[0]);
+    p.n_head = int(q.ne[1]);
+    p.group = int(q.ne[1] / o.i[1]);
+    p.n_past = o.i[0];
+    p.n_past_dev = ctx.dyn_at();
+    p.scale = o.f[0];
+    return p;
+}
+
 // READER: template <int R> __device__ void load_k(int hk, int t, int lane, float x[R]) const, and load_v: channels
 // lane + 32 r of row t of KV head hk, 0 past the head size.
 template <int R, typename READER>

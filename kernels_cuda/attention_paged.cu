@@ -71,16 +71,8 @@ void attention_paged(context& ctx, const op& o) {
         table[n_entries + i] = make_entry(view.v[i], hd, view.block_tokens, "V", i);
     }
     const kv_entry* dev = static_cast<const kv_entry*>(ctx.stage(table.data(), table.size() * sizeof(kv_entry)));
-    attn_params p{};
-    p.q = static_cast<const uint8_t*>(q.data);
-    p.q_stride = q.nb[1];
-    p.dst = static_cast<uint8_t*>(o.dst->data);
-    p.d_stride = o.dst->nb[1];
-    p.hd = hd;
-    p.n_head = int(q.ne[1]);
-    p.group = int(q.ne[1] / o.i[1]);
-    p.n_past = o.i[0];
-    p.scale = o.f[0];
+    attn_params p = attn_params_of(ctx, o);
+    p.n_past_dev = nullptr;  // the staged table is per op: these runs are never replayed (graph_safe)
     const paged_reader r{dev, dev + n_entries, view.n_head_kv, view.block_tokens, hd};
     launch_attention(ctx, p, int(q.ne[2]), r, "attention_kernel (paged)");
 }

@@ -27,4 +27,15 @@ paged_kv_view kv_block_map_view(const kv_block_map& m, int32_t n_blocks, std::ve
     return view;
 }
 
+op kv_block_map_as_paged(const op& o, paged_kv_view& view, std::vector<kv_rows>& k, std::vector<kv_rows>& v) {
+    const kv_block_map& m = *static_cast<const kv_block_map*>(o.ext);
+    const int64_t B = m.k.block_tokens;
+    const int64_t end = int64_t(o.i[0]) + o.src[0]->ne[2];  // positions the last query sees, + 1
+    view = kv_block_map_view(m, int32_t((end + B - 1) / B), k, v);
+    op paged = o;
+    paged.type = op_type::ATTENTION_PAGED;
+    paged.ext = &view;
+    return paged;
+}
+
 }  // namespace tfu

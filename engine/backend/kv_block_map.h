@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "backend/kv_format.h"
+#include "backend/op.h"
 
 namespace tfu {
 
@@ -31,5 +32,9 @@ struct kv_block_map {
 // cpu-ref backends): rows are filled with n_rows = B; k and v are resized to n_blocks * n_head_kv.
 paged_kv_view kv_block_map_view(const kv_block_map& m, int32_t n_blocks, std::vector<kv_rows>& k,
                                 std::vector<kv_rows>& v);
+
+// An ATTENTION_BLOCKS op `o` over host memory as the ATTENTION_PAGED op over the view of the blocks its positions
+// reach (how the cpu and cpu-ref backends run it); the returned op points into view, which points into k and v.
+op kv_block_map_as_paged(const op& o, paged_kv_view& view, std::vector<kv_rows>& k, std::vector<kv_rows>& v);
 
 }  // namespace tfu

@@ -75,6 +75,23 @@ const kv_pair k_pairs[] = {{TFU_KV_Q8, TFU_KV_Q8, "q8/q8"},   {TFU_KV_Q8, TFU_KV
                            {TFU_KV_F16, TFU_KV_Q4, "f16/q4"}, {TFU_KV_BF16, TFU_KV_Q8, "bf16/q8"},
                            {TFU_KV_F16, TFU_KV_F16, "f16/f16"}};
 
+// Greedy steps of two sessions fed the same prompt: the same token at every step (asserted), then a last eval.
+void greedy_together(tfu::session& a, tfu::session& b, const std::vector<int32_t>& prompt, int steps,
+                     const std::string& what) {
+    a.add_tokens(prompt.data(), prompt.size());
+    b.add_tokens(prompt.data(), prompt.size());
+    for (int step = 0; step < steps; ++step) {
+        a.eval();
+        b.eval();
+        const int32_t ta = a.sample(), tb = b.sample();
+        ASSERT_EQ(tb, ta) << what << " step " << step;
+        a.add_tokens(&ta, 1);
+        b.add_tokens(&tb, 1);
+    }
+    a.eval();
+    b.eval();
+}
+
 class kv_blocks : public ::testing::TestWithParam<tfu_backend_kind> {
 protected:
     void SetUp() override {
@@ -114,18 +131,8 @@ TEST_P(kv_blocks, greedy_steps_equal_host_paged_cache) {
     for (const kv_pair& p : k_pairs) {
         auto a = host->make(p.k, p.v, false);
         auto b = dev->make(p.k, p.v, true);
-        a->add_tokens(toks.data(), toks.size());
-        b->add_tokens(toks.data(), toks.size());
-        for (int step = 0; step < 40; ++step) {
-            a->eval();
-            b->eval();
-            const int32_t ta = a->sample(), tb = b->sample();
-            ASSERT_EQ(tb, ta) << p.name << " step " << step;
-            a->add_tokens(&ta, 1);
-            b->add_tokens(&tb, 1);
-        }
-        a->eval();
-        b->eval();
+        greedy_together(*a, *b, toks, 40, p.name);
+        if (HasFatalFailure()) return;
         const double e = rel_l2(b->logits(), a->logits());
         std::printf("%s K/V %s: 40 greedy steps, last logits rel L2 %.3e\n", dev->eng->backend_name(), p.name, e);
         EXPECT_LE(e, bound()) << p.name;
@@ -222,18 +229,8 @@ TEST_P(kv_blocks, sliding_window_equals_host_paged_cache) {
     for (const kv_pair& p : {k_pairs[0], k_pairs[4]}) {  // q8/q8; f16/f16 (paged on a device too, under a policy)
         auto a = host->make(p.k, p.v, false, 32, TFU_KV_POLICY_SLIDING_WINDOW, 192);
         auto b = dev->make(p.k, p.v, true, 32, TFU_KV_POLICY_SLIDING_WINDOW, 192);
-        a->add_tokens(toks.data(), toks.size());
-        b->add_tokens(toks.data(), toks.size());
-        for (int step = 0; step < 200; ++step) {
-            a->eval();
-            b->eval();
-            const int32_t ta = a->sample(), tb = b->sample();
-            ASSERT_EQ(tb, ta) << p.name << " step " << step;
-            a->add_tokens(&ta, 1);
-            b->add_tokens(&tb, 1);
-        }
-        a->eval();
-        b->eval();
+        greedy_together(*a, *b, toks, 200, p.name);
+        if (HasFatalFailure()) return;
         tfu_session_stats sa = {}, sb = {};
         sa.struct_size = sb.struct_size = sizeof sa;
         a->stats(&sa);
