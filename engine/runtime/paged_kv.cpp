@@ -18,7 +18,7 @@ paged_kv::paged_kv(kv_block_table& table, int32_t n_layer, backend* ops, int32_t
     TFU_CHECK(max_blocks >= 1);
     const kv_block_pool& pool = table.pool();
     blocks_mem_ = static_cast<uint64_t*>(ops_->alloc(size_t(max_blocks) * sizeof(uint64_t), "KV cache block table"));
-    sent_.assign(size_t(max_blocks), 0);
+    sent_.assign(size_t(max_blocks), ~uint64_t(0));  // no entry holds an address yet: the first sync writes all
     for (int32_t l = 0; l < n_layer; ++l) {
         kv_block_map m;
         m.k = pool.k_layout();
@@ -30,8 +30,6 @@ paged_kv::paged_kv(kv_block_table& table, int32_t n_layer, backend* ops, int32_t
         m.blocks = blocks_mem_;
         maps_.push_back(m);
     }
-    // No entry holds an address yet: the first sync writes all the table's.
-    std::fill(sent_.begin(), sent_.end(), ~uint64_t(0));
 }
 
 paged_kv::~paged_kv() {
