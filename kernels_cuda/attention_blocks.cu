@@ -14,24 +14,57 @@ namespace tfu::cuda {
 
 namespace {
 
+// attention_common.cuh's READER over a block map, the formats template parameters (a run-time format put each
+// load behind a branch: pp512 with q8/q8 ran at 0.74x of the contiguous f16 cache).
+template <kv_format KF, kv_format VF>
 struct block_map_reader {
     const uint64_t* blocks;
     uint64_t k_offset, v_offset;
     uint32_t k_bytes, v_bytes;
     kv_row_format kf, vf;
-    int block_tokens, hd;
+    int shift, hd;  // shift: log2 of the block's tokens
 
     template <int R>
     __device__ void load_k(int hk, int t, int lane, float x[R]) const {
-        const uint8_t* data = reinterpret_cast<const uint8_t*>(blocks[t / block_tokens]) + k_offset + size_t(hk) * k_bytes;
-        kv_load_row<R>(kf, data, t % block_tokens, hd, lane, x);
+        const uint8_t* data = reinterpret_cast<const uint8_t*>(blocks[t >> shift]) + k_offset + size_t(hk) * k_bytes;
+        kv_load_row_as<KF, kv_part::k, R>(kf, data, t & ((1 << shift) - 1), hd, lane, x);
     }
     template <int R>
     __device__ void load_v(int hk, int t, int lane, float x[R]) const {
-        const uint8_t* data = reinterpret_cast<const uint8_t*>(blocks[t / block_tokens]) + v_offset + size_t(hk) * v_bytes;
-        kv_load_row<R>(vf, data, t % block_tokens, hd, lane, x);
+        const uint8_t* data = reinterpret_cast<const uint8_t*>(blocks[t >> shift]) + v_offset + size_t(hk) * v_bytes;
+        kv_load_row_as<VF, kv_part::v, R>(vf, data, t & ((1 << shift) - 1), hd, lane, x);
     }
 };
+
+int block_shift(const kv_block_map& m) {
+    int shift = 0;
+    while ((1 << shift) < m.k.block_tokens) ++shift;
+    return shift;
+}
+
+template <kv_format KF, kv_format VF>
+void launch_blocks(context& ctx, const attn_params& p, int n, const kv_block_map& m) {
+    const block_map_reader<KF, VF> r{m.blocks,
+                                     m.k_offset,
+                                     m.v_offset,
+                                     uint32_t(m.k.bytes),
+                                     uint32_t(m.v.bytes),
+                                     kv_row_format_of(m.k),
+                                     kv_row_format_of(m.v),
+                                     block_shift(m),
+                                     p.hd};
+    launch_attention(ctx, p, n, r, "attention_kernel (block map)");
+}
+
+template <kv_format KF>
+void launch_blocks_v(context& ctx, const attn_params& p, int n, const kv_block_map& m) {
+    switch (m.v.format) {
+        case kv_format::f16: return launch_blocks<KF, kv_format::f16>(ctx, p, n, m);
+        case kv_format::bf16: return launch_blocks<KF, kv_format::bf16>(ctx, p, n, m);
+        case kv_format::q8: return launch_blocks<KF, kv_format::q8>(ctx, p, n, m);
+        default: return launch_blocks<KF, kv_format::q4>(ctx, p, n, m);
+    }
+}
 
 // ---- the group kernel's rows (attention_gqa.cuh's ROWS) ----------------------------------------------------
 // One lane's 8 channels of a row, raw: F f16/bf16 16 bytes; q8 8 code bytes + the row's f16 scale; q4 (V) 4 code
@@ -156,9 +189,8 @@ part8<F> part_of(const kv_layout& l, uint64_t offset) {
 
 template <kv_format KF, kv_format VF>
 void launch_blocks_gqa(context& ctx, const attn_params& p, int n, const kv_block_map& m) {
-    int shift = 0;
-    while ((1 << shift) < m.k.block_tokens) ++shift;
-    const block_rows<KF, VF> rows{m.blocks, part_of<KF>(m.k, m.k_offset), part_of<VF>(m.v, m.v_offset), shift};
+    const block_rows<KF, VF> rows{m.blocks, part_of<KF>(m.k, m.k_offset), part_of<VF>(m.v, m.v_offset),
+                                  block_shift(m)};
     launch_gqa(ctx, p, n, m.n_head_kv, rows);
 }
 
@@ -192,16 +224,12 @@ void attention_blocks(context& ctx, const op& o) {
                           : launch_blocks_gqa<kv_format::f16, kv_format::f16>(ctx, p, n, m);
         }
     }
-    const block_map_reader r{m.blocks,
-                             m.k_offset,
-                             m.v_offset,
-                             uint32_t(m.k.bytes),
-                             uint32_t(m.v.bytes),
-                             kv_row_format_of(m.k),
-                             kv_row_format_of(m.v),
-                             m.k.block_tokens,
-                             p.hd};
-    launch_attention(ctx, p, int(q.ne[2]), r, "attention_kernel (block map)");
+    // check_op admits per-token K formats only (no q4 keys in a block map).
+    switch (m.k.format) {
+        case kv_format::f16: return launch_blocks_v<kv_format::f16>(ctx, p, int(q.ne[2]), m);
+        case kv_format::bf16: return launch_blocks_v<kv_format::bf16>(ctx, p, int(q.ne[2]), m);
+        default: return launch_blocks_v<kv_format::q8>(ctx, p, int(q.ne[2]), m);
+    }
 }
 
 }  // namespace tfu::cuda
