@@ -18,7 +18,8 @@ paged_kv::paged_kv(kv_block_table& table, int32_t n_layer, backend* ops, int32_t
     TFU_CHECK(max_blocks >= 1);
     const kv_block_pool& pool = table.pool();
     blocks_mem_ = static_cast<uint64_t*>(ops_->alloc(size_t(max_blocks) * sizeof(uint64_t), "KV cache block table"));
-    sent_.assign(size_t(max_blocks), ~uint64_t(0));  // no entry holds an address yet: the first sync writes all
+    sent_ids_.assign(size_t(max_blocks), -1);  // no entry holds a block yet: the first sync writes all
+    addr_.assign(size_t(max_blocks), 0);
     for (int32_t l = 0; l < n_layer; ++l) {
         kv_block_map m;
         m.k = pool.k_layout();
@@ -39,18 +40,20 @@ paged_kv::~paged_kv() {
 void paged_kv::sync_blocks() {
     TFU_CHECK(ops_);
     const std::vector<int32_t>& ids = table_.blocks();
-    if (ids.size() > sent_.size())
+    if (ids.size() > sent_ids_.size())
         fail(TFU_STATUS_INTERNAL, "paged_kv: the table holds " + std::to_string(ids.size()) + " blocks, the map " +
-                                      std::to_string(sent_.size()));
+                                      std::to_string(sent_ids_.size()));
+    // A block's address never changes (pool chunks stay put), so comparing ids finds the entries to rewrite: on a
+    // decode step, none, or the one new block.
     size_t first = ids.size(), last = 0;
     for (size_t b = 0; b < ids.size(); ++b) {
-        const uint64_t a = uint64_t(reinterpret_cast<uintptr_t>(table_.pool().data(ids[b])));
-        if (a == sent_[b]) continue;
-        sent_[b] = a;
+        if (ids[b] == sent_ids_[b]) continue;
+        sent_ids_[b] = ids[b];
+        addr_[b] = uint64_t(reinterpret_cast<uintptr_t>(table_.pool().data(ids[b])));
         first = std::min(first, b);
         last = b;
     }
-    if (first < ids.size()) ops_->upload(blocks_mem_ + first, sent_.data() + first, (last - first + 1) * sizeof(uint64_t));
+    if (first < ids.size()) ops_->upload(blocks_mem_ + first, addr_.data() + first, (last - first + 1) * sizeof(uint64_t));
 }
 
 bool paged_kv::host_test_mode() {

@@ -58,7 +58,8 @@ private:
     backend* ops_ = nullptr;
     std::vector<kv_block_map> maps_;  // [n_layer]
     uint64_t* blocks_mem_ = nullptr;  // [max_blocks] in ops_'s memory
-    std::vector<uint64_t> sent_;      // what blocks_mem_ holds (the host's copy)
+    std::vector<int32_t> sent_ids_;   // the pool block each entry of blocks_mem_ holds (-1: none yet)
+    std::vector<uint64_t> addr_;      // their addresses (what blocks_mem_ holds: the host's copy)
 };
 
 }  // namespace tfu
