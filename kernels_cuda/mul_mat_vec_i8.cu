@@ -51,6 +51,15 @@ constexpr size_t k_x_chunk_bytes = 4 * k_warp * 16 + k_warp * 16;  // codes + sc
 template <dtype T>
 struct i8_blocks;
 
+// The lane's N consecutive words of a stage whose lanes take N words each (Q4_0: 9, Q8_0: 17: odd strides, so the
+// lanes' loads hit different banks).
+template <int N>
+__device__ __forceinline__ void lane_words(const uint8_t* st, int lane, uint32_t (&w)[N]) {
+    const uint32_t* src = reinterpret_cast<const uint32_t*>(st) + N * lane;
+#pragma unroll
+    for (int q = 0; q < N; ++q) w[q] = src[q];
+}
+
 // Q4_0: 18-byte blocks {f16 d, 16 bytes of nibbles}: element i < 16 is the low nibble of byte i, element 16 + i
 // its high nibble; w = d (q - 8). The lane's 36 bytes are 9 words at 36 lane: block A's d = bytes 0-1, nibbles
 // bytes 2..17 (unaligned: each word from two by a byte permute); block B's d = bytes 18-19, nibbles 20..35 = words
@@ -59,10 +68,8 @@ template <>
 struct i8_blocks<dtype::Q4_0> {
     static constexpr int chunk_bytes = 64 * 18;
     __device__ static float dot(const uint8_t* st, int lane, const uint32_t (&x)[16], float4 xs) {
-        const uint32_t* src = reinterpret_cast<const uint32_t*>(st) + 9 * lane;
         uint32_t w[9];
-#pragma unroll
-        for (int q = 0; q < 9; ++q) w[q] = src[q];
+        lane_words(st, lane, w);
         int sa = 0, sb = 0;
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
@@ -83,10 +90,8 @@ template <>
 struct i8_blocks<dtype::Q8_0> {
     static constexpr int chunk_bytes = 64 * 34;
     __device__ static float dot(const uint8_t* st, int lane, const uint32_t (&x)[16], float4 xs) {
-        const uint32_t* src = reinterpret_cast<const uint32_t*>(st) + 17 * lane;
         uint32_t w[17];
-#pragma unroll
-        for (int q = 0; q < 17; ++q) w[q] = src[q];
+        lane_words(st, lane, w);
         int sa = 0, sb = 0;
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
