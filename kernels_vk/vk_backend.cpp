@@ -45,7 +45,8 @@ vk_backend::vk_backend(const tfu_module_options& options, const logger& log) : l
                       (unsigned long long)max_binding_);
         }
     }
-    if (const char* env = std::getenv("TFU_VK_PROFILE"); env && std::strcmp(env, "1") == 0) profile_ = true;
+    const char* prof_env = std::getenv("TFU_VK_PROFILE");
+    if (prof_env && (std::strcmp(prof_env, "1") == 0 || std::strcmp(prof_env, "gpu") == 0)) profile_ = true;
     subgroup_ops_ = caps.subgroup_arithmetic;
     if (const char* env = std::getenv("TFU_VK_SUBGROUP"); env && std::strcmp(env, "0") == 0 && subgroup_ops_) {
         subgroup_ops_ = false;
@@ -58,6 +59,11 @@ vk_backend::vk_backend(const tfu_module_options& options, const logger& log) : l
     if (const char* env = std::getenv("TFU_VK_FUSION"); env && std::strcmp(env, "0") == 0) {
         fuse_ = false;
         log_.logf(TFU_LOG_INFO, "vulkan: fused launches off (TFU_VK_FUSION=0)");
+    }
+    if (prof_env && std::strcmp(prof_env, "gpu") == 0) {
+        timer_ = std::make_unique<gpu_timer>(*ctx_, k_frames);
+        replay_ = false;  // the stamps are written by the ring's command buffers only
+        log_.logf(TFU_LOG_INFO, "vulkan: GPU time per dispatch measured (TFU_VK_PROFILE=gpu); kept command buffers off");
     }
     mem_ = std::make_unique<device_memory>(*ctx_);
     pipes_ = std::make_unique<pipelines>(*ctx_);
@@ -126,6 +132,14 @@ vk_backend::~vk_backend() {
                   prof_.replayed ? replay_ms * 1e3 / double(prof_.replayed) : 0.0,
                   others ? (busy_ms - replay_ms) * 1e3 / double(others) : 0.0);
     }
+    if (timer_) {
+        try {
+            wait_all();  // the last frames' stamps
+        } catch (const std::exception& e) {
+            log_.logf(TFU_LOG_WARN, "vulkan: gpu time: waiting for the last frames: %s", e.what());
+        }
+        for (const std::string& line : timer_->report()) log_.log(TFU_LOG_INFO, line);
+    }
     const fns& f = ctx_->vk();
     VkDevice dev = ctx_->device();
     f.vkDeviceWaitIdle(dev);
@@ -141,6 +155,7 @@ vk_backend::~vk_backend() {
         if (fr.fence) f.vkDestroyFence(dev, fr.fence, nullptr);
     }
     if (cmd_pool_) f.vkDestroyCommandPool(dev, cmd_pool_, nullptr);  // frees the command buffers
+    timer_.reset();  // its query pools belong to the device
     pipes_.reset();
     mem_.reset();
     ctx_.reset();
@@ -166,6 +181,7 @@ void vk_backend::wait_frame(frame& fr) {
     const VkResult r = ctx_->vk().vkWaitForFences(ctx_->device(), 1, &fr.fence, VK_TRUE, UINT64_MAX);
     if (profile_) prof_.wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     check(r, "vkWaitForFences");
+    if (timer_) timer_->collect(size_t(&fr - frames_.data()), fr.serial);
 }
 
 vk_backend::frame& vk_backend::open_frame() {
@@ -223,6 +239,7 @@ void begin_with_barrier(const fns& f, VkCommandBuffer cb, bool reusable) {
 void vk_backend::begin_cmd(frame& fr) {
     TFU_CHECK(open_ && &fr == &frames_[cur_] && !fr.cmd_recording);
     begin_with_barrier(ctx_->vk(), fr.rec.cmd);
+    if (timer_) timer_->begin(fr.rec.cmd, cur_);
     fr.cmd_recording = true;
 }
 
@@ -389,6 +406,7 @@ void vk_backend::download(void* dst_host, const void* src, size_t bytes) {
         global_barrier(fr.rec.cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
                        VK_PIPELINE_STAGE_HOST_BIT,
                        VK_ACCESS_HOST_READ_BIT);
+        if (timer_) timer_->mark(fr.rec.cmd, cur_, "download");
         submit_frame();
         wait_all();  // this frame's fence covers the earlier submissions too; wait_all also frees their frames
         std::memcpy(static_cast<uint8_t*>(dst_host) + done, staging_.mapped, n);
@@ -617,6 +635,7 @@ void vk_backend::dispatch(const char* shader, const std::vector<uint32_t>& spec,
     // The next op may read what this one wrote (and write what it read).
     global_barrier(fr.cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_SHADER_READ_BIT,
                    VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
+    if (timer_ && !kept_) timer_->mark(fr.cmd, cur_, std::string(shader) + " x" + std::to_string(groups));
 }
 
 }  // namespace tfu::vk

@@ -19,6 +19,7 @@
 #include "backend/backend.h"
 #include "vk_context.h"
 #include "vk_device_memory.h"
+#include "vk_gpu_timer.h"
 #include "vk_pipelines.h"
 #include "vk_replay.h"
 
@@ -153,7 +154,8 @@ private:
     };
 
     logger log_;
-    bool profile_ = false;  // env TFU_VK_PROFILE=1
+    bool profile_ = false;  // env TFU_VK_PROFILE=1 (or gpu)
+    std::unique_ptr<gpu_timer> timer_;  // env TFU_VK_PROFILE=gpu: GPU time per dispatch (vk_gpu_timer.h)
     bool subgroup_ops_ = false;
     bool fuse_ = true;      // env TFU_VK_FUSION=0 records every op alone (for comparing)
     bool replay_ = true;    // env TFU_VK_REPLAY=0 records every run into the ring

@@ -241,6 +241,7 @@ void context::choose_device(const tfu_module_options& options) {
     for (int i = 0; i < 3; ++i) caps_.max_group_count[i] = lim.maxComputeWorkGroupCount[i];
     caps_.max_push_constants = lim.maxPushConstantsSize;
     caps_.max_shared_bytes = lim.maxComputeSharedMemorySize;
+    caps_.timestamp_period_ns = lim.timestampPeriod;
     caps_.subgroup_size = sub.subgroupSize;
     caps_.subgroup_arithmetic = (sub.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
                                 (sub.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) && sub.subgroupSize >= 4;
@@ -389,6 +390,7 @@ void context::create_device() {
         if (qf[i].queueFlags & VK_QUEUE_COMPUTE_BIT) pick = int(i);
     if (pick < 0) fail(TFU_STATUS_BACKEND_UNAVAILABLE, "vulkan: " + caps_.name + " has no compute queue");
     queue_family_ = uint32_t(pick);
+    caps_.timestamp_bits = qf[queue_family_].timestampValidBits;
     const float prio = 1.0f;
     VkDeviceQueueCreateInfo qi{};
     qi.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO;

@@ -42,6 +42,8 @@ struct device_caps {
     bool int8_arithmetic = false;         // shaderInt8
     bool memory_budget = false;           // VK_EXT_memory_budget
     uint32_t max_shared_bytes = 0;        // maxComputeSharedMemorySize
+    float timestamp_period_ns = 0;        // timestampPeriod: nanoseconds per timestamp tick
+    uint32_t timestamp_bits = 0;          // the compute queue's timestampValidBits (0: no timestamps)
     // Tensor cores for prefill (shaders/mul_mat_cm.comp): VK_NV_cooperative_matrix lists an fp16 x fp16 -> f32,
     // subgroup-scope 16 x coopmat_n x 16 product, the cooperativeMatrix, shaderFloat16 and vulkanMemoryModel
     // features are there (and enabled at device creation), the subgroup size is 32, Vulkan >= 1.2, and

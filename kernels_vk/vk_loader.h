@@ -89,7 +89,12 @@ namespace tfu::vk {
     X(vkCreateFence)                  \
     X(vkDestroyFence)                 \
     X(vkWaitForFences)                \
-    X(vkResetFences)
+    X(vkResetFences)                  \
+    X(vkCreateQueryPool)              \
+    X(vkDestroyQueryPool)             \
+    X(vkCmdResetQueryPool)            \
+    X(vkCmdWriteTimestamp)            \
+    X(vkGetQueryPoolResults)
 
 // The function table. One per backend (a device's functions belong to that device).
 struct fns {

@@ -2,7 +2,8 @@
 // than the ring of frames) interleaved with small uploads that change inputs between runs and large uploads that
 // replace a weight, checked against cpu-ref after one download; an upload's host source overwritten as soon as
 // upload() returns; free() while work that uses the memory is queued (also of a dedicated chunk, whose VkBuffer
-// cached descriptor sets must forget); the same with synchronization validation on. Also prints the host time per
+// cached descriptor sets must forget); the same with synchronization validation on; the chain again with GPU
+// timestamps (TFU_VK_PROFILE=gpu): the same results, and a stamp for every dispatch. Also prints the host time per
 // dispatch (a figure, never asserted). Skipped where no Vulkan device (or module) is present.
 #include <gtest/gtest.h>
 
@@ -21,6 +22,7 @@
 
 #include "backend/backend.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "core/tensor.h"
 #include "ops/device_test_util.h"
 
@@ -269,6 +271,44 @@ double thread_seconds() {
 // A decode-shaped loop: per step a small upload, n_runs run() calls of n_per_run small dispatches each, one
 // download. Prints the calling thread's CPU time per dispatch (recording + submission; the device's work runs on
 // other threads or the GPU). Checks the result: x gains 1 per ADD, so it ends at an exact count.
+// TFU_VK_PROFILE=gpu (kernels_vk/vk_gpu_timer.h): the chain's results are unchanged, and the per-label counts of
+// the GPU-time table add up to the dispatches the host profile counted (no stamp lost or doubled).
+TEST(vk_submission, gpu_time_profile_stamps_every_dispatch) {
+    std::vector<std::string> lines;
+    log_set_callback([](tfu_log_level, const char* m, void* u) { static_cast<std::vector<std::string>*>(u)->push_back(m); },
+                     TFU_LOG_INFO, &lines);
+    setenv("TFU_VK_PROFILE", "gpu", 1);
+    {
+        std::unique_ptr<backend> be = make_vk();
+        unsetenv("TFU_VK_PROFILE");
+        if (!be) {
+            log_set_callback(nullptr, TFU_LOG_WARN, nullptr);
+            GTEST_SKIP() << "no Vulkan backend here";
+        }
+        chained_runs(*be);
+    }  // the tables are logged on destruction
+    log_set_callback(nullptr, TFU_LOG_WARN, nullptr);
+    unsigned long long dispatches = 0, stamped = 0, submissions = 0;
+    bool counted = false, timed = false;
+    for (const std::string& l : lines) {
+        unsigned long long runs = 0, ops = 0, d = 0, n = 0;
+        char label[128];
+        if (std::sscanf(l.c_str(), "vulkan: profile: %llu run() calls, %llu ops, %llu dispatches", &runs, &ops, &d) == 3) {
+            dispatches = d;
+            counted = true;
+        } else if (std::sscanf(l.c_str(), "vulkan: gpu time: %127s x%*u %llu x", label, &n) == 2) {
+            stamped += n;
+        } else if (std::sscanf(l.c_str(), "vulkan: gpu time: %llu timed submissions", &n) == 1) {
+            submissions = n;
+            timed = true;
+        }
+    }
+    ASSERT_TRUE(counted && timed) << "the profile tables were not logged";
+    EXPECT_GT(dispatches, 0u);
+    EXPECT_EQ(stamped, dispatches);
+    EXPECT_GT(submissions, 0u);
+}
+
 TEST(vk_submission, host_time_per_dispatch) {
     REQUIRE_VK(be, "");
     const int64_t n = 256, n_steps = 100, n_runs = 8, n_per_run = 14;
