@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/fused_pairs.h"  // tensors_overlap, same_rows
 #include "backend/kv_block_map.h"
 #include "backend/op.h"
 #include "core/error.h"
@@ -107,21 +108,6 @@ private:
     std::deque<fence> fences_;          // oldest first; they complete in this order (one stream)
     std::vector<cudaEvent_t> idle_events_;
 };
-
-// Whether the bytes two tensors' rows occupy intersect (rows strided by nb[1]; the last row ends at its own
-// length): the aliasing test of the fused launches.
-inline bool tensors_overlap(const tensor& a, const tensor& b) {
-    const auto* a0 = static_cast<const uint8_t*>(a.data);
-    const auto* b0 = static_cast<const uint8_t*>(b.data);
-    const uint8_t* a1 = a0 + size_t(a.nrows() - 1) * a.nb[1] + a.row_bytes();
-    const uint8_t* b1 = b0 + size_t(b.nrows() - 1) * b.nb[1] + b.row_bytes();
-    return a0 < b1 && b0 < a1;
-}
-// The same rows of the same memory: element (r, i) of one is element (r, i) of the other.
-inline bool same_rows(const tensor& a, const tensor& b) {
-    return a.data == b.data && a.type == b.type && a.ne[0] == b.ne[0] && a.nrows() == b.nrows() &&
-           (a.nrows() == 1 || a.nb[1] == b.nb[1]);
-}
 
 // One launch function per op (ops.def): the op has passed check_op and supported_here.
 #define TFU_OP(NAME, name, n_src) void name(context& ctx, const op& o);

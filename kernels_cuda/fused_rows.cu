@@ -12,6 +12,7 @@
 //   kv_store_pair_kernel: a grid-stride loop over k's elements then v's (kv_store.cu's conversion per element).
 #include <algorithm>
 
+#include "backend/fused_pairs.h"
 #include "cuda_common.cuh"
 #include "fused_rope_blocks.h"
 #include "fused_rows.h"
@@ -21,25 +22,8 @@ namespace tfu::cuda {
 
 namespace {
 
-// ---- aliasing --------------------------------------------------------------------------------------------
-// Bytes [lo, hi) a tensor's rows occupy (padded row strides: the last row ends at its own length).
-struct byte_range {
-    const uint8_t* lo;
-    const uint8_t* hi;
-};
-
-byte_range rows_of(const tensor& t, int64_t first, int64_t n) {
-    const auto* base = static_cast<const uint8_t*>(t.data) + size_t(first) * t.nb[1];
-    return {base, base + size_t(n - 1) * t.nb[1] + t.row_bytes()};
-}
-byte_range span_of(const tensor& t) { return rows_of(t, 0, t.nrows()); }
-
-bool overlaps(byte_range a, byte_range b) { return a.lo < b.hi && b.lo < a.hi; }
+// The pair rules (aliasing, same parameters) are backend/fused_pairs.h's, shared with the Vulkan backend.
 bool overlaps(const tensor& a, const tensor& b) { return tensors_overlap(a, b); }
-
-// A tensor written by a fused kernel next to another tensor of the pair: apart, or the very same rows (each
-// element is then read and written by one thread, in the order of the ops).
-bool apart_or_same(const tensor& w, const tensor& t) { return !overlaps(w, t) || same_rows(w, t); }
 
 // ---- ADD + RMS_NORM --------------------------------------------------------------------------------------
 constexpr int k_norm_threads = 256;  // rms_norm.cu's block size: the reduction order depends on it
@@ -93,22 +77,6 @@ __global__ void add_rms_norm_kernel(const uint8_t* a, size_t a_stride, const uin
     }
 }
 
-// ADD(y, a, b) then RMS_NORM(xn, y, w).
-bool add_rms_norm_fusable(const op& add, const op& norm) {
-    if (add.type != op_type::ADD || norm.type != op_type::RMS_NORM) return false;
-    const tensor& y = *add.dst;
-    const tensor& a = *add.src[0];
-    const tensor& b = *add.src[1];
-    const tensor& x = *norm.src[0];
-    const tensor& w = *norm.src[1];
-    const tensor& xn = *norm.dst;
-    if (!same_rows(x, y)) return false;
-    // Each block owns one row: whatever it writes (y, xn) must not be what another block reads or writes.
-    if (!apart_or_same(y, a) || !apart_or_same(y, b)) return false;
-    if (!apart_or_same(xn, a) || !apart_or_same(xn, b) || !apart_or_same(xn, y)) return false;
-    return !overlaps(w, y) && !overlaps(w, xn);  // the norm weight is read by every block
-}
-
 void add_rms_norm(context& ctx, const op& add, const op& norm) {
     const tensor& a = *add.src[0];
     const tensor& b = *add.src[1];
@@ -131,29 +99,6 @@ __global__ void rope_pair_kernel(rope_rows q, rope_rows kk, unsigned q_blocks, c
     const float* xr = reinterpret_cast<const float*>(s.x + size_t(r) * s.x_stride);
     float* yr = reinterpret_cast<float*>(s.y + size_t(r) * s.y_stride);
     rope_row(xr, yr, pos[t], factors, s.hd, n_rot, neox, base, freq_scale);
-}
-
-// ROPE(dq, q, pos, ff) then ROPE(dk, k, pos, ff) with the same parameters.
-bool rope_pair_fusable(const op& p, const op& o) {
-    if (p.type != op_type::ROPE || o.type != op_type::ROPE) return false;
-    if (p.i[0] != o.i[0] || p.i[1] != o.i[1] || p.f[0] != o.f[0] || p.f[1] != o.f[1]) return false;
-    const tensor& pos = *p.src[1];
-    if (o.src[1]->data != pos.data || o.src[1]->nelements() != pos.nelements()) return false;
-    if ((p.src[2] == nullptr) != (o.src[2] == nullptr)) return false;
-    if (p.src[2] && (p.src[2]->data != o.src[2]->data || p.src[2]->nelements() != o.src[2]->nelements())) return false;
-    const tensor& dq = *p.dst;
-    const tensor& q = *p.src[0];
-    const tensor& dk = *o.dst;
-    const tensor& k = *o.src[0];
-    // In place or apart from its own source (as rope.cu allows); nothing else of the pair is touched: the second
-    // op must not read what the first writes (they run at the same time now), nor write what the first reads.
-    if (!apart_or_same(dq, q) || !apart_or_same(dk, k)) return false;
-    if (overlaps(dq, k) || overlaps(dq, dk) || overlaps(dk, q)) return false;
-    for (const tensor* d : {&dq, &dk}) {
-        if (overlaps(*d, pos)) return false;
-        if (p.src[2] && overlaps(*d, *p.src[2])) return false;
-    }
-    return true;
 }
 
 void rope_pair(context& ctx, const op& p, const op& o) {
@@ -192,23 +137,6 @@ __global__ void kv_store_pair_kernel(kv_rows ka, kv_rows va, int64_t first_arg, 
         else if constexpr (T == dtype::F16) reinterpret_cast<uint16_t*>(row)[i] = f2h(v);
         else reinterpret_cast<uint16_t*>(row)[i] = f2bf(v);
     }
-}
-
-// KV_STORE(ck, xk) then KV_STORE(cv, xv) at the same rows of caches of one dtype.
-bool kv_store_pair_fusable(const op& p, const op& o) {
-    if (p.type != op_type::KV_STORE || o.type != op_type::KV_STORE) return false;
-    if (p.i[0] != o.i[0] || p.dst->type != o.dst->type) return false;
-    switch (p.dst->type) {
-        case dtype::F32:
-        case dtype::F16:
-        case dtype::BF16: break;
-        default: return false;  // kv_store() reports it
-    }
-    const byte_range wk = rows_of(*p.dst, p.i[0], p.src[0]->nrows());
-    const byte_range wv = rows_of(*o.dst, o.i[0], o.src[0]->nrows());
-    for (const tensor* x : {p.src[0], o.src[0]})
-        if (overlaps(wk, span_of(*x)) || overlaps(wv, span_of(*x))) return false;
-    return !overlaps(wk, wv);
 }
 
 kv_rows kv_rows_of(const op& o) {
@@ -298,7 +226,7 @@ bool rope_store_fusable(const op* ops) {
     if (dk.ne[3] != 1 || dk.nb[1] != size_t(hd) * sizeof(float)) return false;  // rows (t, h) of hd floats
     if (xk.data != dk.data || xk.ne[0] != hd * nkv || xk.ne[1] != n || xk.nb[1] != dk.nb[2]) return false;
     if (xv.ne[0] != hd * nkv || xv.ne[1] != n || xv.ne[2] != 1 || xv.ne[3] != 1) return false;
-    const byte_range wk = rows_of(*sk.dst, sk.i[0], n), wv = rows_of(*sv.dst, sv.i[0], n);
+    const row_bytes_range wk = rows_of(*sk.dst, sk.i[0], n), wv = rows_of(*sv.dst, sv.i[0], n);
     // The cache rows are written while the ropes read and write their tensors; v is read while they write.
     const tensor* read_or_written[] = {rq.src[0], rq.dst, rk.src[0], rk.dst, rq.src[1], rq.src[2]};
     for (const tensor* t : read_or_written) {

@@ -12,7 +12,8 @@ namespace tfu::cuda {
 // one of these pairs, enqueues one launch that computes both ops and returns 2 (4 for a ROPE pair followed by a
 // KV_STORE pair that stores the roped k: one launch for all four); otherwise enqueues nothing and returns 0 (the
 // ops then run one by one). The results are bit-identical to the two ops' own kernels (same
-// arithmetic in the same order per element), so fusing never changes a model's output.
+// arithmetic in the same order per element), so fusing never changes a model's output. The pair rules below are
+// backend/fused_pairs.h's (shared with the Vulkan backend).
 //   ADD(y, a, b), RMS_NORM(xn, y, w): RMS_NORM's src0 is exactly y (data, row stride, shape); b has y's rows or
 //       one row (broadcast); each written tensor (y, xn) either overlaps no other tensor of the pair or is the
 //       very same rows (in place: y == a, xn == y).

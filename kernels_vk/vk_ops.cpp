@@ -11,6 +11,7 @@
 #include <map>
 
 #include "backend/attention_split.h"
+#include "backend/fused_pairs.h"
 #include "backend/kv_format.h"
 #include "core/error.h"
 #include "vk_backend.h"
@@ -99,15 +100,27 @@ void record_get_rows(vk_backend& be, const op& o) {
     }
 }
 
-// One workgroup (256) per row: sum of squares reduced in shared memory.
-void record_rms_norm(vk_backend& be, const op& o) {
-    const tensor& x = *o.src[0];
-    const tensor& d = *o.dst;
-    binding b[3] = {bind_whole(be, &d, "dst"), bind_whole(be, &x, "src0"), bind_whole(be, o.src[1], "src1 (weight)")};
-    be.dispatch("rms_norm", {}, b, 3,
-                {uint32_t(x.ne[0]), uint32_t(x.nrows()), b[1].word, words(x.nb[1]), b[2].word, b[0].word,
-                 words(d.nb[1]), fbits(o.f[0])},
-                uint64_t(x.nrows()));
+// src1's row stride in words for ADD, MUL, SWIGLU: 0 broadcasts its one row over src0's.
+uint32_t src1_stride(const tensor& a, const tensor& c) { return c.nrows() == 1 && a.nrows() > 1 ? 0u : words(c.nb[1]); }
+
+// One workgroup (256) per row: sum of squares reduced in shared memory. With `add` (record_fused: ADD(y, a, b)
+// whose y is the norm's src0), the add_rms_norm variant first forms y = a + b in the same workgroup: a at binding 1,
+// b at 3, y at 5.
+void dispatch_rms_norm(vk_backend& be, const op& norm, const op* add) {
+    const tensor& x = add ? *add->src[0] : *norm.src[0];
+    const tensor& d = *norm.dst;
+    binding b[5] = {bind_whole(be, &d, "dst"), bind_whole(be, &x, "src0"),
+                    bind_whole(be, norm.src[1], "src1 (weight)")};
+    std::vector<uint32_t> push = {uint32_t(x.ne[0]), uint32_t(x.nrows()), b[1].word, words(x.nb[1]), b[2].word,
+                                  b[0].word, words(d.nb[1]), fbits(norm.f[0])};
+    if (add) {
+        const tensor& c = *add->src[1];
+        const tensor& y = *add->dst;
+        b[3] = bind_whole(be, &c, "src1 (ADD)");
+        b[4] = bind_whole(be, &y, "dst (ADD)");
+        push.insert(push.end(), {b[3].word, src1_stride(x, c), b[4].word, words(y.nb[1])});
+    }
+    be.dispatch(add ? "add_rms_norm" : "rms_norm", {}, b, add ? 5 : 3, std::move(push), uint64_t(x.nrows()));
 }
 
 // ADD, MUL, SWIGLU: one thread per element; src1 stride 0 broadcasts its one row.
@@ -116,23 +129,23 @@ void record_elementwise(vk_backend& be, const op& o, const char* shader) {
     const tensor& c = *o.src[1];
     const tensor& d = *o.dst;
     binding b[3] = {bind_whole(be, &d, "dst"), bind_whole(be, &a, "src0"), bind_whole(be, &c, "src1")};
-    const bool bcast = c.nrows() == 1 && a.nrows() > 1;
     const uint64_t n = uint64_t(a.nelements());
     be.dispatch(shader, {}, b, 3,
-                {uint32_t(n), uint32_t(a.ne[0]), b[1].word, words(a.nb[1]), b[2].word, bcast ? 0u : words(c.nb[1]),
-                 b[0].word, words(d.nb[1])},
+                {uint32_t(n), uint32_t(a.ne[0]), b[1].word, words(a.nb[1]), b[2].word, src1_stride(a, c), b[0].word,
+                 words(d.nb[1])},
                 ceil_div(n, 256));
 }
 
 // One thread per rotated pair (or copied dimension >= n_rot) of each (token, head) row. The frequencies
 // freq_scale * base^(-2j/n_rot) are computed here in double and passed as float pairs (hi, lo), so that the
 // shader forms the angle pos * freq / factor to about 48 bits before reducing it (the reference uses double).
-void record_rope(vk_backend& be, const op& o) {
-    const tensor& x = *o.src[0];
-    const tensor& d = *o.dst;
+// parts = 2 (record_fused: ROPE q, ROPE k with the same positions, factors and parameters): the rope_pair variant,
+// q's workgroups then k's, k and its result at bindings 6 and 5.
+void dispatch_rope(vk_backend& be, const op* r, int parts) {
+    const op& o = r[0];
     const int n_rot = o.i[0];
-    binding b[4] = {bind_whole(be, &d, "dst"), bind_whole(be, &x, "src0"), bind_whole(be, o.src[1], "src1 (positions)"),
-                    bind_whole(be, o.src[2], "src2 (freq factors)")};
+    binding b[6] = {bind_whole(be, o.dst, "dst"), bind_whole(be, o.src[0], "src0"),
+                    bind_whole(be, o.src[1], "src1 (positions)"), bind_whole(be, o.src[2], "src2 (freq factors)")};
     std::vector<uint32_t> table(static_cast<size_t>(n_rot));
     for (int j = 0; j < n_rot / 2; ++j) {
         const double w = double(o.f[1]) * std::pow(double(o.f[0]), -2.0 * j / n_rot);
@@ -141,11 +154,55 @@ void record_rope(vk_backend& be, const op& o) {
         table[size_t(2 * j)] = fbits(hi);
         table[size_t(2 * j + 1)] = fbits(lo);
     }
-    const uint64_t slots = uint64_t(n_rot / 2 + (x.ne[0] - n_rot)) * uint64_t(x.nrows());
-    be.dispatch("rope", {}, b, 4,
-                {uint32_t(x.ne[0]), uint32_t(x.ne[1]), uint32_t(x.ne[2]), uint32_t(n_rot), o.i[1] == 2 ? 1u : 0u,
-                 o.src[2] ? 1u : 0u, b[1].word, words(x.nb[1]), b[0].word, words(d.nb[1]), b[2].word, b[3].word, 0u},
-                ceil_div(slots, 64), &table, 12);
+    // n, n_rot, neox, has_factors, pos_off, f_off, tab_off (dispatch fills it), groups0; then per part rows_t.
+    std::vector<uint32_t> push = {uint32_t(o.src[0]->ne[2]), uint32_t(n_rot), o.i[1] == 2 ? 1u : 0u,
+                                  o.src[2] ? 1u : 0u, b[2].word, b[3].word, 0u, 0u};
+    uint64_t groups = 0;
+    for (int p = 0; p < parts; ++p) {
+        const tensor& x = *r[p].src[0];
+        const tensor& d = *r[p].dst;
+        if (p == 1) {
+            b[4] = bind_whole(be, &d, "dst (second ROPE)");
+            b[5] = bind_whole(be, &x, "src0 (second ROPE)");
+        }
+        const binding& bd = b[p == 0 ? 0 : 4];
+        const binding& bx = b[p == 0 ? 1 : 5];
+        push.insert(push.end(),
+                    {uint32_t(x.ne[0]), uint32_t(x.ne[1]), bx.word, words(x.nb[1]), bd.word, words(d.nb[1])});
+        groups += ceil_div(uint64_t(n_rot / 2 + (x.ne[0] - n_rot)) * uint64_t(x.nrows()), 64);
+        if (p == 0) push[7] = uint32_t(groups);
+    }
+    be.dispatch(parts == 2 ? "rope_pair" : "rope", {}, b, parts == 2 ? 6 : 4, std::move(push), groups, &table, 6);
+}
+
+// One thread per word of the stored byte range (kv_store.comp); f32 caches one per element. In a kept run
+// (be.recording_kept()) the first row i0 is read on the device: start/end are passed for i0 = 0 and the launch
+// covers the most words rows of this span can touch at any 2-byte aligned start (span / 4 + 2). parts = 2
+// (record_fused: KV_STORE k, KV_STORE v into caches of one dtype): the kv_store_pair variant, k's workgroups then
+// v's, the v cache and its source at bindings 5 and 6; each part sized as alone and with its own device-read slot
+// (a kept run takes one per KV_STORE, in op order).
+void dispatch_kv_store(vk_backend& be, const op* s, int parts) {
+    binding b[6];
+    std::vector<uint32_t> push = {uint32_t(s[0].dst->type), 0u};  // ctype, groups0; then per part part_t
+    uint64_t groups = 0;
+    for (int p = 0; p < parts; ++p) {
+        const tensor& x = *s[p].src[0];
+        const tensor& c = *s[p].dst;
+        binding& bc = b[p == 0 ? 0 : 4];
+        binding& bx = b[p == 0 ? 1 : 5];
+        bc = bind_whole(be, &c, "dst (cache)");
+        bx = bind_whole(be, &x, "src0");
+        const uint32_t dyn = be.dyn_slot();
+        const uint64_t start = bc.byte + (dyn ? 0 : uint64_t(s[p].i[0]) * c.nb[1]);
+        const uint64_t span = uint64_t(x.nrows() - 1) * c.nb[1] + c.row_bytes();
+        const uint64_t end = start + span;
+        const uint64_t n_words = dyn ? span / 4 + 2 : ceil_div(end, 4) - start / 4;
+        push.insert(push.end(), {uint32_t(x.ne[0]), uint32_t(start), uint32_t(end), uint32_t(c.nb[1]), bx.word,
+                                 words(x.nb[1]), dyn});
+        groups += ceil_div(n_words, 256);
+        if (p == 0) push[1] = uint32_t(groups);
+    }
+    be.dispatch(parts == 2 ? "kv_store_pair" : "kv_store", {}, b, parts == 2 ? 6 : 2, std::move(push), groups);
 }
 
 // ---- MUL_MAT -------------------------------------------------------------------------------------------
@@ -309,11 +366,7 @@ void record_mul_mat(vk_backend& be, const op& o) {
 
 // ---- fused matrix-vector launches -------------------------------------------------------------------------
 
-bool overlaps(const tensor& a, const tensor& b) {
-    const uint64_t a0 = uint64_t(reinterpret_cast<uintptr_t>(a.data));
-    const uint64_t b0 = uint64_t(reinterpret_cast<uintptr_t>(b.data));
-    return a0 < b0 + extent(b) && b0 < a0 + extent(a);
-}
+bool overlaps(const tensor& a, const tensor& b) { return tensors_overlap(a, b); }
 
 // Whether w is bound whole by one window (a weight that needs row pieces is never fused).
 bool weight_whole(const vk_backend& be, const tensor& w) {
@@ -384,14 +437,12 @@ bool glu_pattern(const vk_backend& be, const op* ops, size_t n_ops) {
            !overlaps(od, *ops[1].src[0]);
 }
 
-}  // namespace
-
-size_t record_fused(vk_backend& be, const op* ops, size_t n_ops) {
-    if (n_ops < 2 || ops[0].type != op_type::MUL_MAT) return 0;
+// record_fused for a MUL_MAT first: Q/K/V or gate/up + SWIGLU in one mul_mat_vec launch (vk_ops.h).
+size_t record_fused_mmv(vk_backend& be, const op* ops, size_t n_ops) {
+    if (ops[0].src[1]->nrows() > k_mmv_max_cols) return 0;
     const tensor& w = *ops[0].src[0];
     const tensor& x = *ops[0].src[1];
-    if (x.nrows() > k_mmv_max_cols || !weight_whole(be, w) || overlaps(*ops[0].dst, x) || overlaps(*ops[0].dst, w))
-        return 0;
+    if (!weight_whole(be, w) || overlaps(*ops[0].dst, x) || overlaps(*ops[0].dst, w)) return 0;
     const binding bx = bind_whole(be, &x, "src1");
     const tensor* ws[3] = {&w};
     const tensor* ds[4] = {ops[0].dst};
@@ -432,25 +483,33 @@ size_t record_fused(vk_backend& be, const op* ops, size_t n_ops) {
     return n_mat;
 }
 
-namespace {
+}  // namespace
 
-// One thread per word of the stored byte range (vk kv_store.comp); f32 caches one per element. In a kept run
-// (be.recording_kept()) the first row i0 is read on the device: start/end are passed for i0 = 0 and the launch
-// covers the most words rows of this span can touch at any 2-byte aligned start (span / 4 + 2).
-void record_kv_store(vk_backend& be, const op& o) {
-    const tensor& x = *o.src[0];
-    const tensor& c = *o.dst;
-    binding b[2] = {bind_whole(be, &c, "dst (cache)"), bind_whole(be, &x, "src0")};
-    const uint32_t dyn = be.dyn_slot();
-    const uint64_t start = b[0].byte + (dyn ? 0 : uint64_t(o.i[0]) * c.nb[1]);
-    const uint64_t span = uint64_t(x.nrows() - 1) * c.nb[1] + c.row_bytes();
-    const uint64_t end = start + span;
-    const uint64_t n_words = dyn ? span / 4 + 2 : ceil_div(end, 4) - start / 4;
-    be.dispatch("kv_store", {}, b, 2,
-                {uint32_t(c.type), uint32_t(x.ne[0]), uint32_t(start), uint32_t(end), uint32_t(c.nb[1]), b[1].word,
-                 words(x.nb[1]), dyn},
-                ceil_div(n_words, 256));
+// Row-wise pairs: two ops of a decoder layer in one dispatch (no global barrier between them) under the rules of
+// backend/fused_pairs.h (the CUDA backend's too), each launch a variant of the ops' own shader source, so the
+// results are bit-identical. kv_store.comp writes whole 32-bit words; in a kept recording each KV_STORE reads its
+// own i[0] on the device, so a replay may store anywhere in the caches.
+size_t record_fused(vk_backend& be, const op* ops, size_t n_ops) {
+    if (n_ops < 2) return 0;
+    switch (ops[0].type) {
+        case op_type::MUL_MAT: return record_fused_mmv(be, ops, n_ops);
+        case op_type::ADD:
+            if (!add_rms_norm_fusable(ops[0], ops[1])) return 0;
+            dispatch_rms_norm(be, ops[1], &ops[0]);
+            return 2;
+        case op_type::ROPE:
+            if (!rope_pair_fusable(ops[0], ops[1])) return 0;
+            dispatch_rope(be, ops, 2);
+            return 2;
+        case op_type::KV_STORE:
+            if (!kv_store_pair_fusable(ops[0], ops[1], 4, be.recording_kept())) return 0;
+            dispatch_kv_store(be, ops, 2);
+            return 2;
+        default: return 0;
+    }
 }
+
+namespace {
 
 // Split-K target (attention_splits, vk_ops.h; the rule is backend/attention_split.h's): 1024 workgroups, 8 x 128
 // compute units (core Vulkan reports no count; an H100 has 132 SMs, CUDA's rule aims at 8 per SM).
@@ -701,14 +760,14 @@ uint64_t replay_param_bytes(const op& o) {
 void record_op(vk_backend& be, const op& o) {
     switch (o.type) {
         case op_type::GET_ROWS: record_get_rows(be, o); return;
-        case op_type::RMS_NORM: record_rms_norm(be, o); return;
+        case op_type::RMS_NORM: dispatch_rms_norm(be, o, nullptr); return;
         case op_type::MUL_MAT: record_mul_mat(be, o); return;
         case op_type::ADD: record_elementwise(be, o, "add"); return;
         case op_type::MUL: record_elementwise(be, o, "mul"); return;
-        case op_type::ROPE: record_rope(be, o); return;
+        case op_type::ROPE: dispatch_rope(be, &o, 1); return;
         case op_type::SWIGLU: record_elementwise(be, o, "swiglu"); return;
         case op_type::ATTENTION_PAGED: record_attention_paged(be, o); return;
-        case op_type::KV_STORE: record_kv_store(be, o); return;
+        case op_type::KV_STORE: dispatch_kv_store(be, &o, 1); return;
         case op_type::ATTENTION: record_attention(be, o); return;
         case op_type::ARGMAX: record_argmax(be, o); return;
         case op_type::KV_STORE_BLOCKS:

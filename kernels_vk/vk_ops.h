@@ -17,14 +17,21 @@ class vk_backend;
 bool op_supported(const op& o, const device_caps& caps, uint64_t max_binding, std::string* why);
 // Records the dispatches of one op (op_supported(o) is true).
 void record_op(vk_backend& be, const op& o);
-// ops[0 .. n_ops) are the next ops of a run() (all supported). When ops[0] is a MUL_MAT of x with 1..8 columns
-// that shares one mul_mat_vec launch with the ops after it, records that launch and returns how many ops it
-// computes; else records nothing and returns 0 (the caller records ops[0] alone):
+// ops[0 .. n_ops) are the next ops of a run() (all supported). When ops[0] starts ops that share one launch,
+// records that launch and returns how many ops it computes; else records nothing and returns 0 (the caller
+// records ops[0] alone). Fused results are those of the ops run one by one (bit-identical for the row-wise pairs).
+// MUL_MAT of x with 1..8 columns, one mul_mat_vec launch:
 //   3: MUL_MAT gate, MUL_MAT up (same x, weight type and shape), SWIGLU(gate, gate, up) (or into memory that
 //      touches no operand): silu(gate) * up, gate and up written by one launch;
 //   2 or 3: MUL_MATs of the same x (memory and shape), weight type and k (the Q, K and V projections).
-// Each result must overlap no x, weight or other result of the launch; every weight must fit one binding (no row
-// pieces), and the weights (results) of the launch must lie in one memory chunk within one binding's range.
+//   Each result must overlap no x, weight or other result of the launch; every weight must fit one binding (no row
+//   pieces), and the weights (results) of the launch must lie in one memory chunk within one binding's range.
+// Row-wise pairs, 2, under backend/fused_pairs.h's rules (the CUDA backend's too):
+//   ADD(y, a, b), RMS_NORM(xn, y, w): add_rms_norm (rms_norm.comp's ADD_NORM variant);
+//   ROPE q, ROPE k with the same positions, factors and parameters: rope_pair (rope.comp's PAIR variant);
+//   KV_STORE k, KV_STORE v at the same i[0] into caches of one dtype: kv_store_pair (kv_store.comp's PAIR variant).
+//   It takes the device-read slots of both ops (be.dyn_slot(), in op order) and reads each part's i[0] from its own,
+//   each part launched as a lone KV_STORE would be (in a kept recording, for the largest span at any start).
 size_t record_fused(vk_backend& be, const op* ops, size_t n_ops);
 // Whether o (supported) may be part of a kept run (vk_replay.h): it records max_dispatches(o) at most, whose commands
 // depend only on the replay key (its fields and tensors, minus KV_STORE's and ATTENTION's i[0], which the kernels

@@ -7,13 +7,41 @@
 // off by 1e-3 and builtin sin/cos may carry 2^-11 absolute error (the Vulkan minimum).
 // Launch: one thread per slot of each (token, head) row, slot < n_rot/2: a pair, else a copied dim >= n_rot;
 // ceil(slots * rows / 64) groups of 64.
+// PAIR (variant rope_pair; vk_ops.cpp record_fused): ROPE q then ROPE k with the same positions, factors and
+// parameters in one launch: groups [0, groups0) rotate q (part 0: src0 -> dst) as above, the rest k (part 1:
+// binding 6 -> binding 5), each thread the same arithmetic as alone: bit-identical results.
 #version 450
 #include "common.glsl"
 layout(local_size_x = 64) in;
+struct rows_t {
+    uint hd, n_head, x_off, x_s, d_off, d_s;  // one rotated tensor: shape, word offsets and row strides
+};
 layout(push_constant) uniform pc_t {
-    uint hd, n_head, n, n_rot, neox, has_factors;
-    uint x_off, x_s, d_off, d_s, pos_off, f_off, tab_off;
+    uint n, n_rot, neox, has_factors, pos_off, f_off, tab_off;
+    uint groups0;  // PAIR: the workgroups of part 0
+    rows_t p[2];
 } pc;
+#ifdef PAIR
+layout(set = 0, binding = 5) buffer dk_buf { uint dk_w[]; };
+layout(set = 0, binding = 6) readonly buffer k_buf { uint k_w[]; };
+#endif
+bool second = false;  // PAIR: this workgroup rotates part 1
+
+float x_at(uint i) {
+#ifdef PAIR
+    if (second) return uintBitsToFloat(k_w[i]);
+#endif
+    return src0_f(i);
+}
+void y_set(uint i, float v) {
+#ifdef PAIR
+    if (second) {
+        dk_w[i] = floatBitsToUint(v);
+        return;
+    }
+#endif
+    dst_set(i, v);
+}
 
 // a * b = p + e exactly (Dekker): split each factor into 12-bit halves.
 void two_prod(float a, float b, out float p, out float e) {
@@ -42,19 +70,25 @@ float cos_poly(float x) {
 }
 
 void main() {
+    uint g = group_index();
+#ifdef PAIR
+    second = g >= pc.groups0;
+    if (second) g -= pc.groups0;
+#endif
+    rows_t t = pc.p[second ? 1 : 0];
     uint half_rot = pc.n_rot / 2u;
-    uint slots = half_rot + (pc.hd - pc.n_rot);
-    uint gid = group_index() * 64u + gl_LocalInvocationID.x;
-    if (gid >= slots * pc.n_head * pc.n) return;
+    uint slots = half_rot + (t.hd - pc.n_rot);
+    uint gid = g * 64u + gl_LocalInvocationID.x;
+    if (gid >= slots * t.n_head * pc.n) return;
     uint row = gid / slots, s = gid % slots;
-    uint xr = pc.x_off + row * pc.x_s, yr = pc.d_off + row * pc.d_s;
+    uint xr = t.x_off + row * t.x_s, yr = t.d_off + row * t.d_s;
     if (s >= half_rot) {  // dims past n_rot are copied
         uint i = pc.n_rot + (s - half_rot);
-        dst_set(yr + i, src0_f(xr + i));
+        y_set(yr + i, x_at(xr + i));
         return;
     }
     uint j = s;
-    float pos = float(int(src1_w[pc.pos_off + row / pc.n_head]));  // exact below 2^24
+    float pos = float(int(src1_w[pc.pos_off + row / t.n_head]));  // exact below 2^24
     precise float w_hi = uintBitsToFloat(param_w[pc.tab_off + 2u * j]);
     precise float w_lo = uintBitsToFloat(param_w[pc.tab_off + 2u * j + 1u]);
     if (pc.has_factors != 0u) {  // (w_hi + w_lo) / f as a float pair: q + (remainder + w_lo) / f
@@ -83,7 +117,7 @@ void main() {
     float cs = quadrant == 0 ? cr : quadrant == 1 ? -sr : quadrant == 2 ? -cr : sr;
     uint i0 = pc.neox != 0u ? j : 2u * j;
     uint i1 = pc.neox != 0u ? j + half_rot : 2u * j + 1u;
-    float a = src0_f(xr + i0), b = src0_f(xr + i1);
-    dst_set(yr + i0, a * cs - b * sn);
-    dst_set(yr + i1, a * sn + b * cs);
+    float a = x_at(xr + i0), b = x_at(xr + i1);
+    y_set(yr + i0, a * cs - b * sn);
+    y_set(yr + i1, a * sn + b * cs);
 }
