@@ -423,7 +423,8 @@ bool vk_backend::supports(const op& o, std::string* why) const {
 }
 
 void vk_backend::record_ops(const op* ops, size_t n_ops) {
-    // Fused launches where record_fused finds them (Q/K/V, gate/up + SWIGLU), else one op at a time.
+    // Fused launches where record_fused finds them (Q/K/V, gate/up + SWIGLU, ADD + RMS_NORM, ROPE q + k,
+    // KV_STORE k + v), else one op at a time.
     for (size_t i = 0; i < n_ops;) {
         size_t used = fuse_ ? record_fused(*this, ops + i, n_ops - i) : 0;
         if (used > 0) {
@@ -439,7 +440,7 @@ void vk_backend::record_ops(const op* ops, size_t n_ops) {
 
 void vk_backend::reserve_scratch(const op* ops, size_t n_ops) {
     uint64_t need = 0;
-    for (size_t i = 0; i < n_ops; ++i) need = std::max(need, attention_scratch_bytes(ops[i]));
+    for (size_t i = 0; i < n_ops; ++i) need = std::max(need, scratch_bytes(ops[i]));
     if (need <= scratch_.size) return;
     if (need > max_binding_)
         fail(TFU_STATUS_UNSUPPORTED, name_ + ": attention split-K needs " + std::to_string(need) +

@@ -207,7 +207,7 @@ void dispatch_kv_store(vk_backend& be, const op* s, int parts) {
 
 // ---- MUL_MAT -------------------------------------------------------------------------------------------
 //
-// x of 1 .. k_mmv_max_cols columns: mul_mat_vec.comp, R rows of a matrix per workgroup sharing each load of x;
+// x of 1 .. k_mmv_max_cols columns: mul_mat_vec.comp, R rows of a matrix per slot sharing each load of x;
 // one launch may hold up to 3 matrices of one x (Q/K/V) or gate/up with their SWIGLU (record_fused). More
 // columns: mul_mat.comp, 64x64 to 128x128 output tiles (choose_mm_tile), k in steps of 32 through shared memory. A
 // weight larger than one binding runs alone, one dispatch per row piece.
@@ -221,17 +221,50 @@ constexpr int64_t k_mmv_max_cols = 8;
 uint32_t mmv_rows(int64_t n, bool glu) {
     static const uint32_t one_col = [] {
         const char* e = std::getenv("TFU_VK_MMV_ROWS");
-        const int v = e ? std::atoi(e) : 1;
-        return uint32_t(v == 2 || v == 4 ? v : 1);
+        const int v = e ? std::atoi(e) : 2;
+        return uint32_t(v == 1 || v == 4 ? v : 2);
     }();
     if (n == 1) return glu ? std::min<uint32_t>(one_col, 2) : one_col;
     return 1;
+}
+
+// Units of 8 weights a thread loads before it computes on them (mul_mat_vec.comp's UG): more keep more bytes in
+// flight per thread. 2 measured best on an H100 (kernels_vk/README.md). Env TFU_VK_MMV_UNITS=1|2|4 (read once).
+uint32_t mmv_units_per_step() {
+    static const uint32_t ug = [] {
+        const char* e = std::getenv("TFU_VK_MMV_UNITS");
+        const int v = e ? std::atoi(e) : 2;
+        return uint32_t(v == 1 || v == 4 ? v : 2);
+    }();
+    return ug;
 }
 
 // One matrix of a mul_mat_vec launch: offsets into the launch's weight window (bytes) and result window (words).
 struct mmv_matrix {
     uint32_t w_off, w_nb1, m, d_off, d_s;
 };
+
+// A mul_mat_vec launch's workgroup: `threads` threads, `slots` slots of R rows. Matrices of many rows (an output
+// projection: at least k_mmv_slot_rows) take one slot per subgroup (no shared memory or barrier; enough rows to
+// fill the device with subgroups); others all threads on one slot, WG threads (env TFU_VK_MMV_WG=64|128|256, read
+// once; default 64). Without subgroup arithmetic always one slot of 64 threads.
+constexpr uint32_t k_mmv_slot_rows = 16384;
+struct mmv_shape {
+    uint32_t slots, threads;
+};
+mmv_shape mmv_shape_for(const vk_backend& be, const mmv_matrix* mats, int n_mat) {
+    static const uint32_t wg = [] {
+        const char* e = std::getenv("TFU_VK_MMV_WG");
+        const int v = e ? std::atoi(e) : 64;
+        return uint32_t(v == 128 || v == 256 ? v : 64);
+    }();
+    if (!be.subgroup_ops()) return {1, 64};
+    uint32_t m = 0;
+    for (int s = 0; s < n_mat; ++s) m = std::max(m, mats[s].m);
+    const uint32_t sgs = std::max<uint32_t>(1, be.caps().subgroup_size);
+    if (m >= k_mmv_slot_rows && sgs <= 64) return {64 / sgs, 64};
+    return {1, wg};
+}
 
 // Records one mul_mat_vec dispatch of n_mat matrices (GLU: gate and up, n_mat = 2), their weights bound in bw and
 // results in bd; glu_off/glu_s: where silu(gate) * up goes (words into bd).
@@ -240,6 +273,8 @@ void dispatch_mmv(vk_backend& be, dtype type, int64_t k, const tensor& x, const 
                   uint32_t glu_s = 0) {
     const int64_t n = x.nrows();
     const uint32_t R = mmv_rows(n, glu);
+    const bool sg = be.subgroup_ops();
+    const mmv_shape sh = mmv_shape_for(be, mats, n_mat);
     std::vector<uint32_t> push = {uint32_t(k), uint32_t(n_mat), bx.word, words(x.nb[1])};
     push.resize(4 + 6 * 3 + 2, 0);
     uint64_t groups = 0;
@@ -250,15 +285,16 @@ void dispatch_mmv(vk_backend& be, dtype type, int64_t k, const tensor& x, const 
             push[size_t(10 + s)] = mats[s].m;
             push[size_t(13 + s)] = mats[s].d_off;
             push[size_t(16 + s)] = mats[s].d_s;
-            if (!glu || s == 0) groups += ceil_div(mats[s].m, R);
+            if (!glu || s == 0) groups += ceil_div(mats[s].m, R * sh.slots);
         }
         push[size_t(19 + s)] = uint32_t(groups);
     }
     push[22] = glu_off;
     push[23] = glu_s;
     const binding b[3] = {bd, bw, bx};
-    be.dispatch(be.subgroup_ops() ? "mul_mat_vec_subgroup" : "mul_mat_vec",
-                {uint32_t(type), uint32_t(n), R, glu ? 1u : 0u}, b, 3, std::move(push), groups);
+    be.dispatch(sg ? "mul_mat_vec_subgroup" : "mul_mat_vec",
+                {uint32_t(type), uint32_t(n), R, glu ? 1u : 0u, mmv_units_per_step(), sh.slots, sh.threads}, b, 3,
+                std::move(push), groups);
 }
 
 // The matrix-matrix shader variant for an m x n product and its tile (rows x columns per workgroup). Larger tiles
@@ -543,7 +579,7 @@ void record_attention(vk_backend& be, const op& o) {
     const uint32_t n_split = attention_splits(o);
     const uint64_t blocks = uint64_t(q.ne[2]) * uint64_t(q.ne[1]);
     binding bs[5] = {b[0], b[1], b[2], b[3], binding{}};
-    if (n_split > 1) bs[4] = be.scratch(attention_scratch_bytes(o));
+    if (n_split > 1) bs[4] = be.scratch(scratch_bytes(o));
     be.dispatch("attention", spec, bs, n_split > 1 ? 5 : 4,
                 {uint32_t(q.ne[0]), uint32_t(q.ne[1]), uint32_t(q.ne[2]), uint32_t(o.i[0]), uint32_t(q.ne[1] / o.i[1]),
                  fbits(o.f[0]), b[1].word, words(q.nb[1]), b[0].word, words(d.nb[1]), uint32_t(k.type), b[2].byte,
@@ -641,14 +677,37 @@ void record_attention_paged(vk_backend& be, const op& o) {
                 uint64_t(n) * uint64_t(n_head), &table, 12);
 }
 
-// ARGMAX: one workgroup (256) per column of src0 (argmax.comp); the subgroup variant where the device has
-// subgroup arithmetic (as mul_mat_vec), else the shared-memory tree.
+// ARGMAX (argmax.comp): columns up to k_argmax_one_pass long, one workgroup (256) per column; longer ones (a
+// vocabulary of logits) in two launches, argmax_parts(o) workgroups per column writing (key, index) pairs to the
+// scratch, then one per column reducing them. The subgroup variants where the device has subgroup arithmetic (as
+// mul_mat_vec), else the shared-memory tree.
+constexpr int64_t k_argmax_one_pass = 8192;
+constexpr int64_t k_argmax_chunk = 1024;  // elements per workgroup of the first pass: 4 per thread
+
+uint32_t argmax_parts(const op& o) {
+    const int64_t k = o.src[0]->ne[0];
+    if (k <= k_argmax_one_pass) return 1;
+    return uint32_t(std::min<int64_t>(256, (k + k_argmax_chunk - 1) / k_argmax_chunk));
+}
+
 void record_argmax(vk_backend& be, const op& o) {
     const tensor& x = *o.src[0];
     const tensor& d = *o.dst;
     binding b[2] = {bind_whole(be, &d, "dst"), bind_whole(be, &x, "src0")};
-    be.dispatch(be.subgroup_ops() ? "argmax_subgroup" : "argmax", {}, b, 2,
-                {uint32_t(x.ne[0]), uint32_t(x.nrows()), b[1].word, words(x.nb[1]), b[0].word}, uint64_t(x.nrows()));
+    const bool sg = be.subgroup_ops();
+    const uint32_t k = uint32_t(x.ne[0]), n = uint32_t(x.nrows()), parts = argmax_parts(o);
+    if (parts == 1) {
+        be.dispatch(sg ? "argmax_subgroup" : "argmax", {}, b, 2, {k, n, b[1].word, words(x.nb[1]), b[0].word},
+                    uint64_t(n));
+        return;
+    }
+    const uint32_t chunk = uint32_t(align_up((uint64_t(k) + parts - 1) / parts, 256));
+    binding part[2] = {be.scratch(scratch_bytes(o)), b[1]};
+    be.dispatch(sg ? "argmax_part_subgroup" : "argmax_part", {}, part, 2,
+                {k, n, b[1].word, words(x.nb[1]), 0u, parts, chunk}, uint64_t(n) * parts);
+    binding fin[2] = {b[0], part[0]};
+    be.dispatch(sg ? "argmax_final_subgroup" : "argmax_final", {}, fin, 2, {k, n, 0u, 0u, b[0].word, parts, 0u},
+                uint64_t(n));
 }
 
 }  // namespace
@@ -744,14 +803,18 @@ uint32_t attention_splits(const op& o) {
     return uint32_t(attention_split_count(q.ne[1] * q.ne[2], int64_t(o.i[0]) + q.ne[2], k_split_target));
 }
 
-uint64_t attention_scratch_bytes(const op& o) {
+uint64_t scratch_bytes(const op& o) {
+    if (o.type == op_type::ARGMAX) {
+        const uint32_t parts = argmax_parts(o);
+        return parts > 1 ? uint64_t(o.src[0]->nrows()) * parts * 8 : 0;
+    }
     const uint32_t n_split = attention_splits(o);
     if (n_split <= 1) return 0;
     const tensor& q = *o.src[0];
     return uint64_t(q.ne[1]) * uint64_t(q.ne[2]) * n_split * (uint64_t(q.ne[0]) + 2) * 4;
 }
 
-uint32_t max_dispatches(const op& o) { return attention_splits(o) > 1 ? 2 : 1; }
+uint32_t max_dispatches(const op& o) { return attention_splits(o) > 1 || scratch_bytes(o) > 0 ? 2 : 1; }
 
 uint64_t replay_param_bytes(const op& o) {
     return o.type == op_type::ROPE ? align_up(uint64_t(o.i[0] < 0 ? 0 : o.i[0]) * 4, 16) : 0;

@@ -9,12 +9,17 @@
 // (dst, word offsets d_off / glu_off), x is src1. The host fuses only matrices whose memory allows that
 // (vk_ops.cpp); a matrix larger than one binding runs alone, one launch per row piece.
 //
-// Launch: one workgroup of 64 per R rows of one matrix (with GLU: R rows of gate and the same R rows of up).
-// Matrix s owns workgroups g_end[s-1] .. g_end[s] - 1. The 64 threads split k: thread t takes units t, t + 64, ...
-// of 8 weights (unit types; then elements past the last whole unit) or elements t, t + 64, ... (dq() types); each
-// load of x serves the workgroup's R (2R) rows. Partial sums (R * NC, or 2R * NC with GLU, at
-// most 16) are reduced with subgroupAdd then across subgroups in shared memory (USE_SUBGROUP), or in shared
-// memory alone. Rows past m repeat row m - 1 and are not stored.
+// Launch: workgroups of WG threads; a workgroup holds SLOTS x R rows of one matrix (with GLU: those rows of gate
+// and the same of up), as SLOTS slots of R rows. Matrix s owns workgroups g_end[s-1] .. g_end[s] - 1.
+//   SLOTS = 1: the WG threads split k and reduce with subgroupAdd, then across subgroups in shared memory
+//     (USE_SUBGROUP), or in shared memory alone. Many lanes per row: for matrices of few rows.
+//   SLOTS > 1 (USE_SUBGROUP only): each subgroup computes slots of its own (slot gl_SubgroupID, then
+//     + gl_NumSubgroups, ...: any subgroup size works), its lanes splitting k, the sums reduced by subgroupAdd
+//     alone: no shared memory, no barrier. For matrices of many rows (an output projection): the host picks
+//     SLOTS = WG / subgroup size, one slot per subgroup.
+// Lanes take units of 8 weights l, l + L, ... (L lanes; unit types, then elements past the last whole unit) or
+// elements l, l + L, ... (dq() types); each load of x serves the slot's R (2R) rows. Partial sums: R * NC, or
+// 2R * NC with GLU, at most 16. Rows past m repeat row m - 1 and are not stored.
 #version 450
 #include "common.glsl"
 #include "dequant.glsl"
@@ -23,13 +28,16 @@
 #extension GL_KHR_shader_subgroup_basic : enable
 #extension GL_KHR_shader_subgroup_arithmetic : enable
 #endif
-layout(local_size_x = 64) in;
+layout(local_size_x_id = 6) in;             // WG threads (64, 128 or 256)
 layout(constant_id = 1) const uint NC = 1;   // columns of x (1..8)
 layout(constant_id = 2) const uint R = 1;    // rows of each matrix per workgroup
 layout(constant_id = 3) const uint GLU = 0;  // 1: gate/up + SWIGLU
+layout(constant_id = 4) const uint UG = 1;   // units per thread and step (unit types): 1, 2 or 4
+layout(constant_id = 5) const uint SLOTS = 1;  // slots of R rows per workgroup (1 without USE_SUBGROUP)
+layout(constant_id = 6) const uint WG = 64;    // threads per workgroup
 const uint MATS = GLU + 1u;                  // matrices whose rows one workgroup holds
 const uint MAX_ACC = 16u;                    // the host keeps MATS * R * NC <= 16
-const uint THREADS = 64u;
+const uint THREADS = WG;
 
 layout(push_constant) uniform pc_t {
     uint k, n_mat;
@@ -43,38 +51,91 @@ layout(push_constant) uniform pc_t {
     uint glu_off, glu_s;  // words: silu(gate) * up (GLU)
 } pc;
 
-shared float partial[THREADS * MAX_ACC];
+shared float partial[THREADS * MAX_ACC];  // SLOTS = 1 (with subgroups only the first subgroups' rows)
 shared float total[MAX_ACC];
 
 float silu_mul(float g, float u) { return g / (1.0 + exp(-g)) * u; }
 
-uint rows[2 * 4];     // byte offset of each row the workgroup holds (MATS * R <= 8)
+uint rows[2 * 4];     // byte offset of each row of the slot (MATS * R <= 8)
 float acc[MAX_ACC];   // partial sums: row rr, column j at rr * NC + j
 
-// The unit path (mmv_units.glsl): thread t takes units t, t + 64, ... of 8 weights of every row it holds; each
-// column's two vec4 of x serve all rows. w16 / x4: 128-bit loads of weights / x (see main).
-void accumulate_units(uint t, bool w16, bool x4) {
+// The unit path (mmv_units.glsl): lane t of L takes units t, t + L, ... of 8 weights of every row of the slot, UG
+// of them per step (t + L UG s .. t + L (UG s + UG - 1)); each column's two vec4 of x serve all rows. All loads of
+// a step are issued before its arithmetic, so a lane keeps UG units' bytes in flight; the lanes' loads of one
+// unit stay contiguous (coalesced). w16 / x4: 128-bit loads of weights / x (see compute_slot).
+const uint ROWS = MATS * R;  // rows of a slot (<= 8)
+void accumulate_units(uint t, uint L, bool w16, bool x4) {
     const uint n_units = pc.k / 8u;
-    for (uint u = t; u < n_units; u += THREADS) {
-        uint e0, e1;
-        unit_x(u, e0, e1);
-        vec4 xa[8], xb[8];
-        [[unroll]] for (uint j = 0u; j < NC; ++j) {
-            uint xj = pc.x_off + j * pc.x_s;
-            xa[j] = x_vec4(xj + e0, x4);
-            xb[j] = x_vec4(xj + e1, x4);
-        }
-        [[unroll]] for (uint rr = 0u; rr < MATS * R; ++rr) {
-            vec4 wa, wb, sc;
-            unit_w(rows[rr], u, w16, wa, wb, sc);
+    for (uint u0 = t; u0 < n_units; u0 += L * UG) {
+        vec4 xa[UG * NC], xb[UG * NC];
+        vec4 wa[UG * ROWS], wb[UG * ROWS], sc[UG * ROWS];
+        [[unroll]] for (uint q = 0u; q < UG; ++q) {
+            uint u = min(u0 + q * L, n_units - 1u);  // past the row's end: a repeat, not summed below
+            uint e0, e1;
+            unit_x(u, e0, e1);
             [[unroll]] for (uint j = 0u; j < NC; ++j) {
-                float v;
-                if (UNIT_SCALED) v = sc.x * dot(wa, xa[j]) + sc.y * dot(wb, xb[j]);
-                else v = dot(wa, xa[j]) + dot(wb, xb[j]);
-                if (UNIT_MIN) v -= sc.z * dot(xa[j], vec4(1.0)) + sc.w * dot(xb[j], vec4(1.0));
-                acc[rr * NC + j] += v;
+                uint xj = pc.x_off + j * pc.x_s;
+                xa[q * NC + j] = x_vec4(xj + e0, x4);
+                xb[q * NC + j] = x_vec4(xj + e1, x4);
+            }
+            [[unroll]] for (uint rr = 0u; rr < ROWS; ++rr)
+                unit_w(rows[rr], u, w16, wa[q * ROWS + rr], wb[q * ROWS + rr], sc[q * ROWS + rr]);
+        }
+        [[unroll]] for (uint q = 0u; q < UG; ++q) {
+            if (u0 + q * L >= n_units) break;
+            [[unroll]] for (uint rr = 0u; rr < ROWS; ++rr) {
+                const uint wq = q * ROWS + rr;
+                [[unroll]] for (uint j = 0u; j < NC; ++j) {
+                    const uint xq = q * NC + j;
+                    float v;
+                    if (UNIT_SCALED) v = sc[wq].x * dot(wa[wq], xa[xq]) + sc[wq].y * dot(wb[wq], xb[xq]);
+                    else v = dot(wa[wq], xa[xq]) + dot(wb[wq], xb[xq]);
+                    if (UNIT_MIN) v -= sc[wq].z * dot(xa[xq], vec4(1.0)) + sc[wq].w * dot(xb[xq], vec4(1.0));
+                    acc[rr * NC + j] += v;
+                }
             }
         }
+    }
+}
+
+// acc = the partial sums of lane t of L over the slot whose first row of matrix s is i0.
+void compute_slot(uint s, uint i0, uint t, uint L) {
+    [[unroll]] for (uint rr = 0u; rr < ROWS; ++rr) {
+        uint sm = GLU != 0u ? rr / R : s;
+        uint i = min(i0 + rr % R, pc.m[sm] - 1u);
+        rows[rr] = pc.w_off[sm] + i * pc.w_nb1[sm];
+    }
+    [[unroll]] for (uint a = 0u; a < MAX_ACC; ++a) acc[a] = 0.0;
+    if (UNIT_TYPE) {
+        // 128-bit loads where every row of the slot (and x) sits at a multiple of 16 bytes; the branch is
+        // uniform, and each call is specialised on its constant flags.
+        bool w16 = true;
+        [[unroll]] for (uint rr = 0u; rr < ROWS; ++rr) w16 = w16 && (rows[rr] & 15u) == 0u;
+        bool x4 = (pc.x_off & 3u) == 0u && (NC == 1u || (pc.x_s & 3u) == 0u);
+        if (x4 && w16) accumulate_units(t, L, true, true);
+        else if (x4) accumulate_units(t, L, false, true);
+        else accumulate_units(t, L, false, false);
+    }
+    // Elements not in units: all of them for the other types, k % 8 for the float types.
+    for (uint e = (UNIT_TYPE ? pc.k & ~7u : 0u) + t; e < pc.k; e += L) {
+        float xv[8];
+        [[unroll]] for (uint j = 0u; j < NC; ++j) xv[j] = src1_f(pc.x_off + j * pc.x_s + e);
+        [[unroll]] for (uint rr = 0u; rr < ROWS; ++rr) {
+            float w = dq(rows[rr], e);
+            [[unroll]] for (uint j = 0u; j < NC; ++j) acc[rr * NC + j] += w * xv[j];
+        }
+    }
+}
+
+// Output a = r * NC + j of the slot (row i0 + r, column j): v (matrix s), with GLU also up = u and silu(v) * u
+// (in this order: the product may be written over gate).
+void store(uint s, uint i0, uint a, float v, float u) {
+    uint r = a / NC, j = a % NC, i = i0 + r;
+    if (i >= pc.m[s]) return;
+    dst_set(pc.d_off[s] + j * pc.d_s[s] + i, v);
+    if (GLU != 0u) {
+        dst_set(pc.d_off[1] + j * pc.d_s[1] + i, u);
+        dst_set(pc.glu_off + j * pc.glu_s + i, silu_mul(v, u));
     }
 }
 
@@ -83,67 +144,43 @@ void main() {
     uint n_groups = GLU != 0u ? pc.g_end[0] : pc.g_end[pc.n_mat - 1u];
     if (g >= n_groups) return;  // the whole workgroup: no barrier is skipped by part of it
     uint s = g < pc.g_end[0] ? 0u : (g < pc.g_end[1] ? 1u : 2u);
-    uint i0 = (g - (s == 0u ? 0u : pc.g_end[s - 1u])) * R;
+    uint base = (g - (s == 0u ? 0u : pc.g_end[s - 1u])) * SLOTS * R;
+    const uint OUT = R * NC;  // outputs of a slot per matrix
     uint t = gl_LocalInvocationID.x;
-
-    [[unroll]] for (uint rr = 0u; rr < MATS * R; ++rr) {
-        uint sm = GLU != 0u ? rr / R : s;
-        uint i = min(i0 + rr % R, pc.m[sm] - 1u);
-        rows[rr] = pc.w_off[sm] + i * pc.w_nb1[sm];
-    }
-    [[unroll]] for (uint a = 0u; a < MAX_ACC; ++a) acc[a] = 0.0;
-    if (UNIT_TYPE) {
-        // 128-bit loads where every row of the workgroup (and x) sits at a multiple of 16 bytes; the branch is
-        // uniform, and each call is specialised on its constant flags.
-        bool w16 = true;
-        [[unroll]] for (uint rr = 0u; rr < MATS * R; ++rr) w16 = w16 && (rows[rr] & 15u) == 0u;
-        bool x4 = (pc.x_off & 3u) == 0u && (NC == 1u || (pc.x_s & 3u) == 0u);
-        if (x4 && w16) accumulate_units(t, true, true);
-        else if (x4) accumulate_units(t, false, true);
-        else accumulate_units(t, false, false);
-    }
-    // Elements not in units: all of them for the other types, k % 8 for the float types.
-    for (uint e = (UNIT_TYPE ? pc.k & ~7u : 0u) + t; e < pc.k; e += THREADS) {
-        float xv[8];
-        [[unroll]] for (uint j = 0u; j < NC; ++j) xv[j] = src1_f(pc.x_off + j * pc.x_s + e);
-        [[unroll]] for (uint rr = 0u; rr < MATS * R; ++rr) {
-            float w = dq(rows[rr], e);
-            [[unroll]] for (uint j = 0u; j < NC; ++j) acc[rr * NC + j] += w * xv[j];
-        }
-    }
-
-    const uint ACC = MATS * R * NC;
 #ifdef USE_SUBGROUP
-    [[unroll]] for (uint a = 0u; a < ACC; ++a) {
+    if (SLOTS > 1u) {
+        const uint L = gl_SubgroupSize, lane = gl_SubgroupInvocationID;
+        for (uint slot = gl_SubgroupID; slot < SLOTS; slot += gl_NumSubgroups) {
+            uint i0 = base + slot * R;
+            compute_slot(s, i0, lane, L);
+            float tot[MAX_ACC];
+            [[unroll]] for (uint a = 0u; a < MATS * OUT; ++a) tot[a] = subgroupAdd(acc[a]);
+            [[unroll]] for (uint a = 0u; a < OUT; ++a)
+                if (lane == a % L) store(s, i0, a, tot[a], GLU != 0u ? tot[min(OUT + a, MAX_ACC - 1u)] : 0.0);
+        }
+        return;
+    }
+    compute_slot(s, base, t, THREADS);
+    [[unroll]] for (uint a = 0u; a < MATS * OUT; ++a) {
         float v = subgroupAdd(acc[a]);
         if (subgroupElect()) partial[gl_SubgroupID * MAX_ACC + a] = v;
     }
     barrier();
-    if (t < ACC) {
+    if (t < MATS * OUT) {
         float v = 0.0;
         for (uint q = 0u; q < gl_NumSubgroups; ++q) v += partial[q * MAX_ACC + t];
         total[t] = v;
     }
 #else
-    [[unroll]] for (uint a = 0u; a < ACC; ++a) partial[t * MAX_ACC + a] = acc[a];
+    compute_slot(s, base, t, THREADS);
+    [[unroll]] for (uint a = 0u; a < MATS * OUT; ++a) partial[t * MAX_ACC + a] = acc[a];
     barrier();
-    if (t < ACC) {
+    if (t < MATS * OUT) {
         float v = 0.0;
         for (uint q = 0u; q < THREADS; ++q) v += partial[q * MAX_ACC + t];
         total[t] = v;
     }
 #endif
     barrier();
-    // Results: thread t stores (row r, column j) of the workgroup's rows; with GLU also up and silu(gate) * up
-    // (in this order: the product may be written over gate).
-    if (t >= R * NC) return;
-    uint r = t / NC, j = t % NC, i = i0 + r;
-    if (i >= pc.m[s]) return;
-    float v = total[t];
-    dst_set(pc.d_off[s] + j * pc.d_s[s] + i, v);
-    if (GLU != 0u) {
-        float u = total[R * NC + t];
-        dst_set(pc.d_off[1] + j * pc.d_s[1] + i, u);
-        dst_set(pc.glu_off + j * pc.glu_s + i, silu_mul(v, u));
-    }
+    if (t < OUT) store(s, base, t, total[t], GLU != 0u ? total[min(OUT + t, MAX_ACC - 1u)] : 0.0);
 }

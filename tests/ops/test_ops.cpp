@@ -414,11 +414,12 @@ void cases_attention_blocks(case_builder& b) {
 // Columns of random values with the sampler's special cases planted by column (j % 7): ties of the maximum (the
 // lowest index wins), +inf next to FLT_MAX (equal under the sampler's rules), NaN and -inf only (-1), NaN and -inf
 // around an ordinary maximum, -0 and +0 as the maximum (equal), two positive denormals (the larger wins), all
-// values equal (index 0).
+// values equal (index 0). Long columns (8193, 300000 and the vocabularies) take Vulkan's two-pass launch, whose
+// cap of 256 workgroups per column the 300000 one reaches.
 void cases_argmax(case_builder& b) {
     struct shape { int64_t k, n; };
     for (shape s : {shape{1, 1}, shape{1, 7}, shape{31, 7}, shape{32000, 7}, shape{128256, 1}, shape{128256, 9},
-                    shape{1000, 70}}) {
+                    shape{1000, 70}, shape{8193, 3}, shape{300000, 2}}) {
         op_case& c = b.add(op_type::ARGMAX, fmt("k=%lld n=%lld", (long long)s.k, (long long)s.n));
         tensor* x = b.input(c, 0, dtype::F32, s.k, s.n, 1, 4.0f);
         std::uniform_int_distribution<int64_t> at(0, s.k - 1);

@@ -7,7 +7,8 @@
 //    allocation;
 //  - x with padded column strides (not a multiple of 4 floats: scalar x loads) and x starting 4 bytes in;
 //  - m of 1, 7, 37; 1..8 columns; one MUL_MAT, gate/up + SWIGLU (GLU launch) and three matrices of one x (Q/K/V
-//    launch) with padded weights.
+//    launch) with padded weights;
+//  - m of 16421 (a row slot per subgroup) for each launch kind.
 // Bounds: test_ops' MUL_MAT rel-L2 bounds per type (the fused SWIGLU's product 2x). Weights random (seeded, printed
 // by test_seed()). Skipped where no Vulkan device (or module) is present (lavapipe: TFU_VK_ALLOW_CPU=1).
 #include <cmath>
@@ -148,6 +149,58 @@ TEST(vk_mmv_units, fused_launches_padded) {
                 EXPECT_LE(rel_l2(c.device_values(v), to_floats(*v)), mul_mat_bound(ts.t)) << what << " v";
             }
         }
+}
+
+// Matrices of many rows (at least vk_ops.cpp's k_mmv_slot_rows, 16384) take the launch shape with one row slot per
+// subgroup (mul_mat_vec.comp SLOTS > 1): an output projection of an odd row count (the last workgroup's slots run
+// past m), a Q/K/V launch whose first matrix is that large (all three take the shape), and a gate/up + SWIGLU of
+// that size; 1 and 3 columns; F16, Q4_0 and Q8_0 (the slots change the row loop, not the decoders; quantizing 16K
+// rows of a k-quant in the test fill takes most of a minute).
+TEST(vk_mmv_units, many_rows_slot_per_subgroup) {
+    std::string why;
+    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
+    if (!dev) GTEST_SKIP() << why;
+    std::mt19937_64 rng(test_seed() + 3);
+    const int64_t big = 16384 + 37;
+    for (const type_shapes& ts : k_unit_types) {
+        if (ts.t != dtype::F16 && ts.t != dtype::Q4_0 && ts.t != dtype::Q8_0) continue;  // k-quants: slow to fill
+        for (int64_t n : {1, 3}) {
+            const int64_t k = ts.ks.front();
+            const std::string what = std::string(dtype_name(ts.t)) + " k=" + std::to_string(k) +
+                                     " n=" + std::to_string(n);
+            {
+                mmv_case c(*dev);
+                tensor* w = c.weight(rng, ts.t, k, big, ts.t == dtype::F32 ? 4 : 2, 0);
+                tensor* x = c.x(rng, k, n, 1, 4);
+                tensor* d = c.result(big, n);
+                c.run({make_op(op_type::MUL_MAT, d, w, x)});
+                EXPECT_LE(rel_l2(c.device_values(d), to_floats(*d)), mul_mat_bound(ts.t)) << what << " output";
+            }
+            {
+                mmv_case c(*dev);
+                tensor* x = c.x(rng, k, n, 0, 0);
+                tensor* wq = c.weight(rng, ts.t, k, big, 0, 0);
+                tensor* wk = c.weight(rng, ts.t, k, 7, 0, 0);
+                tensor* q = c.result(big, n);
+                tensor* kk = c.result(7, n);
+                c.run({make_op(op_type::MUL_MAT, q, wq, x), make_op(op_type::MUL_MAT, kk, wk, x)});
+                EXPECT_LE(rel_l2(c.device_values(q), to_floats(*q)), mul_mat_bound(ts.t)) << what << " q";
+                EXPECT_LE(rel_l2(c.device_values(kk), to_floats(*kk)), mul_mat_bound(ts.t)) << what << " k";
+            }
+            {
+                mmv_case c(*dev);
+                tensor* x = c.x(rng, k, n, 0, 0);
+                tensor* wg = c.weight(rng, ts.t, k, big, 0, 0);
+                tensor* wu = c.weight(rng, ts.t, k, big, 0, 0);
+                tensor* g = c.result(big, n);
+                tensor* u = c.result(big, n);
+                c.run({make_op(op_type::MUL_MAT, g, wg, x), make_op(op_type::MUL_MAT, u, wu, x),
+                       make_op(op_type::SWIGLU, g, g, u)});
+                EXPECT_LE(rel_l2(c.device_values(u), to_floats(*u)), mul_mat_bound(ts.t)) << what << " up";
+                EXPECT_LE(rel_l2(c.device_values(g), to_floats(*g)), 2 * mul_mat_bound(ts.t)) << what << " glu";
+            }
+        }
+    }
 }
 
 }  // namespace
