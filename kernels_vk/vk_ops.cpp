@@ -214,10 +214,11 @@ void dispatch_kv_store(vk_backend& be, const op* s, int parts) {
 
 constexpr int64_t k_mmv_max_cols = 8;
 
-// Rows of each matrix per workgroup. More rows share each load of x, fewer give more workgroups in flight; on
-// the H100 (NVIDIA's driver) 4 rows per workgroup for one column made decode of a 1B F16 model 26% slower than
-// the earlier shader's one row per workgroup (234 vs 316 t/s, 2026-11-24), so one row it is (the shader keeps
-// (GLU ? 2 : 1) * R * n <= 16 partial sums per thread; TFU_VK_MMV_ROWS=4 tries more for one column).
+// Rows of each matrix per slot for one column (R; 1 for more columns). More rows share each load of x, fewer give
+// more workgroups in flight. On the H100 (NVIDIA's driver), 1B decode tg128 with 2 rows against 1 (2026-11-24,
+// 128 threads, 2 units per step, calls 4 and 5): Q4_0 627 / 590, Q8_0 586 / 553, F16 511 / 493 t/s; an earlier
+// shader with 4 rows was 26% slower than with 1 on F16. The shader keeps (GLU ? 2 : 1) * R * n <= 16 partial sums
+// per thread. Env TFU_VK_MMV_ROWS=1|2|4 (read once).
 uint32_t mmv_rows(int64_t n, bool glu) {
     static const uint32_t one_col = [] {
         const char* e = std::getenv("TFU_VK_MMV_ROWS");
@@ -247,7 +248,8 @@ struct mmv_matrix {
 // A mul_mat_vec launch's workgroup: `threads` threads, `slots` slots of R rows. Matrices of many rows (an output
 // projection: at least k_mmv_slot_rows) take one slot per subgroup (no shared memory or barrier; enough rows to
 // fill the device with subgroups); others all threads on one slot, WG threads (env TFU_VK_MMV_WG=64|128|256, read
-// once; default 64). Without subgroup arithmetic always one slot of 64 threads.
+// once; default 128: the fastest of the three on the H100, kernels_vk/README.md). Without subgroup arithmetic
+// always one slot of 64 threads.
 constexpr uint32_t k_mmv_slot_rows = 16384;
 struct mmv_shape {
     uint32_t slots, threads;
@@ -255,8 +257,8 @@ struct mmv_shape {
 mmv_shape mmv_shape_for(const vk_backend& be, const mmv_matrix* mats, int n_mat) {
     static const uint32_t wg = [] {
         const char* e = std::getenv("TFU_VK_MMV_WG");
-        const int v = e ? std::atoi(e) : 64;
-        return uint32_t(v == 128 || v == 256 ? v : 64);
+        const int v = e ? std::atoi(e) : 128;
+        return uint32_t(v == 64 || v == 256 ? v : 128);
     }();
     if (!be.subgroup_ops()) return {1, 64};
     uint32_t m = 0;

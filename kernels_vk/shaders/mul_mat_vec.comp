@@ -30,7 +30,7 @@
 #endif
 layout(local_size_x_id = 6) in;             // WG threads (64, 128 or 256)
 layout(constant_id = 1) const uint NC = 1;   // columns of x (1..8)
-layout(constant_id = 2) const uint R = 1;    // rows of each matrix per workgroup
+layout(constant_id = 2) const uint R = 1;    // rows of each matrix per slot
 layout(constant_id = 3) const uint GLU = 0;  // 1: gate/up + SWIGLU
 layout(constant_id = 4) const uint UG = 1;   // units per thread and step (unit types): 1, 2 or 4
 layout(constant_id = 5) const uint SLOTS = 1;  // slots of R rows per workgroup (1 without USE_SUBGROUP)

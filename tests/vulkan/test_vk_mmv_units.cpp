@@ -8,7 +8,8 @@
 //  - x with padded column strides (not a multiple of 4 floats: scalar x loads) and x starting 4 bytes in;
 //  - m of 1, 7, 37; 1..8 columns; one MUL_MAT, gate/up + SWIGLU (GLU launch) and three matrices of one x (Q/K/V
 //    launch) with padded weights;
-//  - m of 16421 (a row slot per subgroup) for each launch kind.
+//  - m of 16421 (a row slot per subgroup) for each launch kind;
+//  - 16-byte aligned rows of whole 16-byte words, up to 4096 long.
 // Bounds: test_ops' MUL_MAT rel-L2 bounds per type (the fused SWIGLU's product 2x). Weights random (seeded, printed
 // by test_seed()). Skipped where no Vulkan device (or module) is present (lavapipe: TFU_VK_ALLOW_CPU=1).
 #include <cmath>
@@ -149,6 +150,62 @@ TEST(vk_mmv_units, fused_launches_padded) {
                 EXPECT_LE(rel_l2(c.device_values(v), to_floats(*v)), mul_mat_bound(ts.t)) << what << " v";
             }
         }
+}
+
+// Rows on 16-byte boundaries, a whole number of 16-byte words long (the 128-bit loads of the float types; model
+// weights look like this), of lengths beyond one workgroup's pass: row strides padded by 0 or 16 bytes, 1 and 3
+// columns, alone and in GLU and Q/K/V launches.
+TEST(vk_mmv_units, aligned_long_rows) {
+    std::string why;
+    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
+    if (!dev) GTEST_SKIP() << why;
+    std::mt19937_64 rng(test_seed() + 4);
+    const type_shapes aligned[] = {
+        {dtype::F32, {264, 1032}}, {dtype::F16, {264, 1032}},  {dtype::BF16, {264, 1032}}, {dtype::Q4_0, {256, 2304}},
+        {dtype::Q8_0, {256, 1280}}, {dtype::Q4_K, {768, 2304}}, {dtype::Q6_K, {2048, 4096}},
+    };
+    for (const type_shapes& ts : aligned)
+        for (int64_t k : ts.ks)
+            for (int64_t n : {1, 3}) {
+                ASSERT_EQ(row_size(ts.t, k) % 16, 0u) << dtype_name(ts.t) << " k=" << k;
+                const std::string what = std::string(dtype_name(ts.t)) + " k=" + std::to_string(k) +
+                                         " n=" + std::to_string(n);
+                {
+                    mmv_case c(*dev);
+                    tensor* w = c.weight(rng, ts.t, k, 37, n == 1 ? 0 : 16, 0);
+                    tensor* x = c.x(rng, k, n, 0, 0);
+                    tensor* d = c.result(37, n);
+                    c.run({make_op(op_type::MUL_MAT, d, w, x)});
+                    EXPECT_LE(rel_l2(c.device_values(d), to_floats(*d)), mul_mat_bound(ts.t)) << what;
+                }
+                {
+                    mmv_case c(*dev);
+                    tensor* x = c.x(rng, k, n, 0, 0);
+                    tensor* wg = c.weight(rng, ts.t, k, 19, 0, 0);
+                    tensor* wu = c.weight(rng, ts.t, k, 19, 16, 0);
+                    tensor* g = c.result(19, n);
+                    tensor* u = c.result(19, n);
+                    c.run({make_op(op_type::MUL_MAT, g, wg, x), make_op(op_type::MUL_MAT, u, wu, x),
+                           make_op(op_type::SWIGLU, g, g, u)});
+                    EXPECT_LE(rel_l2(c.device_values(u), to_floats(*u)), mul_mat_bound(ts.t)) << what << " up";
+                    EXPECT_LE(rel_l2(c.device_values(g), to_floats(*g)), 2 * mul_mat_bound(ts.t)) << what << " glu";
+                }
+                {
+                    mmv_case c(*dev);
+                    tensor* x = c.x(rng, k, n, 0, 0);
+                    tensor* wq = c.weight(rng, ts.t, k, 21, 0, 0);
+                    tensor* wk = c.weight(rng, ts.t, k, 5, 16, 0);
+                    tensor* wv = c.weight(rng, ts.t, k, 5, 0, 0);
+                    tensor* q = c.result(21, n);
+                    tensor* kk = c.result(5, n);
+                    tensor* v = c.result(5, n);
+                    c.run({make_op(op_type::MUL_MAT, q, wq, x), make_op(op_type::MUL_MAT, kk, wk, x),
+                           make_op(op_type::MUL_MAT, v, wv, x)});
+                    EXPECT_LE(rel_l2(c.device_values(q), to_floats(*q)), mul_mat_bound(ts.t)) << what << " q";
+                    EXPECT_LE(rel_l2(c.device_values(kk), to_floats(*kk)), mul_mat_bound(ts.t)) << what << " k";
+                    EXPECT_LE(rel_l2(c.device_values(v), to_floats(*v)), mul_mat_bound(ts.t)) << what << " v";
+                }
+            }
 }
 
 // Matrices of many rows (at least vk_ops.cpp's k_mmv_slot_rows, 16384) take the launch shape with one row slot per
