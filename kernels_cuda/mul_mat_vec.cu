@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "backend/fused_residual.h"
 #include "cuda_ops.h"
 #include "mul_mat_vec.h"
 #include "mul_mat_vec_args.h"
@@ -461,23 +462,18 @@ size_t norm_fused(context& ctx, const op* ops, size_t n_ops) {
 }
 
 // A single projection d = W x followed by ADD(y, r, d) (or ADD(y, d, r)), r of d's shape: the launch (int8 or
-// float) stores y[i] = r[i] + d[i] beside d[i], from the thread that stores d[i] (so y may be r itself). y touches
-// neither x nor W (other warps still read them) and is d's rows or apart from d; r is apart from d (stored before
-// r is read). Every weight type with a fast kernel: with the decoder's run per layer ending in the residual ADD,
-// this keeps the launch that ADD + RMS_NORM (fused_rows.h) shared before. Returns the ops computed (the launch's
-// plus the ADD), 0 when it does not apply (nothing enqueued).
+// float) stores y[i] = r[i] + d[i] beside d[i], from the thread that stores d[i] (so y may be r itself); the
+// aliasing rules are backend/fused_residual.h's. Every weight type with a fast kernel: with the decoder's run
+// per layer ending in the residual ADD, this keeps the launch that ADD + RMS_NORM (fused_rows.h) shared before.
+// Returns the ops computed (the launch's plus the ADD), 0 when it does not apply (nothing enqueued).
 size_t add_fused(context& ctx, const op* ops, size_t n_ops, size_t used, mmv_args a, int n_mat, bool glu) {
-    if (glu || n_mat != 1 || used >= n_ops || ops[used].type != op_type::ADD) return 0;
+    if (glu || n_mat != 1 || used >= n_ops) return 0;
     const op& ad = ops[used];
-    const tensor& d = *ops[0].dst;
+    const tensor* r = projection_residual(ops[0], ad);  // backend/fused_residual.h
+    if (!r) return 0;
     const tensor& x = *ops[0].src[1];
     const tensor& w = *ops[0].src[0];
-    const tensor* r = same_rows(*ad.src[1], d) ? ad.src[0] : same_rows(*ad.src[0], d) ? ad.src[1] : nullptr;
-    if (!r || r->type != dtype::F32 || r->ne[0] != d.ne[0] || r->nrows() != d.nrows()) return 0;
-    if (d.nrows() > 1 && r->nb[1] == 0) return 0;  // a broadcast row
     const tensor& y = *ad.dst;
-    if (overlaps(*r, d) || overlaps(y, x) || overlaps(y, w)) return 0;
-    if (!(same_rows(y, *r) || !overlaps(y, *r)) || !(same_rows(y, d) || !overlaps(y, d))) return 0;
     a.add_r = static_cast<const uint8_t*>(r->data);
     a.add_r_stride = r->nb[1];
     a.add_y = static_cast<uint8_t*>(y.data);

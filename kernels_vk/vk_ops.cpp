@@ -12,6 +12,7 @@
 
 #include "backend/attention_split.h"
 #include "backend/fused_pairs.h"
+#include "backend/fused_residual.h"
 #include "backend/kv_format.h"
 #include "core/error.h"
 #include "vk_backend.h"
@@ -270,9 +271,15 @@ mmv_shape mmv_shape_for(const vk_backend& be, const mmv_matrix* mats, int n_mat)
 
 // Records one mul_mat_vec dispatch of n_mat matrices (GLU: gate and up, n_mat = 2), their weights bound in bw and
 // results in bd; glu_off/glu_s: where silu(gate) * up goes (words into bd).
+// resid (one matrix): r and y bound (bindings 3 and 5) with their column strides in words, for y = r + d.
+struct mmv_residual {
+    binding r, y;
+    uint32_t r_s, y_s;
+};
 void dispatch_mmv(vk_backend& be, dtype type, int64_t k, const tensor& x, const binding& bw, const binding& bd,
                   const binding& bx, const mmv_matrix* mats, int n_mat, bool glu, uint32_t glu_off = 0,
-                  uint32_t glu_s = 0) {
+                  uint32_t glu_s = 0, const mmv_residual* resid = nullptr) {
+
     const int64_t n = x.nrows();
     const uint32_t R = mmv_rows(n, glu);
     const bool sg = be.subgroup_ops();
@@ -293,11 +300,18 @@ void dispatch_mmv(vk_backend& be, dtype type, int64_t k, const tensor& x, const 
     }
     push[22] = glu_off;
     push[23] = glu_s;
-    const binding b[3] = {bd, bw, bx};
+    binding b[5] = {bd, bw, bx};
+    if (resid) {
+        b[3] = resid->r;
+        b[4] = resid->y;
+        push.insert(push.end(), {resid->r.word, resid->r_s, resid->y.word, resid->y_s});
+    }
     be.dispatch(sg ? "mul_mat_vec_subgroup" : "mul_mat_vec",
-                {uint32_t(type), uint32_t(n), R, glu ? 1u : 0u, mmv_units_per_step(), sh.slots, sh.threads}, b, 3,
-                std::move(push), groups);
+                {uint32_t(type), uint32_t(n), R, glu ? 1u : 0u, mmv_units_per_step(), sh.slots, sh.threads,
+                 resid ? 1u : 0u},
+                b, resid ? 5 : 3, std::move(push), groups);
 }
+
 
 // The matrix-matrix shader variant for an m x n product and its tile (rows x columns per workgroup). Larger tiles
 // give each thread more outputs (fewer shared-memory reads per FMA; each decoded weight serves more columns), but
@@ -515,10 +529,21 @@ size_t record_fused_mmv(vk_backend& be, const op* ops, size_t n_ops) {
         if (bind_together(be, ws, n_mat, "weights sharing x", &bw, w_byte) &&
             bind_together(be, ds, n_mat, "results sharing x", &bd, d_byte))
             break;
-    if (n_mat < 2) return 0;
-    for (size_t s = 0; s < n_mat; ++s) mats[s] = matrix(int(s));
-    dispatch_mmv(be, w.type, w.ne[0], x, bw, bd, bx, mats, int(n_mat), false);
-    return n_mat;
+    if (n_mat >= 2) {
+        for (size_t s = 0; s < n_mat; ++s) mats[s] = matrix(int(s));
+        dispatch_mmv(be, w.type, w.ne[0], x, bw, bd, bx, mats, int(n_mat), false);
+        return n_mat;
+    }
+    // One matrix and the residual ADD of its result (backend/fused_residual.h): the launch stores y too.
+    const tensor* r = n_ops >= 2 ? projection_residual(ops[0], ops[1]) : nullptr;
+    if (!r) return 0;
+    const tensor& y = *ops[1].dst;
+    const binding bw1 = bind_whole(be, &w, "src0"), bd1 = bind_whole(be, ops[0].dst, "dst");
+    const mmv_matrix mat = {bw1.byte, uint32_t(w.nb[1]), uint32_t(w.ne[1]), bd1.word, words(ops[0].dst->nb[1])};
+    const mmv_residual res = {bind_whole(be, r, "src (residual ADD)"), bind_whole(be, &y, "dst (residual ADD)"),
+                              words(r->nb[1]), words(y.nb[1])};
+    dispatch_mmv(be, w.type, w.ne[0], x, bw1, bd1, bx, &mat, 1, false, 0, 0, &res);
+    return 2;
 }
 
 }  // namespace

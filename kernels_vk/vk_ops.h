@@ -23,7 +23,8 @@ void record_op(vk_backend& be, const op& o);
 // MUL_MAT of x with 1..8 columns, one mul_mat_vec launch:
 //   3: MUL_MAT gate, MUL_MAT up (same x, weight type and shape), SWIGLU(gate, gate, up) (or into memory that
 //      touches no operand): silu(gate) * up, gate and up written by one launch;
-//   2 or 3: MUL_MATs of the same x (memory and shape), weight type and k (the Q, K and V projections).
+//   2 or 3: MUL_MATs of the same x (memory and shape), weight type and k (the Q, K and V projections);
+//   2: one MUL_MAT and the residual ADD of its result (backend/fused_residual.h): the launch stores the sum too.
 //   Each result must overlap no x, weight or other result of the launch; every weight must fit one binding (no row
 //   pieces), and the weights (results) of the launch must lie in one memory chunk within one binding's range.
 // Row-wise pairs, 2, under backend/fused_pairs.h's rules (the CUDA backend's too):

@@ -3,7 +3,8 @@
 // Q8_0, Q4_K and Q6_K decoded 8 at a time from wide loads by mmv_units.glsl, the others element by element by
 // dequant.glsl's dq()). With GLU the launch takes a gate (s = 0) and an up (s = 1) matrix of the same
 // shape and also writes glu[j][i] = silu(gate[j][i]) * up[j][i] (silu(g) = g / (1 + exp(-g)), as swiglu.comp):
-// the MUL_MAT gate, MUL_MAT up, SWIGLU(gate, gate, up) of a feed-forward block in one dispatch.
+// the MUL_MAT gate, MUL_MAT up, SWIGLU(gate, gate, up) of a feed-forward block in one dispatch. With RESID (one
+// matrix) the launch also stores y[j][i] = r[j][i] + dst[j][i]: the residual ADD after an output projection.
 //
 // Bindings: all weights of the launch lie in one window (src0, byte offsets w_off), all results in one window
 // (dst, word offsets d_off / glu_off), x is src1. The host fuses only matrices whose memory allows that
@@ -35,6 +36,7 @@ layout(constant_id = 3) const uint GLU = 0;  // 1: gate/up + SWIGLU
 layout(constant_id = 4) const uint UG = 1;   // units per thread and step (unit types): 1, 2 or 4
 layout(constant_id = 5) const uint SLOTS = 1;  // slots of R rows per workgroup (1 without USE_SUBGROUP)
 layout(constant_id = 6) const uint WG = 64;    // threads per workgroup
+layout(constant_id = 7) const uint RESID = 0;  // 1: one matrix, and y = r + d stored beside d (the residual ADD)
 const uint MATS = GLU + 1u;                  // matrices whose rows one workgroup holds
 const uint MAX_ACC = 16u;                    // the host keeps MATS * R * NC <= 16
 const uint THREADS = WG;
@@ -49,7 +51,9 @@ layout(push_constant) uniform pc_t {
     uint d_s[3];        // words
     uint g_end[3];      // workgroups of matrices 0..s
     uint glu_off, glu_s;  // words: silu(gate) * up (GLU)
+    uint r_off, r_s, y_off, y_s;  // words: the residual r (src2) and the ADD's result y (binding 5) (RESID)
 } pc;
+layout(set = 0, binding = 5) buffer y_buf { uint y_w[]; };  // RESID only
 
 shared float partial[THREADS * MAX_ACC];  // SLOTS = 1 (with subgroups only the first subgroups' rows)
 shared float total[MAX_ACC];
@@ -128,11 +132,13 @@ void compute_slot(uint s, uint i0, uint t, uint L) {
 }
 
 // Output a = r * NC + j of the slot (row i0 + r, column j): v (matrix s), with GLU also up = u and silu(v) * u
-// (in this order: the product may be written over gate).
+// (in this order: the product may be written over gate), with RESID also y = residual + v (add.comp's one add on
+// the value just stored: the ADD after the projection bit for bit; y may be the residual itself).
 void store(uint s, uint i0, uint a, float v, float u) {
     uint r = a / NC, j = a % NC, i = i0 + r;
     if (i >= pc.m[s]) return;
     dst_set(pc.d_off[s] + j * pc.d_s[s] + i, v);
+    if (RESID != 0u) y_w[pc.y_off + j * pc.y_s + i] = floatBitsToUint(src2_f(pc.r_off + j * pc.r_s + i) + v);
     if (GLU != 0u) {
         dst_set(pc.d_off[1] + j * pc.d_s[1] + i, u);
         dst_set(pc.glu_off + j * pc.glu_s + i, silu_mul(v, u));

@@ -9,7 +9,8 @@
 //  - m of 1, 7, 37; 1..8 columns; one MUL_MAT, gate/up + SWIGLU (GLU launch) and three matrices of one x (Q/K/V
 //    launch) with padded weights;
 //  - m of 16421 (a row slot per subgroup) for each launch kind;
-//  - 16-byte aligned rows of whole 16-byte words, up to 4096 long.
+//  - 16-byte aligned rows of whole 16-byte words, up to 4096 long;
+//  - a projection with the residual ADD of its result in the same launch.
 // Bounds: test_ops' MUL_MAT rel-L2 bounds per type (the fused SWIGLU's product 2x). Weights random (seeded, printed
 // by test_seed()). Skipped where no Vulkan device (or module) is present (lavapipe: TFU_VK_ALLOW_CPU=1).
 #include <cmath>
@@ -206,6 +207,47 @@ TEST(vk_mmv_units, aligned_long_rows) {
                     EXPECT_LE(rel_l2(c.device_values(v), to_floats(*v)), mul_mat_bound(ts.t)) << what << " v";
                 }
             }
+}
+
+// A projection and the residual ADD of its result (one launch stores both: backend/fused_residual.h): in place
+// (ADD(r, r, d), the decoder's) and into a separate y, the ADD's operands in both orders, 1 and 3 columns. d
+// against cpu-ref within the type's bound; y exactly the f32 sum of r and the device's own d (the launch's add
+// is add.comp's, on the value it stored). Also a look-alike whose y overlaps x (the ops then run one by one).
+TEST(vk_mmv_units, projection_with_residual_add) {
+    std::string why;
+    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
+    if (!dev) GTEST_SKIP() << why;
+    std::mt19937_64 rng(test_seed() + 5);
+    for (dtype t : {dtype::F16, dtype::Q4_0, dtype::Q8_0, dtype::Q4_K})
+        for (int64_t n : {1, 3})
+            for (int form = 0; form < 3; ++form) {  // 0: ADD(r, r, d); 1: ADD(y, d, r); 2: ADD(y, r, d)
+                const int64_t k = 256, m = 37;
+                const std::string what = std::string(dtype_name(t)) + " n=" + std::to_string(n) +
+                                         " form=" + std::to_string(form);
+                mmv_case c(*dev);
+                tensor* w = c.weight(rng, t, k, m, 0, 0);
+                tensor* x = c.x(rng, k, n, 0, 0);
+                tensor* d = c.result(m, n);
+                tensor* r = c.x(rng, m, n, 0, 0);
+                tensor* y = form == 0 ? r : c.result(m, n);
+                const std::vector<float> r0 = to_floats(*r);
+                c.run({make_op(op_type::MUL_MAT, d, w, x),
+                       form == 1 ? make_op(op_type::ADD, y, d, r) : make_op(op_type::ADD, y, r, d)});
+                const std::vector<float> dv = c.device_values(d), yv = c.device_values(y);
+                EXPECT_LE(rel_l2(dv, to_floats(*d)), mul_mat_bound(t)) << what;
+                size_t differ = 0;
+                for (size_t i = 0; i < yv.size(); ++i) differ += yv[i] != r0[i] + dv[i];
+                EXPECT_EQ(differ, 0u) << what << ": y is not r + d";
+            }
+    {  // y overlapping x: not fused (x is still read while y is written); the ops' results one by one
+        mmv_case c(*dev);
+        const int64_t k = 64, m = 64;
+        tensor* w = c.weight(rng, dtype::Q8_0, k, m, 0, 0);
+        tensor* x = c.x(rng, k, 1, 0, 0);
+        tensor* d = c.result(m, 1);
+        c.run({make_op(op_type::MUL_MAT, d, w, x), make_op(op_type::ADD, x, x, d)});
+        EXPECT_LE(rel_l2(c.device_values(x), to_floats(*x)), mul_mat_bound(dtype::Q8_0)) << "y == x";
+    }
 }
 
 // Matrices of many rows (at least vk_ops.cpp's k_mmv_slot_rows, 16384) take the launch shape with one row slot per
