@@ -12,6 +12,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <mutex>
 
 #include "core/error.h"
 
@@ -77,6 +78,19 @@ VkDebugUtilsMessengerCreateInfoEXT messenger_info(context* self) {
     return mi;
 }
 
+// The process's VkInstances, one per validation mode (off, on, with synchronization validation), created by the
+// first context that needs one and never destroyed: contexts share them. NVIDIA's driver (580, on an H100) failed
+// vkCreateInstance with VK_ERROR_INCOMPATIBLE_DRIVER after about 27 instances had been created and destroyed in one
+// process (2026-11-24, test_vk_module many_backends_one_after_another), so an application opening and closing
+// engines would lose Vulkan; with one instance the driver is loaded once. The module stays loaded for the process
+// (backend/module_loader.cpp), and with it this table.
+struct kept_instance {
+    VkInstance instance = VK_NULL_HANDLE;
+    uint32_t api = 0;
+};
+std::mutex g_instances_mutex;
+kept_instance g_instances[3];
+
 }  // namespace
 
 context::context(const tfu_module_options& options, const logger& log) : log_(log) {
@@ -109,10 +123,7 @@ void context::destroy() noexcept {
         f_.vkDestroyDebugUtilsMessengerEXT(instance_, messenger_, nullptr);
         messenger_ = VK_NULL_HANDLE;
     }
-    if (instance_) {
-        f_.vkDestroyInstance(instance_, nullptr);
-        instance_ = VK_NULL_HANDLE;
-    }
+    instance_ = VK_NULL_HANDLE;  // kept for the next context (g_instances)
 }
 
 void context::create_instance(bool validation) {
@@ -139,7 +150,6 @@ void context::create_instance(bool validation) {
     app.pApplicationName = "tfusion";
     app.pEngineName = "tfusion";
     app.apiVersion = VK_API_VERSION_1_2 <= version ? VK_API_VERSION_1_2 : VK_API_VERSION_1_1;
-    instance_api_ = app.apiVersion;
     VkInstanceCreateInfo ci{};
     ci.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO;
     ci.pApplicationInfo = &app;
@@ -156,17 +166,25 @@ void context::create_instance(bool validation) {
     vf.enabledValidationFeatureCount = 1;
     vf.pEnabledValidationFeatures = &sync_feature;
     const char* mode = std::getenv("TFU_VK_VALIDATION");
-    if (validation && mode && std::strcmp(mode, "sync") == 0) {
+    const bool sync = validation && mode && std::strcmp(mode, "sync") == 0;
+    std::lock_guard<std::mutex> lock(g_instances_mutex);
+    kept_instance& kept = g_instances[!validation ? 0 : sync ? 2 : 1];
+    if (sync) {
         vf.pNext = ci.pNext;
         ci.pNext = &vf;
         extensions.push_back(VK_EXT_VALIDATION_FEATURES_EXTENSION_NAME);
         ci.enabledExtensionCount = uint32_t(extensions.size());
         ci.ppEnabledExtensionNames = extensions.data();
     }
-    const VkResult r = f_.vkCreateInstance(&ci, nullptr, &instance_);
-    if (r == VK_ERROR_INCOMPATIBLE_DRIVER || r == VK_ERROR_INITIALIZATION_FAILED)
-        fail(TFU_STATUS_BACKEND_UNAVAILABLE, "vulkan: vkCreateInstance failed: " + result_name(r) + " (no Vulkan driver?)");
-    check(r, "vkCreateInstance");
+    if (!kept.instance) {
+        const VkResult r = f_.vkCreateInstance(&ci, nullptr, &kept.instance);
+        if (r == VK_ERROR_INCOMPATIBLE_DRIVER || r == VK_ERROR_INITIALIZATION_FAILED)
+            fail(TFU_STATUS_BACKEND_UNAVAILABLE, "vulkan: vkCreateInstance failed: " + result_name(r) + " (no Vulkan driver?)");
+        check(r, "vkCreateInstance");
+        kept.api = app.apiVersion;
+    }
+    instance_ = kept.instance;
+    instance_api_ = kept.api;
     load_instance(f_, instance_);
     if (validation) {
         if (!f_.vkCreateDebugUtilsMessengerEXT)

@@ -96,7 +96,7 @@ private:
 
     logger log_;
     fns f_;
-    VkInstance instance_ = VK_NULL_HANDLE;
+    VkInstance instance_ = VK_NULL_HANDLE;  // the process's, shared by contexts, never destroyed (vk_context.cpp)
     uint32_t instance_api_ = 0;  // the apiVersion the instance was created with
     VkDebugUtilsMessengerEXT messenger_ = VK_NULL_HANDLE;
     VkPhysicalDevice physical_ = VK_NULL_HANDLE;
