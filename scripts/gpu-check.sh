@@ -11,23 +11,7 @@ OUT=${OUT:-out/gpu-check}
 mkdir -p "$OUT"
 JOBS=${JOBS:-$(nproc)}
 STEP_TIMEOUT=${STEP_TIMEOUT:-240}
-report="$OUT/report.md"
-: >"$report"
-status=0
-note() { echo "$*" | tee -a "$report"; }
-# step NAME LOG CMD...: runs CMD with a time limit, appends its output to $OUT/LOG (few files: the device tool
-# brings back at most 8), records pass/fail in the report.
-step() {
-  local name=$1 log=$2
-  shift 2
-  local t0=$SECONDS rc
-  echo "===== $name" >>"$OUT/$log"
-  timeout "$STEP_TIMEOUT" "$@" >>"$OUT/$log" 2>&1
-  rc=$?
-  note "- $name: $([ $rc = 0 ] && echo PASS || echo "FAIL (exit $rc)") in $((SECONDS - t0)) s, log $log"
-  [ $rc = 0 ] || status=1
-  return $rc
-}
+source scripts/gpu-steps.sh
 
 note "# gpu-check $(date -u +%FT%TZ) $(git log -1 --format=%h 2>/dev/null)"
 nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv 2>&1 | tee -a "$report"
@@ -56,8 +40,6 @@ if [ "${PREBUILT:-0}" != 1 ]; then
 fi
 
 T=$B/tests
-# The gtest summary lines of the last step in tests.log.
-summary() { sed -n '/^===== /h;/^===== /!H;${x;p}' "$OUT/tests.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED) " | head -40 | tee -a "$report"; }
 step "test_cuda_backend" tests.log $T/test_cuda_backend; summary
 step "test_cuda_paths" tests.log $T/test_cuda_paths; summary
 step "test_cuda_fusion" tests.log $T/test_cuda_fusion; summary
