@@ -22,8 +22,7 @@ namespace tfu::cuda {
 
 namespace {
 
-// The pair rules (aliasing, same parameters) are backend/fused_pairs.h's, shared with the Vulkan backend.
-bool overlaps(const tensor& a, const tensor& b) { return tensors_overlap(a, b); }
+// The rules (aliasing, same parameters) are backend/fused_pairs.h's, shared with the Vulkan backend.
 
 // ---- ADD + RMS_NORM --------------------------------------------------------------------------------------
 constexpr int k_norm_threads = 256;  // rms_norm.cu's block size: the reduction order depends on it
@@ -210,30 +209,6 @@ __global__ void rope_store_kernel(rope_rows q, rope_rows kk, store_rows ks, stor
     const float* vr = reinterpret_cast<const float*>(vs.x + size_t(t) * vs.x_stride) + h * kk.hd;
     uint8_t* crow = vs.c + size_t(first + t) * vs.c_stride;
     for (int64_t c = threadIdx.x; c < kk.hd; c += blockDim.x) store_cache_value<T>(crow, h * kk.hd + c, vr[c]);
-}
-
-// ROPE(dq, q), ROPE(dk, k) (already found to fuse as a pair by the caller), KV_STORE(ck, xk), KV_STORE(cv, xv)
-// where the stores fuse as a pair, xk is dk's memory seen as (hd * n_head_kv, n) (the decoder's kr2 view of kr),
-// xv has that shape too, and nothing one part of the launch writes is read or written by another part running at
-// the same time.
-bool rope_store_fusable(const op* ops) {
-    const op &rq = ops[0], &rk = ops[1], &sk = ops[2], &sv = ops[3];
-    if (!kv_store_pair_fusable(sk, sv)) return false;
-    const tensor& dk = *rk.dst;
-    const tensor& xk = *sk.src[0];
-    const tensor& xv = *sv.src[0];
-    const int64_t hd = dk.ne[0], nkv = dk.ne[1], n = dk.ne[2];
-    if (dk.ne[3] != 1 || dk.nb[1] != size_t(hd) * sizeof(float)) return false;  // rows (t, h) of hd floats
-    if (xk.data != dk.data || xk.ne[0] != hd * nkv || xk.ne[1] != n || xk.nb[1] != dk.nb[2]) return false;
-    if (xv.ne[0] != hd * nkv || xv.ne[1] != n || xv.ne[2] != 1 || xv.ne[3] != 1) return false;
-    const row_bytes_range wk = rows_of(*sk.dst, sk.i[0], n), wv = rows_of(*sv.dst, sv.i[0], n);
-    // The cache rows are written while the ropes read and write their tensors; v is read while they write.
-    const tensor* read_or_written[] = {rq.src[0], rq.dst, rk.src[0], rk.dst, rq.src[1], rq.src[2]};
-    for (const tensor* t : read_or_written) {
-        if (!t) continue;
-        if (overlaps(wk, span_of(*t)) || overlaps(wv, span_of(*t))) return false;
-    }
-    return !overlaps(xv, *rq.dst) && !overlaps(xv, *rk.dst);
 }
 
 void rope_store(context& ctx, const op* ops) {

@@ -235,9 +235,16 @@ void context::choose_device(const tfu_module_options& options) {
                  "; devices:" + listing);
     physical_ = devs[size_t(best)];
 
-    // Properties and features the kernels care about.
+    // Properties and features the kernels care about. A compute shader may run in subgroups narrower than
+    // subgroupSize (Intel: 8 of a reported 32) unless the pipeline asks otherwise; Vulkan 1.3 reports the narrowest
+    // (kernels whose lane groups must fit a subgroup, attention_lanes, size them by it).
+    VkPhysicalDeviceProperties basic{};
+    f_.vkGetPhysicalDeviceProperties(physical_, &basic);
+    VkPhysicalDeviceSubgroupSizeControlProperties size_control{};
+    size_control.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES;
     VkPhysicalDeviceSubgroupProperties sub{};
     sub.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES;
+    if (basic.apiVersion >= VK_API_VERSION_1_3) sub.pNext = &size_control;
     VkPhysicalDeviceMaintenance3Properties m3{};
     m3.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES;
     m3.pNext = &sub;
@@ -263,6 +270,9 @@ void context::choose_device(const tfu_module_options& options) {
     caps_.subgroup_size = sub.subgroupSize;
     caps_.subgroup_arithmetic = (sub.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
                                 (sub.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) && sub.subgroupSize >= 4;
+    caps_.subgroup_shuffle = caps_.subgroup_arithmetic && (sub.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_BIT);
+    caps_.subgroup_size_min = sub.subgroupSize;
+    if (size_control.minSubgroupSize > 0) caps_.subgroup_size_min = std::min(size_control.minSubgroupSize, sub.subgroupSize);
 
     VkPhysicalDeviceShaderFloat16Int8Features f16i8{};
     f16i8.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES;
@@ -294,10 +304,12 @@ void context::choose_device(const tfu_module_options& options) {
                              (caps_.coopmat_emulated ? "emulated (TFU_VK_COOPMAT=emulate, tests only)"
                                                      : "(VK_NV_cooperative_matrix)");
     log_.logf(TFU_LOG_INFO,
-              "vulkan: features: fp16 arithmetic %s, 16-bit storage %s, int8 %s, subgroup size %u (arithmetic %s), "
-              "memory budget %s, cooperative matrix %s; maxStorageBufferRange %llu, storage offset alignment %llu",
+              "vulkan: features: fp16 arithmetic %s, 16-bit storage %s, int8 %s, subgroup size %u (min %u; arithmetic "
+              "%s, shuffle %s), memory budget %s, cooperative matrix %s; maxStorageBufferRange %llu, storage offset "
+              "alignment %llu",
               caps_.fp16_arithmetic ? "yes" : "no", caps_.storage_16bit ? "yes" : "no", caps_.int8_arithmetic ? "yes" : "no",
-              caps_.subgroup_size, caps_.subgroup_arithmetic ? "yes" : "no", caps_.memory_budget ? "yes" : "no",
+              caps_.subgroup_size, caps_.subgroup_size_min, caps_.subgroup_arithmetic ? "yes" : "no",
+              caps_.subgroup_shuffle ? "yes" : "no", caps_.memory_budget ? "yes" : "no",
               coopmat.c_str(),
               (unsigned long long)caps_.max_storage_range, (unsigned long long)caps_.storage_offset_align);
     log_.logf(TFU_LOG_INFO,

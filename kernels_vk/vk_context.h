@@ -36,7 +36,9 @@ struct device_caps {
     uint32_t max_group_count[3] = {};     // maxComputeWorkGroupCount
     uint32_t max_push_constants = 0;
     uint32_t subgroup_size = 0;
+    uint32_t subgroup_size_min = 0;       // narrowest compute subgroups: minSubgroupSize (1.3), else subgroup_size
     bool subgroup_arithmetic = false;     // subgroupAdd in compute shaders
+    bool subgroup_shuffle = false;        // and subgroupShuffleXor
     bool fp16_arithmetic = false;         // shaderFloat16
     bool storage_16bit = false;           // storageBuffer16BitAccess
     bool int8_arithmetic = false;         // shaderInt8

@@ -104,9 +104,10 @@ void record_get_rows(vk_backend& be, const op& o) {
 // src1's row stride in words for ADD, MUL, SWIGLU: 0 broadcasts its one row over src0's.
 uint32_t src1_stride(const tensor& a, const tensor& c) { return c.nrows() == 1 && a.nrows() > 1 ? 0u : words(c.nb[1]); }
 
-// One workgroup (256) per row: sum of squares reduced in shared memory. With `add` (record_fused: ADD(y, a, b)
-// whose y is the norm's src0), the add_rms_norm variant first forms y = a + b in the same workgroup: a at binding 1,
-// b at 3, y at 5.
+// One workgroup (256) per row: sum of squares reduced with subgroupAdd where the device has subgroup arithmetic
+// (the _subgroup variants), else in shared memory. With `add` (record_fused: ADD(y, a, b) whose y is the norm's
+// src0), the add_rms_norm variant first forms y = a + b in the same workgroup: a at binding 1, b at 3, y at 5.
+// Both variants of a device reduce alike, so the pair stays bit-identical to the ops one by one.
 void dispatch_rms_norm(vk_backend& be, const op& norm, const op* add) {
     const tensor& x = add ? *add->src[0] : *norm.src[0];
     const tensor& d = *norm.dst;
@@ -121,7 +122,9 @@ void dispatch_rms_norm(vk_backend& be, const op& norm, const op* add) {
         b[4] = bind_whole(be, &y, "dst (ADD)");
         push.insert(push.end(), {b[3].word, src1_stride(x, c), b[4].word, words(y.nb[1])});
     }
-    be.dispatch(add ? "add_rms_norm" : "rms_norm", {}, b, add ? 5 : 3, std::move(push), uint64_t(x.nrows()));
+    const char* shader = add ? (be.subgroup_ops() ? "add_rms_norm_subgroup" : "add_rms_norm")
+                             : (be.subgroup_ops() ? "rms_norm_subgroup" : "rms_norm");
+    be.dispatch(shader, {}, b, add ? 5 : 3, std::move(push), uint64_t(x.nrows()));
 }
 
 // ADD, MUL, SWIGLU: one thread per element; src1 stride 0 broadcasts its one row.
@@ -142,10 +145,15 @@ void record_elementwise(vk_backend& be, const op& o, const char* shader) {
 // shader forms the angle pos * freq / factor to about 48 bits before reducing it (the reference uses double).
 // parts = 2 (record_fused: ROPE q, ROPE k with the same positions, factors and parameters): the rope_pair variant,
 // q's workgroups then k's, k and its result at bindings 6 and 5.
-void dispatch_rope(vk_backend& be, const op* r, int parts) {
+// parts = 4 (record_fused: rope_store_ok; r[2], r[3] the KV_STOREs of the rotated k and of v): the rope_store
+// variant, q's workgroups, then one per (token, KV head) row of k (rotated, then stored), then one per row of v;
+// k and v in one window `kv` (binding 6, their byte offsets kv_byte), the caches at bindings 7 and 8, each store's
+// first row as a lone KV_STORE takes it (its push constant, or its own device-read slot in a kept recording).
+void dispatch_rope(vk_backend& be, const op* r, int parts, const binding* kv = nullptr,
+                   const uint32_t* kv_byte = nullptr) {
     const op& o = r[0];
     const int n_rot = o.i[0];
-    binding b[6] = {bind_whole(be, o.dst, "dst"), bind_whole(be, o.src[0], "src0"),
+    binding b[8] = {bind_whole(be, o.dst, "dst"), bind_whole(be, o.src[0], "src0"),
                     bind_whole(be, o.src[1], "src1 (positions)"), bind_whole(be, o.src[2], "src2 (freq factors)")};
     std::vector<uint32_t> table(static_cast<size_t>(n_rot));
     for (int j = 0; j < n_rot / 2; ++j) {
@@ -159,21 +167,36 @@ void dispatch_rope(vk_backend& be, const op* r, int parts) {
     std::vector<uint32_t> push = {uint32_t(o.src[0]->ne[2]), uint32_t(n_rot), o.i[1] == 2 ? 1u : 0u,
                                   o.src[2] ? 1u : 0u, b[2].word, b[3].word, 0u, 0u};
     uint64_t groups = 0;
-    for (int p = 0; p < parts; ++p) {
+    for (int p = 0; p < std::min(parts, 2); ++p) {
         const tensor& x = *r[p].src[0];
         const tensor& d = *r[p].dst;
         if (p == 1) {
             b[4] = bind_whole(be, &d, "dst (second ROPE)");
-            b[5] = bind_whole(be, &x, "src0 (second ROPE)");
+            b[5] = kv ? *kv : bind_whole(be, &x, "src0 (second ROPE)");
         }
         const binding& bd = b[p == 0 ? 0 : 4];
-        const binding& bx = b[p == 0 ? 1 : 5];
+        const uint32_t x_word = p == 0 ? b[1].word : kv ? kv_byte[0] / 4 : b[5].word;
         push.insert(push.end(),
-                    {uint32_t(x.ne[0]), uint32_t(x.ne[1]), bx.word, words(x.nb[1]), bd.word, words(d.nb[1])});
-        groups += ceil_div(uint64_t(n_rot / 2 + (x.ne[0] - n_rot)) * uint64_t(x.nrows()), 64);
+                    {uint32_t(x.ne[0]), uint32_t(x.ne[1]), x_word, words(x.nb[1]), bd.word, words(d.nb[1])});
+        if (p == 0 || parts == 2) groups += ceil_div(uint64_t(n_rot / 2 + (x.ne[0] - n_rot)) * uint64_t(x.nrows()), 64);
         if (p == 0) push[7] = uint32_t(groups);
     }
-    be.dispatch(parts == 2 ? "rope_pair" : "rope", {}, b, parts == 2 ? 6 : 4, std::move(push), groups, &table, 6);
+    if (parts == 4) {
+        const uint64_t rows = uint64_t(r[1].src[0]->nrows());  // (token, KV head) rows of k, and of v
+        push.insert(push.end(), {uint32_t(groups + rows), uint32_t(r[2].dst->type)});  // groups1, ctype
+        for (int p = 2; p < 4; ++p) {
+            const tensor& c = *r[p].dst;
+            binding& bc = b[p == 2 ? 6 : 7];
+            bc = bind_whole(be, &c, p == 2 ? "dst (K cache)" : "dst (V cache)");
+            const uint32_t dyn = be.dyn_slot();
+            const uint64_t start = bc.byte + (dyn ? 0 : uint64_t(r[p].i[0]) * c.nb[1]);  // as dispatch_kv_store's
+            push.insert(push.end(), {uint32_t(start), uint32_t(c.nb[1]), dyn});
+        }
+        push.insert(push.end(), {kv_byte[1] / 4, words(r[3].src[0]->nb[1])});
+        groups += 2 * rows;
+    }
+    const char* shader = parts == 4 ? "rope_store" : parts == 2 ? "rope_pair" : "rope";
+    be.dispatch(shader, {}, b, parts == 4 ? 8 : parts == 2 ? 6 : 4, std::move(push), groups, &table, 6);
 }
 
 // One thread per word of the stored byte range (kv_store.comp); f32 caches one per element. In a kept run
@@ -546,12 +569,34 @@ size_t record_fused_mmv(vk_backend& be, const op* ops, size_t n_ops) {
     return 2;
 }
 
+// ---- fused row-wise launches -----------------------------------------------------------------------------
+
+// ROPE q, ROPE k, KV_STORE k, KV_STORE v as one rope_store launch (dispatch_rope, parts 4): the shared rule
+// (backend/fused_pairs.h; a kept recording stores anywhere in the caches, and 16-bit caches are written as whole
+// words), and what the shader's k and v groups need: a head row of at most 256 floats (the k row kept in shared
+// memory) that is whole 32-bit words of each cache (f32, or an even head size with 4-byte aligned cache rows at
+// any first row), so that a group's words hold nothing of another row. k and v must also share a window
+// (bind_together, at the call).
+bool rope_store_ok(const vk_backend& be, const op* ops) {
+    if (!rope_store_fusable(ops, 4, be.recording_kept())) return false;
+    const int64_t hd = ops[1].dst->ne[0];
+    if (hd > 256) return false;
+    for (int p = 2; p < 4; ++p) {
+        const tensor& c = *ops[p].dst;
+        if (c.type != dtype::F32 &&
+            (hd % 2 != 0 || c.nb[1] % 4 != 0 || reinterpret_cast<uintptr_t>(c.data) % 4 != 0))
+            return false;
+    }
+    return true;
+}
+
 }  // namespace
 
 // Row-wise pairs: two ops of a decoder layer in one dispatch (no global barrier between them) under the rules of
 // backend/fused_pairs.h (the CUDA backend's too), each launch a variant of the ops' own shader source, so the
-// results are bit-identical. kv_store.comp writes whole 32-bit words; in a kept recording each KV_STORE reads its
-// own i[0] on the device, so a replay may store anywhere in the caches.
+// results are bit-identical; ROPE q + k followed by the KV_STORE pair of the rotated k and v, all four in one.
+// kv_store.comp writes whole 32-bit words; in a kept recording each KV_STORE reads its own i[0] on the device, so
+// a replay may store anywhere in the caches.
 size_t record_fused(vk_backend& be, const op* ops, size_t n_ops) {
     if (n_ops < 2) return 0;
     switch (ops[0].type) {
@@ -560,10 +605,20 @@ size_t record_fused(vk_backend& be, const op* ops, size_t n_ops) {
             if (!add_rms_norm_fusable(ops[0], ops[1])) return 0;
             dispatch_rms_norm(be, ops[1], &ops[0]);
             return 2;
-        case op_type::ROPE:
+        case op_type::ROPE: {
             if (!rope_pair_fusable(ops[0], ops[1])) return 0;
+            binding kv;
+            uint32_t kv_byte[2];
+            if (n_ops >= 4 && rope_store_ok(be, ops)) {
+                const tensor* kx[2] = {ops[1].src[0], ops[3].src[0]};  // k (rotated by the launch) and v
+                if (bind_together(be, kx, 2, "k and v of rope_store", &kv, kv_byte)) {
+                    dispatch_rope(be, ops, 4, &kv, kv_byte);
+                    return 4;
+                }
+            }
             dispatch_rope(be, ops, 2);
             return 2;
+        }
         case op_type::KV_STORE:
             if (!kv_store_pair_fusable(ops[0], ops[1], 4, be.recording_kept())) return 0;
             dispatch_kv_store(be, ops, 2);
@@ -578,11 +633,37 @@ namespace {
 // compute units (core Vulkan reports no count; an H100 has 132 SMs, CUDA's rule aims at 8 per SM).
 constexpr int64_t k_split_target = 1024;
 
-// One workgroup (128) per (query, head, split) over the contiguous cache (attention.comp); with n_split > 1 the
-// partials go to the backend's scratch (binding 5) and attention_merge (one workgroup of 64 per (query, head))
-// writes dst. In a kept run n_past = i[0] is read on the device and the whole caches are bound. The pipeline is specialized for the K and V dtypes, the head
-// size, its team width (threads per team: the power of 2 covering hd / 2 channel pairs) and whether every head row
-// of K (V) starts on a 4-byte boundary (16-bit pairs then load as one word).
+// Rows per lane group per step of attention_lanes (its U: the K and V loads a lane issues together). Env
+// TFU_VK_ATTN_ROWS=1|2|4|8 (read per call: tests switch it), default 4.
+uint32_t attention_lane_rows() {
+    const char* e = std::getenv("TFU_VK_ATTN_ROWS");
+    const int v = e ? std::atoi(e) : 4;
+    return uint32_t(v == 1 || v == 2 || v == 8 ? v : 4);
+}
+
+// Whether attention_lanes.comp takes ATTENTION o with K and V bound at bk, bv: f16/bf16 caches whose head rows are
+// 16-byte aligned at any row (binding offset, row stride and head size multiples of 16 bytes), a head of 8 LPR
+// channels with LPR a power of 2 that fits the narrowest subgroup, subgroup shuffles, and its shared arrays within
+// the device's. Env TFU_VK_ATTN_LANES=0 (read per call) keeps attention.comp.
+bool attention_lanes_ok(const vk_backend& be, const op& o, const binding& bk, const binding& bv) {
+    if (const char* env = std::getenv("TFU_VK_ATTN_LANES"); env && std::strcmp(env, "0") == 0) return false;
+    const device_caps& caps = be.caps();
+    if (!be.subgroup_ops() || !caps.subgroup_shuffle || caps.subgroup_size_min < 4) return false;
+    const uint64_t hd = uint64_t(o.src[0]->ne[0]), lpr = hd / 8;
+    if (hd % 8 != 0 || hd > 256 || (lpr & (lpr - 1)) != 0 || lpr > caps.subgroup_size_min) return false;
+    for (const tensor* c : {o.src[1], o.src[2]})
+        if ((c->type != dtype::F16 && c->type != dtype::BF16) || c->nb[1] % 16 != 0) return false;
+    if (bk.byte % 16 != 0 || bv.byte % 16 != 0) return false;
+    return (2 * 32 + 32 * hd) * 4 <= caps.max_shared_bytes;  // sm_m, sm_l, sm_acc of up to 32 subgroups
+}
+
+// One workgroup (128) per (query, head, split) over the contiguous cache: attention_lanes.comp where
+// attention_lanes_ok (a head row read by lane groups, 16 bytes a lane), else attention.comp (a K row per thread);
+// with n_split > 1 the partials go to the backend's scratch (binding 5) and attention_merge (one workgroup of 64
+// per (query, head)) writes dst. In a kept run n_past = i[0] is read on the device and the whole caches are bound.
+// attention.comp's pipeline is specialized for the K and V dtypes, the head size, its team width (threads per team:
+// the power of 2 covering hd / 2 channel pairs) and whether every head row of K (V) starts on a 4-byte boundary
+// (16-bit pairs then load as one word); attention_lanes' for the dtypes, the head size and its rows per step.
 void record_attention(vk_backend& be, const op& o) {
     const tensor& q = *o.src[0];
     const tensor& k = *o.src[1];
@@ -601,13 +682,16 @@ void record_attention(vk_backend& be, const op& o) {
     auto words_aligned = [hd](const tensor& c, const binding& bc) {
         return uint32_t(c.type == dtype::F32 || (bc.byte % 4 == 0 && hd % 2 == 0));  // nb[1] % 4 == 0: supports()
     };
-    const std::vector<uint32_t> spec = {uint32_t(k.type), uint32_t(v.type), hd, team, words_aligned(k, b[2]),
-                                        words_aligned(v, b[3])};
+    const bool lanes = attention_lanes_ok(be, o, b[2], b[3]);
+    const std::vector<uint32_t> spec =
+        lanes ? std::vector<uint32_t>{uint32_t(k.type), uint32_t(v.type), hd, attention_lane_rows()}
+              : std::vector<uint32_t>{uint32_t(k.type), uint32_t(v.type), hd, team, words_aligned(k, b[2]),
+                                      words_aligned(v, b[3])};
     const uint32_t n_split = attention_splits(o);
     const uint64_t blocks = uint64_t(q.ne[2]) * uint64_t(q.ne[1]);
     binding bs[5] = {b[0], b[1], b[2], b[3], binding{}};
     if (n_split > 1) bs[4] = be.scratch(scratch_bytes(o));
-    be.dispatch("attention", spec, bs, n_split > 1 ? 5 : 4,
+    be.dispatch(lanes ? "attention_lanes" : "attention", spec, bs, n_split > 1 ? 5 : 4,
                 {uint32_t(q.ne[0]), uint32_t(q.ne[1]), uint32_t(q.ne[2]), uint32_t(o.i[0]), uint32_t(q.ne[1] / o.i[1]),
                  fbits(o.f[0]), b[1].word, words(q.nb[1]), b[0].word, words(d.nb[1]), uint32_t(k.type), b[2].byte,
                  uint32_t(k.nb[1]), uint32_t(v.type), b[3].byte, uint32_t(v.nb[1]), dyn, n_split, bs[4].word},

@@ -33,6 +33,9 @@ void record_op(vk_backend& be, const op& o);
 //   KV_STORE k, KV_STORE v at the same i[0] into caches of one dtype: kv_store_pair (kv_store.comp's PAIR variant).
 //   It takes the device-read slots of both ops (be.dyn_slot(), in op order) and reads each part's i[0] from its own,
 //   each part launched as a lone KV_STORE would be (in a kept recording, for the largest span at any start).
+// 4: ROPE q, ROPE k, KV_STORE of the rotated k, KV_STORE v (fused_pairs.h rope_store_fusable, head rows that are
+//   whole 32-bit cache words, k and v in one window): rope_store (rope.comp's STORE variant), the two slots as the
+//   KV pair takes them.
 size_t record_fused(vk_backend& be, const op* ops, size_t n_ops);
 // Whether o (supported) may be part of a kept run (vk_replay.h): it records max_dispatches(o) at most, whose commands
 // depend only on the replay key (its fields and tensors, minus KV_STORE's and ATTENTION's i[0], which the kernels

@@ -78,18 +78,46 @@ inline bool rope_pair_fusable(const op& p, const op& o) {
 // kv_store.comp writes whole 32-bit words of a 16-bit cache: 4; 1 where every element is its own store), the
 // written ranges widened to it. `any_rows`: the launch may later store other rows than i[0]'s (a kept Vulkan run
 // reads i[0] on the device, each op its own): the whole caches count.
+// The cache bytes KV_STORE s writes, widened to whole `word`s; with any_rows its whole cache (kv_store_pair_fusable).
+inline row_bytes_range kv_store_written(const op& s, uint64_t word, bool any_rows) {
+    const row_bytes_range r = any_rows ? span_of(*s.dst) : rows_of(*s.dst, s.i[0], s.src[0]->nrows());
+    return {r.lo / word * word, (r.hi + word - 1) / word * word};
+}
+
 inline bool kv_store_pair_fusable(const op& p, const op& o, uint64_t word = 1, bool any_rows = false) {
     if (p.type != op_type::KV_STORE || o.type != op_type::KV_STORE) return false;
     if (p.i[0] != o.i[0] || p.dst->type != o.dst->type) return false;
     if (p.dst->type != dtype::F32 && p.dst->type != dtype::F16 && p.dst->type != dtype::BF16) return false;
-    auto written = [&](const op& s) {
-        const row_bytes_range r = any_rows ? span_of(*s.dst) : rows_of(*s.dst, s.i[0], s.src[0]->nrows());
-        return row_bytes_range{r.lo / word * word, (r.hi + word - 1) / word * word};
-    };
-    const row_bytes_range wk = written(p), wv = written(o);
+    const row_bytes_range wk = kv_store_written(p, word, any_rows), wv = kv_store_written(o, word, any_rows);
     for (const tensor* x : {p.src[0], o.src[0]})
         if (overlaps(wk, span_of(*x)) || overlaps(wv, span_of(*x))) return false;
     return !overlaps(wk, wv);
+}
+
+// ROPE(dq, q), ROPE(dk, k), KV_STORE(ck, xk), KV_STORE(cv, xv) in one launch whose k part stores the rows it
+// rotated (the decoder's four ops between the projections and the attention): the ropes fuse as a pair, the stores
+// as a pair (with the same `word` and `any_rows`), xk is dk's memory seen as (hd * n_head_kv, n) rows (the decoder's
+// kr2 view of kr: dk's (token, head) rows of hd floats back to back), xv has that shape, and nothing one part
+// writes is read or written by another part running at the same time: the cache bytes the stores write overlap no
+// tensor of the ropes, and xv (read while the ropes write) overlaps neither rope result.
+inline bool rope_store_fusable(const op* ops, uint64_t word = 1, bool any_rows = false) {
+    const op &rq = ops[0], &rk = ops[1], &sk = ops[2], &sv = ops[3];
+    if (!rope_pair_fusable(rq, rk) || !kv_store_pair_fusable(sk, sv, word, any_rows)) return false;
+    const tensor& dk = *rk.dst;
+    const tensor& xk = *sk.src[0];
+    const tensor& xv = *sv.src[0];
+    const int64_t hd = dk.ne[0], nkv = dk.ne[1], n = dk.ne[2];
+    if (dk.ne[3] != 1 || dk.nb[1] != size_t(hd) * sizeof(float)) return false;  // rows (t, h) of hd floats
+    for (const tensor* x : {&xk, &xv})  // (hd * n_head_kv, n) rows
+        if (x->ne[0] != hd * nkv || x->ne[1] != n || x->ne[2] != 1 || x->ne[3] != 1) return false;
+    if (xk.data != dk.data || xk.nb[1] != dk.nb[2]) return false;
+    const row_bytes_range wk = kv_store_written(sk, word, any_rows), wv = kv_store_written(sv, word, any_rows);
+    const tensor* read_or_written[] = {rq.src[0], rq.dst, rk.src[0], rk.dst, rq.src[1], rq.src[2]};
+    for (const tensor* t : read_or_written) {
+        if (!t) continue;
+        if (overlaps(wk, span_of(*t)) || overlaps(wv, span_of(*t))) return false;
+    }
+    return !tensors_overlap(xv, *rq.dst) && !tensors_overlap(xv, *rk.dst);
 }
 
 }  // namespace tfu

@@ -1,7 +1,7 @@
 // KV_STORE: cache rows i0 .. i0+n-1 of dst (row, n_ctx; f32, f16 or bf16) = src0 (row, n) converted with
-// round-to-nearest-even exactly as core/fp16.h (f32_to_fp16 / f32_to_bf16). One thread per 32-bit word of the
-// stored byte range [start, end) of dst: a 16-bit cache word holds two elements (possibly of two rows, or one
-// element next to bytes this op must not touch), so the thread that owns the word writes both halves.
+// round-to-nearest-even exactly as core/fp16.h (kv_half.glsl). One thread per 32-bit word of the stored byte range
+// [start, end) of dst: a 16-bit cache word holds two elements (possibly of two rows, or one element next to bytes
+// this op must not touch), so the thread that owns the word writes both halves.
 // Launch: ceil(words / 256) groups of 256. dyn != 0 (a kept run, vk_backend_replay.cpp): i0 is param_w[dyn - 1],
 // start/end are given for i0 = 0 and the launch covers span / 4 + 2 words (threads past the range return).
 // PAIR (variant kv_store_pair; vk_ops.cpp record_fused): KV_STORE k then KV_STORE v into caches of one dtype in
@@ -9,6 +9,7 @@
 // each part with its own words, rows and dyn slot; each word is written as by the op alone.
 #version 450
 #include "common.glsl"
+#include "kv_half.glsl"
 layout(local_size_x = 256) in;
 struct part_t {
     uint k;                 // elements per row
@@ -51,44 +52,13 @@ void c_set(uint w, uint v) {
     dst_w[w] = v;
 }
 
-uint f32_to_f16(float f) {
-    uint x = floatBitsToUint(f);
-    uint sign = (x >> 16) & 0x8000u;
-    uint a = x & 0x7fffffffu;
-    if (a >= 0x7f800000u) return sign | 0x7c00u | (a > 0x7f800000u ? 0x200u : 0u);
-    if (a >= 0x477ff000u) return sign | 0x7c00u;
-    if (a < 0x38800000u) {
-        if (a < 0x33000000u) return sign;
-        uint e = a >> 23;
-        uint m = (a & 0x7fffffu) | 0x800000u;
-        uint shift = 126u - e;
-        uint r = m >> shift;
-        uint rem = m & ((1u << shift) - 1u);
-        uint half_ = 1u << (shift - 1u);
-        if (rem > half_ || (rem == half_ && (r & 1u) != 0u)) ++r;
-        return sign | r;
-    }
-    uint r = a - 0x38000000u;
-    uint o = r >> 13;
-    uint rem = r & 0x1fffu;
-    if (rem > 0x1000u || (rem == 0x1000u && (o & 1u) != 0u)) ++o;
-    return sign | o;
-}
-
-uint f32_to_bf16(float f) {
-    uint x = floatBitsToUint(f);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return ((x >> 16) | 0x40u) & 0xffffu;
-    x += 0x7fffu + ((x >> 16) & 1u);
-    return x >> 16;
-}
-
 // The new 16-bit value for dst byte b (even), or 0x10000 to keep what is there.
 uint half_for(uint b) {
     if (b < g_start || b >= g_end) return 0x10000u;
     uint rel = b - g_start, r = rel / g_p.d_nb1, e = (rel % g_p.d_nb1) / 2u;
     if (e >= g_p.k) return 0x10000u;  // row padding
     float v = uintBitsToFloat(x_word(g_p.x_off + r * g_p.x_s + e));
-    return pc.ctype == 1u ? f32_to_f16(v) : f32_to_bf16(v);
+    return f32_to_half(v, pc.ctype);
 }
 
 void main() {

@@ -68,61 +68,21 @@ TEST(cuda_fused_rows, decoder_layer_chain) {
 }
 
 
-// ROPE q, ROPE k, KV_STORE k, KV_STORE v in one launch (rope_store_kernel), in place and not, with bf16 and f32
-// caches, and the lookalikes that must not take the four-op launch: the k store of the unrotated k, v's store
-// reading the rotated k, a k store of other rows of the rotated k. Each against the op-by-op run (bit-identical)
-// and cpu-ref.
+// ROPE q, ROPE k, KV_STORE k, KV_STORE v in one launch (rope_store_kernel), in place and not, with f16, bf16 and
+// f32 caches, and the lookalikes that must not take the four-op launch (pair_case.h rope_store_case). Each against
+// the op-by-op run (bit-identical) and cpu-ref.
 TEST(cuda_fused_rows, rope_store_four_ops) {
     std::string why;
     std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_CUDA, &why);
     if (!dev) GTEST_SKIP() << why;
     std::mt19937_64 rng(test_seed() + 57);
-    enum class form { decoder, in_place, store_unrotated, v_is_rotated_k, shifted_k_rows };
     for (dtype t : {dtype::F16, dtype::BF16, dtype::F32})
         for (int64_t n : {1, 3})
-            for (form f : {form::decoder, form::in_place, form::store_unrotated, form::v_is_rotated_k,
-                           form::shifted_k_rows}) {
-                if (f == form::shifted_k_rows && n == 1) continue;
-                const int64_t hd = 64, nh = 32, nkv = 8, n_ctx = 40;
-                const int32_t pos0 = 29;
-                const std::string what = std::string(dtype_name(t)) + " n=" + std::to_string(n) + " form " +
-                                         std::to_string(int(f));
-                pair_case c(*dev);
-                const size_t kb = size_t(hd * nkv * (n + 1)) * 4;
-                const size_t bq = c.buffer(rng, size_t(hd * nh * n) * 4, "q"), bk = c.buffer(rng, kb, "k");
-                const size_t bv = c.buffer(rng, kb, "v");
-                const size_t bqr = c.buffer(rng, size_t(hd * nh * n) * 4, "qr"), bkr = c.buffer(rng, kb, "kr");
-                const size_t bp = c.buffer(rng, size_t(n) * 4, "pos");
-                c.set(bp, 0, positions(pos0, n));
-                const size_t cache_bytes = row_size(t, hd * nkv) * size_t(n_ctx);
-                const size_t bck = c.buffer(rng, cache_bytes, "cache k"), bcv = c.buffer(rng, cache_bytes, "cache v");
-                tensor* q3 = c.view(bq, 0, dtype::F32, hd, nh, n);
-                tensor* k3 = c.view(bk, 0, dtype::F32, hd, nkv, n);
-                const bool in_place = f == form::in_place;
-                tensor* qr = in_place ? q3 : c.view(bqr, 0, dtype::F32, hd, nh, n);
-                tensor* kr = in_place ? k3 : c.view(bkr, 0, dtype::F32, hd, nkv, n);
-                const size_t kr_buf = in_place ? bk : bkr;
-                tensor* xk = f == form::store_unrotated ? c.view(bk, 0, dtype::F32, hd * nkv, n)
-                             : f == form::shifted_k_rows ? c.view(kr_buf, size_t(hd * nkv) * 4, dtype::F32, hd * nkv, n - 1)
-                                                         : c.view(kr_buf, 0, dtype::F32, hd * nkv, n);
-                tensor* xv = f == form::v_is_rotated_k ? c.view(kr_buf, 0, dtype::F32, hd * nkv, n)
-                                                       : c.view(bv, 0, dtype::F32, hd * nkv, n);
-                tensor* pos = c.view(bp, 0, dtype::I32, n);
-                tensor* ck = c.view(bck, 0, t, hd * nkv, n_ctx);
-                tensor* cv = c.view(bcv, 0, t, hd * nkv, n_ctx);
-                c.run({rope_op(qr, q3, pos, nullptr, int(hd), 0, 10000.0f, 1.0f),
-                       rope_op(kr, k3, pos, nullptr, int(hd), 0, 10000.0f, 1.0f), store_op(ck, xk, pos0),
-                       store_op(cv, xv, pos0)});
-                c.expect_identical(what);
-                c.expect_close(qr, k_rope, what + " q");
-                c.expect_close(kr, k_rope, what + " k");
-                // f16/bf16 caches hold the rotated k rounded: a last-bit difference of a rotation from the
-                // reference's may move it one step (2^-11 f16, 2^-8 bf16, relative).
-                const bound kb_bound = t == dtype::F32 ? k_rope : t == dtype::F16 ? bound{1e-3, 4e-3} : bound{8e-3, 3e-2};
-                const size_t rb = row_size(t, hd * nkv) * size_t(pos0);
-                c.expect_close(c.view(bck, rb, t, hd * nkv, xk->ne[1]), kb_bound, what + " cache k");
-                c.expect_close(c.view(bcv, rb, t, hd * nkv, n), f == form::v_is_rotated_k ? kb_bound : k_store,
-                               what + " cache v");
+            for (rope_store_form f : {rope_store_form::decoder, rope_store_form::in_place,
+                                      rope_store_form::store_unrotated, rope_store_form::v_is_rotated_k,
+                                      rope_store_form::shifted_k_rows}) {
+                if (f == rope_store_form::shifted_k_rows && n == 1) continue;
+                rope_store_case(*dev, rng, t, {64, 32, 8, 64, 0, false}, n, f);
             }
 }
 

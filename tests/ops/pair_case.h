@@ -426,6 +426,70 @@ inline void store_lookalike(backend& dev, std::mt19937_64& rng, store_diff d, in
     c.expect_close(c.view(bv, v_at + row_size(tv, row) * size_t(first_v), tv, row, nn), k_store, what + " v rows");
 }
 
+// ROPE q, ROPE k, KV_STORE k, KV_STORE v of n tokens at cache row pos0 (of n_ctx; caches of dtype t whose rows
+// are padded by cache_pad bytes): the decoder's four ops between the projections and the attention, which a backend may
+// run as one launch (CUDA's rope_store_kernel, Vulkan's rope_store). decoder and in_place (q and k rotated in
+// place) are that shape; the lookalikes must not take the four-op launch: the k store of the unrotated k, v's
+// store reading the rotated k, a k store of other rows of the rotated k (n >= 2).
+enum class rope_store_form { decoder, in_place, store_unrotated, v_is_rotated_k, shifted_k_rows };
+struct rope_store_shape {
+    int64_t hd, nh, nkv;
+    int n_rot, mode;
+    bool factors;
+};
+inline void rope_store_case(backend& dev, std::mt19937_64& rng, dtype t, const rope_store_shape& s, int64_t n,
+                            rope_store_form f, size_t cache_pad = 0, int32_t pos0 = 29, int64_t n_ctx = 40) {
+    const int64_t hd = s.hd, nkv = s.nkv;
+    const std::string what = std::string(dtype_name(t)) + " hd=" + std::to_string(hd) + " heads " +
+                             std::to_string(s.nh) + "/" + std::to_string(nkv) + " n_rot=" + std::to_string(s.n_rot) +
+                             " mode " + std::to_string(s.mode) + (s.factors ? " factors" : "") + " n=" +
+                             std::to_string(n) + " form " + std::to_string(int(f)) + " cache pad " +
+                             std::to_string(cache_pad);
+    pair_case c(dev);
+    const size_t kb = size_t(hd * nkv * (n + 1)) * 4;
+    const size_t bq = c.buffer(rng, size_t(hd * s.nh * n) * 4, "q"), bk = c.buffer(rng, kb, "k");
+    const size_t bv = c.buffer(rng, kb, "v");
+    const size_t bqr = c.buffer(rng, size_t(hd * s.nh * n) * 4, "qr"), bkr = c.buffer(rng, kb, "kr");
+    const size_t bp = c.buffer(rng, size_t(n) * 4, "pos");
+    const size_t bf = c.buffer(rng, size_t(s.n_rot / 2) * 4, "factors");
+    c.set(bp, 0, positions(pos0, n));
+    std::uniform_real_distribution<float> fd(1.0f, 8.0f);
+    std::vector<float> ff(size_t(s.n_rot / 2));
+    for (float& x : ff) x = fd(rng);
+    c.set(bf, 0, ff);
+    const size_t crow = row_size(t, hd * nkv) + cache_pad, cb = (crow * size_t(n_ctx) + 3) / 4 * 4;
+    const size_t bck = c.buffer(rng, cb, "cache k"), bcv = c.buffer(rng, cb, "cache v");
+    tensor* q3 = c.view(bq, 0, dtype::F32, hd, s.nh, n);
+    tensor* k3 = c.view(bk, 0, dtype::F32, hd, nkv, n);
+    const bool in_place = f == rope_store_form::in_place;
+    tensor* qr = in_place ? q3 : c.view(bqr, 0, dtype::F32, hd, s.nh, n);
+    tensor* kr = in_place ? k3 : c.view(bkr, 0, dtype::F32, hd, nkv, n);
+    const size_t kr_buf = in_place ? bk : bkr;
+    const size_t k_row = size_t(hd * nkv) * 4;
+    tensor* xk = f == rope_store_form::store_unrotated  ? c.view(bk, 0, dtype::F32, hd * nkv, n)
+                 : f == rope_store_form::shifted_k_rows ? c.view(kr_buf, k_row, dtype::F32, hd * nkv, n - 1)
+                                                        : c.view(kr_buf, 0, dtype::F32, hd * nkv, n);
+    tensor* xv = f == rope_store_form::v_is_rotated_k ? c.view(kr_buf, 0, dtype::F32, hd * nkv, n)
+                                                      : c.view(bv, 0, dtype::F32, hd * nkv, n);
+    tensor* pos = c.view(bp, 0, dtype::I32, n);
+    tensor* factors = s.factors ? c.view(bf, 0, dtype::F32, s.n_rot / 2) : nullptr;
+    tensor* ck = c.view(bck, 0, t, hd * nkv, n_ctx, 1, crow);
+    tensor* cv = c.view(bcv, 0, t, hd * nkv, n_ctx, 1, crow);
+    c.run({rope_op(qr, q3, pos, factors, s.n_rot, s.mode, 10000.0f, 1.0f),
+           rope_op(kr, k3, pos, factors, s.n_rot, s.mode, 10000.0f, 1.0f), store_op(ck, xk, pos0),
+           store_op(cv, xv, pos0)});
+    c.expect_identical(what);
+    c.expect_close(qr, k_rope, what + " q");
+    c.expect_close(kr, k_rope, what + " k");
+    // f16/bf16 caches hold the rotated k rounded: a last-bit difference of a rotation from the reference's may move
+    // it one step (2^-11 f16, 2^-8 bf16, relative).
+    const bound kb_bound = t == dtype::F32 ? k_rope : t == dtype::F16 ? bound{1e-3, 4e-3} : bound{8e-3, 3e-2};
+    const size_t rb = crow * size_t(pos0);
+    c.expect_close(c.view(bck, rb, t, hd * nkv, xk->ne[1], 1, crow), kb_bound, what + " cache k");
+    c.expect_close(c.view(bcv, rb, t, hd * nkv, n, 1, crow), f == rope_store_form::v_is_rotated_k ? kb_bound : k_store,
+                   what + " cache v");
+}
+
 // A decoder layer's chain in one run(): ROPE q, ROPE k, KV_STORE k (of the roped k), KV_STORE v, then the
 // residual ADD and the RMS_NORM of the result; the pairs feed each other through the stream order.
 inline void decoder_chain_case(backend& dev, std::mt19937_64& rng, int64_t n, int64_t hd, int64_t nh, int64_t nkv) {

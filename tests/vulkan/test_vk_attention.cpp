@@ -1,6 +1,8 @@
-// The Vulkan contiguous-cache ATTENTION (kernels_vk/shaders/attention.comp: 128 rows per chunk, one thread per
-// K row for the scores, teams of threads per channel pair for P.V, pipelines specialized per K/V dtype, head size
-// and row alignment) against cpu-ref, beyond test_ops' short contexts:
+// The Vulkan contiguous-cache ATTENTION against cpu-ref, beyond test_ops' short contexts: attention.comp (128 rows
+// per chunk, one thread per K row for the scores, teams of threads per channel pair for P.V, pipelines specialized
+// per K/V dtype, head size and row alignment) and attention_lanes.comp (f16/bf16 caches with 16-byte aligned head
+// rows of 8 LPR channels, LPR lanes of a subgroup per row, where the device has subgroup shuffles; on lavapipe's
+// 8-lane subgroups heads of 8 .. 64; TFU_VK_SUBGROUP=0 runs everything on attention.comp):
 //  - long contexts (1000 and 3000 rows, decode n = 1 and a batch of 3 queries), head sizes 8, 64, 80, 128, 256,
 //    GQA groups 1 and 4, every K x V pair of f32, f16 and bf16;
 //  - contexts right at the 128-row chunk boundaries (127, 128, 129, 255, 256, 257 rows seen by the last query);
@@ -13,7 +15,11 @@
 //    pair at head size 64 and some at 8, 128, 256; that the split path is taken (its sums differ in the last bits
 //    from TFU_VK_ATTN_SPLIT=0's); and decode loops (KV_STORE k, v then ATTENTION, caches NaN until stored) across
 //    the split count's changes at 256/257, 384/385, 512/513 rows, kept and replayed (the key holds the split
-//    count: exactly one recording per count) and with TFU_VK_REPLAY=0.
+//    count: exactly one recording per count) and with TFU_VK_REPLAY=0;
+//  - attention_lanes: head sizes 8 .. 256, contexts of 1 .. 700 rows (fewer rows than subgroups, short decode,
+//    split), n = 1 and 3, GQA 1 and 4, its 1, 2, 4 and 8 rows per step (TFU_VK_ATTN_ROWS), 16-byte aligned padded
+//    rows (taken) and 4-byte ones (attention.comp); that it is taken where the device offers it (its sums differ in
+//    the last bits from TFU_VK_ATTN_LANES=0's).
 // Rows past the last query's position hold NaN: reading one would poison the output. Bounds: test_ops' ATTENTION
 // bounds (relative L2 1e-5, max error 1e-4 of the reference's rms; f32 online softmax against cpu-ref's double
 // two-pass softmax). Inputs random from the printed seed (test_seed()). Run under TFU_VK_VALIDATION=1 in CI.
@@ -21,6 +27,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 
 #include "ops/device_test_util.h"
@@ -114,6 +121,22 @@ protected:
         std::vector<float> got = dc.device_values(d);
         expect_close(got, std::vector<float>(d->ptr<float>(), d->ptr<float>() + d->nelements()), what);
         return got;
+    }
+
+    // How many outputs of shape s (f16 caches) differ between a run with env `name`=0 and one without it, from the
+    // same seed; both are checked against cpu-ref. (A path that sums in another order differs in some last bits.)
+    size_t differ_with_env_off(const shape& s, const char* name, uint64_t seed) {
+        rng_.seed(seed);
+        setenv(name, "0", 1);
+        const std::vector<float> off = check(s, dtype::F16, dtype::F16);
+        unsetenv(name);
+        rng_.seed(seed);
+        const std::vector<float> on = check(s, dtype::F16, dtype::F16);
+        EXPECT_EQ(off.size(), on.size());
+        size_t differ = 0;
+        for (size_t i = 0; i < std::min(off.size(), on.size()); ++i) differ += off[i] != on[i];
+        std::printf("%s=0 against the default: %zu of %zu outputs differ\n", name, differ, on.size());
+        return differ;
     }
 
     std::unique_ptr<backend> vk_;
@@ -216,19 +239,46 @@ TEST_F(vk_attention, split_contexts_every_dtype_pair) {
 // The split path is really taken: the same case with TFU_VK_ATTN_SPLIT=0 (one workgroup per (query, head)) sums
 // in another order, so some output differs in its last bits; both match cpu-ref.
 TEST_F(vk_attention, split_path_is_taken) {
-    const shape s{64, 8, 2, 1, 2999};
-    const uint64_t seed = test_seed() + 7;
-    rng_.seed(seed);
-    setenv("TFU_VK_ATTN_SPLIT", "0", 1);
-    const std::vector<float> whole = check(s, dtype::F16, dtype::F16);
-    unsetenv("TFU_VK_ATTN_SPLIT");
-    rng_.seed(seed);
-    const std::vector<float> split = check(s, dtype::F16, dtype::F16);
-    ASSERT_EQ(whole.size(), split.size());
-    size_t differ = 0;
-    for (size_t i = 0; i < whole.size(); ++i) differ += whole[i] != split[i];
-    std::printf("split vs unsplit: %zu of %zu outputs differ\n", differ, whole.size());
-    EXPECT_GT(differ, 0u);
+    EXPECT_GT(differ_with_env_off({64, 8, 2, 1, 2999}, "TFU_VK_ATTN_SPLIT", test_seed() + 7), 0u);
+}
+
+// attention_lanes.comp's shapes: heads of 8 LPR channels (lavapipe's 8-lane subgroups take up to 64, wider
+// subgroups all of them), contexts shorter than the workgroup's subgroups, a decode step's 64 .. 256 rows, split
+// contexts; rows per step 1, 2, 4, 8; caches whose rows are 16-byte aligned with padding and a lead (lanes) and
+// only 4-byte aligned (attention.comp).
+TEST_F(vk_attention, lanes_shapes_and_rows_per_step) {
+    for (const char* rows : {"1", "2", "4", "8"}) {
+        setenv("TFU_VK_ATTN_ROWS", rows, 1);
+        SCOPED_TRACE(std::string("rows per step ") + rows);
+        for (int64_t hd : {8, 16, 32, 64, 128, 256})
+            for (int64_t n_kv : {1, 3, 37, 192, 256, 700}) {
+                if (hd >= 128 && n_kv == 37) continue;
+                const int64_t n = n_kv == 37 || n_kv == 700 ? 3 : 1;
+                check({hd, 8, 2, n, n_kv - n}, dtype::F16, dtype::F16);
+                check({hd, 4, 4, n, n_kv - n}, dtype::BF16, dtype::F16, 16, 16);  // 16-byte aligned padded rows
+            }
+        check({64, 8, 2, 1, 150}, dtype::F16, dtype::BF16, 4, 4);  // 4-byte aligned rows: attention.comp
+        if (HasFailure()) break;
+    }
+    unsetenv("TFU_VK_ATTN_ROWS");
+}
+
+// Whether the device offers attention_lanes: the features log line says "shuffle yes" (subgroup arithmetic and
+// shuffles in compute) and TFU_VK_SUBGROUP is not 0.
+bool lanes_offered() {
+    if (const char* e = std::getenv("TFU_VK_SUBGROUP"); e && std::strcmp(e, "0") == 0) return false;
+    start_log_capture();
+    std::string why;
+    std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
+    stop_log_capture();
+    return dev && captured_log.find("shuffle yes") != std::string::npos;
+}
+
+// attention_lanes is really taken where offered: the same decode-sized case with TFU_VK_ATTN_LANES=0
+// (attention.comp) sums in another order, so some output differs in its last bits; both match cpu-ref.
+TEST_F(vk_attention, lanes_path_is_taken) {
+    if (!lanes_offered()) GTEST_SKIP() << "no subgroup shuffles (or TFU_VK_SUBGROUP=0): attention.comp only";
+    EXPECT_GT(differ_with_env_off({64, 32, 8, 1, 150}, "TFU_VK_ATTN_LANES", test_seed() + 8), 0u);
 }
 
 // Decode steps at n_past = first .. last on `dev`: KV_STORE the step's random k and v rows at n_past (caches NaN

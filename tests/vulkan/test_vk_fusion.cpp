@@ -6,12 +6,13 @@
 //  - lookalikes that must not fuse (SWIGLU written over up, SWIGLU(u, g), a MUL_MAT chain, results written over
 //    each other, 9 columns) and give the op-by-op values;
 //  - weights larger than one binding (TFU_VK_MAX_BINDING_BYTES): row pieces, not fused; TFU_VK_FUSION=0;
-//  - the row-wise pairs ADD + RMS_NORM, ROPE q + k, KV_STORE k + v (tests/ops/pair_case.h: one run() against each
-//    op in its own run(), every buffer bit-identical, and against cpu-ref): odd row widths, head sizes 8 .. 128,
-//    f16/bf16/f32 caches, neox and normal rope, in place, broadcast; lookalikes that must not fuse; a decoder
-//    layer's chain; decode steps replayed from kept command buffers (the KV pair's positions read on the device,
-//    each part its own, also when they differ from the recording's);
-//  - stories260K: dispatches per decode step with and without fusion (7 fewer per layer, 1 more in the last).
+//  - the row-wise pairs ADD + RMS_NORM, ROPE q + k, KV_STORE k + v, and ROPE q + k + the KV pair as one launch
+//    (tests/ops/pair_case.h: one run() against each op in its own run(), every buffer bit-identical, and against
+//    cpu-ref): odd row widths, head sizes 8 .. 258, f16/bf16/f32 caches, neox and normal rope, factors, in place,
+//    broadcast, caches starting mid-word; lookalikes that must not fuse; a decoder layer's chain; decode steps
+//    replayed from kept command buffers (the stores' positions read on the device, each store its own, also when
+//    they differ from the recording's);
+//  - stories260K: dispatches per decode step with and without fusion (8 fewer per layer, 1 more in the last).
 // Every weight type of the Vulkan dequantizers, 1, 3 and 8 columns, row counts that are not a multiple of the rows
 // per workgroup. Bounds: test_ops' MUL_MAT rel-L2 bounds per type (the fused SWIGLU's product 2x). Skipped where no
 // Vulkan device (or module) is present (lavapipe: TFU_VK_ALLOW_CPU=1).
@@ -415,6 +416,54 @@ TEST(vk_fusion, row_pair_lookalikes_run_op_by_op) {
     EXPECT_EQ(p.fused, 0u);
 }
 
+// ROPE q, ROPE k, KV_STORE k, KV_STORE v (pair_case.h rope_store_case): one rope_store launch where the k store
+// reads the rotated k and the head rows are whole 32-bit words of the caches (f32, or an even head size and cache
+// rows on word boundaries), else the ROPE pair and the KV pair (with 16-bit caches: odd head sizes, cache rows
+// padded by 2 bytes; heads past the 256 floats the launch keeps; the lookalikes); every buffer bit-identical to the
+// ops one by one, the results within test_ops' bounds of cpu-ref. Padding of 4 bytes keeps the launch.
+TEST(vk_fusion, rope_store_four_ops_bit_identical) {
+    std::string why;
+    if (!make_vk(&why)) GTEST_SKIP() << why;
+    std::mt19937_64 rng(test_seed() + 68);
+    const rope_store_shape shapes[] = {
+        {64, 32, 8, 64, 0, false},    // llama-like decode
+        {128, 8, 2, 128, 2, true},    // neox, frequency factors
+        {64, 8, 4, 32, 0, false},     // n_rot < hd: dims past n_rot copied
+        {40, 5, 1, 20, 2, true},      // one KV head
+        {9, 2, 2, 8, 0, false},       // odd head: its rows are not whole words of a 16-bit cache
+        {256, 4, 2, 256, 2, false},   // the largest head the launch keeps
+        {258, 2, 1, 256, 0, false},   // one past it
+    };
+    unsigned long long n_cases = 0, launches = 0;
+    const profile_counts p = with_vk([&](backend& dev) {
+        for (dtype t : {dtype::F16, dtype::BF16, dtype::F32})
+            for (const rope_store_shape& s : shapes)
+                for (int64_t n : {1, 3}) {
+                    const bool words = s.hd <= 256 && (t == dtype::F32 || s.hd % 2 == 0);
+                    for (rope_store_form f : {rope_store_form::decoder, rope_store_form::in_place,
+                                              rope_store_form::store_unrotated, rope_store_form::v_is_rotated_k,
+                                              rope_store_form::shifted_k_rows}) {
+                        if (f == rope_store_form::shifted_k_rows && n == 1) continue;
+                        rope_store_case(dev, rng, t, s, n, f);
+                        const bool four = words && (f == rope_store_form::decoder || f == rope_store_form::in_place);
+                        launches += four ? 1 : 2;
+                        ++n_cases;
+                    }
+                    for (size_t pad : {2, 4}) {  // padded cache rows: every other row starts mid-word with 2
+                        if (t == dtype::F32 && pad == 2) continue;  // f32 cache rows must be 4-byte strided
+                        rope_store_case(dev, rng, t, s, n, rope_store_form::decoder, pad);
+                        launches += words && pad == 4 ? 1 : 2;
+                        ++n_cases;
+                    }
+                    if (HasFatalFailure()) return;
+                }
+    });
+    ASSERT_TRUE(p.seen);
+    EXPECT_EQ(p.fused, launches) << "rope_store, or the ROPE pair and the KV pair";
+    EXPECT_EQ(p.fused_ops, 4 * n_cases);
+    EXPECT_EQ(p.dispatches, launches + 4 * n_cases) << "the fused launches, then the four ops alone";
+}
+
 // A decoder layer's row-wise ops in one run() (pair_case.h's chain): three fused launches feeding each other
 // through the barriers; TFU_VK_FUSION=0 none, with the same values.
 TEST(vk_fusion, decoder_layer_chain) {
@@ -429,8 +478,8 @@ TEST(vk_fusion, decoder_layer_chain) {
             {{"TFU_VK_FUSION", fusion}});
         ASSERT_TRUE(p.seen);
         const bool on = fusion[0] == '1';
-        EXPECT_EQ(p.fused, on ? 6u : 0u) << "fusion=" << fusion << ": 3 per chain";
-        EXPECT_EQ(p.dispatches, 2 * ((on ? 3u : 6u) + 6u)) << "fusion=" << fusion;
+        EXPECT_EQ(p.fused, on ? 4u : 0u) << "fusion=" << fusion << ": ROPE + KV_STORE and ADD + RMS_NORM per chain";
+        EXPECT_EQ(p.dispatches, 2 * ((on ? 2u : 6u) + 6u)) << "fusion=" << fusion;
     }
 }
 
@@ -497,7 +546,7 @@ TEST(vk_fusion, kept_decode_steps_with_fused_pairs) {
         ASSERT_TRUE(p.seen);
         // The one-run pass: first sight, recorded, then replayed; the 7 op-by-op runs likewise.
         EXPECT_EQ(p.replayed, 8u * (n_steps - 2)) << dtype_name(t);
-        EXPECT_EQ(p.fused, 3u * n_steps) << dtype_name(t) << ": ROPE, KV_STORE and ADD + RMS_NORM pairs every step";
+        EXPECT_EQ(p.fused, 2u * n_steps) << dtype_name(t) << ": ROPE + KV_STORE and ADD + RMS_NORM every step";
     }
 }
 
@@ -546,10 +595,61 @@ TEST(vk_fusion, kept_kv_pair_with_own_positions) {
     }
 }
 
+// The four-op launch in kept command buffers: the recording's stores take both device-read slots, k's first and
+// v's second, as two KV_STOREs do. After the first two runs (same first row for k and v: the recording fuses) k and
+// v go to different rows, ROPE to other positions: each store reads its own i[0]. f16 caches (whole words: fused)
+// and 39-float heads with bf16 caches (odd head rows: the ROPE pair and the KV pair, recorded the same way).
+TEST(vk_fusion, kept_rope_store_with_own_positions) {
+    std::string why;
+    if (!make_vk(&why)) GTEST_SKIP() << why;
+    std::mt19937_64 rng(test_seed() + 69);
+    const int n_steps = 16;
+    for (bool odd : {false, true}) {
+        const profile_counts p = with_vk([&](backend& dev) {
+            const int64_t hd = odd ? 39 : 64, nh = 8, nkv = 2, n_ctx = 24, row = hd * nkv;
+            const int n_rot = odd ? 38 : 64;
+            const dtype t = odd ? dtype::BF16 : dtype::F16;
+            const size_t rb = row_size(t, row), cache_bytes = rb * size_t(n_ctx);
+            pair_case c(dev);
+            const size_t bq = c.buffer(rng, size_t(hd * nh) * 4, "q"), bk = c.buffer(rng, size_t(row) * 4, "k");
+            const size_t bv = c.buffer(rng, size_t(row) * 4, "v");
+            const size_t bqr = c.buffer(rng, size_t(hd * nh) * 4, "qr"), bkr = c.buffer(rng, size_t(row) * 4, "kr");
+            const size_t bp = c.buffer(rng, 4, "pos");
+            const size_t bck = c.buffer(rng, (cache_bytes + 3) / 4 * 4, "cache k");
+            const size_t bcv = c.buffer(rng, (cache_bytes + 3) / 4 * 4, "cache v");
+            tensor* qr = c.view(bqr, 0, dtype::F32, hd, nh, 1);
+            tensor* kr = c.view(bkr, 0, dtype::F32, hd, nkv, 1);
+            tensor* ck = c.view(bck, 0, t, row, n_ctx);
+            tensor* cv = c.view(bcv, 0, t, row, n_ctx);
+            for (int s = 0; s < n_steps; ++s) {
+                const int32_t fk = s < 2 ? 5 : int32_t(s % n_ctx);
+                const int32_t fv = s < 2 ? 5 : int32_t((7 * s + 3) % n_ctx);
+                c.set(bp, 0, positions(s < 2 ? 5 : 1000 + 37 * s, 1));
+                tensor* p1 = c.view(bp, 0, dtype::I32, 1);
+                c.run({rope_op(qr, c.view(bq, 0, dtype::F32, hd, nh, 1), p1, nullptr, n_rot, 0, 10000.0f, 1.0f),
+                       rope_op(kr, c.view(bk, 0, dtype::F32, hd, nkv, 1), p1, nullptr, n_rot, 0, 10000.0f, 1.0f),
+                       store_op(ck, c.view(bkr, 0, dtype::F32, row), fk),
+                       store_op(cv, c.view(bv, 0, dtype::F32, row), fv)});
+                const std::string what = std::string(odd ? "odd" : "f16") + " step " + std::to_string(s) + " k at " +
+                                         std::to_string(fk) + " v at " + std::to_string(fv);
+                c.expect_identical(what);
+                c.expect_close(qr, k_rope, what + " q");
+                c.expect_close(kr, k_rope, what + " k");
+                const bound kb = t == dtype::F16 ? bound{1e-3, 4e-3} : bound{8e-3, 3e-2};
+                c.expect_close(c.view(bck, size_t(fk) * rb, t, row), kb, what + " cache k");
+                c.expect_close(c.view(bcv, size_t(fv) * rb, t, row), k_store, what + " cache v");
+                if (HasFatalFailure()) return;
+            }
+        });
+        ASSERT_TRUE(p.seen);
+        EXPECT_EQ(p.replayed, 5u * (n_steps - 2)) << "the one-run pass and the four op-by-op runs";
+        // The first run (a frame's), the recording, every replay: one launch each (two for the pairs).
+        EXPECT_EQ(p.fused, (odd ? 2u : 1u) * n_steps) << (odd ? "odd" : "f16");
+    }
+}
+
 // stories260K through the engine: dispatches of one decode step (the difference between generating 9 and 1
-// tokens, over 8) with fusion off and on. Fused, every layer saves 2 (Q/K/V) + 2 (gate/up/SWIGLU) + 1 (ROPE q + k)
-// + 1 (KV_STORE k + v) + 1 (the residual ADD + the FFN's RMS_NORM) dispatches, and the last layer's residual ADD
-// one more with the output norm (the other layers' last ADD ends their run()).
+// tokens, over 8) with fusion off and on.
 TEST(vk_fusion, stories260k_dispatches_per_decode_step) {
     std::string why;
     if (!make_vk(&why)) GTEST_SKIP() << why;
@@ -601,8 +701,9 @@ TEST(vk_fusion, stories260k_dispatches_per_decode_step) {
     std::printf("stories260K (%d layers) decode step: %.1f run() calls, %.1f dispatches unfused, %.1f fused\n", n_layer,
                 runs_step, off_step, on_step);
     EXPECT_EQ(off9.runs - off1.runs, on9.runs - on1.runs);
-    // Per layer 8 fewer (Q/K/V 3 -> 1, gate/up + SWIGLU 3 -> 1, ADD + RMS_NORM, ROPE pair and KV pair 2 -> 1 each)
-    // and the residual ADD in its projection's launch in every layer but the last, whose ADD joins the output norm.
+    // Per layer 9 fewer: Q/K/V 3 -> 1, gate/up + SWIGLU 3 -> 1, ROPE q + k + KV_STORE k + v 4 -> 1, and both residual
+    // ADDs in their projections' launches (so the FFN's RMS_NORM runs alone), but for the last layer's second ADD,
+    // which joins the output norm instead.
     EXPECT_EQ(off_step - on_step, 9.0 * n_layer);
 }
 
