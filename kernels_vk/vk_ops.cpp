@@ -302,7 +302,6 @@ struct mmv_residual {
 void dispatch_mmv(vk_backend& be, dtype type, int64_t k, const tensor& x, const binding& bw, const binding& bd,
                   const binding& bx, const mmv_matrix* mats, int n_mat, bool glu, uint32_t glu_off = 0,
                   uint32_t glu_s = 0, const mmv_residual* resid = nullptr) {
-
     const int64_t n = x.nrows();
     const uint32_t R = mmv_rows(n, glu);
     const bool sg = be.subgroup_ops();
@@ -334,7 +333,6 @@ void dispatch_mmv(vk_backend& be, dtype type, int64_t k, const tensor& x, const 
                  resid ? 1u : 0u},
                 b, resid ? 5 : 3, std::move(push), groups);
 }
-
 
 // The matrix-matrix shader variant for an m x n product and its tile (rows x columns per workgroup). Larger tiles
 // give each thread more outputs (fewer shared-memory reads per FMA; each decoded weight serves more columns), but
