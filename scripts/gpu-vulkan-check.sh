@@ -11,7 +11,8 @@
 #   VKPEER=FILE     llama.cpp's prebuilt Vulkan libraries (../shared/peer/llama-cpp.sh prepare-vulkan); empty: ours
 #                   only. PEER_SCRIPT=FILE: that llama-cpp.sh (default ../shared/peer/llama-cpp.sh)
 #   VOCAB=FILE      ggml-vocab-llama-bpe.gguf (for tfusion-synth); MODELS=DIR where the files go (/tmp/m)
-#   TYPES="f16 q8_0 q4_0"  BENCH=0 skips the benchmarks
+#   TYPES="f16 q8_0 q4_0"  BENCH=0 skips the benchmarks; COMMIT= names the tree in the report where it is no git
+#   checkout
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu-vulkan-check}
@@ -22,7 +23,7 @@ B=${BUILD_DIR:-build/vulkan}
 T=$B/tests
 export TFU_MODULE_DIR=${TFU_MODULE_DIR:-$B/modules}
 
-note "# gpu-vulkan-check $(date -u +%FT%TZ) $(git log -1 --format=%h 2>/dev/null)"
+note "# gpu-vulkan-check $(date -u +%FT%TZ) ${COMMIT:-$(git log -1 --format=%h 2>/dev/null)}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee -a "$report"
 VKDEBS=${VKDEBS:-.gl}
 if ! ldconfig -p | grep -q 'libvulkan.so.1' && ls "$VKDEBS"/*.deb >/dev/null 2>&1; then
@@ -56,7 +57,8 @@ if [ "${BENCH:-1}" != 0 ]; then
   mkdir -p "$dir"
   for ty in ${TYPES:-f16 q8_0 q4_0}; do
     m="$dir/llama-3.2-1b-$ty.gguf"
-    [ -f "$m" ] || $B/tools/synth/tfusion-synth --preset Llama-3.2-1B --vocab "$vocab" --type "$ty" --seed 1 -o "$m" >/dev/null
+    [ -f "$m" ] || $B/tools/synth/tfusion-synth --preset Llama-3.2-1B --vocab "$vocab" --type "$ty" --seed 1 -o "$m" \
+      >>"$OUT/bench.log" 2>&1 || note "tfusion-synth $ty failed (bench.log)"
     note "## $ty: tfusion-bench --backend vulkan -p 512 -n 128 -r 3"
     $B/tools/bench/tfusion-bench -m "$m" --backend vulkan -p 512 -n 128 -r 3 2>&1 | grep -E '^\| [a-z]|error' | tee -a "$report"
     if [ -n "${VKPEER:-}" ]; then
