@@ -63,6 +63,47 @@ std::vector<size_t> pads_of(dtype t) {
     return {0, 2, 4, 16};
 }
 
+// One launch kind on the device against cpu-ref, with x of n columns (padded by x_pad floats, x_lead bytes in):
+// a lone MUL_MAT of m rows whose weight rows are padded by w_pad bytes.
+void check_single(backend& dev, std::mt19937_64& rng, dtype t, int64_t k, int64_t m, int64_t n, size_t w_pad,
+                  size_t x_pad, size_t x_lead, const std::string& what) {
+    mmv_case c(dev);
+    tensor* w = c.weight(rng, t, k, m, w_pad, 0);
+    tensor* x = c.x(rng, k, n, x_pad, x_lead);
+    tensor* d = c.result(m, n);
+    c.run({make_op(op_type::MUL_MAT, d, w, x)});
+    EXPECT_LE(rel_l2(c.device_values(d), to_floats(*d)), mul_mat_bound(t)) << what << " single";
+}
+// gate/up + SWIGLU (one GLU launch) of m rows each, up's rows padded by 16 bytes.
+void check_glu(backend& dev, std::mt19937_64& rng, dtype t, int64_t k, int64_t m, int64_t n,
+               const std::string& what) {
+    mmv_case c(dev);
+    tensor* x = c.x(rng, k, n, 0, 0);
+    tensor* wg = c.weight(rng, t, k, m, 0, 0);
+    tensor* wu = c.weight(rng, t, k, m, 16, 0);
+    tensor* g = c.result(m, n);
+    tensor* u = c.result(m, n);
+    c.run({make_op(op_type::MUL_MAT, g, wg, x), make_op(op_type::MUL_MAT, u, wu, x), make_op(op_type::SWIGLU, g, g, u)});
+    EXPECT_LE(rel_l2(c.device_values(u), to_floats(*u)), mul_mat_bound(t)) << what << " up";
+    EXPECT_LE(rel_l2(c.device_values(g), to_floats(*g)), 2 * mul_mat_bound(t)) << what << " glu";
+}
+// Matrices of one x in one launch (Q/K/V): rows[i] rows each (0: fewer matrices), the second padded by 16 bytes.
+void check_shared_x(backend& dev, std::mt19937_64& rng, dtype t, int64_t k, const int64_t (&rows)[3], int64_t n,
+                    const std::string& what) {
+    mmv_case c(dev);
+    tensor* x = c.x(rng, k, n, 0, 0);
+    std::vector<op> ops;
+    std::vector<tensor*> ds;
+    for (int i = 0; i < 3 && rows[i] > 0; ++i) {
+        tensor* w = c.weight(rng, t, k, rows[i], i == 1 ? 16 : 0, 0);
+        ds.push_back(c.result(rows[i], n));
+        ops.push_back(make_op(op_type::MUL_MAT, ds.back(), w, x));
+    }
+    c.run(ops);
+    for (size_t i = 0; i < ds.size(); ++i)
+        EXPECT_LE(rel_l2(c.device_values(ds[i]), to_floats(*ds[i])), mul_mat_bound(t)) << what << " matrix " << i;
+}
+
 TEST(vk_mmv_units, single_matrix_odd_shapes) {
     std::string why;
     std::unique_ptr<backend> dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
@@ -171,41 +212,9 @@ TEST(vk_mmv_units, aligned_long_rows) {
                 ASSERT_EQ(row_size(ts.t, k) % 16, 0u) << dtype_name(ts.t) << " k=" << k;
                 const std::string what = std::string(dtype_name(ts.t)) + " k=" + std::to_string(k) +
                                          " n=" + std::to_string(n);
-                {
-                    mmv_case c(*dev);
-                    tensor* w = c.weight(rng, ts.t, k, 37, n == 1 ? 0 : 16, 0);
-                    tensor* x = c.x(rng, k, n, 0, 0);
-                    tensor* d = c.result(37, n);
-                    c.run({make_op(op_type::MUL_MAT, d, w, x)});
-                    EXPECT_LE(rel_l2(c.device_values(d), to_floats(*d)), mul_mat_bound(ts.t)) << what;
-                }
-                {
-                    mmv_case c(*dev);
-                    tensor* x = c.x(rng, k, n, 0, 0);
-                    tensor* wg = c.weight(rng, ts.t, k, 19, 0, 0);
-                    tensor* wu = c.weight(rng, ts.t, k, 19, 16, 0);
-                    tensor* g = c.result(19, n);
-                    tensor* u = c.result(19, n);
-                    c.run({make_op(op_type::MUL_MAT, g, wg, x), make_op(op_type::MUL_MAT, u, wu, x),
-                           make_op(op_type::SWIGLU, g, g, u)});
-                    EXPECT_LE(rel_l2(c.device_values(u), to_floats(*u)), mul_mat_bound(ts.t)) << what << " up";
-                    EXPECT_LE(rel_l2(c.device_values(g), to_floats(*g)), 2 * mul_mat_bound(ts.t)) << what << " glu";
-                }
-                {
-                    mmv_case c(*dev);
-                    tensor* x = c.x(rng, k, n, 0, 0);
-                    tensor* wq = c.weight(rng, ts.t, k, 21, 0, 0);
-                    tensor* wk = c.weight(rng, ts.t, k, 5, 16, 0);
-                    tensor* wv = c.weight(rng, ts.t, k, 5, 0, 0);
-                    tensor* q = c.result(21, n);
-                    tensor* kk = c.result(5, n);
-                    tensor* v = c.result(5, n);
-                    c.run({make_op(op_type::MUL_MAT, q, wq, x), make_op(op_type::MUL_MAT, kk, wk, x),
-                           make_op(op_type::MUL_MAT, v, wv, x)});
-                    EXPECT_LE(rel_l2(c.device_values(q), to_floats(*q)), mul_mat_bound(ts.t)) << what << " q";
-                    EXPECT_LE(rel_l2(c.device_values(kk), to_floats(*kk)), mul_mat_bound(ts.t)) << what << " k";
-                    EXPECT_LE(rel_l2(c.device_values(v), to_floats(*v)), mul_mat_bound(ts.t)) << what << " v";
-                }
+                check_single(*dev, rng, ts.t, k, 37, n, n == 1 ? 0 : 16, 0, 0, what);
+                check_glu(*dev, rng, ts.t, k, 19, n, what);
+                check_shared_x(*dev, rng, ts.t, k, {21, 5, 5}, n, what);
             }
 }
 
@@ -267,37 +276,9 @@ TEST(vk_mmv_units, many_rows_slot_per_subgroup) {
             const int64_t k = ts.ks.front();
             const std::string what = std::string(dtype_name(ts.t)) + " k=" + std::to_string(k) +
                                      " n=" + std::to_string(n);
-            {
-                mmv_case c(*dev);
-                tensor* w = c.weight(rng, ts.t, k, big, ts.t == dtype::F32 ? 4 : 2, 0);
-                tensor* x = c.x(rng, k, n, 1, 4);
-                tensor* d = c.result(big, n);
-                c.run({make_op(op_type::MUL_MAT, d, w, x)});
-                EXPECT_LE(rel_l2(c.device_values(d), to_floats(*d)), mul_mat_bound(ts.t)) << what << " output";
-            }
-            {
-                mmv_case c(*dev);
-                tensor* x = c.x(rng, k, n, 0, 0);
-                tensor* wq = c.weight(rng, ts.t, k, big, 0, 0);
-                tensor* wk = c.weight(rng, ts.t, k, 7, 0, 0);
-                tensor* q = c.result(big, n);
-                tensor* kk = c.result(7, n);
-                c.run({make_op(op_type::MUL_MAT, q, wq, x), make_op(op_type::MUL_MAT, kk, wk, x)});
-                EXPECT_LE(rel_l2(c.device_values(q), to_floats(*q)), mul_mat_bound(ts.t)) << what << " q";
-                EXPECT_LE(rel_l2(c.device_values(kk), to_floats(*kk)), mul_mat_bound(ts.t)) << what << " k";
-            }
-            {
-                mmv_case c(*dev);
-                tensor* x = c.x(rng, k, n, 0, 0);
-                tensor* wg = c.weight(rng, ts.t, k, big, 0, 0);
-                tensor* wu = c.weight(rng, ts.t, k, big, 0, 0);
-                tensor* g = c.result(big, n);
-                tensor* u = c.result(big, n);
-                c.run({make_op(op_type::MUL_MAT, g, wg, x), make_op(op_type::MUL_MAT, u, wu, x),
-                       make_op(op_type::SWIGLU, g, g, u)});
-                EXPECT_LE(rel_l2(c.device_values(u), to_floats(*u)), mul_mat_bound(ts.t)) << what << " up";
-                EXPECT_LE(rel_l2(c.device_values(g), to_floats(*g)), 2 * mul_mat_bound(ts.t)) << what << " glu";
-            }
+            check_single(*dev, rng, ts.t, k, big, n, 2, 1, 4, what);
+            check_shared_x(*dev, rng, ts.t, k, {big, 7, 0}, n, what);
+            check_glu(*dev, rng, ts.t, k, big, n, what);
         }
     }
 }
