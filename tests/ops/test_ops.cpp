@@ -464,6 +464,15 @@ void cases_argmax(case_builder& b) {
         b.output(c, dtype::I32, s.n);
         std::memset(c.dst->t.data, 0x5a, c.dst->t.nbytes());  // not 0xff: an unwritten index would read as -1
     }
+    // The one maximum of each column at either side of a multiple of 256 (the ends and starts of the workgroups'
+    // chunks in Vulkan's two-pass launch, whatever multiple of 256 a chunk is): columns 2q and 2q + 1 hold it at
+    // 256 (q + 1) - 1 and 256 (q + 1).
+    const int64_t k = 20000, n = 2 * (k / 256 - 1);
+    op_case& c = b.add(op_type::ARGMAX, fmt("k=%lld n=%lld, maxima at chunk edges", (long long)k, (long long)n));
+    tensor* x = b.input(c, 0, dtype::F32, k, n, 1, 4.0f);
+    for (int64_t j = 0; j < n; ++j) static_cast<float*>(x->row(j))[256 * (j / 2 + 1) - 1 + j % 2] = 1000.0f;
+    b.output(c, dtype::I32, n);
+    std::memset(c.dst->t.data, 0x5a, c.dst->t.nbytes());
 }
 
 // One builder per op; the switch has no default, so a new op in ops.def without cases does not compile
