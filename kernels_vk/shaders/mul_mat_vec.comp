@@ -55,7 +55,7 @@ layout(push_constant) uniform pc_t {
 } pc;
 layout(set = 0, binding = 5) buffer y_buf { uint y_w[]; };  // RESID only
 
-shared float partial[THREADS * MAX_ACC];  // SLOTS = 1 (with subgroups only the first subgroups' rows)
+shared float partial[THREADS * MAX_ACC];  // the SLOTS = 1 reduction: per thread, or per subgroup with subgroups
 shared float total[MAX_ACC];
 
 float silu_mul(float g, float u) { return g / (1.0 + exp(-g)) * u; }
