@@ -179,7 +179,8 @@ void context::create_instance(bool validation) {
     if (!kept.instance) {
         const VkResult r = f_.vkCreateInstance(&ci, nullptr, &kept.instance);
         if (r == VK_ERROR_INCOMPATIBLE_DRIVER || r == VK_ERROR_INITIALIZATION_FAILED)
-            fail(TFU_STATUS_BACKEND_UNAVAILABLE, "vulkan: vkCreateInstance failed: " + result_name(r) + " (no Vulkan driver?)");
+            fail(TFU_STATUS_BACKEND_UNAVAILABLE,
+                 "vulkan: vkCreateInstance failed: " + result_name(r) + " (no Vulkan driver?)");
         check(r, "vkCreateInstance");
         kept.api = app.apiVersion;
     }

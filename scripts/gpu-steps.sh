@@ -18,4 +18,7 @@ step() {
   return $rc
 }
 # The gtest summary lines of the last step in $OUT/tests.log.
-summary() { sed -n '/^===== /h;/^===== /!H;${x;p}' "$OUT/tests.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED) " | head -40 | tee -a "$report"; }
+summary() {
+  sed -n '/^===== /h;/^===== /!H;${x;p}' "$OUT/tests.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED) " | head -40 |
+    tee -a "$report"
+}

@@ -40,7 +40,8 @@ step "test_vk_module" tests.log $T/test_vk_module; summary
 step "test_vk_memory" tests.log $T/test_vk_memory; summary
 step "test_vk_submission" tests.log $T/test_vk_submission; summary
 step "test_ops (vulkan)" tests.log $T/test_ops --gtest_filter='*vulkan*'; summary
-step "test_ops (vulkan, TFU_VK_SUBGROUP=0)" tests.log env TFU_VK_SUBGROUP=0 $T/test_ops --gtest_filter='*vulkan*'; summary
+step "test_ops (vulkan, TFU_VK_SUBGROUP=0)" tests.log env TFU_VK_SUBGROUP=0 $T/test_ops --gtest_filter='*vulkan*'
+summary
 step "test_vk_mmv_units" tests.log $T/test_vk_mmv_units; summary
 step "test_vk_mul_mat" tests.log $T/test_vk_mul_mat; summary
 step "test_vk_attention" tests.log $T/test_vk_attention; summary
@@ -60,10 +61,12 @@ if [ "${BENCH:-1}" != 0 ]; then
     [ -f "$m" ] || $B/tools/synth/tfusion-synth --preset Llama-3.2-1B --vocab "$vocab" --type "$ty" --seed 1 -o "$m" \
       >>"$OUT/bench.log" 2>&1 || note "tfusion-synth $ty failed (bench.log)"
     note "## $ty: tfusion-bench --backend vulkan -p 512 -n 128 -r 3"
-    $B/tools/bench/tfusion-bench -m "$m" --backend vulkan -p 512 -n 128 -r 3 2>&1 | grep -E '^\| [a-z]|error' | tee -a "$report"
+    $B/tools/bench/tfusion-bench -m "$m" --backend vulkan -p 512 -n 128 -r 3 2>&1 | grep -E '^\| [a-z]|error' |
+      tee -a "$report"
     if [ -n "${VKPEER:-}" ]; then
       note "## $ty: llama.cpp Vulkan, llama-bench -ngl 99 -fa 1 -p 512 -n 128 -r 3"
-      VKDEBS=$VKDEBS bash "${PEER_SCRIPT:-../shared/peer/llama-cpp.sh}" vulkan-bench "$VKPEER" -m "$m" -ngl 99 -fa 1 -p 512 -n 128 -r 3 2>&1 |
+      VKDEBS=$VKDEBS bash "${PEER_SCRIPT:-../shared/peer/llama-cpp.sh}" vulkan-bench "$VKPEER" -m "$m" \
+        -ngl 99 -fa 1 -p 512 -n 128 -r 3 2>&1 |
         grep -E '^\| [a-z]|error' | tee -a "$report"
     fi
   done
