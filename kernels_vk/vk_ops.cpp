@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <map>
 
 #include "backend/attention_split.h"
@@ -27,6 +28,14 @@ uint32_t fbits(float f) {
     return u;
 }
 uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+// A tuning choice from the environment: env `name`'s number when it is one of `allowed`, else `fallback`.
+uint32_t env_choice(const char* name, std::initializer_list<uint32_t> allowed, uint32_t fallback) {
+    const char* e = std::getenv(name);
+    const long v = e ? std::atol(e) : -1;
+    for (uint32_t a : allowed)
+        if (v == long(a)) return a;
+    return fallback;
+}
 // Bytes from a tensor's first to its last element (rows may be padded: nb[1] >= row bytes).
 uint64_t extent(const tensor& t) { return uint64_t(t.nrows() - 1) * t.nb[1] + t.row_bytes(); }
 uint32_t words(size_t bytes) { return uint32_t(bytes / 4); }
@@ -244,11 +253,7 @@ constexpr int64_t k_mmv_max_cols = 8;
 // shader with 4 rows was 26% slower than with 1 on F16. The shader keeps (GLU ? 2 : 1) * R * n <= 16 partial sums
 // per thread. Env TFU_VK_MMV_ROWS=1|2|4 (read once).
 uint32_t mmv_rows(int64_t n, bool glu) {
-    static const uint32_t one_col = [] {
-        const char* e = std::getenv("TFU_VK_MMV_ROWS");
-        const int v = e ? std::atoi(e) : 2;
-        return uint32_t(v == 1 || v == 4 ? v : 2);
-    }();
+    static const uint32_t one_col = env_choice("TFU_VK_MMV_ROWS", {1, 2, 4}, 2);
     if (n == 1) return glu ? std::min<uint32_t>(one_col, 2) : one_col;
     return 1;
 }
@@ -256,11 +261,7 @@ uint32_t mmv_rows(int64_t n, bool glu) {
 // Units of 8 weights a thread loads before it computes on them (mul_mat_vec.comp's UG): more keep more bytes in
 // flight per thread. 2 measured best on an H100 (kernels_vk/README.md). Env TFU_VK_MMV_UNITS=1|2|4 (read once).
 uint32_t mmv_units_per_step() {
-    static const uint32_t ug = [] {
-        const char* e = std::getenv("TFU_VK_MMV_UNITS");
-        const int v = e ? std::atoi(e) : 2;
-        return uint32_t(v == 1 || v == 4 ? v : 2);
-    }();
+    static const uint32_t ug = env_choice("TFU_VK_MMV_UNITS", {1, 2, 4}, 2);
     return ug;
 }
 
@@ -279,11 +280,7 @@ struct mmv_shape {
     uint32_t slots, threads;
 };
 mmv_shape mmv_shape_for(const vk_backend& be, const mmv_matrix* mats, int n_mat) {
-    static const uint32_t wg = [] {
-        const char* e = std::getenv("TFU_VK_MMV_WG");
-        const int v = e ? std::atoi(e) : 128;
-        return uint32_t(v == 64 || v == 256 ? v : 128);
-    }();
+    static const uint32_t wg = env_choice("TFU_VK_MMV_WG", {64, 128, 256}, 128);
     if (!be.subgroup_ops()) return {1, 64};
     uint32_t m = 0;
     for (int s = 0; s < n_mat; ++s) m = std::max(m, mats[s].m);
@@ -634,9 +631,7 @@ constexpr int64_t k_split_target = 1024;
 // Rows per lane group per step of attention_lanes (its U: the K and V loads a lane issues together). Env
 // TFU_VK_ATTN_ROWS=1|2|4|8 (read per call: tests switch it), default 4.
 uint32_t attention_lane_rows() {
-    const char* e = std::getenv("TFU_VK_ATTN_ROWS");
-    const int v = e ? std::atoi(e) : 4;
-    return uint32_t(v == 1 || v == 2 || v == 8 ? v : 4);
+    return env_choice("TFU_VK_ATTN_ROWS", {1, 2, 4, 8}, 4);
 }
 
 // Whether attention_lanes.comp takes ATTENTION o with K and V bound at bk, bv: f16/bf16 caches whose head rows are
@@ -923,7 +918,8 @@ uint64_t scratch_bytes(const op& o) {
     return uint64_t(q.ne[1]) * uint64_t(q.ne[2]) * n_split * (uint64_t(q.ne[0]) + 2) * 4;
 }
 
-uint32_t max_dispatches(const op& o) { return attention_splits(o) > 1 || scratch_bytes(o) > 0 ? 2 : 1; }
+// The ops with scratch are the two-launch ones (split ATTENTION: its merge; long ARGMAX: its final pass).
+uint32_t max_dispatches(const op& o) { return scratch_bytes(o) > 0 ? 2 : 1; }
 
 uint64_t replay_param_bytes(const op& o) {
     return o.type == op_type::ROPE ? align_up(uint64_t(o.i[0] < 0 ? 0 : o.i[0]) * 4, 16) : 0;
