@@ -52,6 +52,19 @@ vk_backend::vk_backend(const tfu_module_options& options, const logger& log) : l
         subgroup_ops_ = false;
         log_.logf(TFU_LOG_INFO, "vulkan: subgroup arithmetic not used (TFU_VK_SUBGROUP=0)");
     }
+    {
+        const char* env = std::getenv("TFU_VK_MMV_I8");
+        const bool usable = subgroup_ops_ && caps.subgroup_shuffle && caps.int_dot && caps.subgroup_size_min >= 8;
+        const bool forced = env && std::strcmp(env, "1") == 0, off = env && std::strcmp(env, "0") == 0;
+        mmv_i8_ = usable && !off && (caps.int_dot_fast || forced);
+        mmv_i8_q8_ = usable && forced;
+        if (forced && !usable)
+            log_.logf(TFU_LOG_WARN, "vulkan: TFU_VK_MMV_I8=1 ignored: the int8 matrix-vector path needs subgroup "
+                                    "arithmetic and shuffles (subgroups of 8 or more) and the int8 dot product");
+        else if (env && *env)
+            log_.logf(TFU_LOG_INFO, "vulkan: int8 matrix-vector path for decode: %s (TFU_VK_MMV_I8)",
+                      mmv_i8_q8_ ? "Q4_0 and Q8_0" : mmv_i8_ ? "Q4_0" : "off");
+    }
     if (const char* env = std::getenv("TFU_VK_REPLAY"); env && std::strcmp(env, "0") == 0) {
         replay_ = false;
         log_.logf(TFU_LOG_INFO, "vulkan: kept command buffers off (TFU_VK_REPLAY=0)");
@@ -119,6 +132,10 @@ vk_backend::~vk_backend() {
                   "vulkan: profile: %llu run() calls, %llu ops, %llu dispatches; %llu fused launches computed %llu ops",
                   (unsigned long long)prof_.runs, (unsigned long long)prof_.ops, (unsigned long long)prof_.dispatches,
                   (unsigned long long)prof_.fused, (unsigned long long)prof_.fused_ops);
+        std::string by_shader;
+        for (const auto& [shader, n] : prof_.recorded_by_shader)
+            by_shader += (by_shader.empty() ? " " : ", ") + shader + " " + std::to_string(n);
+        log_.logf(TFU_LOG_INFO, "vulkan: profile: dispatches recorded per shader:%s", by_shader.c_str());
         // Host time per run() without first-use pipeline creation (a CPU driver compiles for ~100 ms each),
         // without waiting for fences (the ring coming back to a busy frame: device time, not recording cost) and
         // without vkQueueSubmit (the driver's: lavapipe may run work in it), over all runs and over the replayed
@@ -636,6 +653,7 @@ void vk_backend::dispatch(const char* shader, const std::vector<uint32_t>& spec,
         fail(TFU_STATUS_UNSUPPORTED, name_ + ": " + shader + " needs " + std::to_string(groups) + " workgroups");
     f.vkCmdDispatch(fr.cmd, uint32_t(gx), uint32_t(gy), 1);
     ++prof_.dispatches;
+    if (profile_) ++prof_.recorded_by_shader[shader];
     if (kept_) ++kept_->n_dispatches;
     // The next op may read what this one wrote (and write what it read).
     global_barrier(fr.cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_SHADER_READ_BIT,

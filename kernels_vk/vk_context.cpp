@@ -91,6 +91,27 @@ struct kept_instance {
 std::mutex g_instances_mutex;
 kept_instance g_instances[3];
 
+// Whether exts lists the extension `name`.
+bool listed(const std::vector<VkExtensionProperties>& exts, const char* name) {
+    for (const VkExtensionProperties& e : exts)
+        if (std::strcmp(e.extensionName, name) == 0) return true;
+    return false;
+}
+// vkGetPhysicalDeviceFeatures2 / vkGetPhysicalDeviceProperties2 filling the structure chain that starts at `chain`.
+void query_features(const fns& f, VkPhysicalDevice pd, void* chain) {
+    VkPhysicalDeviceFeatures2 feat{};
+    feat.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
+    feat.pNext = chain;
+    f.vkGetPhysicalDeviceFeatures2(pd, &feat);
+}
+VkPhysicalDeviceProperties query_properties(const fns& f, VkPhysicalDevice pd, void* chain) {
+    VkPhysicalDeviceProperties2 p2{};
+    p2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
+    p2.pNext = chain;
+    f.vkGetPhysicalDeviceProperties2(pd, &p2);
+    return p2.properties;
+}
+
 }  // namespace
 
 context::context(const tfu_module_options& options, const logger& log) : log_(log) {
@@ -252,15 +273,12 @@ void context::choose_device(const tfu_module_options& options) {
     VkPhysicalDeviceIDProperties idp{};
     idp.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ID_PROPERTIES;
     idp.pNext = &m3;
-    VkPhysicalDeviceProperties2 p2{};
-    p2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
-    p2.pNext = &idp;
-    f_.vkGetPhysicalDeviceProperties2(physical_, &p2);
-    const VkPhysicalDeviceLimits& lim = p2.properties.limits;
-    caps_.name = p2.properties.deviceName;
-    caps_.type = p2.properties.deviceType;
-    caps_.api_version = p2.properties.apiVersion;
-    std::memcpy(caps_.uuid, p2.properties.pipelineCacheUUID, VK_UUID_SIZE);
+    const VkPhysicalDeviceProperties props = query_properties(f_, physical_, &idp);
+    const VkPhysicalDeviceLimits& lim = props.limits;
+    caps_.name = props.deviceName;
+    caps_.type = props.deviceType;
+    caps_.api_version = props.apiVersion;
+    std::memcpy(caps_.uuid, props.pipelineCacheUUID, VK_UUID_SIZE);
     caps_.max_storage_range = lim.maxStorageBufferRange;
     caps_.storage_offset_align = lim.minStorageBufferOffsetAlignment ? lim.minStorageBufferOffsetAlignment : 1;
     caps_.max_allocation = m3.maxMemoryAllocationSize;
@@ -280,10 +298,7 @@ void context::choose_device(const tfu_module_options& options) {
     VkPhysicalDevice16BitStorageFeatures s16{};
     s16.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES;
     s16.pNext = &f16i8;
-    VkPhysicalDeviceFeatures2 feat{};
-    feat.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
-    feat.pNext = &s16;
-    f_.vkGetPhysicalDeviceFeatures2(physical_, &feat);
+    query_features(f_, physical_, &s16);
     caps_.fp16_arithmetic = f16i8.shaderFloat16;
     caps_.int8_arithmetic = f16i8.shaderInt8;
     caps_.storage_16bit = s16.storageBuffer16BitAccess;
@@ -292,10 +307,10 @@ void context::choose_device(const tfu_module_options& options) {
     f_.vkEnumerateDeviceExtensionProperties(physical_, nullptr, &ne, nullptr);
     std::vector<VkExtensionProperties> exts(ne);
     f_.vkEnumerateDeviceExtensionProperties(physical_, nullptr, &ne, exts.data());
-    for (const VkExtensionProperties& e : exts)
-        if (std::strcmp(e.extensionName, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME) == 0) caps_.memory_budget = true;
+    caps_.memory_budget = listed(exts, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
     if (caps_.memory_budget) device_extensions_.push_back(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
     detect_coopmat(exts);
+    detect_int_dot(exts);
 
     log_.logf(TFU_LOG_INFO, "vulkan: device %d of %zu: %s (%s), Vulkan %u.%u", best, devs.size(), caps_.name.c_str(),
               device_type_name(caps_.type), VK_API_VERSION_MAJOR(caps_.api_version), VK_API_VERSION_MINOR(caps_.api_version));
@@ -306,12 +321,13 @@ void context::choose_device(const tfu_module_options& options) {
                                                      : "(VK_NV_cooperative_matrix)");
     log_.logf(TFU_LOG_INFO,
               "vulkan: features: fp16 arithmetic %s, 16-bit storage %s, int8 %s, subgroup size %u (min %u; arithmetic "
-              "%s, shuffle %s), memory budget %s, cooperative matrix %s; maxStorageBufferRange %llu, storage offset "
-              "alignment %llu",
+              "%s, shuffle %s), memory budget %s, cooperative matrix %s, int8 dot product %s; maxStorageBufferRange "
+              "%llu, storage offset alignment %llu",
               caps_.fp16_arithmetic ? "yes" : "no", caps_.storage_16bit ? "yes" : "no", caps_.int8_arithmetic ? "yes" : "no",
               caps_.subgroup_size, caps_.subgroup_size_min, caps_.subgroup_arithmetic ? "yes" : "no",
               caps_.subgroup_shuffle ? "yes" : "no", caps_.memory_budget ? "yes" : "no",
               coopmat.c_str(),
+              !caps_.int_dot ? "no" : caps_.int_dot_fast ? "yes (accelerated)" : "yes (not accelerated)",
               (unsigned long long)caps_.max_storage_range, (unsigned long long)caps_.storage_offset_align);
     log_.logf(TFU_LOG_INFO,
               "vulkan: kernels: f32 arithmetic on 32-bit words (no 8/16-bit storage or fp16 needed); matrix-vector "
@@ -344,11 +360,8 @@ void context::detect_coopmat(const std::vector<VkExtensionProperties>& exts) {
         }
         return;
     }
-    bool has_ext = false;
-    for (const VkExtensionProperties& e : exts)
-        has_ext |= std::strcmp(e.extensionName, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME) == 0;
     auto no = [this](const std::string& why) { caps_.coopmat_why = why; };
-    if (!has_ext) return no("no VK_NV_cooperative_matrix");
+    if (!listed(exts, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME)) return no("no VK_NV_cooperative_matrix");
     if (mode && std::strcmp(mode, "0") == 0) return no("TFU_VK_COOPMAT=0");
     if (caps_.api_version < VK_API_VERSION_1_2 || instance_api_ < VK_API_VERSION_1_2)
         return no("needs Vulkan 1.2 for shaderFloat16 and vulkanMemoryModel");
@@ -366,20 +379,14 @@ void context::detect_coopmat(const std::vector<VkExtensionProperties>& exts) {
     VkPhysicalDeviceShaderFloat16Int8Features f16{};
     f16.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES;
     f16.pNext = &mmf;
-    VkPhysicalDeviceFeatures2 feat{};
-    feat.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
-    feat.pNext = &f16;
-    f_.vkGetPhysicalDeviceFeatures2(physical_, &feat);
+    query_features(f_, physical_, &f16);
     if (!cmf.cooperativeMatrix) return no("the cooperativeMatrix feature is missing");
     if (!f16.shaderFloat16) return no("the shaderFloat16 feature is missing");
     if (!mmf.vulkanMemoryModel) return no("the vulkanMemoryModel feature is missing");
 
     VkPhysicalDeviceCooperativeMatrixPropertiesNV cmp{};
     cmp.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_PROPERTIES_NV;
-    VkPhysicalDeviceProperties2 p2{};
-    p2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
-    p2.pNext = &cmp;
-    f_.vkGetPhysicalDeviceProperties2(physical_, &p2);
+    query_properties(f_, physical_, &cmp);
     if (!(cmp.cooperativeMatrixSupportedStages & VK_SHADER_STAGE_COMPUTE_BIT))
         return no("cooperative matrices are not supported in compute shaders");
 
@@ -406,6 +413,23 @@ void context::detect_coopmat(const std::vector<VkExtensionProperties>& exts) {
     caps_.coopmat = true;
     caps_.coopmat_why.clear();
     device_extensions_.push_back(VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
+}
+
+// The decode matrix-vector kernel's int8 path (shaders/mmv_i8.glsl) declares DotProduct and
+// DotProductInput4x8BitPacked: the device must list VK_KHR_shader_integer_dot_product (reached through the
+// extension, so a Vulkan 1.2 instance serves) with its shaderIntegerDotProduct feature.
+void context::detect_int_dot(const std::vector<VkExtensionProperties>& exts) {
+    if (!listed(exts, VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME)) return;
+    VkPhysicalDeviceShaderIntegerDotProductFeatures idf{};
+    idf.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES;
+    query_features(f_, physical_, &idf);
+    if (!idf.shaderIntegerDotProduct) return;
+    VkPhysicalDeviceShaderIntegerDotProductProperties idp{};
+    idp.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_PROPERTIES;
+    query_properties(f_, physical_, &idp);
+    caps_.int_dot = true;
+    caps_.int_dot_fast = idp.integerDotProduct4x8BitPackedSignedAccelerated;
+    device_extensions_.push_back(VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME);
 }
 
 void context::create_device() {
@@ -436,8 +460,9 @@ void context::create_device() {
     ci.pQueueCreateInfos = &qi;
     ci.enabledExtensionCount = uint32_t(exts.size());
     ci.ppEnabledExtensionNames = exts.data();
-    // Features only for the cooperative-matrix shader, and only when it is used (detect_coopmat): exactly what its
-    // SPIR-V declares (CooperativeMatrixNV, Float16, VulkanMemoryModel; the emulated variants only Float16).
+    // Features only for the shaders that declare them, and only when they are used: the cooperative-matrix shader
+    // (detect_coopmat: CooperativeMatrixNV, Float16, VulkanMemoryModel; the emulated variants only Float16) and
+    // the int8 dot product (detect_int_dot).
     VkPhysicalDeviceCooperativeMatrixFeaturesNV cmf{};
     cmf.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV;
     cmf.cooperativeMatrix = VK_TRUE;
@@ -451,6 +476,13 @@ void context::create_device() {
     f16.pNext = &mmf;
     if (caps_.coopmat) ci.pNext = &f16;
     if (caps_.coopmat_emulated) f16.pNext = nullptr;
+    VkPhysicalDeviceShaderIntegerDotProductFeatures idf{};  // the int8 dot product (detect_int_dot)
+    idf.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES;
+    idf.shaderIntegerDotProduct = VK_TRUE;
+    if (caps_.int_dot) {
+        idf.pNext = const_cast<void*>(ci.pNext);
+        ci.pNext = &idf;
+    }
     check(f_.vkCreateDevice(physical_, &ci, nullptr, &device_), "vkCreateDevice");
     load_device(f_, device_);
     f_.vkGetDeviceQueue(device_, queue_family_, 0, &queue_);

@@ -43,6 +43,11 @@ struct device_caps {
     bool storage_16bit = false;           // storageBuffer16BitAccess
     bool int8_arithmetic = false;         // shaderInt8
     bool memory_budget = false;           // VK_EXT_memory_budget
+    // 4 x int8 packed dot products in shaders (SPIR-V OpSDot, the decode matrix-vector kernel's mmv_i8.glsl):
+    // VK_KHR_shader_integer_dot_product with its shaderIntegerDotProduct feature (enabled at device creation);
+    // int_dot_fast: the device reports the signed 4 x 8-bit packed form as accelerated (a native instruction).
+    bool int_dot = false;
+    bool int_dot_fast = false;
     uint32_t max_shared_bytes = 0;        // maxComputeSharedMemorySize
     float timestamp_period_ns = 0;        // timestampPeriod: nanoseconds per timestamp tick
     uint32_t timestamp_bits = 0;          // the compute queue's timestampValidBits (0: no timestamps)
@@ -91,6 +96,7 @@ private:
     void create_instance(bool validation);
     void choose_device(const tfu_module_options& options);
     void detect_coopmat(const std::vector<VkExtensionProperties>& exts);
+    void detect_int_dot(const std::vector<VkExtensionProperties>& exts);
     void create_device();
     void load_pipeline_cache();
     void save_pipeline_cache() noexcept;

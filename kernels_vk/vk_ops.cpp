@@ -289,20 +289,52 @@ mmv_shape mmv_shape_for(const vk_backend& be, const mmv_matrix* mats, int n_mat)
     return {1, wg};
 }
 
+// Whether a launch of `type` weights over k x n takes the int8 path (mul_mat_vec_i8: x quantized in shared memory,
+// 40 bytes per block of 32 per column, packed int8 dot products): the types vk_backend::mmv_i8 allows, up to 4
+// columns, x small enough for shared memory. Its workgroups hold mmv_i8_slots_per_subgroup() slots per subgroup
+// (env TFU_VK_MMV_I8_SLOTS=1|2|4, read once): more rows share one quantization of x, fewer give more workgroups;
+// on the H100 1 measured best (1B / 8B Q4_0 tg128, one call: 1 slot 803 / 236, 2 slots 738 / 229 t/s).
+bool mmv_int8(const vk_backend& be, dtype type, int64_t k, int64_t n) {
+    if (!be.mmv_i8(type) || k % 32 != 0 || n > 4) return false;
+    return uint64_t(n) * uint64_t(k / 32) * 40 + 512 <= be.caps().max_shared_bytes;  // + the reductions' arrays
+}
+uint32_t mmv_i8_slots_per_subgroup() {
+    static const uint32_t p = env_choice("TFU_VK_MMV_I8_SLOTS", {1, 2, 4}, 1);
+    return p;
+}
+// Blocks a lane loads per step on the int8 path (the shader's UG; its loads already run a step ahead). On the H100,
+// tg128 with 1 against 2 (2026-11-24, one call): 1B Q4_0 773 / 729, 8B Q4_0 232 / 221, 1B Q8_0 683 / 623 t/s. Env
+// TFU_VK_MMV_I8_UNITS=1|2 (read once).
+uint32_t mmv_i8_units_per_step() {
+    static const uint32_t ug = env_choice("TFU_VK_MMV_I8_UNITS", {1, 2}, 1);
+    return ug;
+}
+
 // Records one mul_mat_vec dispatch of n_mat matrices (GLU: gate and up, n_mat = 2), their weights bound in bw and
 // results in bd; glu_off/glu_s: where silu(gate) * up goes (words into bd).
 // resid (one matrix): r and y bound (bindings 3 and 5) with their column strides in words, for y = r + d.
+// norm (the int8 path only, never with resid): x (bx) is the source of an RMS_NORM whose weight g (binding 3) and
+// eps the launch applies before quantizing; workgroup 0 also stores the normalised x at xn (binding 5).
 struct mmv_residual {
     binding r, y;
     uint32_t r_s, y_s;
 };
+struct mmv_norm {
+    binding g, xn;
+    uint32_t xn_s;
+    float eps;
+};
 void dispatch_mmv(vk_backend& be, dtype type, int64_t k, const tensor& x, const binding& bw, const binding& bd,
                   const binding& bx, const mmv_matrix* mats, int n_mat, bool glu, uint32_t glu_off = 0,
-                  uint32_t glu_s = 0, const mmv_residual* resid = nullptr) {
+                  uint32_t glu_s = 0, const mmv_residual* resid = nullptr, const mmv_norm* norm = nullptr) {
     const int64_t n = x.nrows();
     const uint32_t R = mmv_rows(n, glu);
     const bool sg = be.subgroup_ops();
-    const mmv_shape sh = mmv_shape_for(be, mats, n_mat);
+    const bool i8 = mmv_int8(be, type, k, n);
+    TFU_CHECK(!norm || (i8 && !resid));
+    mmv_shape sh = mmv_shape_for(be, mats, n_mat);
+    if (i8) sh.slots = std::max<uint32_t>(1, sh.threads / std::max<uint32_t>(1, be.caps().subgroup_size)) *
+                       mmv_i8_slots_per_subgroup();
     std::vector<uint32_t> push = {uint32_t(k), uint32_t(n_mat), bx.word, words(x.nb[1])};
     push.resize(4 + 6 * 3 + 2, 0);
     uint64_t groups = 0;
@@ -324,11 +356,15 @@ void dispatch_mmv(vk_backend& be, dtype type, int64_t k, const tensor& x, const 
         b[3] = resid->r;
         b[4] = resid->y;
         push.insert(push.end(), {resid->r.word, resid->r_s, resid->y.word, resid->y_s});
+    } else if (norm) {
+        b[3] = norm->g;
+        b[4] = norm->xn;
+        push.insert(push.end(), {norm->g.word, 0u, norm->xn.word, norm->xn_s, fbits(norm->eps)});
     }
-    be.dispatch(sg ? "mul_mat_vec_subgroup" : "mul_mat_vec",
-                {uint32_t(type), uint32_t(n), R, glu ? 1u : 0u, mmv_units_per_step(), sh.slots, sh.threads,
-                 resid ? 1u : 0u},
-                b, resid ? 5 : 3, std::move(push), groups);
+    be.dispatch(i8 ? "mul_mat_vec_i8" : sg ? "mul_mat_vec_subgroup" : "mul_mat_vec",
+                {uint32_t(type), uint32_t(n), R, glu ? 1u : 0u, i8 ? mmv_i8_units_per_step() : mmv_units_per_step(),
+                 sh.slots, sh.threads, resid ? 1u : 0u, i8 ? uint32_t(k / 32) : 1u, norm ? 1u : 0u},
+                b, resid || norm ? 5 : 3, std::move(push), groups);
 }
 
 // The matrix-matrix shader variant for an m x n product and its tile (rows x columns per workgroup). Larger tiles
@@ -507,13 +543,18 @@ bool glu_pattern(const vk_backend& be, const op* ops, size_t n_ops) {
            !overlaps(od, *ops[1].src[0]);
 }
 
-// record_fused for a MUL_MAT first: Q/K/V or gate/up + SWIGLU in one mul_mat_vec launch (vk_ops.h).
-size_t record_fused_mmv(vk_backend& be, const op* ops, size_t n_ops) {
+// record_fused for a MUL_MAT first: Q/K/V or gate/up + SWIGLU in one mul_mat_vec launch (vk_ops.h). With nrm, an
+// RMS_NORM(xn, src, g) just before ops whose x is xn: the launch normalises src itself (mmv_norm), if it takes the
+// int8 path and its writes (xn, the results) reach neither src nor g, which other workgroups still read, and the
+// results not xn; else 0 (nothing recorded). Returns the ops computed (without the RMS_NORM).
+size_t record_fused_mmv(vk_backend& be, const op* ops, size_t n_ops, const op* nrm = nullptr) {
     if (ops[0].src[1]->nrows() > k_mmv_max_cols) return 0;
     const tensor& w = *ops[0].src[0];
     const tensor& x = *ops[0].src[1];
     if (!weight_whole(be, w) || overlaps(*ops[0].dst, x) || overlaps(*ops[0].dst, w)) return 0;
-    const binding bx = bind_whole(be, &x, "src1");
+    // The norm stays apart before matrices of many rows (the output projection): each of their many workgroups
+    // would normalise x again (H100, 1B Q4_0: 96 -> 127 us for a 5 us RMS_NORM launch saved).
+    if (nrm && (!mmv_int8(be, w.type, w.ne[0], x.nrows()) || w.ne[1] >= int64_t(k_mmv_slot_rows))) return 0;
     const tensor* ws[3] = {&w};
     const tensor* ds[4] = {ops[0].dst};
     uint32_t w_byte[3], d_byte[4];
@@ -524,44 +565,82 @@ size_t record_fused_mmv(vk_backend& be, const op* ops, size_t n_ops) {
         return mmv_matrix{w_byte[s], uint32_t(o.src[0]->nb[1]), uint32_t(o.src[0]->ne[1]), d_byte[s] / 4,
                           words(o.dst->nb[1])};
     };
+    // The launch's plan: gate/up + SWIGLU, or n_mat matrices of x, or one matrix (with a residual ADD, or not).
+    size_t n_mat = 1, used = 1;
+    bool glu = false;
+    const tensor* r = nullptr;
     if (glu_pattern(be, ops, n_ops)) {
         ws[1] = ops[1].src[0];
         ds[1] = ops[1].dst;
         ds[2] = ops[2].dst;
-        if (bind_together(be, ws, 2, "gate/up weights", &bw, w_byte) &&
-            bind_together(be, ds, 3, "gate/up/swiglu results", &bd, d_byte)) {
-            mats[0] = matrix(0);
-            mats[1] = matrix(1);
-            dispatch_mmv(be, w.type, w.ne[0], x, bw, bd, bx, mats, 2, true, d_byte[2] / 4, words(ops[2].dst->nb[1]));
-            return 3;
+        glu = bind_together(be, ws, 2, "gate/up weights", &bw, w_byte) &&
+              bind_together(be, ds, 3, "gate/up/swiglu results", &bd, d_byte);
+        if (glu) n_mat = 2, used = 3;
+    }
+    if (!glu) {
+        while (n_mat < 3 && n_mat < n_ops && joins(be, ops, n_mat)) {
+            ws[n_mat] = ops[n_mat].src[0];
+            ds[n_mat] = ops[n_mat].dst;
+            ++n_mat;
+        }
+        // Fewer matrices when their memory does not fit shared windows (weights in different chunks).
+        for (; n_mat >= 2; --n_mat)
+            if (bind_together(be, ws, n_mat, "weights sharing x", &bw, w_byte) &&
+                bind_together(be, ds, n_mat, "results sharing x", &bd, d_byte))
+                break;
+        used = n_mat;
+        if (n_mat == 1) {
+            // One matrix and the residual ADD of its result (backend/fused_residual.h): the launch stores y too.
+            // Not after a fused RMS_NORM (the two share bindings 3 and 5); one matrix alone then.
+            r = !nrm && n_ops >= 2 ? projection_residual(ops[0], ops[1]) : nullptr;
+            if (!r && !nrm) return 0;
+            bw = bind_whole(be, &w, "src0");
+            bd = bind_whole(be, ops[0].dst, "dst");
+            w_byte[0] = bw.byte;
+            d_byte[0] = bd.byte;
         }
     }
-    size_t n_mat = 1;
-    while (n_mat < 3 && n_mat < n_ops && joins(be, ops, n_mat)) {
-        ws[n_mat] = ops[n_mat].src[0];
-        ds[n_mat] = ops[n_mat].dst;
-        ++n_mat;
+    mmv_norm norm{};
+    if (nrm) {
+        const tensor& src = *nrm->src[0];
+        const tensor& g = *nrm->src[1];
+        const tensor& xn = *nrm->dst;
+        if (overlaps(xn, src) || overlaps(xn, g)) return 0;
+        for (size_t i = 0; i < used; ++i)
+            if (overlaps(*ops[i].dst, src) || overlaps(*ops[i].dst, g) || overlaps(*ops[i].dst, xn)) return 0;
+        norm = {bind_whole(be, &g, "src1 (RMS_NORM weight)"), bind_whole(be, &xn, "dst (RMS_NORM)"), words(xn.nb[1]),
+                nrm->f[0]};
     }
-    // Fewer matrices when their memory does not fit shared windows (weights in different chunks).
-    for (; n_mat >= 2; --n_mat)
-        if (bind_together(be, ws, n_mat, "weights sharing x", &bw, w_byte) &&
-            bind_together(be, ds, n_mat, "results sharing x", &bd, d_byte))
-            break;
-    if (n_mat >= 2) {
-        for (size_t s = 0; s < n_mat; ++s) mats[s] = matrix(int(s));
-        dispatch_mmv(be, w.type, w.ne[0], x, bw, bd, bx, mats, int(n_mat), false);
-        return n_mat;
+    const binding bx = bind_whole(be, nrm ? nrm->src[0] : &x, "src1");
+    for (size_t s = 0; s < n_mat; ++s) mats[s] = matrix(int(s));
+    if (glu) {
+        dispatch_mmv(be, w.type, w.ne[0], x, bw, bd, bx, mats, 2, true, d_byte[2] / 4, words(ops[2].dst->nb[1]),
+                     nullptr, nrm ? &norm : nullptr);
+        return used;
     }
-    // One matrix and the residual ADD of its result (backend/fused_residual.h): the launch stores y too.
-    const tensor* r = n_ops >= 2 ? projection_residual(ops[0], ops[1]) : nullptr;
-    if (!r) return 0;
-    const tensor& y = *ops[1].dst;
-    const binding bw1 = bind_whole(be, &w, "src0"), bd1 = bind_whole(be, ops[0].dst, "dst");
-    const mmv_matrix mat = {bw1.byte, uint32_t(w.nb[1]), uint32_t(w.ne[1]), bd1.word, words(ops[0].dst->nb[1])};
-    const mmv_residual res = {bind_whole(be, r, "src (residual ADD)"), bind_whole(be, &y, "dst (residual ADD)"),
-                              words(r->nb[1]), words(y.nb[1])};
-    dispatch_mmv(be, w.type, w.ne[0], x, bw1, bd1, bx, &mat, 1, false, 0, 0, &res);
-    return 2;
+    if (r) {
+        const tensor& y = *ops[1].dst;
+        const mmv_residual res = {bind_whole(be, r, "src (residual ADD)"), bind_whole(be, &y, "dst (residual ADD)"),
+                                  words(r->nb[1]), words(y.nb[1])};
+        dispatch_mmv(be, w.type, w.ne[0], x, bw, bd, bx, mats, 1, false, 0, 0, &res);
+        return 2;
+    }
+    dispatch_mmv(be, w.type, w.ne[0], x, bw, bd, bx, mats, int(n_mat), false, 0, 0, nullptr, nrm ? &norm : nullptr);
+    return used;
+}
+
+// record_fused for an RMS_NORM first: the norm inside the int8 matrix-vector launch of the MUL_MATs after it
+// that read its result (record_fused_mmv's nrm); those ops' x must be the norm's dst itself (same memory and
+// shape). Returns the ops computed with the RMS_NORM, 0 when it does not apply.
+size_t record_fused_norm_mmv(vk_backend& be, const op* ops, size_t n_ops) {
+    if (n_ops < 2 || ops[1].type != op_type::MUL_MAT) return 0;
+    const tensor& xn = *ops[0].dst;
+    const tensor& x = *ops[1].src[1];
+    const tensor& src = *ops[0].src[0];
+    if (x.data != xn.data || x.nb[1] != xn.nb[1] || x.ne[0] != xn.ne[0] || x.nrows() != xn.nrows()) return 0;
+    if (src.ne[0] != xn.ne[0] || src.nrows() != xn.nrows() || ops[0].src[1]->ne[0] != xn.ne[0]) return 0;
+    const size_t used = record_fused_mmv(be, ops + 1, n_ops - 1, &ops[0]);
+    return used ? used + 1 : 0;
 }
 
 // ---- fused row-wise launches -----------------------------------------------------------------------------
@@ -596,6 +675,7 @@ size_t record_fused(vk_backend& be, const op* ops, size_t n_ops) {
     if (n_ops < 2) return 0;
     switch (ops[0].type) {
         case op_type::MUL_MAT: return record_fused_mmv(be, ops, n_ops);
+        case op_type::RMS_NORM: return record_fused_norm_mmv(be, ops, n_ops);
         case op_type::ADD:
             if (!add_rms_norm_fusable(ops[0], ops[1])) return 0;
             dispatch_rms_norm(be, ops[1], &ops[0]);

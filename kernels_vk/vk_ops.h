@@ -27,6 +27,9 @@ void record_op(vk_backend& be, const op& o);
 //   2: one MUL_MAT and the residual ADD of its result (backend/fused_residual.h): the launch stores the sum too.
 //   Each result must overlap no x, weight or other result of the launch; every weight must fit one binding (no row
 //   pieces), and the weights (results) of the launch must lie in one memory chunk within one binding's range.
+// 1 + those: RMS_NORM(xn, src, g) and a launch above whose x is xn, on the int8 path (vk_backend::mmv_i8) and of
+//   fewer than 16384 rows: the launch normalises src itself and stores xn; neither xn nor its results may overlap
+//   src or g, nor its results xn.
 // Row-wise pairs, 2, under backend/fused_pairs.h's rules (the CUDA backend's too):
 //   ADD(y, a, b), RMS_NORM(xn, y, w): add_rms_norm (rms_norm.comp's ADD_NORM variant);
 //   ROPE q, ROPE k with the same positions, factors and parameters: rope_pair (rope.comp's PAIR variant);

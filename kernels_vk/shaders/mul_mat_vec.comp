@@ -21,6 +21,9 @@
 // Lanes take units of 8 weights l, l + L, ... (L lanes; unit types, then elements past the last whole unit) or
 // elements l, l + L, ... (dq() types); each load of x serves the slot's R (2R) rows. Partial sums: R * NC, or
 // 2R * NC with GLU, at most 16. Rows past m repeat row m - 1 and are not stored.
+// I8 (with USE_SUBGROUP; Q4_0 and Q8_0, k = 32 XB): x quantized to int8 in shared memory by the whole workgroup
+// first, then slots per subgroup as above, a lane taking whole blocks of 32 (b = l, l + L, ...) with packed int8
+// dot products (mmv_i8.glsl). With NORM, x is an RMS_NORM's source, normalised in the same pass (mmv_i8.glsl).
 #version 450
 #include "common.glsl"
 #include "dequant.glsl"
@@ -37,6 +40,13 @@ layout(constant_id = 4) const uint UG = 1;   // units per thread and step (unit 
 layout(constant_id = 5) const uint SLOTS = 1;  // slots of R rows per workgroup (1 without USE_SUBGROUP)
 layout(constant_id = 6) const uint WG = 64;    // threads per workgroup
 layout(constant_id = 7) const uint RESID = 0;  // 1: one matrix, and y = r + d stored beside d (the residual ADD)
+layout(constant_id = 8) const uint XB = 1;     // I8: blocks of 32 per column of x (k / 32)
+layout(constant_id = 9) const uint NORM = 0;   // I8: 1: x is an RMS_NORM's source, normalised here (mmv_i8.glsl)
+#ifdef I8
+const bool INT8 = true;
+#else
+const bool INT8 = false;
+#endif
 const uint MATS = GLU + 1u;                  // matrices whose rows one workgroup holds
 const uint MAX_ACC = 16u;                    // the host keeps MATS * R * NC <= 16
 const uint THREADS = WG;
@@ -51,11 +61,17 @@ layout(push_constant) uniform pc_t {
     uint d_s[3];        // words
     uint g_end[3];      // workgroups of matrices 0..s
     uint glu_off, glu_s;  // words: silu(gate) * up (GLU)
-    uint r_off, r_s, y_off, y_s;  // words: the residual r (src2) and the ADD's result y (binding 5) (RESID)
+    uint r_off, r_s, y_off, y_s;  // words: the residual r (src2) and the ADD's result y (binding 5) (RESID);
+                                  // NORM: the norm's weight (src2, r_off) and its result xn (binding 5, y_off, y_s)
+    float eps;                    // NORM
 } pc;
-layout(set = 0, binding = 5) buffer y_buf { uint y_w[]; };  // RESID only
+layout(set = 0, binding = 5) buffer y_buf { uint y_w[]; };  // RESID and NORM only
+#ifdef I8
+#include "mmv_i8.glsl"
+#endif
 
-shared float partial[THREADS * MAX_ACC];  // the SLOTS = 1 reduction: per thread, or per subgroup with subgroups
+// The SLOTS = 1 reduction (not on the int8 path): per thread, or per subgroup with subgroups.
+shared float partial[INT8 ? 1u : THREADS * MAX_ACC];
 shared float total[MAX_ACC];
 
 float silu_mul(float g, float u) { return g / (1.0 + exp(-g)) * u; }
@@ -102,20 +118,65 @@ void accumulate_units(uint t, uint L, bool w16, bool x4) {
     }
 }
 
-// acc = the partial sums of lane t of L over the slot whose first row of matrix s is i0.
-void compute_slot(uint s, uint i0, uint t, uint L) {
+#ifdef I8
+// The int8 path: lane t of L takes blocks t, t + L, ... of every row of the slot, UG of them per step; each block
+// meets every column's x block. The loads run one step ahead of the arithmetic (ld_d / ld_q hold the next step's
+// blocks while this step's are computed); main issues a subgroup's first slot's first step (i8_loads) before x is
+// quantized, so the weights stream while the workgroup quantizes.
+float ld_d[UG * ROWS];
+uint ld_q[UG * ROWS][8];
+void i8_loads(uint b0, uint L) {
+    [[unroll]] for (uint u = 0u; u < UG; ++u) {
+        uint b = min(b0 + u * L, XB - 1u);  // past the row's end: a repeat, not summed below
+        [[unroll]] for (uint rr = 0u; rr < ROWS; ++rr)
+            i8_block(rows[rr], b, ld_d[u * ROWS + rr], ld_q[u * ROWS + rr]);
+    }
+}
+void accumulate_i8(uint t, uint L) {
+    for (uint b0 = t; b0 < XB; b0 += L * UG) {
+        float d[UG * ROWS];
+        uint q[UG * ROWS][8];
+        [[unroll]] for (uint a = 0u; a < UG * ROWS; ++a) {
+            d[a] = ld_d[a];
+            [[unroll]] for (uint w = 0u; w < I8_WORDS; ++w) q[a][w] = ld_q[a][w];
+        }
+        if (b0 + L * UG < XB) i8_loads(b0 + L * UG, L);
+        [[unroll]] for (uint u = 0u; u < UG; ++u) {
+            if (b0 + u * L >= XB) break;
+            [[unroll]] for (uint rr = 0u; rr < ROWS; ++rr)
+                [[unroll]] for (uint j = 0u; j < NC; ++j)
+                    acc[rr * NC + j] += i8_dot(d[u * ROWS + rr], q[u * ROWS + rr], j * XB + b0 + u * L);
+        }
+    }
+}
+#endif
+
+// Whether every column of x starts at a multiple of 4 words (x_vec4's 128-bit loads).
+bool x_aligned() { return (pc.x_off & 3u) == 0u && (NC == 1u || (pc.x_s & 3u) == 0u); }
+
+// rows = the byte offsets of the rows of the slot whose first row of matrix s is i0.
+void slot_rows(uint s, uint i0) {
     [[unroll]] for (uint rr = 0u; rr < ROWS; ++rr) {
         uint sm = GLU != 0u ? rr / R : s;
         uint i = min(i0 + rr % R, pc.m[sm] - 1u);
         rows[rr] = pc.w_off[sm] + i * pc.w_nb1[sm];
     }
+}
+
+// acc = the partial sums of lane t of L over the slot whose rows slot_rows has set (I8: and whose first step
+// i8_loads has issued).
+void compute_slot(uint t, uint L) {
     [[unroll]] for (uint a = 0u; a < MAX_ACC; ++a) acc[a] = 0.0;
+#ifdef I8
+    accumulate_i8(t, L);
+    return;
+#endif
     if (UNIT_TYPE) {
         // 128-bit loads where every row of the slot (and x) sits at a multiple of 16 bytes; the branch is
         // uniform, and each call is specialised on its constant flags.
         bool w16 = true;
         [[unroll]] for (uint rr = 0u; rr < ROWS; ++rr) w16 = w16 && (rows[rr] & 15u) == 0u;
-        bool x4 = (pc.x_off & 3u) == 0u && (NC == 1u || (pc.x_s & 3u) == 0u);
+        bool x4 = x_aligned();
         if (x4 && w16) accumulate_units(t, L, true, true);
         else if (x4) accumulate_units(t, L, false, true);
         else accumulate_units(t, L, false, false);
@@ -153,12 +214,26 @@ void main() {
     uint base = (g - (s == 0u ? 0u : pc.g_end[s - 1u])) * SLOTS * R;
     const uint OUT = R * NC;  // outputs of a slot per matrix
     uint t = gl_LocalInvocationID.x;
+#ifdef I8
+    if (gl_SubgroupID < SLOTS) {  // the subgroup's first slot: its first loads in flight while x is quantized
+        slot_rows(s, base + gl_SubgroupID * R);
+        i8_loads(gl_SubgroupInvocationID, gl_SubgroupSize);
+    }
+    if (x_aligned()) quantize_x(true);  // the branch is uniform: each call specialised on its flag
+    else quantize_x(false);
+#endif
 #ifdef USE_SUBGROUP
-    if (SLOTS > 1u) {
+    if (SLOTS > 1u || INT8) {
         const uint L = gl_SubgroupSize, lane = gl_SubgroupInvocationID;
         for (uint slot = gl_SubgroupID; slot < SLOTS; slot += gl_NumSubgroups) {
             uint i0 = base + slot * R;
-            compute_slot(s, i0, lane, L);
+            if (!INT8 || slot != gl_SubgroupID) {
+                slot_rows(s, i0);
+#ifdef I8
+                i8_loads(lane, L);
+#endif
+            }
+            compute_slot(lane, L);
             float tot[MAX_ACC];
             [[unroll]] for (uint a = 0u; a < MATS * OUT; ++a) tot[a] = subgroupAdd(acc[a]);
             [[unroll]] for (uint a = 0u; a < OUT; ++a)
@@ -166,7 +241,8 @@ void main() {
         }
         return;
     }
-    compute_slot(s, base, t, THREADS);
+    slot_rows(s, base);
+    compute_slot(t, THREADS);
     [[unroll]] for (uint a = 0u; a < MATS * OUT; ++a) {
         float v = subgroupAdd(acc[a]);
         if (subgroupElect()) partial[gl_SubgroupID * MAX_ACC + a] = v;
@@ -178,7 +254,8 @@ void main() {
         total[t] = v;
     }
 #else
-    compute_slot(s, base, t, THREADS);
+    slot_rows(s, base);
+    compute_slot(t, THREADS);
     [[unroll]] for (uint a = 0u; a < MATS * OUT; ++a) partial[t * MAX_ACC + a] = acc[a];
     barrier();
     if (t < MATS * OUT) {

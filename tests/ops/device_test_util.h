@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/log.h"
+#include "core/quant.h"
 #include "ops/op_test_util.h"
 
 namespace tfu::test {
@@ -34,6 +35,29 @@ inline double rel_l2(const std::vector<float>& got, const std::vector<float>& wa
         if (!std::isfinite(got[i])) return INFINITY;
         num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
         den += double(want[i]) * want[i];
+    }
+    return std::sqrt(num / den);
+}
+
+// For dst (m, n) = w (k, m) . x (k, n): ||got - want|| over sqrt(sum_j sum_i sum_l (w_il x_jl)^2), the error
+// against the size of the terms rather than of their sums. For random w and x both norms agree in expectation, but
+// sums that cancel (a case of few outputs) inflate rel_l2 by chance; a path that quantizes x (q8 activations) errs
+// in proportion to the terms, so its bound holds on this norm for any number of outputs. got / want: dst's values.
+inline double term_rel_l2(const std::vector<float>& got, const std::vector<float>& want, const tensor& w,
+                          const tensor& x) {
+    const int64_t k = w.ne[0], m = w.ne[1], n = x.nrows();
+    std::vector<float> row(static_cast<size_t>(k));
+    double num = 0, den = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+        if (!std::isfinite(got[i])) return INFINITY;
+        num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    }
+    for (int64_t i = 0; i < m; ++i) {
+        dequantize_row(w.type, w.row(i), row.data(), k);
+        for (int64_t j = 0; j < n; ++j) {
+            const float* xj = static_cast<const float*>(x.row(j));
+            for (int64_t l = 0; l < k; ++l) den += double(row[size_t(l)]) * xj[l] * double(row[size_t(l)]) * xj[l];
+        }
     }
     return std::sqrt(num / den);
 }

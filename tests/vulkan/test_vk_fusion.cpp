@@ -24,74 +24,13 @@
 
 #include "core/log.h"
 #include "ops/pair_case.h"
+#include "vulkan/vk_test_env.h"
 #include "runtime/engine.h"
 #include "runtime/model.h"
 #include "runtime/session.h"
 
 namespace tfu::test {
 namespace {
-
-// Sets environment variables for the lifetime of the object, then restores them.
-class scoped_env {
-public:
-    void set(const char* name, const char* value) {
-        const char* old = std::getenv(name);
-        saved_.push_back({name, old ? old : "", old != nullptr});
-        setenv(name, value, 1);
-    }
-    ~scoped_env() {
-        for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
-            if (it->had) setenv(it->name.c_str(), it->value.c_str(), 1);
-            else unsetenv(it->name.c_str());
-        }
-    }
-
-private:
-    struct saved {
-        std::string name, value;
-        bool had;
-    };
-    std::vector<saved> saved_;
-};
-
-// The backend's profile lines: "vulkan: profile: R run() calls, O ops, D dispatches; F fused launches computed
-// P ops" and "vulkan: replay on: N runs replayed, ...".
-struct profile_counts {
-    unsigned long long runs = 0, ops = 0, dispatches = 0, fused = 0, fused_ops = 0, replayed = 0;
-    bool seen = false;
-};
-
-// Collects the library's log lines (the module's included) while alive.
-class log_capture {
-public:
-    log_capture() { log_set_callback(&log_capture::cb, TFU_LOG_INFO, this); }
-    ~log_capture() { log_set_callback(nullptr, TFU_LOG_INFO, nullptr); }
-    profile_counts profile() {
-        std::lock_guard<std::mutex> lock(mutex_);
-        profile_counts p;
-        for (const std::string& l : lines_) {
-            const size_t at = l.find("vulkan: profile: ");
-            if (at != std::string::npos &&
-                std::sscanf(l.c_str() + at,
-                            "vulkan: profile: %llu run() calls, %llu ops, %llu dispatches; %llu fused launches computed "
-                            "%llu ops",
-                            &p.runs, &p.ops, &p.dispatches, &p.fused, &p.fused_ops) == 5)
-                p.seen = true;
-            const size_t rp = l.find("vulkan: replay on: ");
-            if (rp != std::string::npos) std::sscanf(l.c_str() + rp, "vulkan: replay on: %llu runs replayed", &p.replayed);
-        }
-        return p;
-    }
-
-private:
-    static void cb(tfu_log_level, const char* message, void* user) {
-        auto* self = static_cast<log_capture*>(user);
-        std::lock_guard<std::mutex> lock(self->mutex_);
-        self->lines_.emplace_back(message);
-    }
-    std::mutex mutex_;
-    std::vector<std::string> lines_;
-};
 
 // A Vulkan backend with its profile counters on (and extra environment), or null with the reason.
 std::unique_ptr<backend> make_vk(std::string* why, const std::vector<std::pair<const char*, const char*>>& env = {}) {

@@ -30,31 +30,10 @@
 #include <map>
 
 #include "ops/device_test_util.h"
+#include "vulkan/vk_test_env.h"
 
 namespace tfu::test {
 namespace {
-
-// Sets an environment variable for the object's lifetime, then restores the old value.
-class scoped_env {
-public:
-    scoped_env(const char* name, const char* value) : name_(name) {
-        const char* old = std::getenv(name);
-        had_ = old != nullptr;
-        if (had_) old_ = old;
-        if (value) setenv(name, value, 1);
-        else unsetenv(name);
-    }
-    ~scoped_env() {
-        if (had_) setenv(name_.c_str(), old_.c_str(), 1);
-        else unsetenv(name_.c_str());
-    }
-    scoped_env(const scoped_env&) = delete;
-    scoped_env& operator=(const scoped_env&) = delete;
-
-private:
-    std::string name_, old_;
-    bool had_ = false;
-};
 
 // The relative L2 bound of a k-long product (see the top of the file).
 double k_bound(int64_t k) { return std::max(4e-6, 1e-6 * std::sqrt(double(k) / 32.0)); }
