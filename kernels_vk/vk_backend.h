@@ -67,12 +67,11 @@ public:
     // (tests run the shared-memory fallbacks with it).
     bool subgroup_ops() const { return subgroup_ops_; }
     // Whether the decode matrix-vector kernel takes weights of type t through its int8 path (x quantized to int8
-    // per block of 32 in shared memory, packed 4 x int8 dot products: shaders/mmv_i8.glsl). It needs subgroup
-    // arithmetic and shuffles with subgroups of at least 8 and the int8 dot product. By default Q4_0 where the dot
-    // product is accelerated (on the H100 Q8_0 decodes faster on the unit path: kernels_vk/README.md); env
-    // TFU_VK_MMV_I8=1: Q4_0 and Q8_0 wherever the dot product exists (tests on lavapipe, where it is not
-    // accelerated), 0: never.
-    bool mmv_i8(dtype t) const { return t == dtype::Q4_0 ? mmv_i8_ : t == dtype::Q8_0 && mmv_i8_q8_; }
+    // per block of 32 in shared memory, packed 4 x int8 dot products: shaders/mmv_i8.glsl): Q4_0 and Q8_0, where
+    // the device has subgroup arithmetic and shuffles with subgroups of at least 8 and the int8 dot product,
+    // accelerated. Env TFU_VK_MMV_I8=1 takes it where the dot product is there but not accelerated (tests on
+    // lavapipe), 0 never.
+    bool mmv_i8(dtype t) const { return (t == dtype::Q4_0 || t == dtype::Q8_0) && mmv_i8_; }
     // The largest window one descriptor may bind: maxStorageBufferRange, or env TFU_VK_MAX_BINDING_BYTES when
     // smaller (tests force the large-tensor paths with it).
     uint64_t max_binding() const { return max_binding_; }
@@ -166,7 +165,7 @@ private:
     bool profile_ = false;  // env TFU_VK_PROFILE=1 (or gpu)
     std::unique_ptr<gpu_timer> timer_;  // env TFU_VK_PROFILE=gpu: GPU time per dispatch (vk_gpu_timer.h)
     bool subgroup_ops_ = false;
-    bool mmv_i8_ = false, mmv_i8_q8_ = false;
+    bool mmv_i8_ = false;
     bool fuse_ = true;      // env TFU_VK_FUSION=0 records every op alone (for comparing)
     bool replay_ = true;    // env TFU_VK_REPLAY=0 records every run into the ring
     profile_counts prof_;

@@ -283,6 +283,7 @@ void context::choose_device(const tfu_module_options& options) {
     caps_.storage_offset_align = lim.minStorageBufferOffsetAlignment ? lim.minStorageBufferOffsetAlignment : 1;
     caps_.max_allocation = m3.maxMemoryAllocationSize;
     for (int i = 0; i < 3; ++i) caps_.max_group_count[i] = lim.maxComputeWorkGroupCount[i];
+    caps_.max_group_invocations = std::min(lim.maxComputeWorkGroupInvocations, lim.maxComputeWorkGroupSize[0]);
     caps_.max_push_constants = lim.maxPushConstantsSize;
     caps_.max_shared_bytes = lim.maxComputeSharedMemorySize;
     caps_.timestamp_period_ns = lim.timestampPeriod;

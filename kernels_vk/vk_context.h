@@ -34,6 +34,7 @@ struct device_caps {
     uint64_t storage_offset_align = 1;    // minStorageBufferOffsetAlignment
     uint64_t max_allocation = 0;          // maxMemoryAllocationSize (Vulkan 1.1)
     uint32_t max_group_count[3] = {};     // maxComputeWorkGroupCount
+    uint32_t max_group_invocations = 0;   // maxComputeWorkGroupInvocations (at least 128 by the spec)
     uint32_t max_push_constants = 0;
     uint32_t subgroup_size = 0;
     uint32_t subgroup_size_min = 0;       // narrowest compute subgroups: minSubgroupSize (1.3), else subgroup_size

@@ -293,14 +293,30 @@ mmv_shape mmv_shape_for(const vk_backend& be, const mmv_matrix* mats, int n_mat)
 // 40 bytes per block of 32 per column, packed int8 dot products): the types vk_backend::mmv_i8 allows, up to 4
 // columns, x small enough for shared memory. Its workgroups hold mmv_i8_slots_per_subgroup() slots per subgroup
 // (env TFU_VK_MMV_I8_SLOTS=1|2|4, read once): more rows share one quantization of x, fewer give more workgroups;
-// on the H100 1 measured best (1B / 8B Q4_0 tg128, one call: 1 slot 803 / 236, 2 slots 738 / 229 t/s).
+// on the H100 1 measured best (1B / 8B Q4_0 tg128, one call: 1 slot 803 / 236, 2 slots 738 / 229 t/s with 128
+// threads; 895 / 268 and 745 / 248 with 256).
 bool mmv_int8(const vk_backend& be, dtype type, int64_t k, int64_t n) {
     if (!be.mmv_i8(type) || k % 32 != 0 || n > 4) return false;
-    return uint64_t(n) * uint64_t(k / 32) * 40 + 512 <= be.caps().max_shared_bytes;  // + the reductions' arrays
+    return uint64_t(n) * uint64_t(k / 32) * 40 + 2304 <= be.caps().max_shared_bytes;  // + the reductions' arrays
 }
 uint32_t mmv_i8_slots_per_subgroup() {
     static const uint32_t p = env_choice("TFU_VK_MMV_I8_SLOTS", {1, 2, 4}, 1);
     return p;
+}
+// Threads of an int8-path workgroup (every matrix size, the output projection's too): more quantize x in fewer
+// round trips each. H100, tg128 (2026-11-24): 64 / 128 / 256 threads (one call): 1B Q4_0 685 / 797 / 852, 8B Q4_0
+// 162 / 233 / 265 t/s; 256 / 512 / 1024 (the next call): 1B Q4_0 895 / 891 / 842, 8B Q4_0 268 / 283 / 274. Env
+// TFU_VK_MMV_I8_WG=128|256|512|1024 (read once), never above the device's maxComputeWorkGroupInvocations.
+uint32_t mmv_i8_threads(const vk_backend& be) {
+    static const uint32_t wg = env_choice("TFU_VK_MMV_I8_WG", {128, 256, 512, 1024}, 512);
+    return std::min(wg, std::max<uint32_t>(128, be.caps().max_group_invocations));
+}
+// Loads of x (4 elements each) a lane of the int8 path has in flight while quantizing (and normalising) x (the
+// shader's QX): the workgroup's x costs ceil(k / (4 QX threads)) round trips before its arithmetic. Env
+// TFU_VK_MMV_I8_XLOADS=4|8 (read once).
+uint32_t mmv_i8_x_loads() {
+    static const uint32_t q = env_choice("TFU_VK_MMV_I8_XLOADS", {4, 8}, 4);
+    return q;
 }
 // Blocks a lane loads per step on the int8 path (the shader's UG; its loads already run a step ahead). On the H100,
 // tg128 with 1 against 2 (2026-11-24, one call): 1B Q4_0 773 / 729, 8B Q4_0 232 / 221, 1B Q8_0 683 / 623 t/s. Env
@@ -333,8 +349,11 @@ void dispatch_mmv(vk_backend& be, dtype type, int64_t k, const tensor& x, const 
     const bool i8 = mmv_int8(be, type, k, n);
     TFU_CHECK(!norm || (i8 && !resid));
     mmv_shape sh = mmv_shape_for(be, mats, n_mat);
-    if (i8) sh.slots = std::max<uint32_t>(1, sh.threads / std::max<uint32_t>(1, be.caps().subgroup_size)) *
-                       mmv_i8_slots_per_subgroup();
+    if (i8) {
+        sh.threads = mmv_i8_threads(be);
+        sh.slots = std::max<uint32_t>(1, sh.threads / std::max<uint32_t>(1, be.caps().subgroup_size)) *
+                   mmv_i8_slots_per_subgroup();
+    }
     std::vector<uint32_t> push = {uint32_t(k), uint32_t(n_mat), bx.word, words(x.nb[1])};
     push.resize(4 + 6 * 3 + 2, 0);
     uint64_t groups = 0;
@@ -363,7 +382,8 @@ void dispatch_mmv(vk_backend& be, dtype type, int64_t k, const tensor& x, const 
     }
     be.dispatch(i8 ? "mul_mat_vec_i8" : sg ? "mul_mat_vec_subgroup" : "mul_mat_vec",
                 {uint32_t(type), uint32_t(n), R, glu ? 1u : 0u, i8 ? mmv_i8_units_per_step() : mmv_units_per_step(),
-                 sh.slots, sh.threads, resid ? 1u : 0u, i8 ? uint32_t(k / 32) : 1u, norm ? 1u : 0u},
+                 sh.slots, sh.threads, resid ? 1u : 0u, i8 ? uint32_t(k / 32) : 1u, norm ? 1u : 0u,
+                 i8 ? mmv_i8_x_loads() : 4u},
                 b, resid || norm ? 5 : 3, std::move(push), groups);
 }
 

@@ -18,6 +18,7 @@ int sdot4(int a, int b, spirv_literal int packed_format);
 int dot4(uint a, uint b) { return sdot4(int(a), int(b), 0); }
 
 const uint XB_ALL = NC * XB;  // x blocks of all columns: column j's block b is j * XB + b
+layout(constant_id = 10) const uint QX = 4;  // loads of x (4 elements each) a lane has in flight: 4 or 8
 // Codes of block i: elements 0..15 in xq[i] (4 per word, element 4w + byte in word w), 16..31 in xq[XB_ALL + i], so
 // that a subgroup's lanes reading consecutive blocks read consecutive 16-byte words. xs[i] = (d, d sum(codes)).
 shared uvec4 xq[2u * XB_ALL];
@@ -28,7 +29,7 @@ shared vec2 xs[XB_ALL];
 // sums, subgroupAdd, then the subgroups' in order: the same value in every workgroup, not bit for bit
 // rms_norm.comp's, whose lanes split the sum differently). Workgroup 0 also stores xn (binding 5) for any later
 // reader of the norm's result.
-shared float norm_part[64];  // per subgroup (at most 16: 128 threads, subgroups of >= 8) and column (NC <= 4)
+shared float norm_part[(WG / 8u) * 4u];  // per subgroup (at most WG / 8: subgroups of >= 8) and column (NC <= 4)
 float col_scale[4];
 
 // x elements 4 part .. 4 part + 3 of block i (all columns), as quantize_x reads them.
@@ -40,11 +41,18 @@ void norm_scales(bool x4) {
     const uint lane = gl_SubgroupID * gl_SubgroupSize + gl_SubgroupInvocationID;
     const uint lanes = gl_NumSubgroups * gl_SubgroupSize, n = 8u * XB_ALL;
     float ss[4] = float[4](0.0, 0.0, 0.0, 0.0);
-    for (uint v = lane; v < n; v += lanes) {
-        const vec4 x = x_quad(v >> 3, v & 7u, x4);
-        const uint j = (v >> 3) / XB;
-        [[unroll]] for (uint c = 0u; c < NC; ++c)
-            if (c == j) ss[c] += x.x * x.x + x.y * x.y + x.z * x.z + x.w * x.w;
+    for (uint v0 = lane; v0 < n; v0 += QX * lanes) {  // QX loads in flight, as quantize_x
+        vec4 x[QX];
+        [[unroll]] for (uint r = 0u; r < QX; ++r) {
+            const uint v = min(v0 + r * lanes, n - 1u);
+            x[r] = x_quad(v >> 3, v & 7u, x4);
+        }
+        [[unroll]] for (uint r = 0u; r < QX; ++r) {
+            const uint v = v0 + r * lanes, j = (v >> 3) / XB;
+            if (v >= n) break;
+            [[unroll]] for (uint c = 0u; c < NC; ++c)
+                if (c == j) ss[c] += x[r].x * x[r].x + x[r].y * x[r].y + x[r].z * x[r].z + x[r].w * x[r].w;
+        }
     }
     [[unroll]] for (uint c = 0u; c < NC; ++c) {
         const float t = subgroupAdd(ss[c]);
@@ -63,7 +71,6 @@ void norm_scales(bool x4) {
 // lane index is formed from the subgroup's, so it holds whatever order the driver gives invocations). A lane
 // issues QX loads of x before it quantizes them (one round trip, not QX). Ends in the barrier that makes xq / xs
 // visible.
-const uint QX = 4u;
 void quantize_x(bool x4) {
     const uint lane = gl_SubgroupID * gl_SubgroupSize + gl_SubgroupInvocationID;
     const uint lanes = gl_NumSubgroups * gl_SubgroupSize, n = 8u * XB_ALL;
