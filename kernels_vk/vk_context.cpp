@@ -322,18 +322,19 @@ void context::choose_device(const tfu_module_options& options) {
                                                      : "(VK_NV_cooperative_matrix)");
     log_.logf(TFU_LOG_INFO,
               "vulkan: features: fp16 arithmetic %s, 16-bit storage %s, int8 %s, subgroup size %u (min %u; arithmetic "
-              "%s, shuffle %s), memory budget %s, cooperative matrix %s, int8 dot product %s; maxStorageBufferRange "
+              "%s, shuffle %s), memory budget %s, int8 dot product %s, cooperative matrix %s; maxStorageBufferRange "
               "%llu, storage offset alignment %llu",
               caps_.fp16_arithmetic ? "yes" : "no", caps_.storage_16bit ? "yes" : "no", caps_.int8_arithmetic ? "yes" : "no",
               caps_.subgroup_size, caps_.subgroup_size_min, caps_.subgroup_arithmetic ? "yes" : "no",
               caps_.subgroup_shuffle ? "yes" : "no", caps_.memory_budget ? "yes" : "no",
-              coopmat.c_str(),
               !caps_.int_dot ? "no" : caps_.int_dot_fast ? "yes (accelerated)" : "yes (not accelerated)",
-              (unsigned long long)caps_.max_storage_range, (unsigned long long)caps_.storage_offset_align);
+              coopmat.c_str(), (unsigned long long)caps_.max_storage_range, (unsigned long long)caps_.storage_offset_align);
     log_.logf(TFU_LOG_INFO,
               "vulkan: kernels: f32 arithmetic on 32-bit words (no 8/16-bit storage or fp16 needed); matrix-vector "
-              "reductions %s; prefill MUL_MAT %s",
+              "reductions %s%s; prefill MUL_MAT %s",
               caps_.subgroup_arithmetic ? "with subgroupAdd" : "in shared memory (no subgroup arithmetic: fallback)",
+              caps_.int_dot_fast && caps_.subgroup_shuffle && caps_.subgroup_size_min >= 8
+                  ? ", Q4_0/Q8_0 decode on int8 dot products" : "",
               caps_.coopmat ? "on cooperative matrices (fp16 inputs, f32 sums) from 32 columns, weights other than F32"
                             : "in f32 FMAs (no cooperative matrix)");
 }

@@ -80,15 +80,23 @@ enum class mmv_path { units, int8 };
 class vk_mmv : public ::testing::TestWithParam<mmv_path> {
 protected:
     void SetUp() override {
+        std::string why;
+        if (!open({}, &why)) GTEST_SKIP() << why;
+    }
+    // (Re)creates the backend with extra environment (the last one's profile line is logged and counted too).
+    bool open(const std::vector<std::pair<const char*, const char*>>& extra, std::string* why) {
+        dev_.reset();
         scoped_env env("TFU_VK_PROFILE", "1");
         env.set("TFU_VK_MMV_I8", int8() ? "1" : "0");
-        std::string why;
-        dev_ = backend_or_null(TFU_BACKEND_VULKAN, &why);
-        if (!dev_) GTEST_SKIP() << why;
+        for (auto [name, value] : extra) env.set(name, value);
+        dev_ = backend_or_null(TFU_BACKEND_VULKAN, why);
+        if (!dev_) return false;
         if (int8() && log_.saw("TFU_VK_MMV_I8=1 ignored")) {
             dev_.reset();
-            GTEST_SKIP() << "no int8 matrix-vector path on this device";
+            *why = "no int8 matrix-vector path on this device";
+            return false;
         }
+        return true;
     }
     void TearDown() override {
         if (!dev_) return;
@@ -100,9 +108,9 @@ protected:
     bool int8() const { return GetParam() == mmv_path::int8; }
     // Whether this run covers type t: the unit path every type, the int8 path its two.
     bool covers(dtype t) const { return !int8() || t == dtype::Q4_0 || t == dtype::Q8_0; }
-    // One launch of type t over n columns of x, k long: counted when it must take the int8 path.
-    void launched(dtype t, int64_t n) {
-        if (int8() && (t == dtype::Q4_0 || t == dtype::Q8_0) && n <= 4) ++int8_launches_;
+    // `count` launches of type t over n columns of x: counted when they must take the int8 path.
+    void launched(dtype t, int64_t n, unsigned count = 1) {
+        if (int8() && (t == dtype::Q4_0 || t == dtype::Q8_0) && n <= 4) int8_launches_ += count;
     }
     // An RMS_NORM the case runs before a launch of type t over n columns: fused into it on the int8 path (when
     // fusable), else a launch of its own.
@@ -338,6 +346,29 @@ TEST_P(vk_mmv, rms_norm_then_projections) {
             launched(t, 1);
             EXPECT_LE(rel_l2(c.device_values(xn), to_floats(*xn)), norm_bound) << dtype_name(t) << " form " << form;
             EXPECT_LE(rel_l2(c.device_values(d), to_floats(*d)), mul_mat_bound(t)) << dtype_name(t) << " form " << form;
+        }
+}
+
+// Weights larger than one binding (TFU_VK_MAX_BINDING_BYTES=64768): one launch per row piece, each its own
+// window. Piece rows = (binding - storage offset alignment) / row bytes, the same for any alignment of 1..256 bytes
+// (Vulkan's largest) with these rows: Q4_0 k = 512 (288 bytes) 224 rows, Q8_0 k = 480 (510 bytes) 126 rows; so
+// 300 rows are 2 and 3 pieces.
+TEST_P(vk_mmv, row_pieces) {
+    std::string why;
+    if (!open({{"TFU_VK_MAX_BINDING_BYTES", "64768"}}, &why)) GTEST_SKIP() << why;
+    std::mt19937_64 rng(test_seed() + 7);
+    for (dtype t : {dtype::Q4_0, dtype::Q8_0})
+        for (int64_t n : {1, 3}) {
+            const int64_t k = t == dtype::Q4_0 ? 512 : 480, m = 300;
+            mmv_case c(dev());
+            tensor* w = c.weight(rng, t, k, m, 0, 0);
+            tensor* x = c.x(rng, k, n, 0, 0);
+            tensor* d = c.result(m, n);
+            ASSERT_GT(uint64_t(w->nb[1]) * uint64_t(m), 64768u);
+            c.run({make_op(op_type::MUL_MAT, d, w, x)});
+            launched(t, n, t == dtype::Q4_0 ? 2 : 3);
+            EXPECT_LE(term_rel_l2(c.device_values(d), to_floats(*d), *w, *x), mul_mat_bound(t))
+                << dtype_name(t) << " n=" << n;
         }
 }
 

@@ -160,9 +160,13 @@ void expect_matches_ref(backend& be, const op& o, const op& o_host, pair_tensor&
 // A weight larger than one binding is bound in row pieces; with TFU_VK_MAX_BINDING_BYTES = 64 KiB the weights
 // below need 2..4 pieces, on any device.
 TEST(vk_module, large_weights_split_over_row_pieces) {
+    // The float path of the matrix-vector kernel (its bounds are for exact products; the int8 path's row pieces:
+    // test_vk_mmv_units).
     setenv("TFU_VK_MAX_BINDING_BYTES", "65536", 1);
+    setenv("TFU_VK_MMV_I8", "0", 1);
     std::unique_ptr<backend> be = make_vk();
     unsetenv("TFU_VK_MAX_BINDING_BYTES");
+    unsetenv("TFU_VK_MMV_I8");
     if (!be) GTEST_SKIP() << "no Vulkan backend here";
     std::mt19937_64 rng(k_seed);
     struct shape { dtype t; int64_t k, m, n; };

@@ -304,6 +304,7 @@ TEST(vk_mul_mat, row_pieces) {
     std::unique_ptr<backend> dev;
     {
         scoped_env env("TFU_VK_MAX_BINDING_BYTES", "65536");
+        env.set("TFU_VK_MMV_I8", "0");  // the float path (k_bound: exact products); int8 row pieces: test_vk_mmv_units
         dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
     }
     if (!dev) GTEST_SKIP() << why;

@@ -70,19 +70,20 @@ public:
         }
         return p;
     }
-    // Dispatches of shader variant `shader` in the profile line "dispatches recorded per shader: a N, b M"
-    // (TFU_VK_PROFILE=1, logged when the backend is destroyed); 0 where it is not listed.
+    // Dispatches of shader variant `shader` in the profile lines "dispatches recorded per shader: a N, b M"
+    // (TFU_VK_PROFILE=1, logged when a backend is destroyed), summed over the backends seen; 0 where not listed.
     unsigned long long recorded(const std::string& shader) {
         std::lock_guard<std::mutex> lock(mutex_);
         const std::string head = "vulkan: profile: dispatches recorded per shader:";
+        unsigned long long n = 0;
         for (const std::string& l : lines_) {
             const size_t at = l.find(head);
             if (at == std::string::npos) continue;
             const std::string list = l.substr(at + head.size()) + ",";
             const size_t p = list.find(" " + shader + " ");
-            if (p != std::string::npos) return std::strtoull(list.c_str() + p + shader.size() + 2, nullptr, 10);
+            if (p != std::string::npos) n += std::strtoull(list.c_str() + p + shader.size() + 2, nullptr, 10);
         }
-        return 0;
+        return n;
     }
     // Whether a line containing `text` was logged.
     bool saw(const std::string& text) {
