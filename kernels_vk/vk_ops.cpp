@@ -252,10 +252,15 @@ constexpr int64_t k_mmv_max_cols = 8;
 // 128 threads, 2 units per step, calls 4 and 5): Q4_0 627 / 590, Q8_0 586 / 553, F16 511 / 493 t/s; an earlier
 // shader with 4 rows was 26% slower than with 1 on F16. The shader keeps (GLU ? 2 : 1) * R * n <= 16 partial sums
 // per thread. Env TFU_VK_MMV_ROWS=1|2|4 (read once).
-uint32_t mmv_rows(int64_t n, bool glu) {
+// The int8 path (mul_mat_vec_i8) keeps 2 for Q4_0 and takes 1 for Q8_0 (its 34-byte blocks: 9 loads a lane each):
+// H100 tg128, one call (2026-11-24), R = 2 / 1: 1B Q8_0 721.0 / 779.9, 1B Q4_0 906.7 / 910.1, 8B Q4_0 286.7 /
+// 280.7 t/s (R = 4: 624.8, 827.2, 263.0).
+uint32_t mmv_rows(int64_t n, bool glu, bool i8 = false, dtype t = dtype::F32) {
+    static const char* env = std::getenv("TFU_VK_MMV_ROWS");
     static const uint32_t one_col = env_choice("TFU_VK_MMV_ROWS", {1, 2, 4}, 2);
-    if (n == 1) return glu ? std::min<uint32_t>(one_col, 2) : one_col;
-    return 1;
+    if (n != 1) return 1;
+    if (i8 && t == dtype::Q8_0 && !(env && *env)) return 1;
+    return glu ? std::min<uint32_t>(one_col, 2) : one_col;
 }
 
 // Units of 8 weights a thread loads before it computes on them (mul_mat_vec.comp's UG): more keep more bytes in
@@ -344,9 +349,9 @@ void dispatch_mmv(vk_backend& be, dtype type, int64_t k, const tensor& x, const 
                   const binding& bx, const mmv_matrix* mats, int n_mat, bool glu, uint32_t glu_off = 0,
                   uint32_t glu_s = 0, const mmv_residual* resid = nullptr, const mmv_norm* norm = nullptr) {
     const int64_t n = x.nrows();
-    const uint32_t R = mmv_rows(n, glu);
     const bool sg = be.subgroup_ops();
     const bool i8 = mmv_int8(be, type, k, n);
+    const uint32_t R = mmv_rows(n, glu, i8, type);
     TFU_CHECK(!norm || (i8 && !resid));
     mmv_shape sh = mmv_shape_for(be, mats, n_mat);
     if (i8) {
