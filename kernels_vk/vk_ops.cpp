@@ -636,10 +636,12 @@ size_t record_fused_mmv(vk_backend& be, const op* ops, size_t n_ops, const op* n
         norm = {bind_whole(be, &g, "src1 (RMS_NORM weight)"), bind_whole(be, &xn, "dst (RMS_NORM)"), words(xn.nb[1]),
                 nrm->f[0]};
     }
-    const binding bx = bind_whole(be, nrm ? nrm->src[0] : &x, "src1");
+    // What the launch reads as x: the norm's source (its own row stride) when the norm is fused.
+    const tensor& xin = nrm ? *nrm->src[0] : x;
+    const binding bx = bind_whole(be, &xin, "src1");
     for (size_t s = 0; s < n_mat; ++s) mats[s] = matrix(int(s));
     if (glu) {
-        dispatch_mmv(be, w.type, w.ne[0], x, bw, bd, bx, mats, 2, true, d_byte[2] / 4, words(ops[2].dst->nb[1]),
+        dispatch_mmv(be, w.type, w.ne[0], xin, bw, bd, bx, mats, 2, true, d_byte[2] / 4, words(ops[2].dst->nb[1]),
                      nullptr, nrm ? &norm : nullptr);
         return used;
     }
@@ -650,7 +652,7 @@ size_t record_fused_mmv(vk_backend& be, const op* ops, size_t n_ops, const op* n
         dispatch_mmv(be, w.type, w.ne[0], x, bw, bd, bx, mats, 1, false, 0, 0, &res);
         return 2;
     }
-    dispatch_mmv(be, w.type, w.ne[0], x, bw, bd, bx, mats, int(n_mat), false, 0, 0, nullptr, nrm ? &norm : nullptr);
+    dispatch_mmv(be, w.type, w.ne[0], xin, bw, bd, bx, mats, int(n_mat), false, 0, 0, nullptr, nrm ? &norm : nullptr);
     return used;
 }
 

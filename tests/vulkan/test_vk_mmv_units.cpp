@@ -306,7 +306,7 @@ TEST_P(vk_mmv, rms_norm_then_projections) {
                 const std::string what = std::string(dtype_name(t)) + " n=" + std::to_string(n) +
                                          " form=" + std::to_string(form);
                 mmv_case c(dev());
-                tensor* src = c.x(rng, k, n, 0, 0);
+                tensor* src = c.x(rng, k, n, n == 3 ? 1 : 0, 0);  // 3 columns: src rows padded, xn's not
                 tensor* g = c.x(rng, k, 1, 0, 0);
                 tensor* xn = c.result(k, n);
                 op nrm = make_op(op_type::RMS_NORM, xn, src, g);
