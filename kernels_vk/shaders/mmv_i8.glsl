@@ -1,13 +1,15 @@
-// The int8 path of mul_mat_vec.comp (defined I8; Q4_0 and Q8_0 weights): the workgroup first quantizes x into
-// shared memory, per block of 32 elements of a column: d = max|x| / 127, codes c = round(x / d) (as the CPU
-// backend's q8 activations), and d * sum(c). A lane then takes whole weight blocks of 32 and forms each block's
-// exact integer dot product with 8 packed 4 x int8 dot products (SPIR-V OpSDot, VK_KHR_shader_integer_dot_product):
-//   Q4_0 (w = d_w (q - 8)):  d_w (d sum(q c) - 8 d sum(c));   Q8_0 (w = d_w q):  d_w d sum(q c),
+// The int8 path of mul_mat_vec.comp (defined I8; Q4_0, Q8_0, Q4_K, Q6_K weights): the workgroup first quantizes x
+// into shared memory, per block of 32 elements of a column: d = max|x| / 127, codes c = round(x / d) (as the CPU
+// backend's q8 activations), and d * sum(c). A lane then takes whole items of a weight row (i8_block) and forms
+// each block of 32's exact integer dot product with 8 packed 4 x int8 dot products (SPIR-V OpSDot,
+// VK_KHR_shader_integer_dot_product), e.g.
+//   Q4_0 (w = d_w (q - 8)):  d_w (d sum(q c) - 8 d sum(c));   Q8_0 (w = d_w q):  d_w d sum(q c);
+//   Q4_K (w = d_w s q - m):  d_w s d sum(q c) - m d sum(c);    Q6_K: the codes q - 32 as int8, per run of 16,
 // summed in f32. About one instruction per weight where the unit path (mmv_units.glsl) spends about 3.5 (a byte
 // extraction, a subtraction and an FMA each): on the H100 the unit path reads Q4_0 at about 1 TB/s of its 3.35.
 // The same arithmetic as kernels_cuda/mul_mat_vec_i8.cu, whose __dp4a the dot product is.
-// Needs dequant.glsl (TYPE, T_*), common.glsl and mmv_units.glsl (x_vec4) included first, and the constants NC
-// (columns) and XB (blocks of 32 per column: k / 32) of mul_mat_vec.comp.
+// Needs dequant.glsl (TYPE, T_*), common.glsl and mmv_units.glsl (x_vec4, w32) included first, and the constants
+// NC (columns) and XB (blocks of 32 per column: k / 32) of mul_mat_vec.comp.
 #extension GL_EXT_spirv_intrinsics : require
 #extension GL_KHR_shader_subgroup_shuffle : enable
 
@@ -119,31 +121,112 @@ void quantize_x(bool x4) {
     barrier();
 }
 
-// Weight block b of the row at byte `row`: its scale and its codes as words (Q4_0: 4 words of 8 nibbles, byte i =
-// elements i (low) and 16 + i (high); Q8_0: 8 words of int8). Blocks are 18 / 34 bytes, 2-byte aligned: the words
-// w[0 ..] from the block's first byte rounded down to 4 hold the scale in their first or second half and the
-// codes from byte 2 or 4 on; each word read holds bytes of the block (none past it).
-const uint I8_WORDS = TYPE == T_Q8_0 ? 8u : 4u;
-void i8_block(uint row, uint b, out float d, out uint q[8]) {
-    const uint bb = row + b * (TYPE == T_Q8_0 ? 34u : 18u), i = bb >> 2;
+// A lane's item of a row: Q4_0 / Q8_0 one block of 32 (I8_ITEMS = XB per row); Q4_K and Q6_K 64 weights of a
+// 256-weight super-block (I8_ITEMS = XB / 2: item t is super-block t / 4, quarter t % 4), two x blocks of 32.
+const bool KQ = TYPE == T_Q4_K || TYPE == T_Q6_K;
+const uint I8_ITEMS = KQ ? XB / 2u : XB;
+const uint I8_WORDS = TYPE == T_Q6_K ? 16u : TYPE == T_Q4_0 ? 4u : 8u;  // code words an item loads
+
+// Item t of the row at byte `row`: its scales p and its code words q.
+//  - Q4_0 / Q8_0 (18 / 34-byte blocks, 2-byte aligned): p.x = d, q = 4 words of 8 nibbles (byte i = elements i
+//    and 16 + i) / 8 words of int8. The words from the block's first byte rounded down to 4 hold the scale in
+//    their first or second half and the codes from byte 2 or 4 on; each word read holds bytes of the block.
+//  - Q4_K (144 bytes: d, dmin, 12 bytes of 6-bit scales and mins, qs[128]): quarter c = 32 bytes of qs, whose low
+//    nibbles are sub-block 2c and high nibbles 2c + 1 (w = d scale_j q - dmin min_j); p = (d scale_2c,
+//    d scale_2c+1, dmin min_2c, dmin min_2c+1), q = the 8 words.
+//  - Q6_K (210 bytes: ql[128], qh[64], int8 scales[16], d): quarter r = half h = r / 2, part u = r % 2; its 32
+//    bytes ql[64h + 32u ..] give the low 4 bits of elements 128h + 32u + l (low nibbles) and 128h + 64 + 32u + l
+//    (high nibbles), qh[32h + l] their top 2 bits at bits 2u and 4 + 2u (w = d scale[e / 16] (q - 32)); q = ql's
+//    8 words then qh's, p = d times the scales of those 4 runs of 16.
+// Words through w32 (2-byte aligned rows, as mmv_units.glsl) for the k-quants.
+void i8_block(uint row, uint t, out vec4 p, out uint q[16]) {
+    if (TYPE == T_Q4_K) {
+        const uint bb = row + (t >> 2) * 144u, c = t & 3u;
+        const vec2 dm = unpackHalf2x16(w32(bb));
+        const uint s0 = w32(bb + 4u), s1 = w32(bb + 8u), s2 = w32(bb + 12u);
+        // 6-bit scales and mins of sub-blocks 2c, 2c + 1 (core/quant_k.cpp unpack_scale_min_k4; as unit_w).
+        const uint sh = 16u * (c & 1u);
+        const uint a = (s0 >> sh) & 0xffffu, m = (s1 >> sh) & 0xffffu, l = (s2 >> sh) & 0xffffu;
+        uvec2 scale, mn;
+        if (c < 2u) {
+            scale = uvec2(a & 63u, (a >> 8) & 63u);
+            mn = uvec2(m & 63u, (m >> 8) & 63u);
+        } else {
+            scale = uvec2((l & 15u) | ((a >> 6) & 3u) << 4, ((l >> 8) & 15u) | ((a >> 14) & 3u) << 4);
+            mn = uvec2((l >> 4) & 15u | ((m >> 6) & 3u) << 4, ((l >> 12) & 15u) | ((m >> 14) & 3u) << 4);
+        }
+        p = vec4(dm.x * float(scale.x), dm.x * float(scale.y), dm.y * float(mn.x), dm.y * float(mn.y));
+        [[unroll]] for (uint k = 0u; k < 8u; ++k) q[k] = w32(bb + 16u + 32u * c + 4u * k);
+        [[unroll]] for (uint k = 8u; k < 16u; ++k) q[k] = 0u;
+        return;
+    }
+    if (TYPE == T_Q6_K) {
+        const uint bb = row + (t >> 2) * 210u, h = (t >> 1) & 1u, u = t & 1u;
+        [[unroll]] for (uint k = 0u; k < 8u; ++k) {
+            q[k] = w32(bb + 64u * h + 32u * u + 4u * k);
+            q[8u + k] = w32(bb + 128u + 32u * h + 4u * k);
+        }
+        const float d = src0_f16(bb + 208u);
+        const uint si = bb + 192u + 8u * h + 2u * u;  // the low nibbles' two runs; the high ones' 4 further
+        p = d * vec4(float(src0_i8(si)), float(src0_i8(si + 1u)), float(src0_i8(si + 4u)), float(src0_i8(si + 5u)));
+        return;
+    }
+    const uint bb = row + t * (TYPE == T_Q8_0 ? 34u : 18u), i = bb >> 2;
     const bool odd = (bb & 2u) != 0u;  // the scale is the first word's high half, the codes start word-aligned
     uint w[9];
     [[unroll]] for (uint k = 0u; k <= I8_WORDS; ++k) w[k] = src0_w[i + k];
-    d = unpackHalf2x16(odd ? w[0] >> 16 : w[0]).x;
+    p = vec4(unpackHalf2x16(odd ? w[0] >> 16 : w[0]).x, 0.0, 0.0, 0.0);
     [[unroll]] for (uint k = 0u; k < I8_WORDS; ++k) q[k] = odd ? w[k + 1u] : (w[k] >> 16) | (w[k + 1u] << 16);
-    [[unroll]] for (uint k = I8_WORDS; k < 8u; ++k) q[k] = 0u;
+    [[unroll]] for (uint k = I8_WORDS; k < 16u; ++k) q[k] = 0u;
 }
 
-// The weight block (d, q) against x block i: its share of the row's dot product.
-float i8_dot(float d, uint q[8], uint i) {
+// Q6_K: 4 bytes of 6-bit codes q as the int8 bytes q - 32 (each byte's borrow kept inside it by its top bit).
+uint minus32(uint v) { return ((v | 0x80808080u) - 0x20202020u) ^ 0x80808080u; }
+
+// x block i's 32 codes against 8 code words c: the sum of products over elements 0..15 (.x) and 16..31 (.y).
+ivec2 dot_block(uint c[8], uint i) {
     const uvec4 lo = xq[i], hi = xq[XB_ALL + i];
-    const vec2 s = xs[i];
-    int sum = 0;
-    if (TYPE == T_Q8_0) {
-        [[unroll]] for (uint k = 0u; k < 4u; ++k) sum += dot4(q[k], lo[k]) + dot4(q[4u + k], hi[k]);
-        return d * (s.x * float(sum));
+    ivec2 s = ivec2(0);
+    [[unroll]] for (uint k = 0u; k < 4u; ++k) {
+        s.x += dot4(c[k], lo[k]);
+        s.y += dot4(c[4u + k], hi[k]);
     }
-    [[unroll]] for (uint k = 0u; k < 4u; ++k)
-        sum += dot4(q[k] & 0x0f0f0f0fu, lo[k]) + dot4((q[k] >> 4) & 0x0f0f0f0fu, hi[k]);
-    return d * (s.x * float(sum) - 8.0 * s.y);
+    return s;
+}
+
+// Item t (p, q) of a row against column j of x: its share of that column's dot product.
+float i8_dot(vec4 p, uint q[16], uint j, uint t) {
+    uint c[8];
+    if (TYPE == T_Q4_K) {  // sub-blocks 2c, 2c + 1 = x blocks i0, i0 + 1
+        const uint i0 = j * XB + 8u * (t >> 2) + 2u * (t & 3u);
+        [[unroll]] for (uint k = 0u; k < 8u; ++k) c[k] = q[k] & 0x0f0f0f0fu;
+        const ivec2 s0 = dot_block(c, i0);
+        [[unroll]] for (uint k = 0u; k < 8u; ++k) c[k] = (q[k] >> 4) & 0x0f0f0f0fu;
+        const ivec2 s1 = dot_block(c, i0 + 1u);
+        const vec2 x0 = xs[i0], x1 = xs[i0 + 1u];
+        return p.x * x0.x * float(s0.x + s0.y) + p.y * x1.x * float(s1.x + s1.y) - p.z * x0.y - p.w * x1.y;
+    }
+    if (TYPE == T_Q6_K) {  // elements 32u + .. of the half = x block i0, 64 + 32u + .. = i0 + 2
+        const uint h = (t >> 1) & 1u, u = t & 1u, i0 = j * XB + 8u * (t >> 2) + 4u * h + u;
+        [[unroll]] for (uint k = 0u; k < 8u; ++k)
+            c[k] = minus32((q[k] & 0x0f0f0f0fu) | ((q[8u + k] >> (2u * u)) & 0x03030303u) << 4);
+        const ivec2 s0 = dot_block(c, i0);
+        [[unroll]] for (uint k = 0u; k < 8u; ++k)
+            c[k] = minus32(((q[k] >> 4) & 0x0f0f0f0fu) | ((q[8u + k] >> (4u + 2u * u)) & 0x03030303u) << 4);
+        const ivec2 s1 = dot_block(c, i0 + 2u);
+        return xs[i0].x * (p.x * float(s0.x) + p.y * float(s0.y)) +
+               xs[i0 + 2u].x * (p.z * float(s1.x) + p.w * float(s1.y));
+    }
+    const uint i = j * XB + t;
+    [[unroll]] for (uint k = 0u; k < 8u; ++k) c[k] = q[k];
+    if (TYPE == T_Q8_0) {
+        const ivec2 s8 = dot_block(c, i);
+        return p.x * (xs[i].x * float(s8.x + s8.y));
+    }
+    [[unroll]] for (uint k = 0u; k < 4u; ++k) {
+        c[k] = q[k] & 0x0f0f0f0fu;
+        c[4u + k] = (q[k] >> 4) & 0x0f0f0f0fu;
+    }
+    const ivec2 s4 = dot_block(c, i);
+    return p.x * (xs[i].x * float(s4.x + s4.y) - 8.0 * xs[i].y);
 }

@@ -21,8 +21,8 @@
 // Lanes take units of 8 weights l, l + L, ... (L lanes; unit types, then elements past the last whole unit) or
 // elements l, l + L, ... (dq() types); each load of x serves the slot's R (2R) rows. Partial sums: R * NC, or
 // 2R * NC with GLU, at most 16. Rows past m repeat row m - 1 and are not stored.
-// I8 (with USE_SUBGROUP; Q4_0 and Q8_0, k = 32 XB): x quantized to int8 in shared memory by the whole workgroup
-// first, then slots per subgroup as above, a lane taking whole blocks of 32 (b = l, l + L, ...) with packed int8
+// I8 (with USE_SUBGROUP; Q4_0, Q8_0, Q4_K, Q6_K, k = 32 XB): x quantized to int8 in shared memory by the whole
+// workgroup first, then slots per subgroup as above, a lane taking whole items (b = l, l + L, ...) with packed int8
 // dot products (mmv_i8.glsl). With NORM, x is an RMS_NORM's source, normalised in the same pass (mmv_i8.glsl).
 #version 450
 #include "common.glsl"
@@ -119,33 +119,34 @@ void accumulate_units(uint t, uint L, bool w16, bool x4) {
 }
 
 #ifdef I8
-// The int8 path: lane t of L takes blocks t, t + L, ... of every row of the slot, UG of them per step; each block
-// meets every column's x block. The loads run one step ahead of the arithmetic (ld_d / ld_q hold the next step's
-// blocks while this step's are computed); main issues a subgroup's first slot's first step (i8_loads) before x is
-// quantized, so the weights stream while the workgroup quantizes.
-float ld_d[UG * ROWS];
-uint ld_q[UG * ROWS][8];
+// The int8 path: lane t of L takes items (mmv_i8.glsl: blocks of 32, or quarters of a k-quant super-block) t,
+// t + L, ... of every row of the slot, UG of them per step; each item meets every column's x. The loads run one
+// step ahead of the arithmetic (ld_p / ld_q hold the next step's items while this step's are computed); main
+// issues a subgroup's first slot's first step (i8_loads) before x is quantized, so the weights stream while the
+// workgroup quantizes.
+vec4 ld_p[UG * ROWS];
+uint ld_q[UG * ROWS][16];
 void i8_loads(uint b0, uint L) {
     [[unroll]] for (uint u = 0u; u < UG; ++u) {
-        uint b = min(b0 + u * L, XB - 1u);  // past the row's end: a repeat, not summed below
+        uint b = min(b0 + u * L, I8_ITEMS - 1u);  // past the row's end: a repeat, not summed below
         [[unroll]] for (uint rr = 0u; rr < ROWS; ++rr)
-            i8_block(rows[rr], b, ld_d[u * ROWS + rr], ld_q[u * ROWS + rr]);
+            i8_block(rows[rr], b, ld_p[u * ROWS + rr], ld_q[u * ROWS + rr]);
     }
 }
 void accumulate_i8(uint t, uint L) {
-    for (uint b0 = t; b0 < XB; b0 += L * UG) {
-        float d[UG * ROWS];
-        uint q[UG * ROWS][8];
+    for (uint b0 = t; b0 < I8_ITEMS; b0 += L * UG) {
+        vec4 p[UG * ROWS];
+        uint q[UG * ROWS][16];
         [[unroll]] for (uint a = 0u; a < UG * ROWS; ++a) {
-            d[a] = ld_d[a];
-            [[unroll]] for (uint w = 0u; w < I8_WORDS; ++w) q[a][w] = ld_q[a][w];
+            p[a] = ld_p[a];
+            [[unroll]] for (uint w = 0u; w < 16u; ++w) q[a][w] = w < I8_WORDS ? ld_q[a][w] : 0u;
         }
-        if (b0 + L * UG < XB) i8_loads(b0 + L * UG, L);
+        if (b0 + L * UG < I8_ITEMS) i8_loads(b0 + L * UG, L);
         [[unroll]] for (uint u = 0u; u < UG; ++u) {
-            if (b0 + u * L >= XB) break;
+            if (b0 + u * L >= I8_ITEMS) break;
             [[unroll]] for (uint rr = 0u; rr < ROWS; ++rr)
                 [[unroll]] for (uint j = 0u; j < NC; ++j)
-                    acc[rr * NC + j] += i8_dot(d[u * ROWS + rr], q[u * ROWS + rr], j * XB + b0 + u * L);
+                    acc[rr * NC + j] += i8_dot(p[u * ROWS + rr], q[u * ROWS + rr], j, b0 + u * L);
         }
     }
 }

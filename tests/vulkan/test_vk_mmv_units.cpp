@@ -11,10 +11,10 @@
 //  - m of 16421 (a row slot per subgroup) for each launch kind;
 //  - 16-byte aligned rows of whole 16-byte words, up to 4096 long;
 //  - a projection with the residual ADD of its result in the same launch.
-// Every test runs twice: on the unit path (TFU_VK_MMV_I8=0), and with TFU_VK_MMV_I8=1, where the Q4_0 and Q8_0
-// launches of up to 4 columns take the int8 path (shaders/mmv_i8.glsl: x quantized to int8 per block of 32, packed
-// dot products; lavapipe has the dot product, not accelerated) and the other types, and more columns, stay on the
-// unit path. The backend's per-shader dispatch counts (TFU_VK_PROFILE=1) must show exactly the launches the int8
+// Every test runs twice: on the unit path (TFU_VK_MMV_I8=0), and with TFU_VK_MMV_I8=1, where the Q4_0, Q8_0,
+// Q4_K and Q6_K launches of up to 4 columns take the int8 path (shaders/mmv_i8.glsl: x quantized to int8 per block
+// of 32, packed dot products; lavapipe has the dot product, not accelerated) and the other types, and more
+// columns, stay on the unit path. The backend's per-shader dispatch counts (TFU_VK_PROFILE=1) must show exactly the launches the int8
 // path should have taken.
 // Bounds: test_ops' MUL_MAT bounds per type, on the error relative to the size of the products' terms
 // (term_rel_l2: q8 activations err in proportion to the terms, and a case of one row has too few sums for rel_l2);
@@ -106,16 +106,19 @@ protected:
             << "RMS_NORMs launched alone";
     }
     bool int8() const { return GetParam() == mmv_path::int8; }
+    static bool int8_type(dtype t) {
+        return t == dtype::Q4_0 || t == dtype::Q8_0 || t == dtype::Q4_K || t == dtype::Q6_K;
+    }
     // Whether this run covers type t: the unit path every type, the int8 path its two.
-    bool covers(dtype t) const { return !int8() || t == dtype::Q4_0 || t == dtype::Q8_0; }
+    bool covers(dtype t) const { return !int8() || int8_type(t); }
     // `count` launches of type t over n columns of x: counted when they must take the int8 path.
     void launched(dtype t, int64_t n, unsigned count = 1) {
-        if (int8() && (t == dtype::Q4_0 || t == dtype::Q8_0) && n <= 4) int8_launches_ += count;
+        if (int8() && int8_type(t) && n <= 4) int8_launches_ += count;
     }
     // An RMS_NORM the case runs before a launch of type t over n columns: fused into it on the int8 path (when
     // fusable), else a launch of its own.
     void norm_before(dtype t, int64_t n, bool fusable) {
-        if (!(int8() && fusable && (t == dtype::Q4_0 || t == dtype::Q8_0) && n <= 4)) ++norms_alone_;
+        if (!(int8() && fusable && int8_type(t) && n <= 4)) ++norms_alone_;
     }
     backend& dev() { return *dev_; }
 
