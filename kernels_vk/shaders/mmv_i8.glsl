@@ -39,6 +39,7 @@ vec4 x_quad(uint i, uint part, bool x4) {
     return x_vec4(pc.x_off + (i / XB) * pc.x_s + 32u * (i % XB) + 4u * part, x4);
 }
 
+// col_scale[c] = 1 / sqrt(sum(x_c^2) / k + eps) for each column c, in every lane (one barrier inside).
 void norm_scales(bool x4) {
     const uint lane = gl_SubgroupID * gl_SubgroupSize + gl_SubgroupInvocationID;
     const uint lanes = gl_NumSubgroups * gl_SubgroupSize, n = 8u * XB_ALL;
