@@ -218,16 +218,16 @@ float i8_dot(vec4 p, uint q[16], uint j, uint t) {
         return xs[i0].x * (p.x * float(s0.x) + p.y * float(s0.y)) +
                xs[i0 + 2u].x * (p.z * float(s1.x) + p.w * float(s1.y));
     }
+    // Q4_0 / Q8_0: block i = j XB + t (the arithmetic of the first int8 kernel, as it ran on the H100).
     const uint i = j * XB + t;
-    [[unroll]] for (uint k = 0u; k < 8u; ++k) c[k] = q[k];
+    const uvec4 lo = xq[i], hi = xq[XB_ALL + i];
+    const vec2 sx = xs[i];
+    int sum = 0;
     if (TYPE == T_Q8_0) {
-        const ivec2 s8 = dot_block(c, i);
-        return p.x * (xs[i].x * float(s8.x + s8.y));
+        [[unroll]] for (uint k = 0u; k < 4u; ++k) sum += dot4(q[k], lo[k]) + dot4(q[4u + k], hi[k]);
+        return p.x * (sx.x * float(sum));
     }
-    [[unroll]] for (uint k = 0u; k < 4u; ++k) {
-        c[k] = q[k] & 0x0f0f0f0fu;
-        c[4u + k] = (q[k] >> 4) & 0x0f0f0f0fu;
-    }
-    const ivec2 s4 = dot_block(c, i);
-    return p.x * (xs[i].x * float(s4.x + s4.y) - 8.0 * xs[i].y);
+    [[unroll]] for (uint k = 0u; k < 4u; ++k)
+        sum += dot4(q[k] & 0x0f0f0f0fu, lo[k]) + dot4((q[k] >> 4) & 0x0f0f0f0fu, hi[k]);
+    return p.x * (sx.x * float(sum) - 8.0 * sx.y);
 }
