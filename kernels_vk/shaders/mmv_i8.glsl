@@ -143,20 +143,7 @@ const uint I8_WORDS = TYPE == T_Q6_K ? 16u : TYPE == T_Q4_0 ? 4u : 8u;  // code 
 void i8_block(uint row, uint t, out vec4 p, out uint q[16]) {
     if (TYPE == T_Q4_K) {
         const uint bb = row + (t >> 2) * 144u, c = t & 3u;
-        const vec2 dm = unpackHalf2x16(w32(bb));
-        const uint s0 = w32(bb + 4u), s1 = w32(bb + 8u), s2 = w32(bb + 12u);
-        // 6-bit scales and mins of sub-blocks 2c, 2c + 1 (core/quant_k.cpp unpack_scale_min_k4; as unit_w).
-        const uint sh = 16u * (c & 1u);
-        const uint a = (s0 >> sh) & 0xffffu, m = (s1 >> sh) & 0xffffu, l = (s2 >> sh) & 0xffffu;
-        uvec2 scale, mn;
-        if (c < 2u) {
-            scale = uvec2(a & 63u, (a >> 8) & 63u);
-            mn = uvec2(m & 63u, (m >> 8) & 63u);
-        } else {
-            scale = uvec2((l & 15u) | ((a >> 6) & 3u) << 4, ((l >> 8) & 15u) | ((a >> 14) & 3u) << 4);
-            mn = uvec2((l >> 4) & 15u | ((m >> 6) & 3u) << 4, ((l >> 12) & 15u) | ((m >> 14) & 3u) << 4);
-        }
-        p = vec4(dm.x * float(scale.x), dm.x * float(scale.y), dm.y * float(mn.x), dm.y * float(mn.y));
+        p = q4k_scales(bb, c);  // mmv_units.glsl
         [[unroll]] for (uint k = 0u; k < 8u; ++k) q[k] = w32(bb + 16u + 32u * c + 4u * k);
         [[unroll]] for (uint k = 8u; k < 16u; ++k) q[k] = 0u;
         return;

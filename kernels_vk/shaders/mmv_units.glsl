@@ -58,6 +58,25 @@ void unit_x(uint u, out uint e0, out uint e1) {
     }
 }
 
+// Q4_K super-block at byte bb, quarter c (sub-blocks 2c and 2c + 1): (d scale_2c, d scale_2c+1, dmin min_2c,
+// dmin min_2c+1), from d, dmin and the 6-bit scales and mins (core/quant_k.cpp unpack_scale_min_k4): bytes 0..3
+// scales of 0..3 (top bits: of 4..7), 4..7 mins of 0..3 (top bits: of 4..7), 8..11 low bits of 4..7.
+vec4 q4k_scales(uint bb, uint c) {
+    vec2 dm = unpackHalf2x16(w32(bb));
+    uint s0 = w32(bb + 4u), s1 = w32(bb + 8u), s2 = w32(bb + 12u);
+    uint sh = 16u * (c & 1u);  // sub-blocks 2c, 2c + 1 are bytes 2(c % 2), 2(c % 2) + 1 of their words
+    uint a = (s0 >> sh) & 0xffffu, m = (s1 >> sh) & 0xffffu, l = (s2 >> sh) & 0xffffu;
+    uvec2 scale, mn;
+    if (c < 2u) {
+        scale = uvec2(a & 63u, (a >> 8) & 63u);
+        mn = uvec2(m & 63u, (m >> 8) & 63u);
+    } else {
+        scale = uvec2((l & 15u) | ((a >> 6) & 3u) << 4, ((l >> 8) & 15u) | ((a >> 14) & 3u) << 4);
+        mn = uvec2((l >> 4) & 15u | ((m >> 6) & 3u) << 4, ((l >> 12) & 15u) | ((m >> 14) & 3u) << 4);
+    }
+    return vec4(dm.x * float(scale.x), dm.x * float(scale.y), dm.y * float(mn.x), dm.y * float(mn.y));
+}
+
 // Unit u of the row at byte `row`; w16: the row starts at a multiple of 16 bytes (float types load 128 bits).
 void unit_w(uint row, uint u, bool w16, out vec4 wa, out vec4 wb, out vec4 sc) {
     sc = vec4(1.0, 1.0, 0.0, 0.0);
@@ -102,24 +121,10 @@ void unit_w(uint row, uint u, bool w16, out vec4 wa, out vec4 wb, out vec4 sc) {
     } else if (TYPE == T_Q4_K) {  // d dmin scales[12] qs[128]: w = d * scale_j * q - dmin * min_j
         uint bb = row + (u >> 5) * 144u;
         uint r = u & 31u, c = r >> 3, s = r & 7u;
-        vec2 dm = unpackHalf2x16(w32(bb));
-        // 6-bit scales and mins of sub-blocks 2c and 2c + 1 (core/quant_k.cpp unpack_scale_min_k4): bytes 0..3
-        // scales of 0..3 (top bits: of 4..7), 4..7 mins of 0..3 (top bits: of 4..7), 8..11 low bits of 4..7.
-        uint s0 = w32(bb + 4u), s1 = w32(bb + 8u), s2 = w32(bb + 12u);
-        uint sh = 16u * (c & 1u);  // sub-blocks 2c, 2c + 1 are bytes 2(c % 2), 2(c % 2) + 1 of their words
-        uint a = (s0 >> sh) & 0xffffu, m = (s1 >> sh) & 0xffffu, l = (s2 >> sh) & 0xffffu;
-        uvec2 scale, mn;
-        if (c < 2u) {
-            scale = uvec2(a & 63u, (a >> 8) & 63u);
-            mn = uvec2(m & 63u, (m >> 8) & 63u);
-        } else {
-            scale = uvec2((l & 15u) | ((a >> 6) & 3u) << 4, ((l >> 8) & 15u) | ((a >> 14) & 3u) << 4);
-            mn = uvec2((l >> 4) & 15u | ((m >> 6) & 3u) << 4, ((l >> 12) & 15u) | ((m >> 14) & 3u) << 4);
-        }
         uint q = w32(bb + 16u + 32u * c + 4u * s);
         wa = bytes_minus(q & 0x0f0f0f0fu, 0.0);
         wb = bytes_minus((q >> 4) & 0x0f0f0f0fu, 0.0);
-        sc = vec4(dm.x * float(scale.x), dm.x * float(scale.y), dm.y * float(mn.x), dm.y * float(mn.y));
+        sc = q4k_scales(bb, c);
     } else if (TYPE == T_Q6_K) {  // ql[128] qh[64] scales[16] (int8) d: w = d * scale[e / 16] * (q - 32)
         uint bb = row + (u >> 5) * 210u;
         uint r = u & 31u, h = r >> 4, k = (r >> 3) & 1u, s = r & 7u;
