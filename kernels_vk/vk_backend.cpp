@@ -57,13 +57,13 @@ vk_backend::vk_backend(const tfu_module_options& options, const logger& log) : l
         const bool usable = subgroup_ops_ && caps.subgroup_shuffle && caps.int_dot && caps.subgroup_size_min >= 8;
         const bool forced = env && std::strcmp(env, "1") == 0, off = env && std::strcmp(env, "0") == 0;
         mmv_i8_ = usable && !off && (caps.int_dot_fast || forced);
-        mmv_i8_kq_ = usable && forced;
+        mmv_i8_q6k_ = usable && forced;
         if (forced && !usable)
             log_.logf(TFU_LOG_WARN, "vulkan: TFU_VK_MMV_I8=1 ignored: the int8 matrix-vector path needs subgroup "
                                     "arithmetic and shuffles (subgroups of 8 or more) and the int8 dot product");
         else if (env && *env)
             log_.logf(TFU_LOG_INFO, "vulkan: int8 matrix-vector path for decode: %s (TFU_VK_MMV_I8)",
-                      mmv_i8_kq_ ? "Q4_0, Q8_0, Q4_K, Q6_K" : mmv_i8_ ? "Q4_0, Q8_0" : "off");
+                      mmv_i8_q6k_ ? "Q4_0, Q8_0, Q4_K, Q6_K" : mmv_i8_ ? "Q4_0, Q8_0, Q4_K" : "off");
     }
     if (const char* env = std::getenv("TFU_VK_REPLAY"); env && std::strcmp(env, "0") == 0) {
         replay_ = false;

@@ -67,14 +67,14 @@ public:
     // (tests run the shared-memory fallbacks with it).
     bool subgroup_ops() const { return subgroup_ops_; }
     // Whether the decode matrix-vector kernel takes weights of type t through its int8 path (x quantized to int8
-    // per block of 32 in shared memory, packed 4 x int8 dot products: shaders/mmv_i8.glsl): Q4_0 and Q8_0, where
-    // the device has subgroup arithmetic and shuffles with subgroups of at least 8 and the int8 dot product,
+    // per block of 32 in shared memory, packed 4 x int8 dot products: shaders/mmv_i8.glsl): Q4_0, Q8_0 and Q4_K,
+    // where the device has subgroup arithmetic and shuffles with subgroups of at least 8 and the int8 dot product,
     // accelerated. Env TFU_VK_MMV_I8=1 takes it where the dot product is there but not accelerated (tests on
-    // lavapipe), and for Q4_K and Q6_K too: Q4_K measured 1.57x faster on the H100 but its tests have not run
-    // there yet; Q6_K measured slower than the unit path (kernels_vk/README.md). 0: never.
+    // lavapipe), and for Q6_K too, which measured slower than the unit path on the H100 (kernels_vk/README.md).
+    // 0: never.
     bool mmv_i8(dtype t) const {
-        if (t == dtype::Q4_K || t == dtype::Q6_K) return mmv_i8_kq_;
-        return (t == dtype::Q4_0 || t == dtype::Q8_0) && mmv_i8_;
+        if (t == dtype::Q6_K) return mmv_i8_q6k_;
+        return (t == dtype::Q4_0 || t == dtype::Q8_0 || t == dtype::Q4_K) && mmv_i8_;
     }
     // The largest window one descriptor may bind: maxStorageBufferRange, or env TFU_VK_MAX_BINDING_BYTES when
     // smaller (tests force the large-tensor paths with it).
@@ -169,7 +169,7 @@ private:
     bool profile_ = false;  // env TFU_VK_PROFILE=1 (or gpu)
     std::unique_ptr<gpu_timer> timer_;  // env TFU_VK_PROFILE=gpu: GPU time per dispatch (vk_gpu_timer.h)
     bool subgroup_ops_ = false;
-    bool mmv_i8_ = false, mmv_i8_kq_ = false;
+    bool mmv_i8_ = false, mmv_i8_q6k_ = false;
     bool fuse_ = true;      // env TFU_VK_FUSION=0 records every op alone (for comparing)
     bool replay_ = true;    // env TFU_VK_REPLAY=0 records every run into the ring
     profile_counts prof_;
