@@ -312,6 +312,7 @@ void context::choose_device(const tfu_module_options& options) {
     if (caps_.memory_budget) device_extensions_.push_back(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
     detect_coopmat(exts);
     detect_int_dot(exts);
+    detect_pipeline_stats(exts);
 
     log_.logf(TFU_LOG_INFO, "vulkan: device %d of %zu: %s (%s), Vulkan %u.%u", best, devs.size(), caps_.name.c_str(),
               device_type_name(caps_.type), VK_API_VERSION_MAJOR(caps_.api_version), VK_API_VERSION_MINOR(caps_.api_version));
@@ -434,6 +435,25 @@ void context::detect_int_dot(const std::vector<VkExtensionProperties>& exts) {
     device_extensions_.push_back(VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME);
 }
 
+// TFU_VK_PIPELINE_STATS=1: the driver's per-pipeline statistics (VK_KHR_pipeline_executable_properties) need the
+// extension and its pipelineExecutableInfo feature. Asked for but missing: one info line saying why, and pipelines
+// are created as usual.
+void context::detect_pipeline_stats(const std::vector<VkExtensionProperties>& exts) {
+    if (!env_on("TFU_VK_PIPELINE_STATS")) return;
+    auto no = [this](const char* why) {
+        log_.logf(TFU_LOG_INFO, "vulkan: TFU_VK_PIPELINE_STATS=1 but %s: no pipeline statistics", why);
+    };
+    // Chaining the feature struct of an extension the device does not list would be invalid usage.
+    if (!listed(exts, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME))
+        return no("the device does not list VK_KHR_pipeline_executable_properties");
+    VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR pef{};
+    pef.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR;
+    query_features(f_, physical_, &pef);
+    if (!pef.pipelineExecutableInfo) return no("the pipelineExecutableInfo feature is missing");
+    caps_.pipeline_stats = true;
+    device_extensions_.push_back(VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
+}
+
 void context::create_device() {
     uint32_t nq = 0;
     f_.vkGetPhysicalDeviceQueueFamilyProperties(physical_, &nq, nullptr);
@@ -485,8 +505,21 @@ void context::create_device() {
         idf.pNext = const_cast<void*>(ci.pNext);
         ci.pNext = &idf;
     }
+    VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR pef{};  // TFU_VK_PIPELINE_STATS (detect_pipeline_stats)
+    pef.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR;
+    pef.pipelineExecutableInfo = VK_TRUE;
+    if (caps_.pipeline_stats) {
+        pef.pNext = const_cast<void*>(ci.pNext);
+        ci.pNext = &pef;
+    }
     check(f_.vkCreateDevice(physical_, &ci, nullptr, &device_), "vkCreateDevice");
     load_device(f_, device_);
+    if (caps_.pipeline_stats &&
+        (!f_.vkGetPipelineExecutablePropertiesKHR || !f_.vkGetPipelineExecutableStatisticsKHR)) {
+        caps_.pipeline_stats = false;
+        log_.log(TFU_LOG_INFO, "vulkan: TFU_VK_PIPELINE_STATS=1 but the device does not provide "
+                               "vkGetPipelineExecutable{Properties,Statistics}KHR: no pipeline statistics");
+    }
     f_.vkGetDeviceQueue(device_, queue_family_, 0, &queue_);
 }
 

@@ -62,6 +62,12 @@ struct device_caps {
     bool coopmat_emulated = false;
     uint32_t coopmat_n = 0;               // fragment columns N of the 16 x N x 16 product: 16, or 8 where only 16x8x16
     std::string coopmat_why;
+    // TFU_VK_PIPELINE_STATS=1 and the device lists VK_KHR_pipeline_executable_properties with its
+    // pipelineExecutableInfo feature (both enabled at device creation): every pipeline is created with
+    // CAPTURE_STATISTICS and its executables' statistics are logged (vk_pipelines.cpp), e.g. NVIDIA's register
+    // count, shared memory and spills per shader variant. A diagnostic: off by default, as capturing may cost
+    // compile time.
+    bool pipeline_stats = false;
 };
 
 // "discrete GPU", "integrated GPU", "virtual GPU", "CPU", "other".
@@ -98,6 +104,7 @@ private:
     void choose_device(const tfu_module_options& options);
     void detect_coopmat(const std::vector<VkExtensionProperties>& exts);
     void detect_int_dot(const std::vector<VkExtensionProperties>& exts);
+    void detect_pipeline_stats(const std::vector<VkExtensionProperties>& exts);
     void create_device();
     void load_pipeline_cache();
     void save_pipeline_cache() noexcept;

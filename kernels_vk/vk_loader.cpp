@@ -63,6 +63,9 @@ void load_device(fns& f, VkDevice device) {
     if (!f.name) fail(TFU_STATUS_BACKEND_UNAVAILABLE, "vulkan: the device does not provide " #name);
     TFU_VK_DEVICE_FNS(TFU_VK_LOAD)
 #undef TFU_VK_LOAD
+#define TFU_VK_LOAD_OPTIONAL(name) f.name = reinterpret_cast<PFN_##name>(f.vkGetDeviceProcAddr(device, #name));
+    TFU_VK_OPTIONAL_DEVICE_FNS(TFU_VK_LOAD_OPTIONAL)
+#undef TFU_VK_LOAD_OPTIONAL
 }
 
 std::string result_name(VkResult r) {

@@ -96,6 +96,13 @@ namespace tfu::vk {
     X(vkCmdWriteTimestamp)            \
     X(vkGetQueryPoolResults)
 
+// Optional device functions (null when the driver lacks them; loading never fails):
+// VK_KHR_pipeline_executable_properties, for TFU_VK_PIPELINE_STATS=1 (vk_pipelines.cpp logs each pipeline's
+// register, shared memory and spill counts).
+#define TFU_VK_OPTIONAL_DEVICE_FNS(X)       \
+    X(vkGetPipelineExecutablePropertiesKHR) \
+    X(vkGetPipelineExecutableStatisticsKHR)
+
 // The function table. One per backend (a device's functions belong to that device).
 struct fns {
     PFN_vkGetInstanceProcAddr vkGetInstanceProcAddr = nullptr;
@@ -105,6 +112,7 @@ struct fns {
     TFU_VK_DEBUG_FNS(TFU_VK_DECLARE)
     TFU_VK_OPTIONAL_INSTANCE_FNS(TFU_VK_DECLARE)
     TFU_VK_DEVICE_FNS(TFU_VK_DECLARE)
+    TFU_VK_OPTIONAL_DEVICE_FNS(TFU_VK_DECLARE)
 #undef TFU_VK_DECLARE
 };
 
@@ -114,7 +122,8 @@ void load_global(fns& f);
 // Fills the instance functions (the debug and optional ones may stay null); throws BACKEND_UNAVAILABLE if a required one is
 // missing.
 void load_instance(fns& f, VkInstance instance);
-// Fills the device functions; throws BACKEND_UNAVAILABLE if one is missing.
+// Fills the device functions; throws BACKEND_UNAVAILABLE if a required one is missing (the optional ones may stay
+// null).
 void load_device(fns& f, VkDevice device);
 
 // "VK_ERROR_OUT_OF_DEVICE_MEMORY", ... (or the number).

@@ -1,13 +1,93 @@
 // Lazily created compute pipelines over the embedded SPIR-V (see vk_pipelines.h).
 #include "vk_pipelines.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 
 #include "core/error.h"
 #include "vk_shaders.h"
 
 namespace tfu::vk {
+
+namespace {
+
+// "name=value" of one driver statistic, by its format. Integers of more than 32 bits also in hex: NVIDIA's 580
+// driver (H100, 2026-11-25) reports "Local Memory Size" with bit 36 set, the bytes per thread in the low 32 bits
+// (0x1000000000 for a shader without local memory, 0x1000000800 for one with a dynamically indexed float[512]).
+std::string stat_text(const VkPipelineExecutableStatisticKHR& st) {
+    char buf[48];
+    uint64_t wide = 0;  // an integer value, shown in hex too where it passes 32 bits
+    switch (st.format) {
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_BOOL32_KHR:
+            std::snprintf(buf, sizeof buf, "%s", st.value.b32 ? "true" : "false");
+            break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_INT64_KHR:
+            std::snprintf(buf, sizeof buf, "%lld", (long long)st.value.i64);
+            wide = st.value.i64 > 0 ? uint64_t(st.value.i64) : 0;
+            break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_UINT64_KHR:
+            std::snprintf(buf, sizeof buf, "%llu", (unsigned long long)st.value.u64);
+            wide = st.value.u64;
+            break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_FLOAT64_KHR:
+            std::snprintf(buf, sizeof buf, "%g", st.value.f64);
+            break;
+        default: std::snprintf(buf, sizeof buf, "?");
+    }
+    std::string v = buf;
+    if (wide >> 32) {
+        std::snprintf(buf, sizeof buf, " (0x%llx)", (unsigned long long)wide);
+        v += buf;
+    }
+    return std::string(st.name) + "=" + v;
+}
+
+// TFU_VK_PIPELINE_STATS=1 (caps().pipeline_stats; the pipeline was created with CAPTURE_STATISTICS): one info line
+// per executable of `p`: "vulkan: pipeline stats <name> [<spec> ] <executable>: <stat>=<value>, ...". A diagnostic,
+// so a failed query is a log line, never an error.
+void log_pipeline_stats(const context& ctx, VkPipeline p, const char* name, const std::string& spec) {
+    const fns& f = ctx.vk();
+    VkPipelineInfoKHR pi{};
+    pi.sType = VK_STRUCTURE_TYPE_PIPELINE_INFO_KHR;
+    pi.pipeline = p;
+    uint32_t n = 0;
+    VkResult r = f.vkGetPipelineExecutablePropertiesKHR(ctx.device(), &pi, &n, nullptr);
+    std::vector<VkPipelineExecutablePropertiesKHR> execs(n);
+    for (VkPipelineExecutablePropertiesKHR& e : execs) e.sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_PROPERTIES_KHR;
+    if (r == VK_SUCCESS && n) r = f.vkGetPipelineExecutablePropertiesKHR(ctx.device(), &pi, &n, execs.data());
+    if (r != VK_SUCCESS && r != VK_INCOMPLETE) {
+        ctx.log().logf(TFU_LOG_INFO, "vulkan: pipeline stats %s [%s ]: vkGetPipelineExecutablePropertiesKHR failed: %s",
+                       name, spec.c_str(), result_name(r).c_str());
+        return;
+    }
+    execs.resize(std::min<size_t>(n, execs.size()));
+    for (uint32_t i = 0; i < execs.size(); ++i) {
+        VkPipelineExecutableInfoKHR ei{};
+        ei.sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INFO_KHR;
+        ei.pipeline = p;
+        ei.executableIndex = i;
+        uint32_t ns = 0;
+        r = f.vkGetPipelineExecutableStatisticsKHR(ctx.device(), &ei, &ns, nullptr);
+        std::vector<VkPipelineExecutableStatisticKHR> stats(ns);
+        for (VkPipelineExecutableStatisticKHR& st : stats)
+            st.sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_STATISTIC_KHR;
+        if (r == VK_SUCCESS && ns) r = f.vkGetPipelineExecutableStatisticsKHR(ctx.device(), &ei, &ns, stats.data());
+        std::string line;
+        if (r != VK_SUCCESS && r != VK_INCOMPLETE) {
+            line = "vkGetPipelineExecutableStatisticsKHR failed: " + result_name(r);
+        } else {
+            stats.resize(std::min<size_t>(ns, stats.size()));
+            for (const VkPipelineExecutableStatisticKHR& st : stats) line += (line.empty() ? "" : ", ") + stat_text(st);
+        }
+        // log(), not logf(): the statistics of one executable may pass logf's 1024-byte buffer.
+        ctx.log().log(TFU_LOG_INFO, std::string("vulkan: pipeline stats ") + name + " [" + spec + " ] " +
+                                        execs[i].name + ": " + line);
+    }
+}
+
+}  // namespace
 
 pipelines::pipelines(context& ctx) : ctx_(ctx) {
     const fns& f = ctx_.vk();
@@ -88,6 +168,7 @@ VkPipeline pipelines::get(const char* name, const std::vector<uint32_t>& spec) {
     ci.stage.pName = "main";
     ci.stage.pSpecializationInfo = spec.empty() ? nullptr : &si;
     ci.layout = layout_;
+    if (ctx_.caps().pipeline_stats) ci.flags |= VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR;
     VkPipeline p = VK_NULL_HANDLE;
     check(ctx_.vk().vkCreateComputePipelines(ctx_.device(), ctx_.pipeline_cache(), 1, &ci, nullptr, &p),
           "vkCreateComputePipelines");
@@ -97,6 +178,7 @@ VkPipeline pipelines::get(const char* name, const std::vector<uint32_t>& spec) {
     std::string s;
     for (uint32_t v : spec) s += " " + std::to_string(v);
     ctx_.log().logf(TFU_LOG_DEBUG, "vulkan: pipeline %s [%s ] created in %.1f ms", name, s.c_str(), ms);
+    if (ctx_.caps().pipeline_stats) log_pipeline_stats(ctx_, p, name, s);
     return p;
 }
 

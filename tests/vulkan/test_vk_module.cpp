@@ -1,10 +1,12 @@
 // The Vulkan backend through the engine's loader (create_backend(TFU_BACKEND_VULKAN)): memory (alloc alignment,
 // upload/download beyond the staging size, views at base + offset, bad ranges), large tensors split over row
-// pieces (forced with TFU_VK_MAX_BINDING_BYTES), several ops in one run() call, and refusals. Skipped where no
-// Vulkan device (or module) is present. Random data from a fixed printed seed; bounds as in tests/ops.
+// pieces (forced with TFU_VK_MAX_BINDING_BYTES), several ops in one run() call, refusals, and the
+// TFU_VK_PIPELINE_STATS=1 log lines. Skipped where no Vulkan device (or module) is present. Random data from a
+// fixed printed seed; bounds as in tests/ops.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -16,6 +18,7 @@
 #include "core/quant.h"
 #include "core/tensor.h"
 #include "ops/device_test_util.h"
+#include "vulkan/vk_test_env.h"
 
 namespace tfu {
 namespace {
@@ -206,8 +209,11 @@ TEST(vk_module, large_weights_split_over_row_pieces) {
     }
 }
 
-// A small layer in one run() call (one command buffer): rms_norm -> mul_mat -> add in place -> swiglu.
+// A small layer in one run() call (one command buffer): rms_norm -> mul_mat -> add in place -> swiglu. The f32
+// products (TFU_VK_MMV_I8=0: where the int8 decode path is the default, as on an H100, it quantizes x, which
+// test_vk_mmv_units bounds), so that 1e-5 checks the chaining of the ops.
 TEST(vk_module, several_ops_in_one_call) {
+    test::scoped_env f32_products("TFU_VK_MMV_I8", "0");
     REQUIRE_VK(be);
     std::mt19937_64 rng(k_seed + 1);
     const int64_t k = 256, m = 96, n = 3;
@@ -232,6 +238,32 @@ TEST(vk_module, several_ops_in_one_call) {
     make_cpu_ref_backend()->run(host_ops.data(), host_ops.size());
     EXPECT_LE(rel_l2(out.pull(), out.host_floats()), 1e-5);
     EXPECT_LE(rel_l2(z.pull(), z.host_floats()), 1e-5);
+}
+
+// TFU_VK_PIPELINE_STATS=1: a pipeline created by the backend (ADD's) gets its driver statistics logged
+// (VK_KHR_pipeline_executable_properties), at least one "name=value". Skipped, with the backend's reason, where the
+// device lacks the extension or its feature.
+TEST(vk_module, pipeline_stats_logged) {
+    test::scoped_env env("TFU_VK_PIPELINE_STATS", "1");  // read when the backend is created
+    test::log_capture logs;
+    REQUIRE_VK(be);
+    const std::string why = logs.line("TFU_VK_PIPELINE_STATS=1 but");
+    if (!why.empty()) GTEST_SKIP() << why;
+    std::mt19937_64 rng(k_seed + 2);
+    pair_tensor a(*be, dtype::F32, 64, 3), b(*be, dtype::F32, 64, 3), d(*be, dtype::F32, 64, 3);
+    a.fill(rng);
+    b.fill(rng);
+    op o;
+    o.type = op_type::ADD;
+    o.src[0] = &a.t_dev, o.src[1] = &b.t_dev, o.dst = &d.t_dev;
+    be->run(&o, 1);
+    const std::vector<float> got = d.pull(), x = a.host_floats(), y = b.host_floats();
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], x[i] + y[i]) << i;  // statistics change no result
+    const std::string stats = logs.line("vulkan: pipeline stats add [");
+    ASSERT_FALSE(stats.empty()) << "no \"vulkan: pipeline stats add [...]\" line logged";
+    EXPECT_EQ(stats.find("failed"), std::string::npos) << stats;
+    EXPECT_NE(stats.find('='), std::string::npos) << "no statistic in: " << stats;
+    std::printf("%s\n", stats.c_str());  // an example for whoever reads the test output
 }
 
 TEST(vk_module, refusals) {

@@ -85,6 +85,13 @@ public:
         }
         return n;
     }
+    // The first line logged that contains `text`; empty if none.
+    std::string line(const std::string& text) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        for (const std::string& l : lines_)
+            if (l.find(text) != std::string::npos) return l;
+        return {};
+    }
     // Whether a line containing `text` was logged.
     bool saw(const std::string& text) {
         std::lock_guard<std::mutex> lock(mutex_);
