@@ -13,19 +13,22 @@
 //
 // k advances TK = 32 elements per step (2 fragment depths of 16). As in mul_mat.comp the step's 32 elements are
 // the 4 units k0/8 .. k0/8 + 3 of mmv_units.glsl (8 weights of a block each, scale and min applied; dq() for the
-// types without units) and x is loaded at the same element positions: slot kk = 4i + q of the step holds value i
-// of unit q, for the weight row and for the x column alike, so the product over the step is the same sum in
-// another order. Shared memory holds both tiles as fp16, row (column) major with TK + 8 halves per row (80 bytes:
-// a multiple of 16 bytes, the alignment cooperative loads need, and 8 rows of a fragment fall in 8 different
-// 16-byte bank groups). Per thread per step: WR + WC units of 8 values (thread t: unit t % 4 of row / column t / 4
-// (+ 64)); a warp's 32 scalar fp16 stores of one value hit 16 words in 16 different banks.
+// types without units) and x is loaded at the same element positions: slots 8q .. 8q + 7 of the step hold the 8
+// values of unit q (Q4_0 / Q8_0 in the pair order of w_unit), for the weight row and for the x column alike, so
+// the product over the step is the same sum in another order. Shared memory holds both tiles as fp16, row
+// (column) major with TK + 8 halves per row (80 bytes: a multiple of 16 bytes, the alignment cooperative loads
+// need, and 8 rows of a fragment fall in 8 different 16-byte bank groups), declared as 16-byte vectors. Per thread
+// per step: WR + WC units of 8 values (thread t: unit t % 4 of row / column t / 4 (+ 64)), each one 128-bit store.
 //
-// Double buffered: the global loads of step s + 1 go to registers before the MMAs of step s, and are stored to
-// the other buffer after them; one barrier per step. Shared memory: 2 x (BM + BN) x 40 halves + 8 KiB of per-
-// subgroup staging for the f32 results (4 KiB for 16x8 fragments): 28 KiB (64x64), 38 KiB (64x128), 48 KiB
-// (128x128; NVIDIA's limit without the opt-in is 49152 bytes). The results go fragment by fragment through the
-// staging (coopMatStoreNV, column major) and from there to dst with bounds (rows past m, columns past n are not
-// stored; their loads repeat row m - 1 / column n - 1).
+// Double buffered: the global loads of step s + 1 go to registers before the MMAs of step s, and are decoded and
+// stored to the other buffer after them; one barrier per step. Q4_0, Q8_0 and 16-byte aligned F16/BF16 rows stay
+// raw words in registers until then (the decoding would otherwise wait for the loads ahead of the MMAs), and
+// Q4_0 / Q8_0 are decoded two values at a time in fp16 arithmetic; the other types are decoded at load time.
+// H100, 8B Q4_0 pp512: 5166 -> 5944 t/s with these two changes (kernels_vk/README.md). Shared memory: 2 x
+// (BM + BN) x 40 halves + 8 KiB of per-subgroup staging for the f32 results (4 KiB for 16x8 fragments): 28 KiB
+// (64x64), 38 KiB (64x128), 48 KiB (128x128; NVIDIA's limit without the opt-in is 49152 bytes). The results go
+// fragment by fragment through the staging (coopMatStoreNV, column major) and from there to dst with bounds (rows
+// past m, columns past n are not stored; their loads repeat row m - 1 / column n - 1).
 //
 // -D CM_EMULATE=1 (variants mul_mat_cm_emu, _emu_n8; TFU_VK_COOPMAT=emulate, tests only): the same shader with the
 // four cooperative-matrix operations done by plain f32 code over the same shared-memory tiles, laid out as the
@@ -67,15 +70,18 @@ const uint BM = 64u * WR, BN = 64u * WC, TK = 32u;
 const uint SA = TK + 8u;               // halves per tile row (80 bytes)
 const uint FR = 2u * WR;               // 16-row fragments per subgroup: 32 WR rows
 const uint FC = (16u * WC) / CN;       // CN-column fragments per subgroup: 16 WC columns
-shared float16_t ws[2u * BM * SA];     // weight tile, two buffers: row r, slot kk at r * SA + kk
-shared float16_t xs[2u * BN * SA];     // x tile, two buffers: column c, slot kk at c * SA + kk
+// Shared tiles as 16-byte vectors of 8 halves (SV = 5 vectors = 40 halves per row): a thread writes a unit's 8
+// values with one 128-bit store, and cooperative loads take element offsets and strides in vectors.
+const uint SV = SA / 8u;
+shared uvec4 ws[2u * BM * SV];         // weight tile, two buffers: row r, slot kk at half 8 (r * SV) + kk
+shared uvec4 xs[2u * BN * SV];         // x tile, two buffers: column c, slot kk at half 8 (c * SV) + kk
 shared float cs[8u * 16u * CN];        // per subgroup: one result fragment, column major (i + 16 j)
 
 #if CM_EMULATE
 // Emulated fragments. A 16 x CN f32 accumulator is spread over the 32 lanes of a virtual subgroup: lane l holds
 // elements e = l + 32 s (row e % 16, column e / 16: the column-major order of the staging). An A or B fragment is
-// its offset in ws / xs, and the product reads the tiles as coopMatLoadNV defines them: A row major (row i, k at
-// off + i SA + k), B column major (k, column j at off + j SA + k).
+// its offset in ws / xs, in halves, and the product reads the tiles as coopMatLoadNV defines them: A row major
+// (row i, k at off + i SA + k), B column major (k, column j at off + j SA + k).
 struct acc_t {
     float v[CN / 2u];
 };
@@ -89,13 +95,17 @@ acc_t acc_zero() {
     [[unroll]] for (uint s = 0u; s < CN / 2u; ++s) c.v[s] = 0.0;
     return c;
 }
-uint load_a(uint off) { return off; }
-uint load_b(uint off) { return off; }
+uint load_a(uint off) { return 8u * off; }
+uint load_b(uint off) { return 8u * off; }
+float half_at(uvec4 v, uint h) { return unpackHalf2x16(v[(h >> 1) & 3u])[h & 1u]; }
 acc_t mul_add(uint a, uint b, acc_t c) {
     [[unroll]] for (uint s = 0u; s < CN / 2u; ++s) {
         uint e = lane_id() + 32u * s, i = e & 15u, j = e >> 4;
         float sum = c.v[s];
-        for (uint k = 0u; k < 16u; ++k) sum += float(ws[a + i * SA + k]) * float(xs[b + j * SA + k]);
+        for (uint k = 0u; k < 16u; ++k) {
+            uint ha = a + i * SA + k, hb = b + j * SA + k;
+            sum += half_at(ws[ha >> 3], ha & 7u) * half_at(xs[hb >> 3], hb & 7u);
+        }
         c.v[s] = sum;
     }
     return c;
@@ -113,12 +123,12 @@ uint subgroup_id() { return gl_SubgroupID; }
 ACC_T acc_zero() { return ACC_T(0.0); }
 A_T load_a(uint off) {
     A_T a;
-    coopMatLoadNV(a, ws, off, SA, false);  // row major: (row i, k) at off + i SA + k
+    coopMatLoadNV(a, ws, off, SV, false);  // row major: (row i, k) at half 8 (off + i SV) + k
     return a;
 }
 B_T load_b(uint off) {
     B_T b;
-    coopMatLoadNV(b, xs, off, SA, true);  // column major: (k, column j) at off + j SA + k
+    coopMatLoadNV(b, xs, off, SV, true);  // column major: (k, column j) at half 8 (off + j SV) + k
     return b;
 }
 ACC_T mul_add(A_T a, B_T b, ACC_T c) { return coopMatMulAddNV(a, b, c); }
@@ -129,16 +139,28 @@ void subgroup_sync() {
 }
 #endif
 
-// The thread's share of the next step, in registers while the current step's MMAs run: WR weight units and WC x
-// units (values 0..3 in *_a, 4..7 in *_b).
-vec4 w_a[WR], w_b[WR];
-vec4 x_a[WC], x_b[WC];
-
 // Only float rows can end inside a step (k % 32 != 0) or inside a unit (k % 8 != 0).
 const bool FLOAT_TYPE = TYPE == T_F32 || TYPE == T_F16 || TYPE == T_BF16;
+// Q4_0 and Q8_0 weights are decoded by packed fp16 arithmetic, which yields the values of a unit in the pair order
+// (0, 2), (1, 3), (4, 6), (5, 7) (value i of the unit: i < 4 pairs with x[e0 + i], else with x[e1 + i - 4]); x is
+// packed in the same order, so within the step the slots of a unit hold the same values permuted alike.
+const bool PAIRED = TYPE == T_Q4_0 || TYPE == T_Q8_0;
+// Whether the step's global loads stay raw in registers until after the step's MMAs (Q4_0, Q8_0, F16/BF16 rows on
+// 16-byte boundaries): the decoding would otherwise wait for the loads before the MMAs could be issued. Other types
+// and unaligned float rows are decoded (rounded to halves) at load time.
+const bool LATE = PAIRED || TYPE == T_F16 || TYPE == T_BF16;
 
-// Weight unit u of the row at byte `row`, dequantized (elements past k give 0: only in a float row's last step).
-// The same decoding as mul_mat.comp's.
+// 8 values (value i of the unit at half i of the vector: a = values 0..3, b = 4..7) as halves, in the type's order.
+uvec4 pack_unit(vec4 a, vec4 b) {
+    if (PAIRED)
+        return uvec4(packFloat2x16(f16vec2(a.xz)), packFloat2x16(f16vec2(a.yw)), packFloat2x16(f16vec2(b.xz)),
+                     packFloat2x16(f16vec2(b.yw)));
+    return uvec4(packFloat2x16(f16vec2(a.xy)), packFloat2x16(f16vec2(a.zw)), packFloat2x16(f16vec2(b.xy)),
+                 packFloat2x16(f16vec2(b.zw)));
+}
+
+// Weight unit u of the row at byte `row`, dequantized to f32 (elements past k give 0: only in a float row's last
+// step). The same decoding as mul_mat.comp's.
 void load_w_unit(uint row, uint u, bool w16, out vec4 a, out vec4 b) {
     if (UNIT_TYPE && (!FLOAT_TYPE || u < pc.k / 8u)) {
         vec4 sc;
@@ -156,6 +178,75 @@ void load_w_unit(uint row, uint u, bool w16, out vec4 a, out vec4 b) {
     }
     a = vec4(v[0], v[1], v[2], v[3]);
     b = vec4(v[4], v[5], v[6], v[7]);
+}
+
+// Bits sh (0 or 16) .. sh + 31 of the word pair (lo, hi): 4 bytes at a 2-byte aligned offset (as w32()).
+uint funnel(uint lo, uint hi, uint sh) { return (lo >> sh) | ((hi << 16) << (16u - sh)); }
+
+// A weight unit's global loads (raw), for w_unit after the MMAs; `done` marks a unit decoded here (the types and
+// rows that are not LATE, and a float row's tail): raw then holds its halves.
+//   Q4_0: raw = (word holding d, the words holding the 4 code bytes, -), sh = d's shift | codes' shift << 8;
+//   Q8_0: raw = (word holding d, the words holding the 8 code bytes), sh as Q4_0;
+//   F16 / BF16: raw = the 8 values' 16 bytes.
+void load_w_raw(uint row, uint u, bool w16, out uvec4 raw, out uint sh, out bool done) {
+    done = false;
+    sh = 0u;
+    if (TYPE == T_Q4_0 || TYPE == T_Q8_0) {
+        uint bb = row + (u >> 2) * (TYPE == T_Q4_0 ? 18u : 34u);
+        uint qb = bb + 2u + (TYPE == T_Q4_0 ? 4u : 8u) * (u & 3u);
+        uint i = qb >> 2, sq = (qb & 2u) * 8u;
+        sh = (bb & 2u) * 8u | sq << 8;
+        // No word past the codes is read: where they start on a word, the last load repeats the one before it.
+        raw.x = src0_w[bb >> 2];
+        raw.y = src0_w[i];
+        if (TYPE == T_Q4_0) {
+            raw.z = src0_w[i + (sq >> 4)];
+            raw.w = 0u;
+        } else {
+            raw.z = src0_w[i + 1u];
+            raw.w = src0_w[i + 1u + (sq >> 4)];
+        }
+        return;
+    }
+    if ((TYPE == T_F16 || TYPE == T_BF16) && w16 && u < pc.k / 8u) {
+        raw = src0_v4[(row >> 4) + u];
+        return;
+    }
+    vec4 a, b;
+    load_w_unit(row, u, w16, a, b);
+    raw = pack_unit(a, b);
+    done = true;
+}
+
+// Codes 1024 + c as two halves from the 16-bit lanes of v (c < 1024): the fp16 with bits 0x6400 | c is exactly
+// 1024 + c, so subtracting 1024 + offset gives c - offset exactly (as bytes_minus in f32).
+f16vec2 codes_minus(uint v, float16_t off) { return unpackFloat2x16(v | 0x64006400u) - f16vec2(1024.0hf + off); }
+
+// The unit's 8 halves from its raw loads, in the type's order. Q4_0 / Q8_0: (c - offset) * d in fp16, one rounding
+// of the exact product, the same value as rounding f32 d * (c - offset) to fp16.
+uvec4 w_unit(uvec4 raw, uint sh, bool done) {
+    if (done || !LATE) return raw;
+    if (TYPE == T_F16) return raw;
+    if (TYPE == T_BF16) {
+        vec4 a = uintBitsToFloat(uvec4(raw.x << 16, raw.x & 0xffff0000u, raw.y << 16, raw.y & 0xffff0000u));
+        vec4 b = uintBitsToFloat(uvec4(raw.z << 16, raw.z & 0xffff0000u, raw.w << 16, raw.w & 0xffff0000u));
+        return pack_unit(a, b);
+    }
+    f16vec2 d = f16vec2(unpackFloat2x16(raw.x >> (sh & 31u)).x);
+    uint sq = sh >> 8;
+    if (TYPE == T_Q4_0) {  // byte j: low nibble value j, high nibble value 4 + j
+        uint q = funnel(raw.y, raw.z, sq);
+        return uvec4(packFloat2x16(codes_minus(q & 0x000f000fu, 8.0hf) * d),
+                     packFloat2x16(codes_minus((q >> 8) & 0x000f000fu, 8.0hf) * d),
+                     packFloat2x16(codes_minus((q >> 4) & 0x000f000fu, 8.0hf) * d),
+                     packFloat2x16(codes_minus((q >> 12) & 0x000f000fu, 8.0hf) * d));
+    }
+    // Q8_0: byte j is value j, int8; q ^ 0x80 is q + 128 as an unsigned byte
+    uint q0 = funnel(raw.y, raw.z, sq) ^ 0x80808080u, q1 = funnel(raw.z, raw.w, sq) ^ 0x80808080u;
+    return uvec4(packFloat2x16(codes_minus(q0 & 0x00ff00ffu, 128.0hf) * d),
+                 packFloat2x16(codes_minus((q0 >> 8) & 0x00ff00ffu, 128.0hf) * d),
+                 packFloat2x16(codes_minus(q1 & 0x00ff00ffu, 128.0hf) * d),
+                 packFloat2x16(codes_minus((q1 >> 8) & 0x00ff00ffu, 128.0hf) * d));
 }
 
 // x at the element positions of unit u of the column at word `col` (0 past k).
@@ -176,13 +267,20 @@ void load_x_unit(uint col, uint u, bool x4, out vec4 a, out vec4 b) {
     b = vec4(v[4], v[5], v[6], v[7]);
 }
 
+// The thread's share of the next step, in registers while the current step's MMAs run: WR weight units (raw, see
+// load_w_raw) and WC x units (f32, values 0..3 in x_a, 4..7 in x_b).
+uvec4 w_raw[WR];
+uint w_sh[WR];
+bool w_done[WR];
+vec4 x_a[WC], x_b[WC];
+
 // Global loads of the step at element k0 into the registers: thread t takes unit t % 4 of weight rows t / 4
 // (+ 64) and of columns t / 4 (+ 64), clamped to the last row / column.
 void load_step(uint t, uint k0, uint tm, uint tn, bool w16, bool x4) {
     uint u = k0 / 8u + (t & 3u);
     [[unroll]] for (uint p = 0u; p < WR; ++p) {
         uint r = min(tm * BM + 64u * p + (t >> 2), pc.m - 1u);
-        load_w_unit(pc.w_off + r * pc.w_nb1, u, w16, w_a[p], w_b[p]);
+        load_w_raw(pc.w_off + r * pc.w_nb1, u, w16, w_raw[p], w_sh[p], w_done[p]);
     }
     [[unroll]] for (uint p = 0u; p < WC; ++p) {
         uint c = min(tn * BN + 64u * p + (t >> 2), pc.n - 1u);
@@ -190,16 +288,11 @@ void load_step(uint t, uint k0, uint tm, uint tn, bool w16, bool x4) {
     }
 }
 
-// Registers -> buffer `buf` as fp16: value i of unit q of row (column) r goes to slot 4i + q.
+// Registers -> buffer `buf` as halves: unit q of row (column) r goes to slots 8q .. 8q + 7, one 128-bit store.
 void store_step(uint t, uint buf) {
     uint q = t & 3u, r = t >> 2;
-    [[unroll]] for (uint i = 0u; i < 8u; ++i) {
-        uint kk = 4u * i + q;
-        [[unroll]] for (uint p = 0u; p < WR; ++p)
-            ws[(buf * BM + 64u * p + r) * SA + kk] = float16_t(i < 4u ? w_a[p][i & 3u] : w_b[p][i & 3u]);
-        [[unroll]] for (uint p = 0u; p < WC; ++p)
-            xs[(buf * BN + 64u * p + r) * SA + kk] = float16_t(i < 4u ? x_a[p][i & 3u] : x_b[p][i & 3u]);
-    }
+    [[unroll]] for (uint p = 0u; p < WR; ++p) ws[(buf * BM + 64u * p + r) * SV + q] = w_unit(w_raw[p], w_sh[p], w_done[p]);
+    [[unroll]] for (uint p = 0u; p < WC; ++p) xs[(buf * BN + 64u * p + r) * SV + q] = pack_unit(x_a[p], x_b[p]);
 }
 
 void main() {
@@ -225,11 +318,11 @@ void main() {
     for (uint k0 = 0u; k0 < pc.k; k0 += TK) {
         // The next step's global loads (the last step reloads itself: no branch around the loads).
         load_step(t, min(k0 + TK, k_last), tm, tn, w16, x4);
-        [[unroll]] for (uint h = 0u; h < TK; h += 16u) {
+        [[unroll]] for (uint h = 0u; h < TK; h += 16u) {  // fragment depth h: vector h / 8 of each row
             A_T a[FR];
             B_T b[FC];
-            [[unroll]] for (uint i = 0u; i < FR; ++i) a[i] = load_a((buf * BM + r0 + 16u * i) * SA + h);
-            [[unroll]] for (uint j = 0u; j < FC; ++j) b[j] = load_b((buf * BN + c0 + CN * j) * SA + h);
+            [[unroll]] for (uint i = 0u; i < FR; ++i) a[i] = load_a((buf * BM + r0 + 16u * i) * SV + h / 8u);
+            [[unroll]] for (uint j = 0u; j < FC; ++j) b[j] = load_b((buf * BN + c0 + CN * j) * SV + h / 8u);
             [[unroll]] for (uint i = 0u; i < FR; ++i)
                 [[unroll]] for (uint j = 0u; j < FC; ++j) acc[i * FC + j] = mul_add(a[i], b[j], acc[i * FC + j]);
         }
