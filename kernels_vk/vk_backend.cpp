@@ -461,7 +461,7 @@ void vk_backend::record_ops(const op* ops, size_t n_ops) {
 
 void vk_backend::reserve_scratch(const op* ops, size_t n_ops) {
     uint64_t need = 0;
-    for (size_t i = 0; i < n_ops; ++i) need = std::max(need, scratch_bytes(ops[i]));
+    for (size_t i = 0; i < n_ops; ++i) need = std::max(need, scratch_bytes(*this, ops[i]));
     if (need <= scratch_.size) return;
     if (need > max_binding_)
         fail(TFU_STATUS_UNSUPPORTED, name_ + ": attention split-K needs " + std::to_string(need) +
@@ -475,7 +475,7 @@ void vk_backend::reserve_scratch(const op* ops, size_t n_ops) {
         drop_set_caches();  // cached sets name its handle, which a new buffer may reuse
         mem_->destroy(scratch_);
     }
-    scratch_ = mem_->create_device_buffer(bytes, "attention split-K scratch");
+    scratch_ = mem_->create_device_buffer(bytes, "scratch (split-K partials, argmax pairs, fp16 x)");
 }
 
 binding vk_backend::scratch(uint64_t bytes) const {

@@ -93,8 +93,9 @@ public:
     void dispatch(const char* shader, const std::vector<uint32_t>& spec, const binding* b, size_t n_b,
                   std::vector<uint32_t> push, uint64_t groups, const std::vector<uint32_t>* params = nullptr,
                   size_t param_slot = 0);
-    // The device scratch (split-K partials of ATTENTION, a long ARGMAX's pairs) bound whole, for a recording that
-    // needs `bytes` of it (reserved by run() before recording: at least the largest scratch_bytes of the call's ops).
+    // The device scratch (split-K partials of ATTENTION, a long ARGMAX's pairs, a prefill MUL_MAT's x in fp16)
+    // bound whole, for a recording that needs `bytes` of it (reserved by run() before recording: at least the
+    // largest scratch_bytes of the call's ops).
     // Every dispatch is followed by a global barrier and every submission opens with one, so one scratch serves
     // all ops and frames in queue order.
     binding scratch(uint64_t bytes) const;

@@ -76,7 +76,7 @@ kept_run* vk_backend::kept_for(const op* ops, size_t n_ops) {
         // At most max_dispatches(op) per op (replay_safe: no row pieces; a split ATTENTION adds its merge), so
         // that many sets always suffice.
         run->rec.max_sets = 0;
-        for (size_t i = 0; i < n_ops; ++i) run->rec.max_sets += max_dispatches(ops[i]);
+        for (size_t i = 0; i < n_ops; ++i) run->rec.max_sets += max_dispatches(*this, ops[i]);
         VkDescriptorPoolSize ps{};
         ps.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
         ps.descriptorCount = run->rec.max_sets * k_n_bindings;

@@ -345,7 +345,7 @@ void context::choose_device(const tfu_module_options& options) {
 // cooperativeMatrix (VkPhysicalDeviceCooperativeMatrixFeaturesNV), shaderFloat16 (fp16 types, also in shared
 // memory) and vulkanMemoryModel (glslang emits the Vulkan memory model for cooperative-matrix loads and stores),
 // so a Vulkan 1.2 device and instance; the compute stage in cooperativeMatrixSupportedStages; subgroups of 32
-// (the shader's 256 threads are 8 subgroups); the smallest tile's 28 KiB of shared memory. Anything missing: the
+// (the shader's 256 threads are 8 subgroups); the smallest tile's 20 KiB of shared memory. Anything missing: the
 // f32 shader runs, and coopmat_why says why.
 void context::detect_coopmat(const std::vector<VkExtensionProperties>& exts) {
     caps_.coopmat = false;
@@ -355,8 +355,8 @@ void context::detect_coopmat(const std::vector<VkExtensionProperties>& exts) {
     if (mode && (std::strcmp(mode, "emulate") == 0 || std::strcmp(mode, "emulate8") == 0)) {
         if (!caps_.fp16_arithmetic || caps_.api_version < VK_API_VERSION_1_2 || instance_api_ < VK_API_VERSION_1_2) {
             caps_.coopmat_why = "TFU_VK_COOPMAT=emulate needs shaderFloat16 and Vulkan 1.2";
-        } else if (caps_.max_shared_bytes < 28672) {
-            caps_.coopmat_why = "TFU_VK_COOPMAT=emulate: maxComputeSharedMemorySize below 28 KiB";
+        } else if (caps_.max_shared_bytes < 20480) {
+            caps_.coopmat_why = "TFU_VK_COOPMAT=emulate: maxComputeSharedMemorySize below 20 KiB";
         } else {
             caps_.coopmat = caps_.coopmat_emulated = true;
             caps_.coopmat_n = mode[7] == '8' ? 8 : 16;
@@ -372,7 +372,7 @@ void context::detect_coopmat(const std::vector<VkExtensionProperties>& exts) {
         return no("the loader does not provide vkGetPhysicalDeviceCooperativeMatrixPropertiesNV");
     if (caps_.subgroup_size != 32)
         return no("subgroup size " + std::to_string(caps_.subgroup_size) + ", the shader needs 32");
-    if (caps_.max_shared_bytes < 28672) return no("maxComputeSharedMemorySize below the 28 KiB of the smallest tile");
+    if (caps_.max_shared_bytes < 20480) return no("maxComputeSharedMemorySize below the 20 KiB of the smallest tile");
 
     VkPhysicalDeviceCooperativeMatrixFeaturesNV cmf{};
     cmf.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV;

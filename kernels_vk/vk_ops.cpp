@@ -431,40 +431,58 @@ struct cm_tile {
     const char* shader;  // without the fragment suffix
     uint64_t rows, cols;
 };
-// Shared memory of mul_mat_cm.comp: 2 buffers x (rows + columns) x 40 halves, plus 8 subgroups x 16 x N floats.
-uint64_t cm_shared_bytes(const cm_tile& t, uint32_t frag_n) {
-    return 2 * (t.rows + t.cols) * 40 * 2 + 8 * 16 * uint64_t(frag_n) * 4;
-}
+// Shared memory of mul_mat_cm.comp: 2 buffers x (rows + columns) x 40 halves (the results leave through them).
+uint64_t cm_shared_bytes(const cm_tile& t) { return 2 * (t.rows + t.cols) * 40 * 2; }
 
 // Whether the coopmat shader takes this product, and which tile (false: the f32 shader, choose_mm_tile).
 bool choose_cm_tile(const device_caps& caps, dtype type, uint64_t m, uint64_t n, std::string* shader, uint64_t* rows,
                     uint64_t* cols) {
     static const cm_tile tiles[] = {{"mul_mat_cm", 64, 64}, {"mul_mat_cm_w", 64, 128}, {"mul_mat_cm_xl", 128, 128}};
     static const char* const names[] = {"cm64", "cm64x128", "cm128x128"};
+    static const cm_tile emulated = {"mul_mat_cm_emu", 64, 64};  // lavapipe's 32 KiB of shared memory: 64x64 only
     if (!caps.coopmat) return false;
     const cm_tile* pick = nullptr;
     if (const char* env = std::getenv("TFU_VK_MM_TILE"); env && *env) {
         for (size_t i = 0; i < 3; ++i)
             if (std::strcmp(env, names[i]) == 0) pick = &tiles[i];
         if (!pick) return false;  // an f32 tile forced
-        if (caps.coopmat_emulated) pick = &tiles[0];
-        else if (cm_shared_bytes(*pick, caps.coopmat_n) > caps.max_shared_bytes) pick = nullptr;
+        if (!caps.coopmat_emulated && cm_shared_bytes(*pick) > caps.max_shared_bytes) pick = nullptr;
     }
     if (!pick) {
         if (n < k_cm_min_cols || type == dtype::F32) return false;
         pick = &tiles[0];
         for (size_t i : {2, 1})
             if (ceil_div(m, tiles[i].rows) * ceil_div(n, tiles[i].cols) >= 256 &&
-                cm_shared_bytes(tiles[i], caps.coopmat_n) <= caps.max_shared_bytes) {
+                cm_shared_bytes(tiles[i]) <= caps.max_shared_bytes) {
                 pick = &tiles[i];
                 break;
             }
     }
-    if (caps.coopmat_emulated) pick = &tiles[0];  // only mul_mat_cm_emu(_n8) is built: the 64x64 tile
-    *shader = std::string(pick->shader) + (caps.coopmat_emulated ? "_emu" : "") + (caps.coopmat_n == 8 ? "_n8" : "");
+    if (caps.coopmat_emulated) pick = &emulated;
+    *shader = std::string(pick->shader) + (caps.coopmat_n == 8 ? "_n8" : "");
     *rows = pick->rows;
     *cols = pick->cols;
     return true;
+}
+
+// mul_mat_cm.comp's X16 form (mul_mat_cm_x16.comp first writes x as fp16 in the tiles' order into the scratch):
+// the scratch bytes MUL_MAT o needs for it, 0 where it is not taken. Taken by every product on the
+// cooperative-matrix shader unless env TFU_VK_CM_X16=0 (read per call, for comparisons): x is read by every
+// workgroup of a row of tiles, so halving its bytes and converting it once pays for the extra launch.
+// ku: 16-byte units per column (k rounded up to a step of 32).
+uint64_t cm_x16_bytes(const vk_backend& be, const op& o, uint32_t* ku = nullptr) {
+    if (o.type != op_type::MUL_MAT) return 0;
+    const tensor& w = *o.src[0];
+    const uint64_t n = uint64_t(o.src[1]->nrows());
+    std::string shader;
+    uint64_t rows = 0, cols = 0;
+    if (n <= uint64_t(k_mmv_max_cols) || !choose_cm_tile(be.caps(), w.type, uint64_t(w.ne[1]), n, &shader, &rows, &cols))
+        return 0;
+    if (const char* env = std::getenv("TFU_VK_CM_X16"); env && std::strcmp(env, "0") == 0) return 0;
+    const uint64_t units = ceil_div(uint64_t(w.ne[0]), 32) * 4;
+    if (n * units * 16 > be.max_binding()) return 0;  // the scratch is one binding: x stays f32 then
+    if (ku) *ku = uint32_t(units);
+    return n * units * 16;
 }
 
 void record_mul_mat(vk_backend& be, const op& o) {
@@ -473,6 +491,16 @@ void record_mul_mat(vk_backend& be, const op& o) {
     const tensor& d = *o.dst;
     const uint64_t n = uint64_t(x.nrows());
     const binding bd = bind_whole(be, &d, "dst"), bx = bind_whole(be, &x, "src1");
+    // X16: x once as fp16 into the scratch, which the coopmat launches below then read (x_off, x_s in vectors).
+    uint32_t ku = 0;
+    const uint64_t x16 = cm_x16_bytes(be, o, &ku);
+    binding bx16{};
+    if (x16) {
+        bx16 = be.scratch(x16);
+        const binding b[3] = {bx16, bx, bx};
+        be.dispatch("mul_mat_cm_x16", {uint32_t(w.type)}, b, 3,
+                    {uint32_t(w.ne[0]), uint32_t(n), ku, bx.word, words(x.nb[1])}, ceil_div(n * ku, 256));
+    }
     for (row_piece p : split_rows(w, be.max_binding(), be.caps().storage_offset_align)) {
         const binding bw = bind_rows(be, w, p);
         const uint64_t m = uint64_t(p.hi - p.lo);
@@ -481,16 +509,19 @@ void record_mul_mat(vk_backend& be, const op& o) {
             dispatch_mmv(be, w.type, w.ne[0], x, bw, bd, bx, &mat, 1, false);
             continue;
         }
-        const binding b[3] = {bd, bw, bx};
         std::string cm_shader;
         mm_tile tile{};
-        if (choose_cm_tile(be.caps(), w.type, m, n, &cm_shader, &tile.rows, &tile.cols))
-            tile.shader = cm_shader.c_str();
-        else
-            tile = choose_mm_tile(m, n);
-        be.dispatch(tile.shader, {uint32_t(w.type)}, b, 3,
-                    {uint32_t(w.ne[0]), uint32_t(m), uint32_t(n), bw.byte, uint32_t(w.nb[1]), bx.word,
-                     words(x.nb[1]), bd.word + uint32_t(p.lo), words(d.nb[1])},
+        const bool cm = choose_cm_tile(be.caps(), w.type, m, n, &cm_shader, &tile.rows, &tile.cols);
+        if (cm) tile.shader = cm_shader.c_str();
+        else tile = choose_mm_tile(m, n);
+        const bool from_x16 = cm && x16;
+        const binding b[3] = {bd, bw, from_x16 ? bx16 : bx};
+        std::vector<uint32_t> spec = {uint32_t(w.type)};
+        if (cm) spec.push_back(from_x16 ? 1u : 0u);
+        be.dispatch(tile.shader, spec, b, 3,
+                    {uint32_t(w.ne[0]), uint32_t(m), uint32_t(n), bw.byte, uint32_t(w.nb[1]),
+                     from_x16 ? 0u : bx.word, from_x16 ? ku : words(x.nb[1]), bd.word + uint32_t(p.lo),
+                     words(d.nb[1])},
                     ceil_div(m, tile.rows) * ceil_div(n, tile.cols));
     }
 }
@@ -790,7 +821,7 @@ void record_attention(vk_backend& be, const op& o) {
     const uint32_t n_split = attention_splits(o);
     const uint64_t blocks = uint64_t(q.ne[2]) * uint64_t(q.ne[1]);
     binding bs[5] = {b[0], b[1], b[2], b[3], binding{}};
-    if (n_split > 1) bs[4] = be.scratch(scratch_bytes(o));
+    if (n_split > 1) bs[4] = be.scratch(scratch_bytes(be, o));
     be.dispatch(lanes ? "attention_lanes" : "attention", spec, bs, n_split > 1 ? 5 : 4,
                 {uint32_t(q.ne[0]), uint32_t(q.ne[1]), uint32_t(q.ne[2]), uint32_t(o.i[0]), uint32_t(q.ne[1] / o.i[1]),
                  fbits(o.f[0]), b[1].word, words(q.nb[1]), b[0].word, words(d.nb[1]), uint32_t(k.type), b[2].byte,
@@ -913,7 +944,7 @@ void record_argmax(vk_backend& be, const op& o) {
         return;
     }
     const uint32_t chunk = uint32_t(align_up((uint64_t(k) + parts - 1) / parts, 256));
-    binding part[2] = {be.scratch(scratch_bytes(o)), b[1]};
+    binding part[2] = {be.scratch(scratch_bytes(be, o)), b[1]};
     be.dispatch(sg ? "argmax_part_subgroup" : "argmax_part", {}, part, 2,
                 {k, n, b[1].word, words(x.nb[1]), 0u, parts, chunk}, uint64_t(n) * parts);
     binding fin[2] = {b[0], part[0]};
@@ -1014,7 +1045,8 @@ uint32_t attention_splits(const op& o) {
     return uint32_t(attention_split_count(q.ne[1] * q.ne[2], int64_t(o.i[0]) + q.ne[2], k_split_target));
 }
 
-uint64_t scratch_bytes(const op& o) {
+uint64_t scratch_bytes(const vk_backend& be, const op& o) {
+    if (o.type == op_type::MUL_MAT) return cm_x16_bytes(be, o);
     if (o.type == op_type::ARGMAX) {
         const uint32_t parts = argmax_parts(o);
         return parts > 1 ? uint64_t(o.src[0]->nrows()) * parts * 8 : 0;
@@ -1025,8 +1057,9 @@ uint64_t scratch_bytes(const op& o) {
     return uint64_t(q.ne[1]) * uint64_t(q.ne[2]) * n_split * (uint64_t(q.ne[0]) + 2) * 4;
 }
 
-// The ops with scratch are the two-launch ones (split ATTENTION: its merge; long ARGMAX: its final pass).
-uint32_t max_dispatches(const op& o) { return scratch_bytes(o) > 0 ? 2 : 1; }
+// The ops with scratch are the two-launch ones (split ATTENTION: its merge; long ARGMAX: its final pass; a
+// prefill MUL_MAT's x in fp16 first, which a kept run never holds: over 8 columns).
+uint32_t max_dispatches(const vk_backend& be, const op& o) { return scratch_bytes(be, o) > 0 ? 2 : 1; }
 
 uint64_t replay_param_bytes(const op& o) {
     return o.type == op_type::ROPE ? align_up(uint64_t(o.i[0] < 0 ? 0 : o.i[0]) * 4, 16) : 0;

@@ -54,12 +54,13 @@ bool replay_safe(const vk_backend& be, const op& o);
 // TFU_VK_ATTN_SPLIT=0 disables splitting (read per call). Other ops: 1.
 uint32_t attention_splits(const op& o);
 // Bytes of device scratch o's recording uses, 0 for none: ATTENTION's split-K partials (n_head x n x splits x
-// (hd + 2) floats), a long ARGMAX's per-workgroup (key, index) pairs (columns x parts x 8). run() reserves the
-// largest before recording (vk_backend::reserve_scratch).
-uint64_t scratch_bytes(const op& o);
+// (hd + 2) floats), a long ARGMAX's per-workgroup (key, index) pairs (columns x parts x 8), a prefill MUL_MAT's x
+// in fp16 on the cooperative-matrix path (columns x k rounded up to 32, halves). run() reserves the largest before
+// recording (vk_backend::reserve_scratch).
+uint64_t scratch_bytes(const vk_backend& be, const op& o);
 // Dispatches o records at most (2 for a split ATTENTION: the split pass and the merge; 2 for a long ARGMAX), for
 // sizing a kept run's descriptor pool.
-uint32_t max_dispatches(const op& o);
+uint32_t max_dispatches(const vk_backend& be, const op& o);
 // Bytes of the parameter arena that o's recording stores (RoPE's frequency table), for sizing a kept run's.
 uint64_t replay_param_bytes(const op& o);
 

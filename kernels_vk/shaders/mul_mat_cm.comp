@@ -54,8 +54,15 @@ layout(local_size_x = 256) in;
 layout(push_constant) uniform pc_t {
     uint k, m, n;
     uint w_off, w_nb1;  // bytes
-    uint x_off, x_s, d_off, d_s;  // words
+    uint x_off, x_s, d_off, d_s;  // words (X16: x_off and x_s in 16-byte vectors)
 } pc;
+#include "cm_x.glsl"
+
+// X16 (specialization constant 1): x as mul_mat_cm_x16.comp wrote it, fp16 in the tiles' order: unit u of column
+// j is vector x_off + j x_s + u of binding 2, so a thread's share of a step's x is one 16-byte load, stored to
+// shared memory as it is (half the bytes of f32 x, and no conversion).
+layout(constant_id = 1) const bool X16 = false;
+layout(set = 0, binding = 2) readonly buffer src1_u4_buf { uvec4 src1_u4[]; };
 
 #ifndef WR
 #define WR 1  // tile rows BM = 64 WR
@@ -75,7 +82,9 @@ const uint FC = (16u * WC) / CN;       // CN-column fragments per subgroup: 16 W
 const uint SV = SA / 8u;
 shared uvec4 ws[2u * BM * SV];         // weight tile, two buffers: row r, slot kk at half 8 (r * SV) + kk
 shared uvec4 xs[2u * BN * SV];         // x tile, two buffers: column c, slot kk at half 8 (c * SV) + kk
-shared float cs[8u * 16u * CN];        // per subgroup: one result fragment, column major (i + 16 j)
+// The results leave through ws once the loop is done: per subgroup one 16 x CN f32 fragment, column major
+// (i + 16 j), at vector SG_ST sg: 8 fragments of 16 CN floats fit in the 2 BM SV vectors of every tile.
+const uint SG_ST = 4u * CN;
 
 #if CM_EMULATE
 // Emulated fragments. A 16 x CN f32 accumulator is spread over the 32 lanes of a virtual subgroup: lane l holds
@@ -111,7 +120,10 @@ acc_t mul_add(uint a, uint b, acc_t c) {
     return c;
 }
 void store_acc(acc_t c, uint st) {
-    [[unroll]] for (uint s = 0u; s < CN / 2u; ++s) cs[st + lane_id() + 32u * s] = c.v[s];
+    [[unroll]] for (uint s = 0u; s < CN / 2u; ++s) {
+        uint e = lane_id() + 32u * s;
+        ws[st + (e >> 2)][e & 3u] = floatBitsToUint(c.v[s]);
+    }
 }
 void subgroup_sync() { barrier(); }  // uniform control flow: every virtual subgroup passes it together
 #else
@@ -132,32 +144,17 @@ B_T load_b(uint off) {
     return b;
 }
 ACC_T mul_add(A_T a, B_T b, ACC_T c) { return coopMatMulAddNV(a, b, c); }
-void store_acc(ACC_T c, uint st) { coopMatStoreNV(c, cs, st, 16u, true); }  // (i, j) at st + 16 j + i
+void store_acc(ACC_T c, uint st) { coopMatStoreNV(c, ws, st, 4u, true); }  // (i, j): float 16 j + i from vector st
 void subgroup_sync() {
     subgroupMemoryBarrierShared();
     subgroupBarrier();
 }
 #endif
 
-// Only float rows can end inside a step (k % 32 != 0) or inside a unit (k % 8 != 0).
-const bool FLOAT_TYPE = TYPE == T_F32 || TYPE == T_F16 || TYPE == T_BF16;
-// Q4_0 and Q8_0 weights are decoded by packed fp16 arithmetic, which yields the values of a unit in the pair order
-// (0, 2), (1, 3), (4, 6), (5, 7) (value i of the unit: i < 4 pairs with x[e0 + i], else with x[e1 + i - 4]); x is
-// packed in the same order, so within the step the slots of a unit hold the same values permuted alike.
-const bool PAIRED = TYPE == T_Q4_0 || TYPE == T_Q8_0;
 // Whether the step's global loads stay raw in registers until after the step's MMAs (Q4_0, Q8_0, F16/BF16 rows on
 // 16-byte boundaries): the decoding would otherwise wait for the loads before the MMAs could be issued. Other types
 // and unaligned float rows are decoded (rounded to halves) at load time.
 const bool LATE = PAIRED || TYPE == T_F16 || TYPE == T_BF16;
-
-// 8 values (value i of the unit at half i of the vector: a = values 0..3, b = 4..7) as halves, in the type's order.
-uvec4 pack_unit(vec4 a, vec4 b) {
-    if (PAIRED)
-        return uvec4(packFloat2x16(f16vec2(a.xz)), packFloat2x16(f16vec2(a.yw)), packFloat2x16(f16vec2(b.xz)),
-                     packFloat2x16(f16vec2(b.yw)));
-    return uvec4(packFloat2x16(f16vec2(a.xy)), packFloat2x16(f16vec2(a.zw)), packFloat2x16(f16vec2(b.xy)),
-                 packFloat2x16(f16vec2(b.zw)));
-}
 
 // Weight unit u of the row at byte `row`, dequantized to f32 (elements past k give 0: only in a float row's last
 // step). The same decoding as mul_mat.comp's.
@@ -249,30 +246,13 @@ uvec4 w_unit(uvec4 raw, uint sh, bool done) {
                  packFloat2x16(codes_minus((q1 >> 8) & 0x00ff00ffu, 128.0hf) * d));
 }
 
-// x at the element positions of unit u of the column at word `col` (0 past k).
-void load_x_unit(uint col, uint u, bool x4, out vec4 a, out vec4 b) {
-    uint e0, e1;
-    unit_x(u, e0, e1);
-    if (!FLOAT_TYPE || 8u * u + 8u <= pc.k) {
-        a = x_vec4(col + e0, x4);
-        b = x_vec4(col + e1, x4);
-        return;
-    }
-    float v[8];
-    [[unroll]] for (uint i = 0u; i < 8u; ++i) {
-        uint e = 8u * u + i;
-        v[i] = e < pc.k ? src1_f(col + e) : 0.0;
-    }
-    a = vec4(v[0], v[1], v[2], v[3]);
-    b = vec4(v[4], v[5], v[6], v[7]);
-}
-
 // The thread's share of the next step, in registers while the current step's MMAs run: WR weight units (raw, see
-// load_w_raw) and WC x units (f32, values 0..3 in x_a, 4..7 in x_b).
+// load_w_raw) and WC x units (f32, values 0..3 in x_a, 4..7 in x_b; X16: the unit's halves in x_h).
 uvec4 w_raw[WR];
 uint w_sh[WR];
 bool w_done[WR];
 vec4 x_a[WC], x_b[WC];
+uvec4 x_h[WC];
 
 // Global loads of the step at element k0 into the registers: thread t takes unit t % 4 of weight rows t / 4
 // (+ 64) and of columns t / 4 (+ 64), clamped to the last row / column.
@@ -284,15 +264,18 @@ void load_step(uint t, uint k0, uint tm, uint tn, bool w16, bool x4) {
     }
     [[unroll]] for (uint p = 0u; p < WC; ++p) {
         uint c = min(tn * BN + 64u * p + (t >> 2), pc.n - 1u);
-        load_x_unit(pc.x_off + c * pc.x_s, u, x4, x_a[p], x_b[p]);
+        if (X16) x_h[p] = src1_u4[pc.x_off + c * pc.x_s + u];
+        else load_x_unit(pc.x_off + c * pc.x_s, u, x4, x_a[p], x_b[p]);
     }
 }
 
 // Registers -> buffer `buf` as halves: unit q of row (column) r goes to slots 8q .. 8q + 7, one 128-bit store.
 void store_step(uint t, uint buf) {
     uint q = t & 3u, r = t >> 2;
-    [[unroll]] for (uint p = 0u; p < WR; ++p) ws[(buf * BM + 64u * p + r) * SV + q] = w_unit(w_raw[p], w_sh[p], w_done[p]);
-    [[unroll]] for (uint p = 0u; p < WC; ++p) xs[(buf * BN + 64u * p + r) * SV + q] = pack_unit(x_a[p], x_b[p]);
+    [[unroll]] for (uint p = 0u; p < WR; ++p)
+        ws[(buf * BM + 64u * p + r) * SV + q] = w_unit(w_raw[p], w_sh[p], w_done[p]);
+    [[unroll]] for (uint p = 0u; p < WC; ++p)
+        xs[(buf * BN + 64u * p + r) * SV + q] = X16 ? x_h[p] : pack_unit(x_a[p], x_b[p]);
 }
 
 void main() {
@@ -332,9 +315,10 @@ void main() {
         buf ^= 1u;
     }
 
-    // Results: each fragment through the subgroup's staging (column major, 16 x CN) to dst with bounds.
+    // Results: each fragment through the subgroup's staging (column major, 16 x CN, in ws: every subgroup has
+    // passed the loop's last barrier, so no tile is read any more) to dst with bounds.
     uint lane = lane_id();
-    uint st = sg * 16u * CN;
+    uint st = sg * SG_ST;
     [[unroll]] for (uint i = 0u; i < FR; ++i)
         [[unroll]] for (uint j = 0u; j < FC; ++j) {
             store_acc(acc[i * FC + j], st);
@@ -342,7 +326,7 @@ void main() {
             uint row0 = tm * BM + r0 + 16u * i, col0 = tn * BN + c0 + CN * j;
             [[unroll]] for (uint s = 0u; s < CN / 2u; ++s) {  // 16 CN values, 32 lanes
                 uint e = lane + 32u * s, row = row0 + (e & 15u), col = col0 + (e >> 4);
-                if (row < pc.m && col < pc.n) dst_set(pc.d_off + col * pc.d_s + row, cs[st + e]);
+                if (row < pc.m && col < pc.n) dst_set(pc.d_off + col * pc.d_s + row, uintBitsToFloat(ws[st + (e >> 2)][e & 3u]));
             }
             subgroup_sync();  // every lane has read the staging before the next fragment overwrites it
         }

@@ -410,7 +410,10 @@ void cm_every_type(const char* mode, const std::vector<dtype>& types) {
                 const char* tile = tiles[size_t(idx + int(t)) % 4];
                 if (!tile && t == dtype::F32) tile = "cm64x128";
                 scoped_env env("TFU_VK_MM_TILE", tile);
-                const double err = check_case(*dev, rng, t, s, describe(t, s, tile ? tile : "default"), k_cm_bound);
+                // x in fp16 first (mul_mat_cm_x16.comp, the default) or read as f32 by the product itself.
+                scoped_env x16("TFU_VK_CM_X16", v == 1 ? "0" : nullptr);
+                const std::string what = std::string(tile ? tile : "default") + (v == 1 ? ", f32 x" : ", fp16 x");
+                const double err = check_case(*dev, rng, t, s, describe(t, s, what.c_str()), k_cm_bound);
                 worst[t] = std::max(worst[t], err);
                 ++cases;
             }
@@ -422,6 +425,7 @@ void cm_every_type(const char* mode, const std::vector<dtype>& types) {
     for (const char* base : {"mul_mat_cm", "mul_mat_cm_w", "mul_mat_cm_xl"})
         EXPECT_TRUE(pipeline_created(cm_shader(state, base)))
             << cm_shader(state, base) << " was never created: the coopmat path did not run";
+    EXPECT_TRUE(pipeline_created("mul_mat_cm_x16")) << "x never went through fp16 first";
 }
 
 // The rule: fewer than 32 columns, F32 weights and a forced f32 tile keep the f32 shader (its k_bound holds and no
@@ -484,9 +488,26 @@ TEST(vk_mul_mat, coopmat_emulated_n8) {
 TEST(vk_mul_mat, coopmat_emulated_rule) { cm_rule("emulate"); }
 TEST(vk_mul_mat, coopmat_emulated_row_pieces) { cm_row_pieces("emulate"); }
 
-// TFU_VK_MM_BENCH=1: wall time of a 2048 x 2048 Q4_0 weight by 512 columns per tile variant (one warm-up run,
-// then the best of 3), the coopmat tiles too where the device has them. Printed only.
-TEST(vk_mul_mat, bench_q4_0_2048x2048x512) {
+// TFU_VK_MM_BENCH=1: the time of one MUL_MAT per tile variant, the coopmat tiles too where the device has them:
+// 10 copies of the op in one run() (one submission, one wait), a warm-up run, then the best of 3, divided by 10.
+// Printed only. TFU_VK_MM_BENCH_SHAPES="MxK,..." (default 2048x2048), TFU_VK_MM_BENCH_N (default 512),
+// TFU_VK_MM_BENCH_TYPE (a dtype name as dtype_name prints it, default q4_0), TFU_VK_MM_BENCH_TILES="cm64,..."
+// (TFU_VK_MM_TILE values; default every tile). Each tile's result is checked against the first tile's.
+std::vector<std::string> split_list(const char* s, const char* fallback) {
+    std::string text = s && *s ? s : fallback;
+    std::vector<std::string> out;
+    size_t start = 0;
+    while (start <= text.size()) {
+        const size_t comma = text.find(',', start);
+        const std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        if (!item.empty()) out.push_back(item);
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    return out;
+}
+
+TEST(vk_mul_mat, bench_tiles) {
     const char* on = std::getenv("TFU_VK_MM_BENCH");
     if (!on || std::string(on) != "1") GTEST_SKIP() << "set TFU_VK_MM_BENCH=1 to time";
     std::string why, state;
@@ -497,45 +518,61 @@ TEST(vk_mul_mat, bench_q4_0_2048x2048x512) {
         state = coopmat_state(log.text());
     }
     if (!dev) GTEST_SKIP() << why;
-    std::mt19937_64 rng(test_seed() + 64);
-    const int64_t k = 2048, m = 2048, n = 512;
-    owned_tensor w(dtype::Q4_0, k, m), x(dtype::F32, k, n);
-    fill_random(rng, w.t, 0.05f);
-    fill_random(rng, x.t, 1.0f);
-    void* dw = dev->alloc(w.t.nbytes(), "bench w");
-    void* dx = dev->alloc(x.t.nbytes(), "bench x");
-    void* dd = dev->alloc(size_t(m * n) * 4, "bench d");
-    dev->upload(dw, w.t.data, w.t.nbytes());
-    dev->upload(dx, x.t.data, x.t.nbytes());
-    tensor tw = w.t, tx = x.t, td = make_tensor(dtype::F32, m, n);
-    tw.data = dw, tx.data = dx, td.data = dd;
-    const op o = make_op(op_type::MUL_MAT, &td, &tw, &tx);
-    std::vector<const char*> tiles = {"32", "64", "128", "64x128", "128x128"};
-    if (coopmat_used(state))
-        for (const char* cm : {"cm64", "cm64x128", "cm128x128"}) tiles.push_back(cm);
-    std::vector<float> first;
-    for (const char* tile : tiles) {
-        scoped_env env("TFU_VK_MM_TILE", tile);
-        dev->run(&o, 1);
-        dev->sync();
-        double best = 1e30;
-        for (int r = 0; r < 3; ++r) {
-            const auto t0 = std::chrono::steady_clock::now();
-            dev->run(&o, 1);
-            dev->sync();
-            best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-        }
-        std::vector<float> out(size_t(m * n));
-        dev->download(out.data(), dd, out.size() * 4);
-        if (first.empty()) first = out;
-        else
-            EXPECT_LE(rel_l2(out, first), tile[0] == 'c' ? k_cm_bound : k_bound(k)) << "tile " << tile << " against 32";
-        std::printf("mul_mat Q4_0 %lldx%lld by %lld, tile %s: %.1f ms (%.2f GFLOP/s)\n", (long long)m, (long long)k,
-                    (long long)n, tile, best * 1e3, 2.0 * double(m) * double(k) * double(n) / best * 1e-9);
+    dtype type = dtype::Q4_0;
+    if (const char* t = std::getenv("TFU_VK_MM_BENCH_TYPE"); t && *t) {
+        bool found = false;
+        for (dtype c : k_types)
+            if (std::string(dtype_name(c)) == t) type = c, found = true;
+        ASSERT_TRUE(found) << "TFU_VK_MM_BENCH_TYPE=" << t << " is not a weight type of this test";
     }
-    dev->free(dw);
-    dev->free(dx);
-    dev->free(dd);
+    const char* n_env = std::getenv("TFU_VK_MM_BENCH_N");
+    const int64_t n = n_env && *n_env ? std::atoll(n_env) : 512;
+    ASSERT_GT(n, 0);
+    std::vector<std::string> tiles = split_list(std::getenv("TFU_VK_MM_BENCH_TILES"), "32,64,128,64x128,128x128");
+    if (!std::getenv("TFU_VK_MM_BENCH_TILES") && coopmat_used(state))
+        for (const char* cm : {"cm64", "cm64x128", "cm128x128"}) tiles.push_back(cm);
+    std::mt19937_64 rng(test_seed() + 64);
+    for (const std::string& sh : split_list(std::getenv("TFU_VK_MM_BENCH_SHAPES"), "2048x2048")) {
+        const int64_t m = std::atoll(sh.c_str()), k = std::atoll(sh.c_str() + sh.find('x') + 1);
+        ASSERT_TRUE(sh.find('x') != std::string::npos && m > 0 && k > 0) << "shape " << sh << ": want MxK";
+        owned_tensor w(type, k, m), x(dtype::F32, k, n);
+        fill_random(rng, w.t, 0.05f);
+        fill_random(rng, x.t, 1.0f);
+        void* dw = dev->alloc(w.t.nbytes(), "bench w");
+        void* dx = dev->alloc(x.t.nbytes(), "bench x");
+        void* dd = dev->alloc(size_t(m * n) * 4, "bench d");
+        dev->upload(dw, w.t.data, w.t.nbytes());
+        dev->upload(dx, x.t.data, x.t.nbytes());
+        tensor tw = w.t, tx = x.t, td = make_tensor(dtype::F32, m, n);
+        tw.data = dw, tx.data = dx, td.data = dd;
+        const std::vector<op> ops(10, make_op(op_type::MUL_MAT, &td, &tw, &tx));
+        std::vector<float> first;
+        for (const std::string& tile : tiles) {
+            scoped_env env("TFU_VK_MM_TILE", tile.c_str());
+            dev->run(ops.data(), ops.size());
+            dev->sync();
+            double best = 1e30;
+            for (int r = 0; r < 3; ++r) {
+                const auto t0 = std::chrono::steady_clock::now();
+                dev->run(ops.data(), ops.size());
+                dev->sync();
+                best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+            }
+            best /= double(ops.size());
+            std::vector<float> out(size_t(m * n));
+            dev->download(out.data(), dd, out.size() * 4);
+            if (first.empty()) first = out;
+            else
+                EXPECT_LE(rel_l2(out, first), tile[0] == 'c' || tiles[0][0] == 'c' ? k_cm_bound : k_bound(k))
+                    << "tile " << tile << " against " << tiles[0];
+            std::printf("mul_mat %s %lldx%lld by %lld, tile %s: %.1f us (%.1f TFLOP/s)\n", dtype_name(type),
+                        (long long)m, (long long)k, (long long)n, tile.c_str(), best * 1e6,
+                        2.0 * double(m) * double(k) * double(n) / best * 1e-12);
+        }
+        dev->free(dw);
+        dev->free(dx);
+        dev->free(dd);
+    }
 }
 
 }  // namespace
