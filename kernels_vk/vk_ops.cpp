@@ -485,22 +485,29 @@ uint64_t cm_x16_bytes(const vk_backend& be, const op& o, uint32_t* ku = nullptr)
     return n * units * 16;
 }
 
+// X16: MUL_MAT o's x (bound as bx) once as fp16 into the scratch, for the coopmat launches that follow (they read
+// it with x_off 0 and x_s = *ku vectors). False (nothing recorded) where o does not take it (cm_x16_bytes).
+bool dispatch_cm_x16(vk_backend& be, const op& o, const binding& bx, binding* bx16, uint32_t* ku) {
+    const uint64_t bytes = cm_x16_bytes(be, o, ku);
+    if (!bytes) return false;
+    const tensor& x = *o.src[1];
+    *bx16 = be.scratch(bytes);
+    const binding b[3] = {*bx16, bx, bx};
+    be.dispatch("mul_mat_cm_x16", {uint32_t(o.src[0]->type)}, b, 3,
+                {uint32_t(o.src[0]->ne[0]), uint32_t(x.nrows()), *ku, bx.word, words(x.nb[1])},
+                ceil_div(uint64_t(x.nrows()) * *ku, 256));
+    return true;
+}
+
 void record_mul_mat(vk_backend& be, const op& o) {
     const tensor& w = *o.src[0];
     const tensor& x = *o.src[1];
     const tensor& d = *o.dst;
     const uint64_t n = uint64_t(x.nrows());
     const binding bd = bind_whole(be, &d, "dst"), bx = bind_whole(be, &x, "src1");
-    // X16: x once as fp16 into the scratch, which the coopmat launches below then read (x_off, x_s in vectors).
     uint32_t ku = 0;
-    const uint64_t x16 = cm_x16_bytes(be, o, &ku);
     binding bx16{};
-    if (x16) {
-        bx16 = be.scratch(x16);
-        const binding b[3] = {bx16, bx, bx};
-        be.dispatch("mul_mat_cm_x16", {uint32_t(w.type)}, b, 3,
-                    {uint32_t(w.ne[0]), uint32_t(n), ku, bx.word, words(x.nb[1])}, ceil_div(n * ku, 256));
-    }
+    const bool x16 = dispatch_cm_x16(be, o, bx, &bx16, &ku);
     for (row_piece p : split_rows(w, be.max_binding(), be.caps().storage_offset_align)) {
         const binding bw = bind_rows(be, w, p);
         const uint64_t m = uint64_t(p.hi - p.lo);
@@ -687,6 +694,60 @@ size_t record_fused_mmv(vk_backend& be, const op* ops, size_t n_ops, const op* n
     return used;
 }
 
+// Prefill products of one x on the tensor-core shader as one launch (mul_mat_cm.comp's matrices 1 and 2): ops[0..]
+// MUL_MATs of more than 8 columns that join (joins: the same x, weight type and k, results apart from x, weights and
+// each other), weights in one window and results in another (bind_together), 2 or 3 of them (Q/K/V, gate/up; the
+// SWIGLU after gate/up stays its own launch). The launch's rows of tiles run over the matrices in turn, with the
+// tile the summed rows would get, and x goes to fp16 once for all of them: the small K/V products (1024 rows by
+// 512 columns on the 8B model, 128 workgroups of 64x64 alone) fill the device with Q's. Returns the ops recorded,
+// 0 when it does not apply.
+size_t record_fused_cm(vk_backend& be, const op* ops, size_t n_ops) {
+    const tensor& w = *ops[0].src[0];
+    const tensor& x = *ops[0].src[1];
+    const uint64_t n = uint64_t(x.nrows());
+    if (n <= uint64_t(k_mmv_max_cols) || !weight_whole(be, w) || overlaps(*ops[0].dst, x) || overlaps(*ops[0].dst, w))
+        return 0;
+    const tensor* ws[3] = {&w};
+    const tensor* ds[3] = {ops[0].dst};
+    size_t n_mat = 1;
+    while (n_mat < 3 && n_mat < n_ops && joins(be, ops, n_mat)) {
+        ws[n_mat] = ops[n_mat].src[0];
+        ds[n_mat] = ops[n_mat].dst;
+        ++n_mat;
+    }
+    binding bw, bd;
+    uint32_t w_byte[3], d_byte[3];
+    for (; n_mat >= 2; --n_mat)
+        if (bind_together(be, ws, n_mat, "weights sharing x", &bw, w_byte) &&
+            bind_together(be, ds, n_mat, "results sharing x", &bd, d_byte))
+            break;
+    if (n_mat < 2) return 0;
+    uint64_t m_sum = 0;
+    for (size_t i = 0; i < n_mat; ++i) m_sum += uint64_t(ws[i]->ne[1]);
+    std::string shader;
+    mm_tile tile{};
+    if (!choose_cm_tile(be.caps(), w.type, m_sum, n, &shader, &tile.rows, &tile.cols)) return 0;
+    const binding bx = bind_whole(be, &x, "src1");
+    uint32_t ku = 0;
+    binding bx16{};
+    const bool x16 = dispatch_cm_x16(be, ops[0], bx, &bx16, &ku);
+    std::vector<uint32_t> push = {uint32_t(w.ne[0]), uint32_t(w.ne[1]), uint32_t(n), w_byte[0], uint32_t(w.nb[1]),
+                                  x16 ? 0u : bx.word, x16 ? ku : words(x.nb[1]), d_byte[0] / 4,
+                                  words(ops[0].dst->nb[1]), uint32_t(n_mat)};
+    uint64_t tiles_m = 0;
+    for (size_t i = 0; i < 3; ++i) {
+        const bool on = i < n_mat;
+        if (i > 0)
+            for (uint32_t v : {on ? uint32_t(ws[i]->ne[1]) : 0u, on ? w_byte[i] : 0u, on ? uint32_t(ws[i]->nb[1]) : 0u,
+                               on ? d_byte[i] / 4 : 0u, on ? words(ds[i]->nb[1]) : 0u})
+                push.push_back(v);
+        if (on) tiles_m += ceil_div(uint64_t(ws[i]->ne[1]), tile.rows);
+    }
+    const binding b[3] = {bd, bw, x16 ? bx16 : bx};
+    be.dispatch(shader.c_str(), {uint32_t(w.type), x16 ? 1u : 0u}, b, 3, push, tiles_m * ceil_div(n, tile.cols));
+    return n_mat;
+}
+
 // record_fused for an RMS_NORM first: the norm inside the int8 matrix-vector launch of the MUL_MATs after it
 // that read its result (record_fused_mmv's nrm); those ops' x must be the norm's dst itself (same memory and
 // shape). Returns the ops computed with the RMS_NORM, 0 when it does not apply.
@@ -732,7 +793,10 @@ bool rope_store_ok(const vk_backend& be, const op* ops) {
 size_t record_fused(vk_backend& be, const op* ops, size_t n_ops) {
     if (n_ops < 2) return 0;
     switch (ops[0].type) {
-        case op_type::MUL_MAT: return record_fused_mmv(be, ops, n_ops);
+        case op_type::MUL_MAT: {
+            const size_t used = record_fused_mmv(be, ops, n_ops);
+            return used ? used : record_fused_cm(be, ops, n_ops);
+        }
         case op_type::RMS_NORM: return record_fused_norm_mmv(be, ops, n_ops);
         case op_type::ADD:
             if (!add_rms_norm_fusable(ops[0], ops[1])) return 0;

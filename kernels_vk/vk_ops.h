@@ -27,6 +27,9 @@ void record_op(vk_backend& be, const op& o);
 //   2: one MUL_MAT and the residual ADD of its result (backend/fused_residual.h): the launch stores the sum too.
 //   Each result must overlap no x, weight or other result of the launch; every weight must fit one binding (no row
 //   pieces), and the weights (results) of the launch must lie in one memory chunk within one binding's range.
+// MUL_MAT of x with more than 8 columns on the tensor-core shader (mul_mat_cm.comp), one launch:
+//   2 or 3: MUL_MATs of the same x, weight type and k (Q/K/V, gate/up; a SWIGLU after them stays its own launch),
+//   under the same rules on results, weights and windows; x goes to fp16 once for them all.
 // 1 + those: RMS_NORM(xn, src, g) and a launch above whose x is xn, on the int8 path (vk_backend::mmv_i8) and of
 //   fewer than 16384 rows: the launch normalises src itself and stores xn; neither xn nor its results may overlap
 //   src or g, nor its results xn.

@@ -36,7 +36,9 @@
 // lavapipe runs everything around the tensor-core operations (decoding, slots, tiles, double buffering, staging,
 // bounds) on the 64x64 tile, the one that fits its 32 KiB of shared memory.
 //
-// Launch: ceil(m / BM) * ceil(n / BN) workgroups, index = tn * tiles_m + tm; push constants as mul_mat.comp.
+// Launch: ceil(m / BM) * ceil(n / BN) workgroups, index = tn * tiles_m + tm; push constants as mul_mat.comp, plus
+// up to two more matrices of the same x, k and weight type (n_mat = 2 or 3: Q/K/V, gate/up; vk_ops.cpp
+// record_fused_cm): the launch's rows of tiles are each matrix's ceil(m_i / BM) rows of tiles in turn.
 #version 450
 #ifndef CM_EMULATE
 #define CM_EMULATE 0
@@ -55,7 +57,13 @@ layout(push_constant) uniform pc_t {
     uint k, m, n;
     uint w_off, w_nb1;  // bytes
     uint x_off, x_s, d_off, d_s;  // words (X16: x_off and x_s in 16-byte vectors)
+    uint n_mat;                    // 0 or 1: the matrix above alone; 2, 3: also matrix 1 (and 2) below
+    uint m1, w_off1, w_nb1_1, d_off1, d_s1;
+    uint m2, w_off2, w_nb1_2, d_off2, d_s2;
 } pc;
+// The workgroup's matrix (main sets them from pc): rows, weight offset and row stride (bytes), result offset and
+// column stride (words).
+uint mat_m, mat_w_off, mat_w_nb1, mat_d_off, mat_d_s;
 #include "cm_x.glsl"
 
 // X16 (specialization constant 1): x as mul_mat_cm_x16.comp wrote it, fp16 in the tiles' order: unit u of column
@@ -259,8 +267,8 @@ uvec4 x_h[WC];
 void load_step(uint t, uint k0, uint tm, uint tn, bool w16, bool x4) {
     uint u = k0 / 8u + (t & 3u);
     [[unroll]] for (uint p = 0u; p < WR; ++p) {
-        uint r = min(tm * BM + 64u * p + (t >> 2), pc.m - 1u);
-        load_w_raw(pc.w_off + r * pc.w_nb1, u, w16, w_raw[p], w_sh[p], w_done[p]);
+        uint r = min(tm * BM + 64u * p + (t >> 2), mat_m - 1u);
+        load_w_raw(mat_w_off + r * mat_w_nb1, u, w16, w_raw[p], w_sh[p], w_done[p]);
     }
     [[unroll]] for (uint p = 0u; p < WC; ++p) {
         uint c = min(tn * BN + 64u * p + (t >> 2), pc.n - 1u);
@@ -279,15 +287,24 @@ void store_step(uint t, uint buf) {
 }
 
 void main() {
-    uint tiles_m = (pc.m + BM - 1u) / BM;
+    uint t0 = (pc.m + BM - 1u) / BM, t1 = pc.n_mat >= 2u ? (pc.m1 + BM - 1u) / BM : 0u;
+    uint tiles_m = t0 + t1 + (pc.n_mat >= 3u ? (pc.m2 + BM - 1u) / BM : 0u);
     uint g = group_index();
     uint tm = g % tiles_m, tn = g / tiles_m;
+    mat_m = pc.m, mat_w_off = pc.w_off, mat_w_nb1 = pc.w_nb1, mat_d_off = pc.d_off, mat_d_s = pc.d_s;
+    if (tm >= t0 + t1) {
+        tm -= t0 + t1;
+        mat_m = pc.m2, mat_w_off = pc.w_off2, mat_w_nb1 = pc.w_nb1_2, mat_d_off = pc.d_off2, mat_d_s = pc.d_s2;
+    } else if (tm >= t0) {
+        tm -= t0;
+        mat_m = pc.m1, mat_w_off = pc.w_off1, mat_w_nb1 = pc.w_nb1_1, mat_d_off = pc.d_off1, mat_d_s = pc.d_s1;
+    }
     if (tn * BN >= pc.n) return;  // surplus workgroups of a 2-D launch: the whole group leaves
     uint t = gl_LocalInvocationID.x;
     // Subgroup s computes rows 32 WR (s % 2) .. + 32 WR and columns 16 WC (s / 2) .. + 16 WC of the tile.
     uint sg = subgroup_id();
     uint r0 = 32u * WR * (sg & 1u), c0 = 16u * WC * (sg >> 1);
-    bool w16 = (pc.w_off & 15u) == 0u && (pc.w_nb1 & 15u) == 0u;
+    bool w16 = (mat_w_off & 15u) == 0u && (mat_w_nb1 & 15u) == 0u;
     bool x4 = (pc.x_off & 3u) == 0u && (pc.x_s & 3u) == 0u;
 
     ACC_T acc[FR * FC];
@@ -326,7 +343,8 @@ void main() {
             uint row0 = tm * BM + r0 + 16u * i, col0 = tn * BN + c0 + CN * j;
             [[unroll]] for (uint s = 0u; s < CN / 2u; ++s) {  // 16 CN values, 32 lanes
                 uint e = lane + 32u * s, row = row0 + (e & 15u), col = col0 + (e >> 4);
-                if (row < pc.m && col < pc.n) dst_set(pc.d_off + col * pc.d_s + row, uintBitsToFloat(ws[st + (e >> 2)][e & 3u]));
+                if (row < mat_m && col < pc.n)
+                    dst_set(mat_d_off + col * mat_d_s + row, uintBitsToFloat(ws[st + (e >> 2)][e & 3u]));
             }
             subgroup_sync();  // every lane has read the staging before the next fragment overwrites it
         }

@@ -28,6 +28,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <set>
+#include <sstream>
 
 #include "ops/device_test_util.h"
 #include "vulkan/vk_test_env.h"
@@ -476,17 +478,91 @@ void cm_row_pieces(const char* mode) {
     EXPECT_TRUE(pipeline_created(cm_shader(state, "mul_mat_cm")));
 }
 
+// Q/K/V and gate/up shapes on the tensor-core shader: 2 or 3 MUL_MATs of one x (over 8 columns) in one run() are
+// one launch (vk_ops.cpp record_fused_cm) with x converted to fp16 once: odd rows per matrix (tiles that end inside a
+// matrix, then the next matrix's first tile), padded and offset weights, both x forms; against cpu-ref, and from the
+// per-shader dispatch counts (TFU_VK_PROFILE=1) one product launch and one conversion per group. Look-alikes that
+// must stay apart: two products of different x of one shape.
+void cm_shared_x(const char* mode) {
+    debug_log log;
+    std::string state;
+    std::unique_ptr<backend> dev;
+    {
+        scoped_env prof("TFU_VK_PROFILE", "1");
+        dev = coopmat_backend(mode, &state);
+    }
+    if (!dev) GTEST_SKIP() << "cooperative matrix: " << state << ": mul_mat_cm.comp not run";
+    std::mt19937_64 rng(test_seed() + 68);
+    struct group {
+        dtype t;
+        int64_t k, rows[3], n;
+        bool x16;
+    };
+    const group groups[] = {{dtype::Q4_0, 96, {70, 37, 37}, 67, true},
+                            {dtype::F16, 37, {100, 33, 0}, 40, true},
+                            {dtype::Q8_0, 64, {45, 45, 45}, 32, false},
+                            {dtype::Q6_K, 256, {33, 65, 0}, 50, true}};
+    unsigned long long launches = 0, converted = 0;
+    for (const group& g : groups) {
+        scoped_env x16("TFU_VK_CM_X16", g.x16 ? nullptr : "0");
+        device_case c(*dev);
+        tensor* x = c.add(rng, dtype::F32, g.k, g.n, true);
+        std::vector<op> ops;
+        std::vector<tensor*> ws, ds;
+        for (int i = 0; i < 3 && g.rows[i] > 0; ++i) {
+            const size_t pad = i == 1 ? 2 : 0, lead = i == 2 ? 4 : 0;  // rows shifted across words, an offset
+            ws.push_back(c.add_strided(g.t, g.k, g.rows[i], row_size(g.t, g.k) + pad, lead, 0xA5));
+            fill_random(rng, *ws.back(), 0.05f);
+            ds.push_back(c.add(rng, dtype::F32, g.rows[i], g.n, false));
+            ops.push_back(make_op(op_type::MUL_MAT, ds.back(), ws.back(), x));
+        }
+        c.run(ops);
+        for (size_t i = 0; i < ds.size(); ++i)
+            EXPECT_LE(rel_l2(c.device_values(ds[i]), to_floats(*ds[i])), k_cm_bound)
+                << dtype_name(g.t) << " k=" << g.k << " matrix " << i << (g.x16 ? ", fp16 x" : ", f32 x");
+        ++launches;
+        converted += g.x16 ? 1 : 0;
+    }
+    {
+        device_case c(*dev);  // the same shapes, two different x: two launches
+        tensor* x1 = c.add(rng, dtype::F32, 64, 40, true);
+        tensor* x2 = c.add(rng, dtype::F32, 64, 40, true);
+        tensor* w1 = c.add(rng, dtype::Q4_0, 64, 48, true, 0.05f);
+        tensor* w2 = c.add(rng, dtype::Q4_0, 64, 48, true, 0.05f);
+        tensor* d1 = c.add(rng, dtype::F32, 48, 40, false);
+        tensor* d2 = c.add(rng, dtype::F32, 48, 40, false);
+        c.run({make_op(op_type::MUL_MAT, d1, w1, x1), make_op(op_type::MUL_MAT, d2, w2, x2)});
+        EXPECT_LE(rel_l2(c.device_values(d1), to_floats(*d1)), k_cm_bound) << "x1";
+        EXPECT_LE(rel_l2(c.device_values(d2), to_floats(*d2)), k_cm_bound) << "x2";
+        launches += 2;
+        converted += 2;
+    }
+    dev.reset();  // logs the per-shader counts
+    std::set<std::string> names;
+    for (const char* base : {"mul_mat_cm", "mul_mat_cm_w", "mul_mat_cm_xl"}) names.insert(cm_shader(state, base));
+    unsigned long long seen = 0, seen_x16 = 0;
+    std::istringstream lines(log.text());
+    for (std::string l; std::getline(lines, l);) {
+        for (const std::string& name : names) seen += recorded_in(l, name);
+        seen_x16 += recorded_in(l, "mul_mat_cm_x16");
+    }
+    EXPECT_EQ(seen, launches) << "tensor-core product launches";
+    EXPECT_EQ(seen_x16, converted) << "x conversions";
+}
+
 const std::vector<dtype> k_all_types(std::begin(k_types), std::end(k_types));
 
 TEST(vk_mul_mat, coopmat_every_type_odd_shapes) { cm_every_type(nullptr, k_all_types); }
 TEST(vk_mul_mat, coopmat_rule) { cm_rule(nullptr); }
 TEST(vk_mul_mat, coopmat_row_pieces) { cm_row_pieces(nullptr); }
+TEST(vk_mul_mat, coopmat_shared_x) { cm_shared_x(nullptr); }
 TEST(vk_mul_mat, coopmat_emulated_every_type_odd_shapes) { cm_every_type("emulate", k_all_types); }
 TEST(vk_mul_mat, coopmat_emulated_n8) {
     cm_every_type("emulate8", {dtype::F16, dtype::Q4_0, dtype::Q4_1, dtype::Q4_K, dtype::Q6_K});
 }
 TEST(vk_mul_mat, coopmat_emulated_rule) { cm_rule("emulate"); }
 TEST(vk_mul_mat, coopmat_emulated_row_pieces) { cm_row_pieces("emulate"); }
+TEST(vk_mul_mat, coopmat_emulated_shared_x) { cm_shared_x("emulate"); }
 
 // TFU_VK_MM_BENCH=1: the time of one MUL_MAT per tile variant, the coopmat tiles too where the device has them:
 // 10 copies of the op in one run() (one submission, one wait), a warm-up run, then the best of 3, divided by 10.

@@ -49,6 +49,17 @@ struct profile_counts {
     bool seen = false;
 };
 
+// Dispatches of shader variant `shader` in one log line "vulkan: profile: dispatches recorded per shader: a N, b M"
+// (TFU_VK_PROFILE=1, logged when a backend is destroyed); 0 for other lines and unlisted shaders.
+inline unsigned long long recorded_in(const std::string& line, const std::string& shader) {
+    const std::string head = "vulkan: profile: dispatches recorded per shader:";
+    const size_t at = line.find(head);
+    if (at == std::string::npos) return 0;
+    const std::string list = line.substr(at + head.size()) + ",";
+    const size_t p = list.find(" " + shader + " ");
+    return p == std::string::npos ? 0 : std::strtoull(list.c_str() + p + shader.size() + 2, nullptr, 10);
+}
+
 // Collects the library's log lines (the module's included) while alive.
 class log_capture {
 public:
@@ -70,19 +81,11 @@ public:
         }
         return p;
     }
-    // Dispatches of shader variant `shader` in the profile lines "dispatches recorded per shader: a N, b M"
-    // (TFU_VK_PROFILE=1, logged when a backend is destroyed), summed over the backends seen; 0 where not listed.
+    // Dispatches of shader variant `shader` in the profile lines (recorded_in), summed over the backends seen.
     unsigned long long recorded(const std::string& shader) {
         std::lock_guard<std::mutex> lock(mutex_);
-        const std::string head = "vulkan: profile: dispatches recorded per shader:";
         unsigned long long n = 0;
-        for (const std::string& l : lines_) {
-            const size_t at = l.find(head);
-            if (at == std::string::npos) continue;
-            const std::string list = l.substr(at + head.size()) + ",";
-            const size_t p = list.find(" " + shader + " ");
-            if (p != std::string::npos) n += std::strtoull(list.c_str() + p + shader.size() + 2, nullptr, 10);
-        }
+        for (const std::string& l : lines_) n += recorded_in(l, shader);
         return n;
     }
     // The first line logged that contains `text`; empty if none.
