@@ -359,13 +359,17 @@ TEST(vk_mul_mat, coopmat_detection_logged) {
 // The coopmat tests run in two modes: "device", the real cooperative-matrix path (skipped where the device lacks
 // VK_NV_cooperative_matrix), and "emulate", TFU_VK_COOPMAT=emulate / emulate8 at backend creation: mul_mat_cm.comp
 // built with CM_EMULATE (the four cooperative-matrix operations as plain f32 code over the same fp16 tiles,
-// 64x64 tile only), which lavapipe runs. Creates the backend (null: skip, *state says why); *state: the features
-// line's cooperative-matrix state. A debug_log must be capturing (the tests look for pipeline lines).
-std::unique_ptr<backend> coopmat_backend(const char* mode, std::string* state) {
+// 64x64 tile only), which lavapipe runs. Creates the backend (null: skip, *state says why), with env `name` set to
+// `value` while it is created where given; *state: the features line's cooperative-matrix state. A debug_log must
+// be capturing (the tests look for pipeline lines).
+std::unique_ptr<backend> coopmat_backend(const char* mode, std::string* state, const char* name = nullptr,
+                                         const char* value = nullptr) {
     std::string why;
     std::unique_ptr<backend> dev;
     {
         scoped_env env("TFU_VK_COOPMAT", mode);
+        scoped_env extra;
+        if (name) extra.set(name, value);
         dev = backend_or_null(TFU_BACKEND_VULKAN, &why);
     }
     if (!dev) {
@@ -459,11 +463,7 @@ void cm_rule(const char* mode) {
 void cm_row_pieces(const char* mode) {
     debug_log log;
     std::string state;
-    std::unique_ptr<backend> dev;
-    {
-        scoped_env env("TFU_VK_MAX_BINDING_BYTES", "65536");
-        dev = coopmat_backend(mode, &state);
-    }
+    std::unique_ptr<backend> dev = coopmat_backend(mode, &state, "TFU_VK_MAX_BINDING_BYTES", "65536");
     if (!dev) GTEST_SKIP() << "cooperative matrix: " << state << ": mul_mat_cm.comp not run";
     std::mt19937_64 rng(test_seed() + 67);
     for (dtype t : {dtype::Q4_0, dtype::F16, dtype::Q6_K}) {
@@ -486,11 +486,7 @@ void cm_row_pieces(const char* mode) {
 void cm_shared_x(const char* mode) {
     debug_log log;
     std::string state;
-    std::unique_ptr<backend> dev;
-    {
-        scoped_env prof("TFU_VK_PROFILE", "1");
-        dev = coopmat_backend(mode, &state);
-    }
+    std::unique_ptr<backend> dev = coopmat_backend(mode, &state, "TFU_VK_PROFILE", "1");
     if (!dev) GTEST_SKIP() << "cooperative matrix: " << state << ": mul_mat_cm.comp not run";
     std::mt19937_64 rng(test_seed() + 68);
     struct group {
