@@ -24,11 +24,11 @@
 // stored to the other buffer after them; one barrier per step. Q4_0, Q8_0 and 16-byte aligned F16/BF16 rows stay
 // raw words in registers until then (the decoding would otherwise wait for the loads ahead of the MMAs), and
 // Q4_0 / Q8_0 are decoded two values at a time in fp16 arithmetic; the other types are decoded at load time.
-// H100, 8B Q4_0 pp512: 5166 -> 5944 t/s with these two changes (kernels_vk/README.md). Shared memory: 2 x
-// (BM + BN) x 40 halves + 8 KiB of per-subgroup staging for the f32 results (4 KiB for 16x8 fragments): 28 KiB
-// (64x64), 38 KiB (64x128), 48 KiB (128x128; NVIDIA's limit without the opt-in is 49152 bytes). The results go
-// fragment by fragment through the staging (coopMatStoreNV, column major) and from there to dst with bounds (rows
-// past m, columns past n are not stored; their loads repeat row m - 1 / column n - 1).
+// H100, 8B Q4_0 pp512: 5166 -> 5944 t/s with these two changes (kernels_vk/README.md). With X16 (below) x arrives
+// already as halves in this order. Shared memory: 2 x (BM + BN) x 40 halves: 20 KiB (64x64), 30 KiB (64x128),
+// 40 KiB (128x128; NVIDIA's limit without the opt-in is 49152 bytes). The results go fragment by fragment through
+// a per-subgroup staging area in the weight tile's memory (coopMatStoreNV, column major) and from there to dst with
+// bounds (rows past m, columns past n are not stored; their loads repeat row m - 1 / column n - 1).
 //
 // -D CM_EMULATE=1 (variants mul_mat_cm_emu, _emu_n8; TFU_VK_COOPMAT=emulate, tests only): the same shader with the
 // four cooperative-matrix operations done by plain f32 code over the same shared-memory tiles, laid out as the
