@@ -114,14 +114,19 @@ acc_t acc_zero() {
 }
 uint load_a(uint off) { return 8u * off; }
 uint load_b(uint off) { return 8u * off; }
-float half_at(uvec4 v, uint h) { return unpackHalf2x16(v[(h >> 1) & 3u])[h & 1u]; }
 acc_t mul_add(uint a, uint b, acc_t c) {
     [[unroll]] for (uint s = 0u; s < CN / 2u; ++s) {
         uint e = lane_id() + 32u * s, i = e & 15u, j = e >> 4;
+        // The 16 halves of row i (column j) from a (b) are 2 whole vectors: a, b and SA are multiples of 8.
+        uint ra = (a + i * SA) >> 3, rb = (b + j * SA) >> 3;
         float sum = c.v[s];
-        for (uint k = 0u; k < 16u; ++k) {
-            uint ha = a + i * SA + k, hb = b + j * SA + k;
-            sum += half_at(ws[ha >> 3], ha & 7u) * half_at(xs[hb >> 3], hb & 7u);
+        [[unroll]] for (uint v = 0u; v < 2u; ++v) {
+            uvec4 wa = ws[ra + v], xb = xs[rb + v];
+            [[unroll]] for (uint q = 0u; q < 4u; ++q) {
+                vec2 p = unpackHalf2x16(wa[q]), r = unpackHalf2x16(xb[q]);
+                sum += p.x * r.x;
+                sum += p.y * r.y;
+            }
         }
         c.v[s] = sum;
     }
