@@ -606,6 +606,30 @@ bool glu_pattern(const vk_backend& be, const op* ops, size_t n_ops) {
            !overlaps(od, *ops[1].src[0]);
 }
 
+// Matrices of one x for one launch, mul_mat_vec's or mul_mat_cm's: ops[0] and up to 2 MUL_MATs after it that join,
+// as many as have their weights in one window (bw) and their results in another (bd): fewer where their memory does
+// not fit shared windows (weights in different chunks). Fills ws, ds and mats (offsets into the windows) and
+// returns the count; below 2, nothing is bound.
+size_t join_shared_x(vk_backend& be, const op* ops, size_t n_ops, const tensor** ws, const tensor** ds, binding* bw,
+                     binding* bd, mmv_matrix* mats) {
+    size_t n_mat = 1;
+    ws[0] = ops[0].src[0];
+    ds[0] = ops[0].dst;
+    while (n_mat < 3 && n_mat < n_ops && joins(be, ops, n_mat)) {
+        ws[n_mat] = ops[n_mat].src[0];
+        ds[n_mat] = ops[n_mat].dst;
+        ++n_mat;
+    }
+    uint32_t w_byte[3], d_byte[3];
+    for (; n_mat >= 2; --n_mat)
+        if (bind_together(be, ws, n_mat, "weights sharing x", bw, w_byte) &&
+            bind_together(be, ds, n_mat, "results sharing x", bd, d_byte))
+            break;
+    for (size_t i = 0; i < n_mat && n_mat >= 2; ++i)
+        mats[i] = {w_byte[i], uint32_t(ws[i]->nb[1]), uint32_t(ws[i]->ne[1]), d_byte[i] / 4, words(ds[i]->nb[1])};
+    return n_mat;
+}
+
 // record_fused for a MUL_MAT first: Q/K/V or gate/up + SWIGLU in one mul_mat_vec launch (vk_ops.h). With nrm, an
 // RMS_NORM(xn, src, g) just before ops whose x is xn: the launch normalises src itself (mmv_norm), if it takes the
 // int8 path and its writes (xn, the results) reach neither src nor g, which other workgroups still read, and the
@@ -620,7 +644,7 @@ size_t record_fused_mmv(vk_backend& be, const op* ops, size_t n_ops, const op* n
     if (nrm && (!mmv_int8(be, w.type, w.ne[0], x.nrows()) || w.ne[1] >= int64_t(k_mmv_slot_rows))) return 0;
     const tensor* ws[3] = {&w};
     const tensor* ds[4] = {ops[0].dst};
-    uint32_t w_byte[3], d_byte[4];
+    uint32_t w_byte[3], d_byte[4];  // the GLU and single-matrix plans' window offsets (join_shared_x keeps its own)
     binding bw, bd;
     mmv_matrix mats[3];
     auto matrix = [&](int s) {
@@ -638,19 +662,13 @@ size_t record_fused_mmv(vk_backend& be, const op* ops, size_t n_ops, const op* n
         ds[2] = ops[2].dst;
         glu = bind_together(be, ws, 2, "gate/up weights", &bw, w_byte) &&
               bind_together(be, ds, 3, "gate/up/swiglu results", &bd, d_byte);
-        if (glu) n_mat = 2, used = 3;
+        if (glu) {
+            n_mat = 2, used = 3;
+            mats[0] = matrix(0), mats[1] = matrix(1);
+        }
     }
     if (!glu) {
-        while (n_mat < 3 && n_mat < n_ops && joins(be, ops, n_mat)) {
-            ws[n_mat] = ops[n_mat].src[0];
-            ds[n_mat] = ops[n_mat].dst;
-            ++n_mat;
-        }
-        // Fewer matrices when their memory does not fit shared windows (weights in different chunks).
-        for (; n_mat >= 2; --n_mat)
-            if (bind_together(be, ws, n_mat, "weights sharing x", &bw, w_byte) &&
-                bind_together(be, ds, n_mat, "results sharing x", &bd, d_byte))
-                break;
+        n_mat = join_shared_x(be, ops, n_ops, ws, ds, &bw, &bd, mats);
         used = n_mat;
         if (n_mat == 1) {
             // One matrix and the residual ADD of its result (backend/fused_residual.h): the launch stores y too.
@@ -661,6 +679,7 @@ size_t record_fused_mmv(vk_backend& be, const op* ops, size_t n_ops, const op* n
             bd = bind_whole(be, ops[0].dst, "dst");
             w_byte[0] = bw.byte;
             d_byte[0] = bd.byte;
+            mats[0] = matrix(0);
         }
     }
     mmv_norm norm{};
@@ -677,7 +696,6 @@ size_t record_fused_mmv(vk_backend& be, const op* ops, size_t n_ops, const op* n
     // What the launch reads as x: the norm's source (its own row stride) when the norm is fused.
     const tensor& xin = nrm ? *nrm->src[0] : x;
     const binding bx = bind_whole(be, &xin, "src1");
-    for (size_t s = 0; s < n_mat; ++s) mats[s] = matrix(int(s));
     if (glu) {
         dispatch_mmv(be, w.type, w.ne[0], xin, bw, bd, bx, mats, 2, true, d_byte[2] / 4, words(ops[2].dst->nb[1]),
                      nullptr, nrm ? &norm : nullptr);
@@ -707,23 +725,14 @@ size_t record_fused_cm(vk_backend& be, const op* ops, size_t n_ops) {
     const uint64_t n = uint64_t(x.nrows());
     if (n <= uint64_t(k_mmv_max_cols) || !weight_whole(be, w) || overlaps(*ops[0].dst, x) || overlaps(*ops[0].dst, w))
         return 0;
-    const tensor* ws[3] = {&w};
-    const tensor* ds[3] = {ops[0].dst};
-    size_t n_mat = 1;
-    while (n_mat < 3 && n_mat < n_ops && joins(be, ops, n_mat)) {
-        ws[n_mat] = ops[n_mat].src[0];
-        ds[n_mat] = ops[n_mat].dst;
-        ++n_mat;
-    }
+    const tensor* ws[3];
+    const tensor* ds[3];
     binding bw, bd;
-    uint32_t w_byte[3], d_byte[3];
-    for (; n_mat >= 2; --n_mat)
-        if (bind_together(be, ws, n_mat, "weights sharing x", &bw, w_byte) &&
-            bind_together(be, ds, n_mat, "results sharing x", &bd, d_byte))
-            break;
+    mmv_matrix mats[3] = {};
+    const size_t n_mat = join_shared_x(be, ops, n_ops, ws, ds, &bw, &bd, mats);
     if (n_mat < 2) return 0;
     uint64_t m_sum = 0;
-    for (size_t i = 0; i < n_mat; ++i) m_sum += uint64_t(ws[i]->ne[1]);
+    for (size_t i = 0; i < n_mat; ++i) m_sum += mats[i].m;
     std::string shader;
     mm_tile tile{};
     if (!choose_cm_tile(be.caps(), w.type, m_sum, n, &shader, &tile.rows, &tile.cols)) return 0;
@@ -731,17 +740,14 @@ size_t record_fused_cm(vk_backend& be, const op* ops, size_t n_ops) {
     uint32_t ku = 0;
     binding bx16{};
     const bool x16 = dispatch_cm_x16(be, ops[0], bx, &bx16, &ku);
-    std::vector<uint32_t> push = {uint32_t(w.ne[0]), uint32_t(w.ne[1]), uint32_t(n), w_byte[0], uint32_t(w.nb[1]),
-                                  x16 ? 0u : bx.word, x16 ? ku : words(x.nb[1]), d_byte[0] / 4,
-                                  words(ops[0].dst->nb[1]), uint32_t(n_mat)};
+    // mul_mat_cm.comp's push constants: matrix 0 in mul_mat.comp's layout, n_mat, then matrices 1 and 2.
+    std::vector<uint32_t> push = {uint32_t(w.ne[0]), mats[0].m, uint32_t(n), mats[0].w_off, mats[0].w_nb1,
+                                  x16 ? 0u : bx.word, x16 ? ku : words(x.nb[1]), mats[0].d_off, mats[0].d_s,
+                                  uint32_t(n_mat)};
     uint64_t tiles_m = 0;
     for (size_t i = 0; i < 3; ++i) {
-        const bool on = i < n_mat;
-        if (i > 0)
-            for (uint32_t v : {on ? uint32_t(ws[i]->ne[1]) : 0u, on ? w_byte[i] : 0u, on ? uint32_t(ws[i]->nb[1]) : 0u,
-                               on ? d_byte[i] / 4 : 0u, on ? words(ds[i]->nb[1]) : 0u})
-                push.push_back(v);
-        if (on) tiles_m += ceil_div(uint64_t(ws[i]->ne[1]), tile.rows);
+        if (i > 0) push.insert(push.end(), {mats[i].m, mats[i].w_off, mats[i].w_nb1, mats[i].d_off, mats[i].d_s});
+        tiles_m += ceil_div(uint64_t(mats[i].m), tile.rows);  // 0 rows past n_mat
     }
     const binding b[3] = {bd, bw, x16 ? bx16 : bx};
     be.dispatch(shader.c_str(), {uint32_t(w.type), x16 ? 1u : 0u}, b, 3, push, tiles_m * ceil_div(n, tile.cols));
