@@ -334,8 +334,9 @@ uint32_t mmv_i8_units_per_step() {
 // Records one mul_mat_vec dispatch of n_mat matrices (GLU: gate and up, n_mat = 2), their weights bound in bw and
 // results in bd; glu_off/glu_s: where silu(gate) * up goes (words into bd).
 // resid (one matrix): r and y bound (bindings 3 and 5) with their column strides in words, for y = r + d.
-// norm (the int8 path only, never with resid): x (bx) is the source of an RMS_NORM whose weight g (binding 3) and
-// eps the launch applies before quantizing; workgroup 0 also stores the normalised x at xn (binding 5).
+// norm (never with resid; on the unit path one slot per workgroup, see mmv_norm_fusable): x (bx) is the source of
+// an RMS_NORM whose weight g (binding 3) and eps the launch applies (the int8 path before quantizing, the unit path
+// as it loads x); workgroup 0 also stores the normalised x at xn (binding 5).
 struct mmv_residual {
     binding r, y;
     uint32_t r_s, y_s;
@@ -352,8 +353,8 @@ void dispatch_mmv(vk_backend& be, dtype type, int64_t k, const tensor& x, const 
     const bool sg = be.subgroup_ops();
     const bool i8 = mmv_int8(be, type, k, n);
     const uint32_t R = mmv_rows(n, glu, i8, type);
-    TFU_CHECK(!norm || (i8 && !resid));
     mmv_shape sh = mmv_shape_for(be, mats, n_mat);
+    TFU_CHECK(!norm || (!resid && (i8 || (sg && sh.slots == 1))));
     if (i8) {
         sh.threads = mmv_i8_threads(be);
         sh.slots = std::max<uint32_t>(1, sh.threads / std::max<uint32_t>(1, be.caps().subgroup_size)) *
@@ -630,18 +631,30 @@ size_t join_shared_x(vk_backend& be, const op* ops, size_t n_ops, const tensor**
     return n_mat;
 }
 
+// Whether a mul_mat_vec launch of `type` weights over k x n, whose largest matrix has `rows` rows, can apply an
+// RMS_NORM of x itself (mmv_norm): on the int8 path; or on the unit path (mul_mat_vec.comp UNIT_NORM) with subgroup
+// arithmetic, one slot per workgroup (rows below k_mmv_slot_rows), a type with units and k a multiple of 8 (no
+// element tail). Before matrices of many rows (the output projection) the norm stays apart: each of their many
+// workgroups would normalise x again (H100, 1B Q4_0: 96 -> 127 us for a 5 us RMS_NORM launch saved).
+bool mmv_norm_fusable(const vk_backend& be, dtype type, int64_t k, int64_t n, uint32_t rows) {
+    if (rows >= k_mmv_slot_rows) return false;
+    if (mmv_int8(be, type, k, n)) return true;
+    const bool unit_type = type == dtype::F32 || type == dtype::F16 || type == dtype::BF16 || type == dtype::Q4_0 ||
+                           type == dtype::Q8_0 || type == dtype::Q4_K || type == dtype::Q6_K;
+    return be.subgroup_ops() && be.caps().subgroup_size_min >= 2 && unit_type && k % 8 == 0;
+}
+
 // record_fused for a MUL_MAT first: Q/K/V or gate/up + SWIGLU in one mul_mat_vec launch (vk_ops.h). With nrm, an
-// RMS_NORM(xn, src, g) just before ops whose x is xn: the launch normalises src itself (mmv_norm), if it takes the
-// int8 path and its writes (xn, the results) reach neither src nor g, which other workgroups still read, and the
+// RMS_NORM(xn, src, g) just before ops whose x is xn: the launch normalises src itself (mmv_norm), if
+// mmv_norm_fusable, on the unit path the norm's weight sits at a multiple of 16 bytes of its binding (vector loads),
+// and the launch's writes (xn, the results) reach neither src nor g, which other workgroups still read, and the
 // results not xn; else 0 (nothing recorded). Returns the ops computed (without the RMS_NORM).
 size_t record_fused_mmv(vk_backend& be, const op* ops, size_t n_ops, const op* nrm = nullptr) {
     if (ops[0].src[1]->nrows() > k_mmv_max_cols) return 0;
     const tensor& w = *ops[0].src[0];
     const tensor& x = *ops[0].src[1];
     if (!weight_whole(be, w) || overlaps(*ops[0].dst, x) || overlaps(*ops[0].dst, w)) return 0;
-    // The norm stays apart before matrices of many rows (the output projection): each of their many workgroups
-    // would normalise x again (H100, 1B Q4_0: 96 -> 127 us for a 5 us RMS_NORM launch saved).
-    if (nrm && (!mmv_int8(be, w.type, w.ne[0], x.nrows()) || w.ne[1] >= int64_t(k_mmv_slot_rows))) return 0;
+    if (nrm && !mmv_norm_fusable(be, w.type, w.ne[0], x.nrows(), uint32_t(w.ne[1]))) return 0;
     const tensor* ws[3] = {&w};
     const tensor* ds[4] = {ops[0].dst};
     uint32_t w_byte[3], d_byte[4];  // the GLU and single-matrix plans' window offsets (join_shared_x keeps its own)
@@ -688,10 +701,14 @@ size_t record_fused_mmv(vk_backend& be, const op* ops, size_t n_ops, const op* n
         const tensor& g = *nrm->src[1];
         const tensor& xn = *nrm->dst;
         if (overlaps(xn, src) || overlaps(xn, g)) return 0;
+        uint32_t rows = 0;
+        for (size_t i = 0; i < n_mat; ++i) rows = std::max(rows, mats[i].m);
+        if (!mmv_norm_fusable(be, w.type, w.ne[0], x.nrows(), rows)) return 0;  // a joined matrix of many rows
         for (size_t i = 0; i < used; ++i)
             if (overlaps(*ops[i].dst, src) || overlaps(*ops[i].dst, g) || overlaps(*ops[i].dst, xn)) return 0;
         norm = {bind_whole(be, &g, "src1 (RMS_NORM weight)"), bind_whole(be, &xn, "dst (RMS_NORM)"), words(xn.nb[1]),
                 nrm->f[0]};
+        if (norm.g.word % 4 != 0 && !mmv_int8(be, w.type, w.ne[0], x.nrows())) return 0;  // the unit path's vec4 loads
     }
     // What the launch reads as x: the norm's source (its own row stride) when the norm is fused.
     const tensor& xin = nrm ? *nrm->src[0] : x;

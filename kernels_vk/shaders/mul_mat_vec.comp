@@ -24,6 +24,11 @@
 // I8 (with USE_SUBGROUP; Q4_0, Q8_0, Q4_K, Q6_K, k = 32 XB): x quantized to int8 in shared memory by the whole
 // workgroup first, then slots per subgroup as above, a lane taking whole items (b = l, l + L, ...) with packed int8
 // dot products (mmv_i8.glsl). With NORM, x is an RMS_NORM's source, normalised in the same pass (mmv_i8.glsl).
+// NORM on the unit path (USE_SUBGROUP, SLOTS = 1, every unit type, k a multiple of 8, the norm's weight g at a
+// multiple of 16 bytes: vk_ops.cpp record_fused_mmv): w . xn = s (w . (x g)) with s = 1 / sqrt(sum(x^2) / k + eps),
+// so the lanes multiply each unit of x by g as they load it, sum x^2 over the same units (the workgroup reads all of
+// x for its slot anyway) and reduce it with the products; s scales the sums at the end. Workgroup 0 also stores
+// xn = x s g (binding 5) for any later reader of the norm's result.
 #version 450
 #include "common.glsl"
 #include "dequant.glsl"
@@ -41,7 +46,7 @@ layout(constant_id = 5) const uint SLOTS = 1;  // slots of R rows per workgroup 
 layout(constant_id = 6) const uint WG = 64;    // threads per workgroup
 layout(constant_id = 7) const uint RESID = 0;  // 1: one matrix, and y = r + d stored beside d (the residual ADD)
 layout(constant_id = 8) const uint XB = 1;     // I8: blocks of 32 per column of x (k / 32)
-layout(constant_id = 9) const uint NORM = 0;   // I8: 1: x is an RMS_NORM's source, normalised here (mmv_i8.glsl)
+layout(constant_id = 9) const uint NORM = 0;   // 1: x is an RMS_NORM's source, normalised here (see above)
 #ifdef I8
 const bool INT8 = true;
 #else
@@ -49,6 +54,7 @@ const bool INT8 = false;
 #endif
 const uint MATS = GLU + 1u;                  // matrices whose rows one workgroup holds
 const uint MAX_ACC = 16u;                    // the host keeps MATS * R * NC <= 16
+const bool UNIT_NORM = NORM != 0u && !INT8;  // the norm on the unit path
 const uint THREADS = WG;
 
 layout(push_constant) uniform pc_t {
@@ -66,18 +72,23 @@ layout(push_constant) uniform pc_t {
     float eps;                    // NORM
 } pc;
 layout(set = 0, binding = 5) buffer y_buf { uint y_w[]; };  // RESID and NORM only
+layout(set = 0, binding = 3) readonly buffer src2_v4_buf { vec4 src2_v4[]; };  // UNIT_NORM: g, 16-byte aligned
 #ifdef I8
 #include "mmv_i8.glsl"
 #endif
 
-// The SLOTS = 1 reduction (not on the int8 path): per thread, or per subgroup with subgroups.
+// The SLOTS = 1 reduction (not on the int8 path): per thread, or per subgroup with subgroups. UNIT_NORM adds each
+// column's sum of x^2 as entries MAX_ACC .. MAX_ACC + NC - 1 (per subgroup: RED entries, at most THREADS / 2
+// subgroups), and total[MAX_ACC + j] becomes column j's scale s.
+const uint RED = UNIT_NORM ? MAX_ACC + 8u : MAX_ACC;
 shared float partial[INT8 ? 1u : THREADS * MAX_ACC];
-shared float total[MAX_ACC];
+shared float total[MAX_ACC + 8u];
 
 float silu_mul(float g, float u) { return g / (1.0 + exp(-g)) * u; }
 
 uint rows[2 * 4];     // byte offset of each row of the slot (MATS * R <= 8)
 float acc[MAX_ACC];   // partial sums: row rr, column j at rr * NC + j
+float nss[8];         // UNIT_NORM: the lane's sum of x^2 per column
 
 // The unit path (mmv_units.glsl): lane t of L takes units t, t + L, ... of 8 weights of every row of the slot, UG
 // of them per step (t + L UG s .. t + L (UG s + UG - 1)); each column's two vec4 of x serve all rows. All loads of
@@ -89,10 +100,15 @@ void accumulate_units(uint t, uint L, bool w16, bool x4) {
     for (uint u0 = t; u0 < n_units; u0 += L * UG) {
         vec4 xa[UG * NC], xb[UG * NC];
         vec4 wa[UG * ROWS], wb[UG * ROWS], sc[UG * ROWS];
+        vec4 ga[UG], gb[UG];  // UNIT_NORM: g at the unit's elements
         [[unroll]] for (uint q = 0u; q < UG; ++q) {
             uint u = min(u0 + q * L, n_units - 1u);  // past the row's end: a repeat, not summed below
             uint e0, e1;
-            unit_x(u, e0, e1);
+            unit_x(u, e0, e1);  // multiples of 4
+            if (UNIT_NORM) {
+                ga[q] = src2_v4[(pc.r_off + e0) >> 2];
+                gb[q] = src2_v4[(pc.r_off + e1) >> 2];
+            }
             [[unroll]] for (uint j = 0u; j < NC; ++j) {
                 uint xj = pc.x_off + j * pc.x_s;
                 xa[q * NC + j] = x_vec4(xj + e0, x4);
@@ -103,6 +119,14 @@ void accumulate_units(uint t, uint L, bool w16, bool x4) {
         }
         [[unroll]] for (uint q = 0u; q < UG; ++q) {
             if (u0 + q * L >= n_units) break;
+            if (UNIT_NORM) {
+                [[unroll]] for (uint j = 0u; j < NC; ++j) {
+                    const uint xq = q * NC + j;
+                    nss[j] += dot(xa[xq], xa[xq]) + dot(xb[xq], xb[xq]);
+                    xa[xq] *= ga[q];
+                    xb[xq] *= gb[q];
+                }
+            }
             [[unroll]] for (uint rr = 0u; rr < ROWS; ++rr) {
                 const uint wq = q * ROWS + rr;
                 [[unroll]] for (uint j = 0u; j < NC; ++j) {
@@ -168,6 +192,7 @@ void slot_rows(uint s, uint i0) {
 // i8_loads has issued).
 void compute_slot(uint t, uint L) {
     [[unroll]] for (uint a = 0u; a < MAX_ACC; ++a) acc[a] = 0.0;
+    [[unroll]] for (uint j = 0u; j < 8u; ++j) nss[j] = 0.0;
 #ifdef I8
     accumulate_i8(t, L);
     return;
@@ -246,13 +271,24 @@ void main() {
     compute_slot(t, THREADS);
     [[unroll]] for (uint a = 0u; a < MATS * OUT; ++a) {
         float v = subgroupAdd(acc[a]);
-        if (subgroupElect()) partial[gl_SubgroupID * MAX_ACC + a] = v;
+        if (subgroupElect()) partial[gl_SubgroupID * RED + a] = v;
+    }
+    if (UNIT_NORM) {
+        [[unroll]] for (uint j = 0u; j < NC; ++j) {
+            float v = subgroupAdd(nss[j]);
+            if (subgroupElect()) partial[gl_SubgroupID * RED + MAX_ACC + j] = v;
+        }
     }
     barrier();
     if (t < MATS * OUT) {
         float v = 0.0;
-        for (uint q = 0u; q < gl_NumSubgroups; ++q) v += partial[q * MAX_ACC + t];
+        for (uint q = 0u; q < gl_NumSubgroups; ++q) v += partial[q * RED + t];
         total[t] = v;
+    }
+    if (UNIT_NORM && t >= MAX_ACC && t < MAX_ACC + NC) {  // THREADS >= 64 > MAX_ACC + 8
+        float v = 0.0;
+        for (uint q = 0u; q < gl_NumSubgroups; ++q) v += partial[q * RED + t];
+        total[t] = 1.0 / sqrt(v / float(pc.k) + pc.eps);
     }
 #else
     slot_rows(s, base);
@@ -266,5 +302,18 @@ void main() {
     }
 #endif
     barrier();
+    if (UNIT_NORM) {
+        if (t < OUT) {
+            const float sc = total[MAX_ACC + t % NC];
+            store(s, base, t, total[t] * sc, GLU != 0u ? total[min(OUT + t, MAX_ACC - 1u)] * sc : 0.0);
+        }
+        if (g == 0u) {  // xn = x s g, as rms_norm.comp multiplies
+            for (uint e = t; e < pc.k; e += THREADS)
+                [[unroll]] for (uint j = 0u; j < NC; ++j)
+                    y_w[pc.y_off + j * pc.y_s + e] =
+                        floatBitsToUint(src1_f(pc.x_off + j * pc.x_s + e) * total[MAX_ACC + j] * src2_f(pc.r_off + e));
+        }
+        return;
+    }
     if (t < OUT) store(s, base, t, total[t], GLU != 0u ? total[min(OUT + t, MAX_ACC - 1u)] : 0.0);
 }

@@ -91,6 +91,7 @@ protected:
         for (auto [name, value] : extra) env.set(name, value);
         dev_ = backend_or_null(TFU_BACKEND_VULKAN, why);
         if (!dev_) return false;
+        subgroups_ = log_.saw("reductions with subgroupAdd") && !log_.saw("subgroup arithmetic not used");
         if (int8() && log_.saw("TFU_VK_MMV_I8=1 ignored")) {
             dev_.reset();
             *why = "no int8 matrix-vector path on this device";
@@ -115,10 +116,11 @@ protected:
     void launched(dtype t, int64_t n, unsigned count = 1) {
         if (int8() && int8_type(t) && n <= 4) int8_launches_ += count;
     }
-    // An RMS_NORM the case runs before a launch of type t over n columns: fused into it on the int8 path (when
-    // fusable), else a launch of its own.
+    // An RMS_NORM the case runs before a launch of type t over n columns: fused into it (when fusable) on the int8
+    // path, and on the unit path where the device has subgroup arithmetic; else a launch of its own.
     void norm_before(dtype t, int64_t n, bool fusable) {
-        if (!(int8() && fusable && int8_type(t) && n <= 4)) ++norms_alone_;
+        const bool int8_path = int8() && int8_type(t) && n <= 4;
+        if (!(fusable && (int8_path || subgroups_))) ++norms_alone_;
     }
     backend& dev() { return *dev_; }
 
@@ -174,6 +176,7 @@ private:
     log_capture log_;  // before dev_: alive while the backend logs
     std::unique_ptr<backend> dev_;
     unsigned long long int8_launches_ = 0, norms_alone_ = 0;
+    bool subgroups_ = false;
 };
 
 INSTANTIATE_TEST_SUITE_P(paths, vk_mmv, ::testing::Values(mmv_path::units, mmv_path::int8),
@@ -293,11 +296,12 @@ TEST_P(vk_mmv, projection_with_residual_add) {
 }
 
 // RMS_NORM(xn, src, g) and the launch that reads xn: Q/K/V (three matrices), gate/up + SWIGLU and one matrix (the
-// output projection), 1 and 3 columns. On the int8 path the launch normalises src itself (vk_ops.cpp
-// record_fused_norm_mmv) and its workgroup 0 stores xn: xn against cpu-ref within rms_norm's bound, the results
-// within the type's. Look-alikes that must keep the norm apart: the norm in place (xn over src, which the other
-// workgroups still read) and a result written over the norm's weight; and a matrix of 16384 rows or more (an output
-// projection), before which the norm stays apart by choice.
+// output projection), 1 and 3 columns. The launch normalises src itself (vk_ops.cpp record_fused_norm_mmv; the
+// int8 path as it quantizes x, the unit path as it loads x, with subgroup arithmetic) and its workgroup 0 stores
+// xn: xn against cpu-ref within rms_norm's bound, the results within the type's. Look-alikes that must keep the
+// norm apart: the norm in place (xn over src, which the other workgroups still read) and a result written over the
+// norm's weight; a matrix of 16384 rows or more (an output projection), before which the norm stays apart by
+// choice; and, on the unit path (16-byte loads of it), a norm weight 4 bytes past a 16-byte boundary.
 TEST_P(vk_mmv, rms_norm_then_projections) {
     std::mt19937_64 rng(test_seed() + 6);
     const double norm_bound = 1e-5;
@@ -333,19 +337,19 @@ TEST_P(vk_mmv, rms_norm_then_projections) {
                         << what << " matrix " << i;
             }
     for (dtype t : {dtype::Q4_0, dtype::Q8_0})
-        for (int form = 0; form < 3; ++form) {  // 0: the norm in place; 1: the result over the norm's weight; 2: rows
-            if (!covers(t)) continue;
+        for (int form = 0; form < 4; ++form) {  // 0: the norm in place; 1: the result over the norm's weight; 2: rows;
+            if (!covers(t)) continue;           // 3: the norm's weight unaligned
             const int64_t k = 256, m = form == 2 ? 16384 + 5 : 37;
             mmv_case c(dev());
             tensor* src = c.x(rng, k, 1, 0, 0);
-            tensor* g = c.x(rng, k, 1, 0, 0);
+            tensor* g = c.x(rng, k, 1, 0, form == 3 ? 4 : 0);
             tensor* w = c.weight(rng, t, k, form == 1 ? k : m, 0, 0);
             tensor* xn = form == 0 ? src : c.result(k, 1);
             tensor* d = form == 1 ? g : c.result(m, 1);
             op nrm = make_op(op_type::RMS_NORM, xn, src, g);
             nrm.f[0] = 1e-5f;
             c.run({nrm, make_op(op_type::MUL_MAT, d, w, xn)});
-            norm_before(t, 1, false);
+            norm_before(t, 1, form == 3 && int8() && int8_type(t));  // the int8 path loads g a word at a time
             launched(t, 1);
             EXPECT_LE(rel_l2(c.device_values(xn), to_floats(*xn)), norm_bound) << dtype_name(t) << " form " << form;
             EXPECT_LE(rel_l2(c.device_values(d), to_floats(*d)), mul_mat_bound(t)) << dtype_name(t) << " form " << form;
