@@ -123,24 +123,51 @@ std::vector<float> llama3_rope_factors(const hparams& hp) {
 }
 
 std::vector<void*> place_weights(model_weights& w, backend& be) {
-    std::vector<tensor*> all = {&w.tok_embd, &w.output_norm, &w.output, &w.rope_freqs};
-    for (layer_weights& l : w.layers)
-        for (tensor* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.bq, &l.bk, &l.bv, &l.wo, &l.ffn_norm, &l.ffn_gate,
-                          &l.ffn_up, &l.ffn_down})
-            all.push_back(t);
+    // Placement units: single tensors, and per layer the groups whose products a device backend joins into one
+    // launch when their weights share one binding window (Q/K/V; gate/up): one allocation each, so that a group
+    // never lands across two of the backend's memory chunks (Vulkan: kernels_vk/vk_ops.cpp bind_together).
+    std::vector<std::vector<tensor*>> units = {{&w.tok_embd}, {&w.output_norm}, {&w.output}, {&w.rope_freqs}};
+    for (layer_weights& l : w.layers) {
+        units.push_back({&l.attn_norm});
+        units.push_back({&l.wq, &l.wk, &l.wv});
+        for (tensor* t : {&l.bq, &l.bk, &l.bv, &l.wo, &l.ffn_norm}) units.push_back({t});
+        units.push_back({&l.ffn_gate, &l.ffn_up});
+        units.push_back({&l.ffn_down});
+    }
+    constexpr size_t align = 256;  // backend::alloc's alignment, kept for each tensor of a group
     std::vector<void*> owned;
     std::map<const void*, void*> moved;  // host data -> device copy
     try {
-        for (tensor* t : all) {
-            if (!t->data) continue;
-            auto it = moved.find(t->data);
-            if (it == moved.end()) {
-                void* d = be.alloc(t->nbytes(), t->name.c_str());
-                owned.push_back(d);
-                be.upload(d, t->data, t->nbytes());
-                it = moved.emplace(t->data, d).first;
+        for (const std::vector<tensor*>& unit : units) {
+            // The unit's tensors not yet placed (views of the same data, like a tied output, share one copy),
+            // each at an aligned offset of one allocation.
+            std::vector<std::pair<tensor*, size_t>> fresh;
+            size_t bytes = 0;
+            for (tensor* t : unit) {
+                if (!t->data) continue;
+                auto it = moved.find(t->data);
+                if (it != moved.end()) {
+                    t->data = it->second;
+                    continue;
+                }
+                bool dup = false;  // the same host data twice in one unit
+                for (const auto& f : fresh) dup = dup || f.first->data == t->data;
+                if (dup) continue;
+                fresh.emplace_back(t, bytes);
+                bytes += (t->nbytes() + align - 1) / align * align;
             }
-            t->data = it->second;
+            if (fresh.empty()) continue;
+            const std::string& first = fresh[0].first->name;
+            const std::string what = fresh.size() == 1 ? first : first + " (with the rest of its group)";
+            char* d = static_cast<char*>(be.alloc(bytes, what.c_str()));
+            owned.push_back(d);
+            for (auto& [t, off] : fresh) {
+                be.upload(d + off, t->data, t->nbytes());
+                moved.emplace(t->data, d + off);
+                t->data = d + off;
+            }
+            for (tensor* t : unit)  // a duplicate within the unit
+                if (t->data && moved.count(t->data)) t->data = moved[t->data];
         }
     } catch (...) {
         for (void* p : owned) be.free(p);

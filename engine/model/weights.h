@@ -41,9 +41,10 @@ struct model_weights {
 // wrong shape or a type that is not a weight type throws (INVALID_FILE / UNSUPPORTED) naming the tensor.
 model_weights load_weights(const gguf::file& f, const arch_spec& arch, hparams& hp);
 
-// For a device backend: copies every weight tensor into the backend's memory (one allocation per tensor; views
-// of the same data, like a tied output, share it) and points the tensors there. Returns the allocations, which the
-// caller frees with be.free(). Throws OUT_OF_MEMORY (naming the tensor) after freeing what it had allocated.
+// For a device backend: copies every weight tensor into the backend's memory (one allocation per tensor, or per
+// group whose products a backend joins: a layer's Q/K/V, its gate/up; views of the same data, like a tied output,
+// share it) and points the tensors there. Returns the allocations, which the caller frees with be.free(). Throws
+// OUT_OF_MEMORY (naming the tensor) after freeing what it had allocated.
 std::vector<void*> place_weights(model_weights& w, backend& be);
 
 // The RoPE frequency divisors for Llama-3 scaling computed from hparams (n_rot / 2 values).
