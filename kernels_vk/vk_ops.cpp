@@ -859,6 +859,13 @@ uint32_t attention_lane_rows() {
     return env_choice("TFU_VK_ATTN_ROWS", {1, 2, 4, 8}, 4);
 }
 
+// attention_lanes.comp's MAX_SG (the most subgroups in a workgroup of 128) and its shared arrays' bytes (sm_m,
+// sm_l, sm_acc) with gq heads per workgroup of head size hd.
+uint32_t attention_lanes_max_sg(const device_caps& caps) { return 128 / std::max<uint32_t>(4, caps.subgroup_size_min); }
+uint64_t attention_lanes_shared(const device_caps& caps, uint32_t gq, uint64_t hd) {
+    return uint64_t(attention_lanes_max_sg(caps)) * gq * (2 + hd) * 4;
+}
+
 // Whether attention_lanes.comp takes ATTENTION o with K and V bound at bk, bv: f16/bf16 caches whose head rows are
 // 16-byte aligned at any row (binding offset, row stride and head size multiples of 16 bytes), a head of 8 LPR
 // channels with LPR a power of 2 that fits the narrowest subgroup, subgroup shuffles, and its shared arrays within
@@ -872,16 +879,32 @@ bool attention_lanes_ok(const vk_backend& be, const op& o, const binding& bk, co
     for (const tensor* c : {o.src[1], o.src[2]})
         if ((c->type != dtype::F16 && c->type != dtype::BF16) || c->nb[1] % 16 != 0) return false;
     if (bk.byte % 16 != 0 || bv.byte % 16 != 0) return false;
-    return (2 * 32 + 32 * hd) * 4 <= caps.max_shared_bytes;  // sm_m, sm_l, sm_acc of up to 32 subgroups
+    return attention_lanes_shared(caps, 1, hd) <= caps.max_shared_bytes;
 }
 
-// One workgroup (128) per (query, head, split) over the contiguous cache: attention_lanes.comp where
+// Query heads per attention_lanes workgroup (its GQ): heads of one KV head that share each K and V row the
+// workgroup loads. 4 (or the largest power of 2 dividing the group, below 4) for prefill (more than k_mmv_max_cols
+// queries: workgroups enough for any device), 1 for decode, where n_head workgroups per split already leave a large
+// GPU idle; fewer where the shader's shared arrays would not fit the device's. Env TFU_VK_ATTN_GQ=1|2|4 (read per
+// call) asks for a count.
+uint32_t attention_heads_per_group(const vk_backend& be, const op& o) {
+    const tensor& q = *o.src[0];
+    const int64_t group = q.ne[1] / int64_t(o.i[1]), hd = q.ne[0];
+    uint32_t gq = env_choice("TFU_VK_ATTN_GQ", {1, 2, 4}, q.ne[2] > k_mmv_max_cols ? 4 : 1);
+    const device_caps& caps = be.caps();
+    while (gq > 1 && (group % gq != 0 || attention_lanes_shared(caps, gq, uint64_t(hd)) > caps.max_shared_bytes))
+        gq /= 2;
+    return gq;
+}
+
+// One workgroup (128) per (query, GQ heads, split) over the contiguous cache: attention_lanes.comp where
 // attention_lanes_ok (a head row read by lane groups, 16 bytes a lane), else attention.comp (a K row per thread);
 // with n_split > 1 the partials go to the backend's scratch (binding 5) and attention_merge (one workgroup of 64
 // per (query, head)) writes dst. In a kept run n_past = i[0] is read on the device and the whole caches are bound.
 // attention.comp's pipeline is specialized for the K and V dtypes, the head size, its team width (threads per team:
 // the power of 2 covering hd / 2 channel pairs) and whether every head row of K (V) starts on a 4-byte boundary
-// (16-bit pairs then load as one word); attention_lanes' for the dtypes, the head size and its rows per step.
+// (16-bit pairs then load as one word); attention_lanes' for the dtypes, the head size, its rows per step and its
+// heads per workgroup (attention_heads_per_group).
 void record_attention(vk_backend& be, const op& o) {
     const tensor& q = *o.src[0];
     const tensor& k = *o.src[1];
@@ -901,8 +924,10 @@ void record_attention(vk_backend& be, const op& o) {
         return uint32_t(c.type == dtype::F32 || (bc.byte % 4 == 0 && hd % 2 == 0));  // nb[1] % 4 == 0: supports()
     };
     const bool lanes = attention_lanes_ok(be, o, b[2], b[3]);
+    const uint32_t gq = lanes ? attention_heads_per_group(be, o) : 1;
     const std::vector<uint32_t> spec =
-        lanes ? std::vector<uint32_t>{uint32_t(k.type), uint32_t(v.type), hd, attention_lane_rows()}
+        lanes ? std::vector<uint32_t>{uint32_t(k.type), uint32_t(v.type), hd, attention_lane_rows(), gq,
+                                      attention_lanes_max_sg(be.caps())}
               : std::vector<uint32_t>{uint32_t(k.type), uint32_t(v.type), hd, team, words_aligned(k, b[2]),
                                       words_aligned(v, b[3])};
     const uint32_t n_split = attention_splits(o);
@@ -913,7 +938,7 @@ void record_attention(vk_backend& be, const op& o) {
                 {uint32_t(q.ne[0]), uint32_t(q.ne[1]), uint32_t(q.ne[2]), uint32_t(o.i[0]), uint32_t(q.ne[1] / o.i[1]),
                  fbits(o.f[0]), b[1].word, words(q.nb[1]), b[0].word, words(d.nb[1]), uint32_t(k.type), b[2].byte,
                  uint32_t(k.nb[1]), uint32_t(v.type), b[3].byte, uint32_t(v.nb[1]), dyn, n_split, bs[4].word},
-                blocks * n_split);
+                blocks / gq * n_split);
     if (n_split == 1) return;
     const binding bm[2] = {b[0], bs[4]};  // dst, the partials as src0
     be.dispatch("attention_merge", {}, bm, 2,

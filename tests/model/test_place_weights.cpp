@@ -27,7 +27,8 @@ public:
     void run(const tfu::op*, size_t) override {}
     bool host_memory() const override { return false; }
     void* alloc(size_t bytes, const char* what) override {
-        if (int(allocs.size()) == fail_at) throw tfu::error(TFU_STATUS_OUT_OF_MEMORY, std::string("no room for ") + what);
+        if (int(allocs.size()) == fail_at)
+            throw tfu::error(TFU_STATUS_OUT_OF_MEMORY, std::string("no room for ") + what);
         mem.emplace_back(bytes + 256);
         // 256-byte aligned, as backend::alloc promises
         char* p = mem.back().data() + (256 - reinterpret_cast<uintptr_t>(mem.back().data()) % 256) % 256;

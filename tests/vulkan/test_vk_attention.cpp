@@ -19,7 +19,8 @@
 //  - attention_lanes: head sizes 8 .. 256, contexts of 1 .. 700 rows (fewer rows than subgroups, short decode,
 //    split), n = 1 and 3, GQA 1 and 4, its 1, 2, 4 and 8 rows per step (TFU_VK_ATTN_ROWS), 16-byte aligned padded
 //    rows (taken) and 4-byte ones (attention.comp); that it is taken where the device offers it (its sums differ in
-//    the last bits from TFU_VK_ATTN_LANES=0's).
+//    the last bits from TFU_VK_ATTN_LANES=0's); 1, 2 and 4 query heads per workgroup (TFU_VK_ATTN_GQ) over GQA
+//    groups 1, 2 and 4 and 1 .. 12 queries, and that prefill takes 4.
 // Rows past the last query's position hold NaN: reading one would poison the output. Bounds: test_ops' ATTENTION
 // bounds (relative L2 1e-5, max error 1e-4 of the reference's rms; f32 online softmax against cpu-ref's double
 // two-pass softmax). Inputs random from the printed seed (test_seed()). Run under TFU_VK_VALIDATION=1 in CI.
@@ -279,6 +280,38 @@ bool lanes_offered() {
 TEST_F(vk_attention, lanes_path_is_taken) {
     if (!lanes_offered()) GTEST_SKIP() << "no subgroup shuffles (or TFU_VK_SUBGROUP=0): attention.comp only";
     EXPECT_GT(differ_with_env_off({64, 32, 8, 1, 150}, "TFU_VK_ATTN_LANES", test_seed() + 8), 0u);
+}
+
+// attention_lanes with GQ query heads of one KV head per workgroup (TFU_VK_ATTN_GQ; prefill, more than 8 queries,
+// takes 4 by default): asked for 1, 2, 4 and by default, over groups 1, 2 and 4 (a count that does not divide the
+// group falls back to the largest power of 2 that does), 1, 3 and 12 queries, head sizes 8, 64, 128, contexts of
+// 1 .. 612 rows (600 with one query: split), against cpu-ref. Then that 12 queries of group 4 launched
+// n x n_head / 4 workgroups (the profile's per-launch label, TFU_VK_PROFILE=gpu).
+TEST_F(vk_attention, lanes_heads_per_workgroup) {
+    if (!lanes_offered()) GTEST_SKIP() << "no subgroup shuffles (or TFU_VK_SUBGROUP=0): attention.comp only";
+    for (const char* gq : {"1", "2", "4", ""}) {
+        setenv("TFU_VK_ATTN_GQ", gq, 1);
+        SCOPED_TRACE(std::string("TFU_VK_ATTN_GQ=") + gq);
+        for (int64_t hd : {8, 64, 128})
+            for (int64_t group : {1, 2, 4})
+                for (int64_t n : {1, 3, 12})
+                    for (int64_t n_past : {0, 40, 600}) {
+                        if (hd == 128 && n_past == 600 && n > 1) continue;  // the long contexts once per size
+                        check({hd, 2 * group, 2, n, n_past}, group == 2 ? dtype::BF16 : dtype::F16, dtype::F16);
+                    }
+        if (HasFailure()) break;
+    }
+    unsetenv("TFU_VK_ATTN_GQ");
+    setenv("TFU_VK_PROFILE", "gpu", 1);
+    std::string why;
+    vk_ = backend_or_null(TFU_BACKEND_VULKAN, &why);
+    ASSERT_TRUE(vk_) << why;
+    check({64, 8, 2, 12, 20}, dtype::F16, dtype::F16);
+    start_log_capture();
+    vk_.reset();  // logs the profile
+    stop_log_capture();
+    unsetenv("TFU_VK_PROFILE");
+    EXPECT_NE(captured_log.find("attention_lanes x24 "), std::string::npos) << captured_log;
 }
 
 // Decode steps at n_past = first .. last on `dev`: KV_STORE the step's random k and v rows at n_past (caches NaN
