@@ -466,6 +466,23 @@ bool choose_cm_tile(const device_caps& caps, dtype type, uint64_t m, uint64_t n,
     return true;
 }
 
+// The step of k on the tensor cores: choose_cm_tile's shader, or its _k64 variant (mul_mat_cm.comp TK = 64: per
+// barrier twice the fragment products while the next step's loads are in flight; 64x64 double buffered, 64x128
+// and 128x128 single buffered, 36 / 27 / 36 KiB of shared memory) where k is a multiple of 64, the fragments are
+// 16x16x16 and the shared memory fits. H100, 8B Q4_0 pp512 (2026-11-25, one call): 7351 -> 7894 t/s; per launch
+// wo/down 370 -> 301 us, Q/K/V 274 -> 209 us (64x128), but the 128x128 tile took 150 registers at 64 (one
+// workgroup per SM) and its gate/up launch 908 -> 946 us, so that tile keeps 32. Emulated (tests): the 64x64 tile
+// single buffered (18 KiB, lavapipe's 32 KiB). Env TFU_VK_CM_K64=0 (read per call) keeps 32 everywhere, =all takes
+// 64 on the 128x128 tile too (comparisons).
+std::string cm_k64(const device_caps& caps, const std::string& shader, uint64_t rows, uint64_t cols, uint64_t k) {
+    const char* env = std::getenv("TFU_VK_CM_K64");
+    const bool off = env && std::strcmp(env, "0") == 0, all = env && std::strcmp(env, "all") == 0;
+    if (off || k % 64 != 0 || caps.coopmat_n != 16 || (rows == 128 && cols == 128 && !all)) return shader;
+    const uint64_t buffers = caps.coopmat_emulated || cols == 128 ? 1 : 2;
+    if (!caps.coopmat_emulated && buffers * (rows + cols) * 72 * 2 > caps.max_shared_bytes) return shader;
+    return shader + "_k64";
+}
+
 // mul_mat_cm.comp's X16 form (mul_mat_cm_x16.comp first writes x as fp16 in the tiles' order into the scratch):
 // the scratch bytes MUL_MAT o needs for it, 0 where it is not taken. Taken by every product on the
 // cooperative-matrix shader unless env TFU_VK_CM_X16=0 (read per call, for comparisons): x is read by every
@@ -520,7 +537,10 @@ void record_mul_mat(vk_backend& be, const op& o) {
         std::string cm_shader;
         mm_tile tile{};
         const bool cm = choose_cm_tile(be.caps(), w.type, m, n, &cm_shader, &tile.rows, &tile.cols);
-        if (cm) tile.shader = cm_shader.c_str();
+        if (cm) {
+            cm_shader = cm_k64(be.caps(), cm_shader, tile.rows, tile.cols, uint64_t(w.ne[0]));
+            tile.shader = cm_shader.c_str();
+        }
         else tile = choose_mm_tile(m, n);
         const bool from_x16 = cm && x16;
         const binding b[3] = {bd, bw, from_x16 ? bx16 : bx};
@@ -767,6 +787,7 @@ size_t record_fused_cm(vk_backend& be, const op* ops, size_t n_ops) {
         tiles_m += ceil_div(uint64_t(mats[i].m), tile.rows);  // 0 rows past n_mat
     }
     const binding b[3] = {bd, bw, x16 ? bx16 : bx};
+    shader = cm_k64(be.caps(), shader, tile.rows, tile.cols, uint64_t(w.ne[0]));
     be.dispatch(shader.c_str(), {uint32_t(w.type), x16 ? 1u : 0u}, b, 3, push, tiles_m * ceil_div(n, tile.cols));
     return n_mat;
 }

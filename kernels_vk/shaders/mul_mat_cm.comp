@@ -11,30 +11,34 @@
 // shape the device lists, 16x16x16 or 16x8x16). Matrix A of coopMatMulAddNV is the weight tile (rows i x k), B is
 // x (k x columns j), C/D the outputs (rows i x columns j).
 //
-// k advances TK = 32 elements per step (2 fragment depths of 16). As in mul_mat.comp the step's 32 elements are
-// the 4 units k0/8 .. k0/8 + 3 of mmv_units.glsl (8 weights of a block each, scale and min applied; dq() for the
-// types without units) and x is loaded at the same element positions: slots 8q .. 8q + 7 of the step hold the 8
-// values of unit q (Q4_0 / Q8_0 in the pair order of w_unit), for the weight row and for the x column alike, so
-// the product over the step is the same sum in another order. Shared memory holds both tiles as fp16, row
-// (column) major with TK + 8 halves per row (80 bytes: a multiple of 16 bytes, the alignment cooperative loads
-// need, and 8 rows of a fragment fall in 8 different 16-byte bank groups), declared as 16-byte vectors. Per thread
-// per step: WR + WC units of 8 values (thread t: unit t % 4 of row / column t / 4 (+ 64)), each one 128-bit store.
+// k advances TK = 32 elements per step (2 fragment depths of 16), or 64 in the _k64 variants (4 depths; k a
+// multiple of 64: vk_ops.cpp cm_k64). As in mul_mat.comp the step's elements are the TK / 8 units k0/8 ..
+// of mmv_units.glsl (8 weights of a block each, scale and min applied; dq() for the types without units) and x is
+// loaded at the same element positions: slots 8q .. 8q + 7 of the step hold the 8 values of unit q (Q4_0 / Q8_0
+// in the pair order of w_unit), for the weight row and for the x column alike, so the product over the step is the
+// same sum in another order. Shared memory holds both tiles as fp16, row (column) major with TK + 8 halves per row
+// (80 or 144 bytes: multiples of 16 bytes, the alignment cooperative loads need, and 8 rows of a fragment fall in
+// 8 different 16-byte bank groups), declared as 16-byte vectors. Per thread per step: PW + PX units of 8 values
+// (thread t: unit t % UPR of row / column t / UPR (+ RP, ..)), each one 128-bit store.
 //
-// Double buffered: the global loads of step s + 1 go to registers before the MMAs of step s, and are decoded and
-// stored to the other buffer after them; one barrier per step. Q4_0, Q8_0 and 16-byte aligned F16/BF16 rows stay
-// raw words in registers until then (the decoding would otherwise wait for the loads ahead of the MMAs), and
-// Q4_0 / Q8_0 are decoded two values at a time in fp16 arithmetic; the other types are decoded at load time.
-// H100, 8B Q4_0 pp512: 5166 -> 5944 t/s with these two changes (kernels_vk/README.md). With X16 (below) x arrives
-// already as halves in this order. Shared memory: 2 x (BM + BN) x 40 halves: 20 KiB (64x64), 30 KiB (64x128),
-// 40 KiB (128x128; NVIDIA's limit without the opt-in is 49152 bytes). The results go fragment by fragment through
+// Double buffered (DB = 1): the global loads of step s + 1 go to registers before the MMAs of step s, and are
+// decoded and stored to the other buffer after them; one barrier per step. Single buffered (DB = 0, the _k64 tiles
+// of 128 columns): the same loads, then a barrier after the MMAs before the store overwrites the buffer, and one
+// after it. Q4_0, Q8_0 and 16-byte aligned F16/BF16 rows stay raw words in registers until then (the decoding would
+// otherwise wait for the loads ahead of the MMAs), and Q4_0 / Q8_0 are decoded two values at a time in fp16
+// arithmetic; the other types are decoded at load time. H100, 8B Q4_0 pp512: 5166 -> 5944 t/s with these two
+// changes (kernels_vk/README.md). With X16 (below) x arrives already as halves in this order. Shared memory: NBUF x
+// (BM + BN) x (TK + 8) halves: 20 KiB (64x64), 30 KiB (64x128), 40 KiB (128x128), 36 / 27 / 36 KiB for _k64 (NVIDIA's
+// limit without the opt-in is 49152 bytes). The results go fragment by fragment through
 // a per-subgroup staging area in the weight tile's memory (coopMatStoreNV, column major) and from there to dst with
 // bounds (rows past m, columns past n are not stored; their loads repeat row m - 1 / column n - 1).
 //
-// -D CM_EMULATE=1 (variants mul_mat_cm_emu, _emu_n8; TFU_VK_COOPMAT=emulate, tests only): the same shader with the
-// four cooperative-matrix operations done by plain f32 code over the same shared-memory tiles, laid out as the
-// NV operations define them, and 32-lane "virtual subgroups" of the local index. It needs only shaderFloat16, so
-// lavapipe runs everything around the tensor-core operations (decoding, slots, tiles, double buffering, staging,
-// bounds) on the 64x64 tile, the one that fits its 32 KiB of shared memory.
+// -D CM_EMULATE=1 (variants mul_mat_cm_emu, _emu_n8, _emu_k64 (TK 64, one buffer); TFU_VK_COOPMAT=emulate, tests
+// only): the same shader with the four cooperative-matrix operations done by plain f32 code over the same
+// shared-memory tiles, laid out as the NV operations define them, and 32-lane "virtual subgroups" of the local
+// index. It needs only shaderFloat16, so lavapipe runs everything around the tensor-core operations (decoding,
+// slots, tiles, both buffering schemes, both steps of k, staging, bounds) on the 64x64 tile, the one that fits its
+// 32 KiB of shared memory.
 //
 // Launch: ceil(m / BM) * ceil(n / BN) workgroups, index = tn * tiles_m + tm; push constants as mul_mat.comp, plus
 // up to two more matrices of the same x, k and weight type (n_mat = 2 or 3: Q/K/V, gate/up; vk_ops.cpp
@@ -81,17 +85,27 @@ layout(set = 0, binding = 2) readonly buffer src1_u4_buf { uvec4 src1_u4[]; };
 #ifndef CN
 #define CN 16  // fragment columns: 16 (16x16x16) or 8 (16x8x16)
 #endif
-const uint BM = 64u * WR, BN = 64u * WC, TK = 32u;
-const uint SA = TK + 8u;               // halves per tile row (80 bytes)
+#ifndef TK
+#define TK 32  // k per step: 32, or 64 (variants _k64: single buffered, k a multiple of 64, see main)
+#endif
+#ifndef DB
+#define DB 1   // 1: two shared buffers (double buffered); 0: one
+#endif
+const uint BM = 64u * WR, BN = 64u * WC;
+const uint NBUF = DB != 0 ? 2u : 1u;
+const uint UPR = TK / 8u;              // units of 8 per tile row and step: 4 or 8
+const uint RP = 256u / UPR;            // tile rows (columns) the 256 threads load per pass: 64 or 32
+const uint PW = BM / RP, PX = BN / RP; // passes per step over the weight and the x tile
+const uint SA = TK + 8u;               // halves per tile row (80 or 144 bytes)
 const uint FR = 2u * WR;               // 16-row fragments per subgroup: 32 WR rows
 const uint FC = (16u * WC) / CN;       // CN-column fragments per subgroup: 16 WC columns
 // Shared tiles as 16-byte vectors of 8 halves (SV = 5 vectors = 40 halves per row): a thread writes a unit's 8
 // values with one 128-bit store, and cooperative loads take element offsets and strides in vectors.
 const uint SV = SA / 8u;
-shared uvec4 ws[2u * BM * SV];         // weight tile, two buffers: row r, slot kk at half 8 (r * SV) + kk
-shared uvec4 xs[2u * BN * SV];         // x tile, two buffers: column c, slot kk at half 8 (c * SV) + kk
+shared uvec4 ws[NBUF * BM * SV];      // weight tile, NBUF buffers: row r, slot kk at half 8 (r * SV) + kk
+shared uvec4 xs[NBUF * BN * SV];      // x tile, NBUF buffers: column c, slot kk at half 8 (c * SV) + kk
 // The results leave through ws once the loop is done: per subgroup one 16 x CN f32 fragment, column major
-// (i + 16 j), at vector SG_ST sg: 8 fragments of 16 CN floats fit in the 2 BM SV vectors of every tile.
+// (i + 16 j), at vector SG_ST sg: 8 fragments of 16 CN floats fit in the NBUF BM SV (>= 320) vectors of every tile.
 const uint SG_ST = 4u * CN;
 
 #if CM_EMULATE
@@ -261,22 +275,22 @@ uvec4 w_unit(uvec4 raw, uint sh, bool done) {
 
 // The thread's share of the next step, in registers while the current step's MMAs run: WR weight units (raw, see
 // load_w_raw) and WC x units (f32, values 0..3 in x_a, 4..7 in x_b; X16: the unit's halves in x_h).
-uvec4 w_raw[WR];
-uint w_sh[WR];
-bool w_done[WR];
-vec4 x_a[WC], x_b[WC];
-uvec4 x_h[WC];
+uvec4 w_raw[PW];
+uint w_sh[PW];
+bool w_done[PW];
+vec4 x_a[PX], x_b[PX];
+uvec4 x_h[PX];
 
-// Global loads of the step at element k0 into the registers: thread t takes unit t % 4 of weight rows t / 4
-// (+ 64) and of columns t / 4 (+ 64), clamped to the last row / column.
+// Global loads of the step at element k0 into the registers: thread t takes unit t % UPR of weight rows t / UPR
+// (+ RP, ..) and of columns t / UPR (+ RP, ..), clamped to the last row / column.
 void load_step(uint t, uint k0, uint tm, uint tn, bool w16, bool x4) {
-    uint u = k0 / 8u + (t & 3u);
-    [[unroll]] for (uint p = 0u; p < WR; ++p) {
-        uint r = min(tm * BM + 64u * p + (t >> 2), mat_m - 1u);
+    uint u = k0 / 8u + t % UPR;
+    [[unroll]] for (uint p = 0u; p < PW; ++p) {
+        uint r = min(tm * BM + RP * p + t / UPR, mat_m - 1u);
         load_w_raw(mat_w_off + r * mat_w_nb1, u, w16, w_raw[p], w_sh[p], w_done[p]);
     }
-    [[unroll]] for (uint p = 0u; p < WC; ++p) {
-        uint c = min(tn * BN + 64u * p + (t >> 2), pc.n - 1u);
+    [[unroll]] for (uint p = 0u; p < PX; ++p) {
+        uint c = min(tn * BN + RP * p + t / UPR, pc.n - 1u);
         if (X16) x_h[p] = src1_u4[pc.x_off + c * pc.x_s + u];
         else load_x_unit(pc.x_off + c * pc.x_s, u, x4, x_a[p], x_b[p]);
     }
@@ -284,11 +298,11 @@ void load_step(uint t, uint k0, uint tm, uint tn, bool w16, bool x4) {
 
 // Registers -> buffer `buf` as halves: unit q of row (column) r goes to slots 8q .. 8q + 7, one 128-bit store.
 void store_step(uint t, uint buf) {
-    uint q = t & 3u, r = t >> 2;
-    [[unroll]] for (uint p = 0u; p < WR; ++p)
-        ws[(buf * BM + 64u * p + r) * SV + q] = w_unit(w_raw[p], w_sh[p], w_done[p]);
-    [[unroll]] for (uint p = 0u; p < WC; ++p)
-        xs[(buf * BN + 64u * p + r) * SV + q] = X16 ? x_h[p] : pack_unit(x_a[p], x_b[p]);
+    uint q = t % UPR, r = t / UPR;
+    [[unroll]] for (uint p = 0u; p < PW; ++p)
+        ws[(buf * BM + RP * p + r) * SV + q] = w_unit(w_raw[p], w_sh[p], w_done[p]);
+    [[unroll]] for (uint p = 0u; p < PX; ++p)
+        xs[(buf * BN + RP * p + r) * SV + q] = X16 ? x_h[p] : pack_unit(x_a[p], x_b[p]);
 }
 
 void main() {
@@ -331,10 +345,16 @@ void main() {
             [[unroll]] for (uint i = 0u; i < FR; ++i)
                 [[unroll]] for (uint j = 0u; j < FC; ++j) acc[i * FC + j] = mul_add(a[i], b[j], acc[i * FC + j]);
         }
-        // The other buffer was last read in the previous step, before the barrier that ended it.
-        if (k0 + TK < pc.k) store_step(t, buf ^ 1u);
-        barrier();
-        buf ^= 1u;
+        if (DB != 0) {
+            // The other buffer was last read in the previous step, before the barrier that ended it.
+            if (k0 + TK < pc.k) store_step(t, buf ^ 1u);
+            barrier();
+            buf ^= 1u;
+        } else {  // one buffer: every subgroup has read it before it is overwritten
+            barrier();
+            if (k0 + TK < pc.k) store_step(t, 0u);
+            barrier();
+        }
     }
 
     // Results: each fragment through the subgroup's staging (column major, 16 x CN, in ws: every subgroup has

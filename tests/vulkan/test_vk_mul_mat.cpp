@@ -226,9 +226,9 @@ std::string describe(dtype t, const shape& s, const char* tile) {
 // step); 32-element blocks: 1, 3 and 9 blocks; K-quants: 1 and 3 super-blocks.
 std::vector<int64_t> ks_of(dtype t) {
     switch (t) {
-        case dtype::F32: case dtype::F16: case dtype::BF16: return {5, 37, 264};
+        case dtype::F32: case dtype::F16: case dtype::BF16: return {5, 37, 264, 128};
         case dtype::Q2_K: case dtype::Q3_K: case dtype::Q4_K: case dtype::Q5_K: case dtype::Q6_K: return {256, 768};
-        default: return {32, 96, 288};
+        default: return {32, 96, 288, 192};
     }
 }
 
@@ -381,13 +381,21 @@ std::unique_ptr<backend> coopmat_backend(const char* mode, std::string* state, c
     return dev;
 }
 
-// The variant the backend of `state` runs for tile `base` (emulated: always the 64x64 one; _n8 for 16x8x16).
-std::string cm_shader(const std::string& state, const char* base) {
-    const bool emu = state.find("emulated") != std::string::npos;
-    return std::string(emu ? "mul_mat_cm_emu" : base) + (state.find("16x8x16") != std::string::npos ? "_n8" : "");
+// The variant the backend of `state` runs for tile `base` (emulated: always the 64x64 one; _n8 for 16x8x16) where
+// k steps by 32; with k64, the one stepping k by 64 (vk_ops.cpp cm_k64: k a multiple of 64 on 16x16x16 fragments,
+// not the 128x128 tile), else the same.
+std::string cm_shader(const std::string& state, const char* base, bool k64 = false) {
+    const bool emu = state.find("emulated") != std::string::npos, n8 = state.find("16x8x16") != std::string::npos;
+    const std::string name = emu ? "mul_mat_cm_emu" : base;
+    if (k64 && !n8 && name != "mul_mat_cm_xl") return name + "_k64";
+    return name + (n8 ? "_n8" : "");
 }
 bool pipeline_created(const std::string& name) {
     return debug_log::text().find("pipeline " + name + " [") != std::string::npos;
+}
+// Whether a variant of tile `base` (cm_shader's, either step) was created.
+bool tile_created(const std::string& state, const char* base) {
+    return pipeline_created(cm_shader(state, base)) || pipeline_created(cm_shader(state, base, true));
 }
 
 // Every weight type through mul_mat_cm.comp: odd m, n (>= 32), k; padded/offset weights, x and results; each tile
@@ -428,9 +436,11 @@ void cm_every_type(const char* mode, const std::vector<dtype>& types) {
     std::printf("%d coopmat cases (%s); largest relative L2 error per type:", cases, state.c_str());
     for (dtype t : types) std::printf(" %s %.2g", dtype_name(t), worst[t]);
     std::printf("\n");
-    for (const char* base : {"mul_mat_cm", "mul_mat_cm_w", "mul_mat_cm_xl"})
-        EXPECT_TRUE(pipeline_created(cm_shader(state, base)))
-            << cm_shader(state, base) << " was never created: the coopmat path did not run";
+    for (const char* base : {"mul_mat_cm", "mul_mat_cm_w", "mul_mat_cm_xl"}) {
+        EXPECT_TRUE(tile_created(state, base)) << base << " was never created: the coopmat path did not run";
+        for (bool k64 : {false, true})  // both steps of k ran (each k of ks_of has a multiple of 64)
+            EXPECT_TRUE(pipeline_created(cm_shader(state, base, k64))) << cm_shader(state, base, k64) << " never ran";
+    }
     EXPECT_TRUE(pipeline_created("mul_mat_cm_x16")) << "x never went through fp16 first";
 }
 
@@ -475,7 +485,7 @@ void cm_row_pieces(const char* mode) {
             check_case(*dev, rng, t, s, describe(t, s, tile), k_cm_bound);
         }
     }
-    EXPECT_TRUE(pipeline_created(cm_shader(state, "mul_mat_cm")));
+    EXPECT_TRUE(tile_created(state, "mul_mat_cm"));
 }
 
 // Q/K/V and gate/up shapes on the tensor-core shader: 2 or 3 MUL_MATs of one x (over 8 columns) in one run() are
@@ -535,7 +545,8 @@ void cm_shared_x(const char* mode) {
     }
     dev.reset();  // logs the per-shader counts
     std::set<std::string> names;
-    for (const char* base : {"mul_mat_cm", "mul_mat_cm_w", "mul_mat_cm_xl"}) names.insert(cm_shader(state, base));
+    for (const char* base : {"mul_mat_cm", "mul_mat_cm_w", "mul_mat_cm_xl"})
+        for (bool k64 : {false, true}) names.insert(cm_shader(state, base, k64));
     unsigned long long seen = 0, seen_x16 = 0;
     std::istringstream lines(log.text());
     for (std::string l; std::getline(lines, l);) {
