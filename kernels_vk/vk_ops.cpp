@@ -308,6 +308,17 @@ uint32_t mmv_i8_slots_per_subgroup() {
     static const uint32_t p = env_choice("TFU_VK_MMV_I8_SLOTS", {1, 2, 4}, 1);
     return p;
 }
+// Subgroups that share one slot's items on the int8 path (the shader's KS: each takes every KS-th run of L items,
+// so its chain of dependent steps is KS times shorter, and the parts meet in shared memory): 2 for rows of at
+// least 8192 weights (the feed-forward down projection), else 1. H100, per launch, KS 1 / 2 (2026-11-25, one
+// call): 1B Q4_0 wo + down (k 2048, 8192) 10.01 / 8.59 us on average, 8B 16.01 / 15.09 (k 4096, 14336); but gate/up
+// 14.0 / 17.8 (1B) and 35.0 / 37.1 us (8B), Q/K/V 8.5 / 9.0 (1B), the output projection 70 / 94 (1B): the shorter
+// chains pay where the rows are long. Only where the workgroup's subgroups divide by it. Env
+// TFU_VK_MMV_I8_KSPLIT=1|2|4 (read once) forces a count.
+uint32_t mmv_i8_ksplit(int64_t k) {
+    static const uint32_t forced = env_choice("TFU_VK_MMV_I8_KSPLIT", {1, 2, 4}, 0);
+    return forced ? forced : k >= 8192 ? 2 : 1;
+}
 // Threads of an int8-path workgroup (every matrix size, the output projection's too): more quantize x in fewer
 // round trips each. H100, tg128 (2026-11-24): 64 / 128 / 256 threads (one call): 1B Q4_0 685 / 797 / 852, 8B Q4_0
 // 162 / 233 / 265 t/s; 256 / 512 / 1024 (the next call): 1B Q4_0 895 / 891 / 842, 8B Q4_0 268 / 283 / 274. Env
@@ -355,10 +366,15 @@ void dispatch_mmv(vk_backend& be, dtype type, int64_t k, const tensor& x, const 
     const uint32_t R = mmv_rows(n, glu, i8, type);
     mmv_shape sh = mmv_shape_for(be, mats, n_mat);
     TFU_CHECK(!norm || (!resid && (i8 || (sg && sh.slots == 1))));
+    uint32_t ks = 1;
     if (i8) {
         sh.threads = mmv_i8_threads(be);
-        sh.slots = std::max<uint32_t>(1, sh.threads / std::max<uint32_t>(1, be.caps().subgroup_size)) *
-                   mmv_i8_slots_per_subgroup();
+        const uint32_t subgroups = std::max<uint32_t>(1, sh.threads / std::max<uint32_t>(1, be.caps().subgroup_size));
+        sh.slots = subgroups * mmv_i8_slots_per_subgroup();
+        if (mmv_i8_slots_per_subgroup() == 1 && subgroups % mmv_i8_ksplit(k) == 0) {
+            ks = mmv_i8_ksplit(k);
+            sh.slots = subgroups / ks;
+        }
     }
     std::vector<uint32_t> push = {uint32_t(k), uint32_t(n_mat), bx.word, words(x.nb[1])};
     push.resize(4 + 6 * 3 + 2, 0);
@@ -389,7 +405,7 @@ void dispatch_mmv(vk_backend& be, dtype type, int64_t k, const tensor& x, const 
     be.dispatch(i8 ? "mul_mat_vec_i8" : sg ? "mul_mat_vec_subgroup" : "mul_mat_vec",
                 {uint32_t(type), uint32_t(n), R, glu ? 1u : 0u, i8 ? mmv_i8_units_per_step() : mmv_units_per_step(),
                  sh.slots, sh.threads, resid ? 1u : 0u, i8 ? uint32_t(k / 32) : 1u, norm ? 1u : 0u,
-                 i8 ? mmv_i8_x_loads() : 4u},
+                 i8 ? mmv_i8_x_loads() : 4u, ks},
                 b, resid || norm ? 5 : 3, std::move(push), groups);
 }
 

@@ -24,6 +24,9 @@
 // I8 (with USE_SUBGROUP; Q4_0, Q8_0, Q4_K, Q6_K, k = 32 XB): x quantized to int8 in shared memory by the whole
 // workgroup first, then slots per subgroup as above, a lane taking whole items (b = l, l + L, ...) with packed int8
 // dot products (mmv_i8.glsl). With NORM, x is an RMS_NORM's source, normalised in the same pass (mmv_i8.glsl).
+// KS > 1 (I8 only): each slot's items are split over KS subgroups (part p takes the runs of L items p, p + KS,
+// ..), so a subgroup's chain of dependent steps is KS times shorter; the parts' sums meet in shared memory after
+// one barrier, and the workgroup's threads store the slots' outputs. The host then makes SLOTS = subgroups / KS.
 // NORM on the unit path (USE_SUBGROUP, SLOTS = 1, every unit type, k a multiple of 8, the norm's weight g at a
 // multiple of 16 bytes: vk_ops.cpp record_fused_mmv): w . xn = s (w . (x g)) with s = 1 / sqrt(sum(x^2) / k + eps),
 // so the lanes multiply each unit of x by g as they load it, sum x^2 over the same units (the workgroup reads all of
@@ -47,6 +50,7 @@ layout(constant_id = 6) const uint WG = 64;    // threads per workgroup
 layout(constant_id = 7) const uint RESID = 0;  // 1: one matrix, and y = r + d stored beside d (the residual ADD)
 layout(constant_id = 8) const uint XB = 1;     // I8: blocks of 32 per column of x (k / 32)
 layout(constant_id = 9) const uint NORM = 0;   // 1: x is an RMS_NORM's source, normalised here (see above)
+layout(constant_id = 11) const uint KS = 1;    // I8: subgroups sharing one slot's items (1, 2 or 4)
 #ifdef I8
 const bool INT8 = true;
 #else
@@ -81,7 +85,7 @@ layout(set = 0, binding = 3) readonly buffer src2_v4_buf { vec4 src2_v4[]; };  /
 // column's sum of x^2 as entries MAX_ACC .. MAX_ACC + NC - 1 (per subgroup: RED entries, at most THREADS / 2
 // subgroups), and total[MAX_ACC + j] becomes column j's scale s.
 const uint RED = UNIT_NORM ? MAX_ACC + 8u : MAX_ACC;
-shared float partial[INT8 ? 1u : THREADS * MAX_ACC];
+shared float partial[INT8 ? (KS > 1u ? SLOTS * KS * MAX_ACC : 1u) : THREADS * MAX_ACC];
 shared float total[MAX_ACC + 8u];
 
 float silu_mul(float g, float u) { return g / (1.0 + exp(-g)) * u; }
@@ -147,30 +151,32 @@ void accumulate_units(uint t, uint L, bool w16, bool x4) {
 // t + L, ... of every row of the slot, UG of them per step; each item meets every column's x. The loads run one
 // step ahead of the arithmetic (ld_p / ld_q hold the next step's items while this step's are computed); main
 // issues a subgroup's first slot's first step (i8_loads) before x is quantized, so the weights stream while the
-// workgroup quantizes.
+// workgroup quantizes. With KS > 1 a step's items are SI = KS L apart (t already holds the part's offset).
+const uint I8_SI = KS;  // the items of a step are I8_SI L apart
 vec4 ld_p[UG * ROWS];
 uint ld_q[UG * ROWS][16];
 void i8_loads(uint b0, uint L) {
     [[unroll]] for (uint u = 0u; u < UG; ++u) {
-        uint b = min(b0 + u * L, I8_ITEMS - 1u);  // past the row's end: a repeat, not summed below
+        uint b = min(b0 + u * I8_SI * L, I8_ITEMS - 1u);  // past the row's end: a repeat, not summed below
         [[unroll]] for (uint rr = 0u; rr < ROWS; ++rr)
             i8_block(rows[rr], b, ld_p[u * ROWS + rr], ld_q[u * ROWS + rr]);
     }
 }
 void accumulate_i8(uint t, uint L) {
-    for (uint b0 = t; b0 < I8_ITEMS; b0 += L * UG) {
+    const uint step = I8_SI * L * UG;
+    for (uint b0 = t; b0 < I8_ITEMS; b0 += step) {
         vec4 p[UG * ROWS];
         uint q[UG * ROWS][16];
         [[unroll]] for (uint a = 0u; a < UG * ROWS; ++a) {
             p[a] = ld_p[a];
             [[unroll]] for (uint w = 0u; w < 16u; ++w) q[a][w] = w < I8_WORDS ? ld_q[a][w] : 0u;
         }
-        if (b0 + L * UG < I8_ITEMS) i8_loads(b0 + L * UG, L);
+        if (b0 + step < I8_ITEMS) i8_loads(b0 + step, L);
         [[unroll]] for (uint u = 0u; u < UG; ++u) {
-            if (b0 + u * L >= I8_ITEMS) break;
+            if (b0 + u * I8_SI * L >= I8_ITEMS) break;
             [[unroll]] for (uint rr = 0u; rr < ROWS; ++rr)
                 [[unroll]] for (uint j = 0u; j < NC; ++j)
-                    acc[rr * NC + j] += i8_dot(p[u * ROWS + rr], q[u * ROWS + rr], j, b0 + u * L);
+                    acc[rr * NC + j] += i8_dot(p[u * ROWS + rr], q[u * ROWS + rr], j, b0 + u * I8_SI * L);
         }
     }
 }
@@ -241,12 +247,39 @@ void main() {
     const uint OUT = R * NC;  // outputs of a slot per matrix
     uint t = gl_LocalInvocationID.x;
 #ifdef I8
-    if (gl_SubgroupID < SLOTS) {  // the subgroup's first slot: its first loads in flight while x is quantized
-        slot_rows(s, base + gl_SubgroupID * R);
-        i8_loads(gl_SubgroupInvocationID, gl_SubgroupSize);
+    // Work p = gl_SubgroupID, + gl_NumSubgroups, ..: slot p % SLOTS, part p / SLOTS (KS = 1: the slot alone).
+    const uint L8 = gl_SubgroupSize, lane8 = gl_SubgroupInvocationID;
+    if (gl_SubgroupID < SLOTS * KS) {  // the subgroup's first work: its first loads in flight while x is quantized
+        slot_rows(s, base + (gl_SubgroupID % SLOTS) * R);
+        i8_loads(lane8 + (gl_SubgroupID / SLOTS) * L8, L8);
     }
     if (x_aligned()) quantize_x(true);  // the branch is uniform: each call specialised on its flag
     else quantize_x(false);
+    if (KS > 1u) {
+        for (uint p = gl_SubgroupID; p < SLOTS * KS; p += gl_NumSubgroups) {
+            const uint slot = p % SLOTS, part = p / SLOTS;
+            if (p != gl_SubgroupID) {
+                slot_rows(s, base + slot * R);
+                i8_loads(lane8 + part * L8, L8);
+            }
+            compute_slot(lane8 + part * L8, L8);
+            [[unroll]] for (uint a = 0u; a < MATS * OUT; ++a) {
+                const float v = subgroupAdd(acc[a]);
+                if (subgroupElect()) partial[(slot * KS + part) * MAX_ACC + a] = v;
+            }
+        }
+        barrier();
+        for (uint e = t; e < SLOTS * OUT; e += THREADS) {  // output a of slot e / OUT: its parts summed in order
+            const uint slot = e / OUT, a = e % OUT;
+            float v = 0.0, u = 0.0;
+            for (uint part = 0u; part < KS; ++part) {
+                v += partial[(slot * KS + part) * MAX_ACC + a];
+                if (GLU != 0u) u += partial[(slot * KS + part) * MAX_ACC + OUT + a];
+            }
+            store(s, base + slot * R, a, v, u);
+        }
+        return;
+    }
 #endif
 #ifdef USE_SUBGROUP
     if (SLOTS > 1u || INT8) {

@@ -254,6 +254,37 @@ TEST_P(vk_mmv, aligned_long_rows) {
             }
 }
 
+// Rows of 8192 weights and more (a feed-forward down projection's): on the int8 path two subgroups share each
+// slot's blocks (vk_ops.cpp mmv_i8_ksplit; the shader's KS), each taking every other run of a subgroup's width of
+// blocks, their sums meeting in shared memory: k = 8192 and 8224 (257 blocks: the parts get unequal runs), 1 and 2
+// columns, alone, in GLU and in Q/K/V launches, and after a fused RMS_NORM.
+TEST_P(vk_mmv, rows_split_over_subgroups) {
+    std::mt19937_64 rng(test_seed() + 9);
+    const double norm_bound = 1e-5;
+    for (dtype t : {dtype::Q4_0, dtype::Q8_0})
+        for (int64_t k : {8192, 8224})
+            for (int64_t n : {1, 2}) {
+                const std::string what = std::string(dtype_name(t)) + " k=" + std::to_string(k) +
+                                         " n=" + std::to_string(n);
+                check_single(rng, t, k, 37, n, 2, 0, 0, 0, what);
+                check_glu(rng, t, k, 19, n, 0, 0, what);
+                check_shared_x(rng, t, k, {21, 5, 5}, {0, 2, 0}, 0, n, 0, 0, what);
+                mmv_case c(dev());
+                tensor* src = c.x(rng, k, n, 0, 0);
+                tensor* g = c.x(rng, k, 1, 0, 0);
+                tensor* xn = c.result(k, n);
+                tensor* w = c.weight(rng, t, k, 33, 0, 0);
+                tensor* d = c.result(33, n);
+                op nrm = make_op(op_type::RMS_NORM, xn, src, g);
+                nrm.f[0] = 1e-5f;
+                c.run({nrm, make_op(op_type::MUL_MAT, d, w, xn)});
+                norm_before(t, n, true);
+                launched(t, n);
+                EXPECT_LE(rel_l2(c.device_values(xn), to_floats(*xn)), norm_bound) << what << " xn";
+                EXPECT_LE(term_rel_l2(c.device_values(d), to_floats(*d), *w, *xn), mul_mat_bound(t)) << what << " norm";
+            }
+}
+
 // A projection and the residual ADD of its result (one launch stores both: backend/fused_residual.h): in place
 // (ADD(r, r, d), the decoder's) and into a separate y, the ADD's operands in both orders, 1 and 3 columns. d
 // against cpu-ref within the type's bound; y exactly the f32 sum of r and the device's own d (the launch's add
