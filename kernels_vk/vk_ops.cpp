@@ -313,7 +313,8 @@ uint32_t mmv_i8_slots_per_subgroup() {
 // least 8192 weights (the feed-forward down projection), else 1. H100, per launch, KS 1 / 2 (2026-11-25, one
 // call): 1B Q4_0 wo + down (k 2048, 8192) 10.01 / 8.59 us on average, 8B 16.01 / 15.09 (k 4096, 14336); but gate/up
 // 14.0 / 17.8 (1B) and 35.0 / 37.1 us (8B), Q/K/V 8.5 / 9.0 (1B), the output projection 70 / 94 (1B): the shorter
-// chains pay where the rows are long. Only where the workgroup's subgroups divide by it. Env
+// chains pay where the rows are long. Only where the workgroup's subgroups divide by it and the parts' sums fit
+// the shared memory beside x. Env
 // TFU_VK_MMV_I8_KSPLIT=1|2|4 (read once) forces a count.
 uint32_t mmv_i8_ksplit(int64_t k) {
     static const uint32_t forced = env_choice("TFU_VK_MMV_I8_KSPLIT", {1, 2, 4}, 0);
@@ -371,7 +372,10 @@ void dispatch_mmv(vk_backend& be, dtype type, int64_t k, const tensor& x, const 
         sh.threads = mmv_i8_threads(be);
         const uint32_t subgroups = std::max<uint32_t>(1, sh.threads / std::max<uint32_t>(1, be.caps().subgroup_size));
         sh.slots = subgroups * mmv_i8_slots_per_subgroup();
-        if (mmv_i8_slots_per_subgroup() == 1 && subgroups % mmv_i8_ksplit(k) == 0) {
+        // KS > 1 adds the parts' sums to the shared memory mmv_int8 counted (16 floats per subgroup)
+        const uint64_t shared = uint64_t(n) * uint64_t(k / 32) * 40 + 2304 + uint64_t(subgroups) * 16 * 4;
+        if (mmv_i8_slots_per_subgroup() == 1 && subgroups % mmv_i8_ksplit(k) == 0 &&
+            shared <= be.caps().max_shared_bytes) {
             ks = mmv_i8_ksplit(k);
             sh.slots = subgroups / ks;
         }
