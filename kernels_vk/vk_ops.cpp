@@ -296,17 +296,21 @@ mmv_shape mmv_shape_for(const vk_backend& be, const mmv_matrix* mats, int n_mat)
 
 // Whether a launch of `type` weights over k x n takes the int8 path (mul_mat_vec_i8: x quantized in shared memory,
 // 40 bytes per block of 32 per column, packed int8 dot products): the types vk_backend::mmv_i8 allows, up to 4
-// columns, x small enough for shared memory. Its workgroups hold mmv_i8_slots_per_subgroup() slots per subgroup
-// (env TFU_VK_MMV_I8_SLOTS=1|2|4, read once): more rows share one quantization of x, fewer give more workgroups;
-// on the H100 1 measured best (1B / 8B Q4_0 tg128, one call: 1 slot 803 / 236, 2 slots 738 / 229 t/s with 128
-// threads; 895 / 268 and 745 / 248 with 256).
+// columns, x small enough for shared memory. Its workgroups hold mmv_i8_slots_per_subgroup() slots per subgroup.
 bool mmv_int8(const vk_backend& be, dtype type, int64_t k, int64_t n) {
     if (!be.mmv_i8(type) || k % 32 != 0 || n > 4) return false;
     return uint64_t(n) * uint64_t(k / 32) * 40 + 2304 <= be.caps().max_shared_bytes;  // + the reductions' arrays
 }
-uint32_t mmv_i8_slots_per_subgroup() {
-    static const uint32_t p = env_choice("TFU_VK_MMV_I8_SLOTS", {1, 2, 4}, 1);
-    return p;
+// Slots per subgroup on the int8 path, for a launch that would have `groups` workgroups at one: more rows share
+// one quantization of x, fewer give more workgroups. 2 where that still leaves at least 200 workgroups (the 8B
+// model's gate/up and the output projections), else 1. H100 (2026-11-24, 128 and 256 threads, every launch): 1
+// slot measured best overall (1B / 8B Q4_0 tg128 803 / 236 against 738 / 229 with 2). Per launch at 512 threads,
+// 1 / 2 (2026-11-25, one call): 8B gate/up (448 workgroups at 1) 35.03 / 32.20 us, 8B output projection 119.4 /
+// 118.1, 1B's 69.9 / 65.7; but 1B gate/up (256 at 1) 14.01 / 15.16, 8B wo/down (128) 16.0 / 22.4, 8B Q/K/V (192)
+// 13.7 / 15.5. Env TFU_VK_MMV_I8_SLOTS=1|2|4 (read once) forces a count.
+uint32_t mmv_i8_slots_per_subgroup(uint64_t groups) {
+    static const uint32_t forced = env_choice("TFU_VK_MMV_I8_SLOTS", {1, 2, 4}, 0);
+    return forced ? forced : groups >= 400 ? 2 : 1;
 }
 // Subgroups that share one slot's items on the int8 path (the shader's KS: each takes every KS-th run of L items,
 // so its chain of dependent steps is KS times shorter, and the parts meet in shared memory): 2 for rows of at
@@ -371,10 +375,14 @@ void dispatch_mmv(vk_backend& be, dtype type, int64_t k, const tensor& x, const 
     if (i8) {
         sh.threads = mmv_i8_threads(be);
         const uint32_t subgroups = std::max<uint32_t>(1, sh.threads / std::max<uint32_t>(1, be.caps().subgroup_size));
-        sh.slots = subgroups * mmv_i8_slots_per_subgroup();
+        uint64_t groups_at_one = 0;  // workgroups with one slot per subgroup
+        for (int s = 0; s < n_mat; ++s)
+            if (!glu || s == 0) groups_at_one += ceil_div(mats[s].m, R * subgroups);
+        const uint32_t per_subgroup = mmv_i8_slots_per_subgroup(groups_at_one);
+        sh.slots = subgroups * per_subgroup;
         // KS > 1 adds the parts' sums to the shared memory mmv_int8 counted (16 floats per subgroup)
         const uint64_t shared = uint64_t(n) * uint64_t(k / 32) * 40 + 2304 + uint64_t(subgroups) * 16 * 4;
-        if (mmv_i8_slots_per_subgroup() == 1 && subgroups % mmv_i8_ksplit(k) == 0 &&
+        if (per_subgroup == 1 && subgroups % mmv_i8_ksplit(k) == 0 &&
             shared <= be.caps().max_shared_bytes) {
             ks = mmv_i8_ksplit(k);
             sh.slots = subgroups / ks;

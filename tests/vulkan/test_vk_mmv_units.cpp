@@ -414,7 +414,7 @@ TEST_P(vk_mmv, row_pieces) {
 // subgroup (mul_mat_vec.comp SLOTS > 1): an output projection of an odd row count (the last workgroup's slots run
 // past m), a Q/K/V launch whose first matrix is that large (all three take the shape), and a gate/up + SWIGLU of
 // that size; 1 and 3 columns; F16, Q4_0 and Q8_0 (the slots change the row loop, not the decoders; quantizing 16K
-// rows of a k-quant in the test fill takes most of a minute).
+// rows of a k-quant in the test fill takes most of a minute); and two slots per subgroup on the int8 path.
 TEST_P(vk_mmv, many_rows_slot_per_subgroup) {
     std::mt19937_64 rng(test_seed() + 3);
     const int64_t big = 16384 + 37;
@@ -429,6 +429,15 @@ TEST_P(vk_mmv, many_rows_slot_per_subgroup) {
             check_shared_x(rng, ts.t, k, {big, 7, 0}, {0, 16, 0}, 0, n, 0, 0, what);
             check_glu(rng, ts.t, k, big, n, 0, 0, what);
         }
+    }
+    // On the int8 path, launches of at least 400 workgroups at one slot per subgroup take two
+    // (vk_ops.cpp mmv_i8_slots_per_subgroup): 52037 rows make 407 of them even with lavapipe's 64 subgroups of 8
+    // lanes and 2 rows a slot.
+    const int64_t huge = 52000 + 37;
+    for (dtype t : {dtype::Q4_0, dtype::Q8_0}) {
+        const std::string what = std::string(dtype_name(t)) + " k=32 n=1, two slots per subgroup";
+        check_single(rng, t, 32, huge, 1, 2, 0, 0, 0, what);
+        check_glu(rng, t, 32, huge, 1, 0, 0, what);
     }
 }
 
