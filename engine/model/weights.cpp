@@ -142,6 +142,7 @@ std::vector<void*> place_weights(model_weights& w, backend& be) {
             // The unit's tensors not yet placed (views of the same data, like a tied output, share one copy),
             // each at an aligned offset of one allocation.
             std::vector<std::pair<tensor*, size_t>> fresh;
+            std::vector<tensor*> twins;  // the same host data as a fresh tensor of this unit
             size_t bytes = 0;
             for (tensor* t : unit) {
                 if (!t->data) continue;
@@ -150,9 +151,12 @@ std::vector<void*> place_weights(model_weights& w, backend& be) {
                     t->data = it->second;
                     continue;
                 }
-                bool dup = false;  // the same host data twice in one unit
-                for (const auto& f : fresh) dup = dup || f.first->data == t->data;
-                if (dup) continue;
+                bool twin = false;
+                for (const auto& f : fresh) twin = twin || f.first->data == t->data;
+                if (twin) {
+                    twins.push_back(t);
+                    continue;
+                }
                 fresh.emplace_back(t, bytes);
                 bytes += (t->nbytes() + align - 1) / align * align;
             }
@@ -166,8 +170,7 @@ std::vector<void*> place_weights(model_weights& w, backend& be) {
                 moved.emplace(t->data, d + off);
                 t->data = d + off;
             }
-            for (tensor* t : unit)  // a duplicate within the unit
-                if (t->data && moved.count(t->data)) t->data = moved[t->data];
+            for (tensor* t : twins) t->data = moved.at(t->data);
         }
     } catch (...) {
         for (void* p : owned) be.free(p);

@@ -1,7 +1,8 @@
 // place_weights (engine/model/weights.cpp) against a recording device backend: every weight reaches the device
 // with its bytes; a layer's Q/K/V and its gate/up each get one allocation, their tensors in order at 256-byte
 // aligned offsets (a device backend joins their products only when they share a binding window); a tied output
-// shares the embedding's copy; a refused allocation frees everything placed before it and names the tensor.
+// shares the embedding's copy, and so do views of one tensor inside a group; a refused allocation frees everything
+// placed before it and names the tensor.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -135,6 +136,21 @@ TEST(place_weights, groups_share_one_allocation_and_bytes_arrive) {
         }
         EXPECT_TRUE(be.freed.empty());
     }
+}
+
+// Views of one host tensor inside a group (a file whose K is its Q's data) get one device copy between them.
+TEST(place_weights, same_data_twice_in_a_group) {
+    host_model h(1, false);
+    tfu::layer_weights& l = h.w.layers[0];
+    l.wk = l.wq;
+    l.wk.name = "blk.0.attn_k.weight";
+    const host_model ref(1, false);
+    recording_backend be;
+    tfu::place_weights(h.w, be);
+    EXPECT_EQ(l.wk.data, l.wq.data);
+    EXPECT_EQ(be.owner(l.wv.data), be.owner(l.wq.data));
+    EXPECT_EQ(std::memcmp(l.wk.data, ref.w.layers[0].wq.data, l.wq.nbytes()), 0);
+    EXPECT_EQ(std::memcmp(l.wv.data, ref.w.layers[0].wv.data, l.wv.nbytes()), 0);
 }
 
 TEST(place_weights, refused_allocation_frees_the_rest) {
