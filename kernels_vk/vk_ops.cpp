@@ -297,9 +297,14 @@ mmv_shape mmv_shape_for(const vk_backend& be, const mmv_matrix* mats, int n_mat)
 // Whether a launch of `type` weights over k x n takes the int8 path (mul_mat_vec_i8: x quantized in shared memory,
 // 40 bytes per block of 32 per column, packed int8 dot products): the types vk_backend::mmv_i8 allows, up to 4
 // columns, x small enough for shared memory. Its workgroups hold mmv_i8_slots_per_subgroup() slots per subgroup.
+// Shared memory of an int8-path launch over k x n: x quantized (40 bytes per block of 32 per column), the
+// reductions' arrays (2304 bytes), and with KS > 1 the parts' sums (16 floats for each of ks_subgroups).
+uint64_t mmv_i8_shared_bytes(int64_t k, int64_t n, uint32_t ks_subgroups = 0) {
+    return uint64_t(n) * uint64_t(k / 32) * 40 + 2304 + uint64_t(ks_subgroups) * 16 * 4;
+}
 bool mmv_int8(const vk_backend& be, dtype type, int64_t k, int64_t n) {
     if (!be.mmv_i8(type) || k % 32 != 0 || n > 4) return false;
-    return uint64_t(n) * uint64_t(k / 32) * 40 + 2304 <= be.caps().max_shared_bytes;  // + the reductions' arrays
+    return mmv_i8_shared_bytes(k, n) <= be.caps().max_shared_bytes;
 }
 // Slots per subgroup on the int8 path, for a launch that would have `groups` workgroups at one: more rows share
 // one quantization of x, fewer give more workgroups. 2 where that still leaves at least 200 workgroups (the 8B
@@ -380,11 +385,10 @@ void dispatch_mmv(vk_backend& be, dtype type, int64_t k, const tensor& x, const 
             if (!glu || s == 0) groups_at_one += ceil_div(mats[s].m, R * subgroups);
         const uint32_t per_subgroup = mmv_i8_slots_per_subgroup(groups_at_one);
         sh.slots = subgroups * per_subgroup;
-        // KS > 1 adds the parts' sums to the shared memory mmv_int8 counted (16 floats per subgroup)
-        const uint64_t shared = uint64_t(n) * uint64_t(k / 32) * 40 + 2304 + uint64_t(subgroups) * 16 * 4;
-        if (per_subgroup == 1 && subgroups % mmv_i8_ksplit(k) == 0 &&
-            shared <= be.caps().max_shared_bytes) {
-            ks = mmv_i8_ksplit(k);
+        const uint32_t want_ks = mmv_i8_ksplit(k);
+        if (want_ks > 1 && per_subgroup == 1 && subgroups % want_ks == 0 &&
+            mmv_i8_shared_bytes(k, n, subgroups) <= be.caps().max_shared_bytes) {
+            ks = want_ks;
             sh.slots = subgroups / ks;
         }
     }
@@ -460,8 +464,10 @@ struct cm_tile {
     const char* shader;  // without the fragment suffix
     uint64_t rows, cols;
 };
-// Shared memory of mul_mat_cm.comp: 2 buffers x (rows + columns) x 40 halves (the results leave through them).
-uint64_t cm_shared_bytes(const cm_tile& t) { return 2 * (t.rows + t.cols) * 40 * 2; }
+// Shared memory of mul_mat_cm.comp: buffers x (rows + columns) x (TK + 8) halves (the results leave through them).
+uint64_t cm_shared_bytes(uint64_t rows, uint64_t cols, uint64_t tk = 32, uint64_t buffers = 2) {
+    return buffers * (rows + cols) * (tk + 8) * 2;
+}
 
 // Whether the coopmat shader takes this product, and which tile (false: the f32 shader, choose_mm_tile).
 bool choose_cm_tile(const device_caps& caps, dtype type, uint64_t m, uint64_t n, std::string* shader, uint64_t* rows,
@@ -475,14 +481,14 @@ bool choose_cm_tile(const device_caps& caps, dtype type, uint64_t m, uint64_t n,
         for (size_t i = 0; i < 3; ++i)
             if (std::strcmp(env, names[i]) == 0) pick = &tiles[i];
         if (!pick) return false;  // an f32 tile forced
-        if (!caps.coopmat_emulated && cm_shared_bytes(*pick) > caps.max_shared_bytes) pick = nullptr;
+        if (!caps.coopmat_emulated && cm_shared_bytes(pick->rows, pick->cols) > caps.max_shared_bytes) pick = nullptr;
     }
     if (!pick) {
         if (n < k_cm_min_cols || type == dtype::F32) return false;
         pick = &tiles[0];
         for (size_t i : {2, 1})
             if (ceil_div(m, tiles[i].rows) * ceil_div(n, tiles[i].cols) >= 256 &&
-                cm_shared_bytes(tiles[i]) <= caps.max_shared_bytes) {
+                cm_shared_bytes(tiles[i].rows, tiles[i].cols) <= caps.max_shared_bytes) {
                 pick = &tiles[i];
                 break;
             }
@@ -507,7 +513,7 @@ std::string cm_k64(const device_caps& caps, const std::string& shader, uint64_t 
     const bool off = env && std::strcmp(env, "0") == 0, all = env && std::strcmp(env, "all") == 0;
     if (off || k % 64 != 0 || caps.coopmat_n != 16 || (rows == 128 && cols == 128 && !all)) return shader;
     const uint64_t buffers = caps.coopmat_emulated || cols == 128 ? 1 : 2;
-    if (!caps.coopmat_emulated && buffers * (rows + cols) * 72 * 2 > caps.max_shared_bytes) return shader;
+    if (!caps.coopmat_emulated && cm_shared_bytes(rows, cols, 64, buffers) > caps.max_shared_bytes) return shader;
     return shader + "_k64";
 }
 
